@@ -1,0 +1,1 @@
+"""diffaug: dataset augmentation with diffusion models, as a DVC experiment pipeline."""

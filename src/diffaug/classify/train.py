@@ -1,0 +1,99 @@
+"""The training loop: SGD, optional cosine schedule, best-validation model kept as a real copy."""
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass, field
+from typing import Callable, Optional
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from diffaug.classify.data import Augment, normalize
+from diffaug.classify.model import set_train_mode
+from diffaug.config import Train
+from diffaug.device import autocast_dtype
+
+
+@dataclass
+class Result:
+    state_dict: dict
+    best_epoch: int  # 1-based; the last epoch when there is no validation set
+    best_val_accuracy: Optional[float]
+    history: list[dict] = field(default_factory=list)
+
+
+def seed_everything(seed: int) -> torch.Generator:
+    torch.manual_seed(seed)
+    return torch.Generator().manual_seed(seed)
+
+
+@torch.no_grad()
+def predict(model: nn.Module, images: torch.Tensor, device: torch.device, batch_size: int) -> torch.Tensor:
+    """Logits for uint8 images, in batches, on `device`; returned on the CPU as float32."""
+    model.eval()
+    out = []
+    amp = autocast_dtype(device)
+    for start in range(0, len(images), batch_size):
+        x = normalize(images[start:start + batch_size].to(device, non_blocking=True))
+        if device.type == "cuda":
+            x = x.contiguous(memory_format=torch.channels_last)
+        with torch.autocast(device.type, dtype=amp) if amp else contextlib.nullcontext():
+            out.append(model(x).float().cpu())
+    return torch.cat(out) if out else torch.zeros(0)
+
+
+def fit(model: nn.Module, train: tuple[torch.Tensor, torch.Tensor], val: tuple[torch.Tensor, torch.Tensor],
+        cfg: Train, device: torch.device, log: Callable[[dict], None] = lambda m: None) -> Result:
+    generator = seed_everything(cfg.seed)
+    model.to(device)
+    if device.type == "cuda":
+        model.to(memory_format=torch.channels_last)
+        torch.backends.cudnn.benchmark = True
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+    scheduler = (torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=cfg.epochs)
+                 if cfg.lr_schedule == "cosine" else None)
+    amp = autocast_dtype(device)
+    scaler = torch.amp.GradScaler("cuda", enabled=amp == torch.float16)
+    augment = Augment(cfg.augment, cfg.hflip, generator)
+    x_train, y_train = train
+    best, history = None, []
+    for epoch in range(1, cfg.epochs + 1):
+        set_train_mode(model, cfg.regime)
+        order = torch.randperm(len(x_train), generator=generator)
+        seen, loss_sum, correct = 0, 0.0, 0
+        for start in range(0, len(order), cfg.batch_size):
+            idx = order[start:start + cfg.batch_size]
+            if len(idx) < 2 and seen:  # a batch of one breaks batch-norm statistics
+                continue
+            x = normalize(augment(x_train[idx]).to(device, non_blocking=True))
+            y = y_train[idx].to(device, non_blocking=True)
+            if device.type == "cuda":
+                x = x.contiguous(memory_format=torch.channels_last)
+            with torch.autocast(device.type, dtype=amp) if amp else contextlib.nullcontext():
+                logits = model(x)
+                loss = F.cross_entropy(logits, y)
+            optimizer.zero_grad(set_to_none=True)
+            scaler.scale(loss).backward()
+            scaler.step(optimizer)
+            scaler.update()
+            seen += len(idx)
+            loss_sum += loss.item() * len(idx)
+            correct += (logits.argmax(1) == y).sum().item()
+        if scheduler:
+            scheduler.step()
+        metrics = {"epoch": epoch, "train_loss": loss_sum / max(seen, 1), "train_accuracy": correct / max(seen, 1)}
+        if len(val[0]):
+            logits = predict(model, val[0], device, cfg.batch_size)
+            metrics["val_loss"] = F.cross_entropy(logits, val[1]).item()
+            metrics["val_accuracy"] = (logits.argmax(1) == val[1]).float().mean().item()
+        history.append(metrics)
+        log(metrics)
+        # Best validation accuracy, ties to the lower validation loss; without validation, the last.
+        key = (metrics.get("val_accuracy", 0.0), -metrics.get("val_loss", -epoch))
+        if best is None or key > best[0]:
+            state = {k: v.detach().to("cpu", copy=True).contiguous() for k, v in model.state_dict().items()}
+            best = (key, epoch, state, metrics.get("val_accuracy"))
+    _, best_epoch, state, best_val = best
+    return Result(state, best_epoch, best_val, history)

@@ -1,0 +1,236 @@
+"""Typed, validated parameters: one dataclass per `params.yaml` section.
+
+Every stage calls `load_params()` first, so a bad value stops the run in a second, with one
+sentence naming the key, the value and what is allowed, before any output is touched.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional
+
+import yaml
+
+from diffaug.errors import DiffaugError
+
+DIGIT_WORDS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
+SYNTHETIC_SOURCES = ("vanilla", "dreambooth", "textual_inversion")
+# The stage that writes each synthetic source, for the "source is missing" error.
+SOURCE_STAGE = {
+    "vanilla": "generate_vanilla",
+    "dreambooth": "generate_finetuned@dreambooth",
+    "textual_inversion": "generate_finetuned@textual_inversion",
+}
+
+
+class ParamsError(DiffaugError):
+    """A value in params.yaml that is not allowed."""
+
+
+@dataclass(frozen=True)
+class Scrape:
+    source: str = "digits"  # digits | folder | urls
+    path: Optional[str] = None  # folder: class sub-folders; urls: CSV of url,label rows
+    digits_size: int = 32  # digits: the 8x8 scans are upscaled to this side
+    max_side: int = 0  # downscale larger images to this longest side; 0 keeps them
+    workers: int = 8
+    timeout: float = 10.0  # seconds per request, connect and whole body
+    retries: int = 3
+    max_bytes: int = 20_000_000
+
+
+@dataclass(frozen=True)
+class Split:
+    original_per_class: Optional[int] = 120  # None: everything left after the test split
+    test_per_class: int = 50
+    dedupe_distance: int = 2  # pHash Hamming distance that counts as a near-duplicate
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class Mix:
+    source: str = "none"  # none | vanilla | dreambooth | textual_inversion
+    p: float = 0.0
+    n_per_class: Optional[int] = None  # None: all real training images of the class
+    mode: str = "replace"  # replace: p*n synthetic + (1-p)*n real; add: n real + p*n synthetic
+    val_fraction: float = 0.15
+    val_from: str = "original"  # original: real images only; mixed: the paper's behaviour
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class Train:
+    regime: str = "scratch"  # scratch | finetune | frozen
+    epochs: int = 15
+    batch_size: int = 128
+    lr: float = 0.05
+    momentum: float = 0.9
+    weight_decay: float = 5.0e-4
+    lr_schedule: str = "cosine"  # constant | cosine
+    image_size: int = 32
+    small_stem: str = "auto"  # auto (<= 64 px) | true | false: 3x3 stem, no max-pool
+    augment: str = "standard"  # none | standard | randaugment
+    hflip: bool = False  # horizontal flips (off for digits and text)
+    device: str = "auto"  # auto | cpu | cuda | cuda:N | mps
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class Evaluate:
+    batch_size: int = 256
+
+
+@dataclass(frozen=True)
+class Params:
+    classes: tuple[str, ...] = DIGIT_WORDS
+    scrape: Scrape = field(default_factory=Scrape)
+    split: Split = field(default_factory=Split)
+    mix: Mix = field(default_factory=Mix)
+    train: Train = field(default_factory=Train)
+    evaluate: Evaluate = field(default_factory=Evaluate)
+
+
+def _fail(key: str, value: Any, allowed: str) -> None:
+    raise ParamsError(f"params.yaml: {key} = {value!r} is not allowed; {allowed}.")
+
+
+def _coerce(key: str, value: Any, default: Any, annotation: str) -> Any:
+    """Check a value's type against its field; ints are accepted where floats are expected."""
+    optional = annotation.startswith("Optional")
+    if value is None:
+        if optional:
+            return None
+        _fail(key, value, "it needs a value")
+    base = type(default) if default is not None else int
+    if base is bool:
+        if not isinstance(value, bool):
+            _fail(key, value, "use true or false")
+        return value
+    if base is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            _fail(key, value, "use a number (write 1.0e-4, not 1e-4, which YAML reads as text)")
+        return float(value)
+    if base is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            _fail(key, value, "use a whole number")
+        return value
+    if isinstance(value, bool):  # `small_stem: true` is written as YAML's boolean
+        return str(value).lower()
+    if not isinstance(value, str):
+        _fail(key, value, "use text")
+    return value
+
+
+def _section(cls: type, name: str, raw: Any) -> Any:
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        _fail(name, raw, "it must be a mapping of keys to values")
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(raw) - set(fields))
+    if unknown:
+        _fail(f"{name}.{unknown[0]}", raw[unknown[0]], f"known keys are {', '.join(fields)}")
+    values = {}
+    for fname, f in fields.items():
+        default = f.default
+        values[fname] = _coerce(f"{name}.{fname}", raw.get(fname, default), default, str(f.type))
+    return cls(**values)
+
+
+def _one_of(key: str, value: Any, allowed: tuple) -> None:
+    if value not in allowed:
+        _fail(key, value, "allowed: " + ", ".join(str(a) for a in allowed))
+
+
+def _at_least(key: str, value: Optional[float], low: float, strict: bool = False) -> None:
+    if value is not None and (value <= low if strict else value < low):
+        _fail(key, value, f"it must be {'greater than' if strict else 'at least'} {low:g}")
+
+
+def validate(params: Params) -> Params:
+    """Check the relations between values that types alone cannot express."""
+    classes = params.classes
+    if not classes:
+        _fail("classes", list(classes), "list at least one class name")
+    if len(set(classes)) != len(classes):
+        _fail("classes", list(classes), "class names must be unique")
+    for c in classes:
+        if not c or "/" in c or "\\" in c or c.startswith("."):
+            _fail("classes", c, "a class name must be a plain folder name")
+
+    s = params.scrape
+    _one_of("scrape.source", s.source, ("digits", "folder", "urls"))
+    if s.source == "digits":
+        for c in classes:
+            _one_of("classes", c, DIGIT_WORDS)
+    elif not s.path:
+        _fail("scrape.path", s.path, f"scrape.source={s.source} needs a path to read from")
+    _at_least("scrape.digits_size", s.digits_size, 8)
+    _at_least("scrape.max_side", s.max_side, 0)
+    _at_least("scrape.workers", s.workers, 1)
+    _at_least("scrape.timeout", s.timeout, 0, strict=True)
+    _at_least("scrape.retries", s.retries, 0)
+    _at_least("scrape.max_bytes", s.max_bytes, 1)
+
+    sp = params.split
+    _at_least("split.original_per_class", sp.original_per_class, 1)
+    _at_least("split.test_per_class", sp.test_per_class, 1)
+    if not 0 <= sp.dedupe_distance <= 64:
+        _fail("split.dedupe_distance", sp.dedupe_distance, "use 0 to 64 bits (0 = exact pHash match)")
+
+    m = params.mix
+    _one_of("mix.source", m.source, ("none",) + SYNTHETIC_SOURCES)
+    if not 0.0 <= m.p <= 1.0:
+        _fail("mix.p", m.p, "use a proportion between 0.0 and 1.0")
+    _at_least("mix.n_per_class", m.n_per_class, 1)
+    _one_of("mix.mode", m.mode, ("replace", "add"))
+    if not 0.0 <= m.val_fraction < 1.0:
+        _fail("mix.val_fraction", m.val_fraction, "use a fraction from 0.0 up to (not including) 1.0")
+    _one_of("mix.val_from", m.val_from, ("original", "mixed"))
+
+    t = params.train
+    _one_of("train.regime", t.regime, ("scratch", "finetune", "frozen"))
+    _at_least("train.epochs", t.epochs, 1)
+    _at_least("train.batch_size", t.batch_size, 1)
+    _at_least("train.lr", t.lr, 0, strict=True)
+    _at_least("train.momentum", t.momentum, 0)
+    _at_least("train.weight_decay", t.weight_decay, 0)
+    _one_of("train.lr_schedule", t.lr_schedule, ("constant", "cosine"))
+    _at_least("train.image_size", t.image_size, 8)
+    _one_of("train.small_stem", t.small_stem, ("auto", "true", "false"))
+    _one_of("train.augment", t.augment, ("none", "standard", "randaugment"))
+    if not (t.device in ("auto", "cpu", "cuda", "mps") or t.device.startswith("cuda:")):
+        _fail("train.device", t.device, "allowed: auto, cpu, cuda, cuda:N, mps")
+
+    _at_least("evaluate.batch_size", params.evaluate.batch_size, 1)
+    return params
+
+
+def load_params(path: str | Path = "params.yaml") -> Params:
+    path = Path(path)
+    if not path.exists():
+        raise ParamsError(f"{path} is missing; run the stage from the repository root.")
+    try:
+        raw = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as e:
+        raise ParamsError(f"{path} is not valid YAML ({e}).") from None
+    if not isinstance(raw, dict):
+        raise ParamsError(f"{path} must be a mapping of sections.")
+    sections = {f.name: f for f in dataclasses.fields(Params)}
+    unknown = sorted(set(raw) - set(sections))
+    if unknown:
+        _fail(unknown[0], raw[unknown[0]], f"known sections are {', '.join(sections)}")
+    classes = raw.get("classes", list(DIGIT_WORDS))
+    if not isinstance(classes, list) or not all(isinstance(c, str) for c in classes):
+        _fail("classes", classes, "use a list of class names")
+    params = Params(
+        classes=tuple(classes),
+        scrape=_section(Scrape, "scrape", raw.get("scrape")),
+        split=_section(Split, "split", raw.get("split")),
+        mix=_section(Mix, "mix", raw.get("mix")),
+        train=_section(Train, "train", raw.get("train")),
+        evaluate=_section(Evaluate, "evaluate", raw.get("evaluate")),
+    )
+    return validate(params)

@@ -1,0 +1,71 @@
+"""Mixing: d_total = p * d_synthetic + (1 - p) * d_original, per class, without replacement.
+
+For a fixed per-class total n, exactly round(p*n) synthetic and n - round(p*n) real images
+(rounding half up). `source: none` keeps only the real part: the paper's "only original" baseline.
+`mode: add` keeps all n real images and puts round(p*n) synthetic ones on top.
+Validation images come from the real images only (`val_from: original`), so model selection is
+judged on real data; `val_from: mixed` reproduces the paper's code, which split the mixed set.
+"""
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+from diffaug.config import SOURCE_STAGE, Mix
+from diffaug.data.split import class_rng
+from diffaug.errors import DiffaugError
+from diffaug.io import list_images
+
+MANIFEST_COLUMNS = ["class", "file", "origin", "sha256"]
+
+
+def round_half_up(x: float) -> int:
+    return int(math.floor(x + 0.5))
+
+
+def synthetic_files(root: Path, source: str, classes: list[str]) -> dict[str, list[str]]:
+    """`data/synthetic/<source>/<class>/*`: whatever images are there, however they were made."""
+    folder = root / source
+    if not folder.is_dir():
+        raise DiffaugError(
+            f"mix.source={source} but {folder} does not exist; produce it with `dvc repro "
+            f"{SOURCE_STAGE[source]}`, or put images in {folder}/<class>/."
+        )
+    return {c: [str(p) for p in list_images(folder / c)] if (folder / c).is_dir() else [] for c in classes}
+
+
+def _take(rng, files: list[str], k: int) -> list[str]:
+    return [files[i] for i in rng.permutation(len(files))[:k]]
+
+
+def mix_class(name: str, real: list[str], synthetic: list[str], params: Mix) -> tuple[list, list]:
+    """Return ([(file, origin)] for training, [(file, origin)] for validation) for one class."""
+    rng = class_rng(params.seed, name)
+    real = _take(rng, sorted(real), len(real))  # a seeded shuffle
+    val = []
+    if params.val_from == "original":
+        n_val = round_half_up(params.val_fraction * len(real))
+        val, real = [(f, "original") for f in real[:n_val]], real[n_val:]
+    n = params.n_per_class or len(real)
+    n_syn = round_half_up(params.p * n)
+    n_real = n if params.mode == "add" else n - n_syn
+    if n_real > len(real):
+        raise DiffaugError(
+            f"class '{name}' has {len(real)} real training images but the mix needs {n_real} "
+            f"(mix.n_per_class={n}, p={params.p}); lower mix.n_per_class or raise split.original_per_class."
+        )
+    if params.source == "none":
+        n_syn = 0
+    elif n_syn > len(synthetic):
+        raise DiffaugError(
+            f"class '{name}' has {len(synthetic)} {params.source} images but the mix needs {n_syn} "
+            f"(mix.p={params.p}, n={n}); generate more or lower mix.p or mix.n_per_class."
+        )
+    train = [(f, "original") for f in real[:n_real]] + [(f, "synthetic") for f in _take(rng, sorted(synthetic), n_syn)]
+    if params.val_from == "mixed":
+        train = [train[i] for i in rng.permutation(len(train))]
+        n_val = round_half_up(params.val_fraction * len(train))
+        val, train = train[:n_val], train[n_val:]
+    if not train:
+        raise DiffaugError(f"class '{name}' has no training images after mixing; check mix.* and split.*.")
+    return sorted(train), sorted(val)

@@ -1,0 +1,150 @@
+"""Collecting `d_raw`: the three sources and the shared validate / dedupe / write step.
+
+Every source yields `Candidate`s (a label, where it came from, and its bytes or pixels); `collect`
+turns them into `<out>/<class>/<sha256[:16]>.png` files and a provenance manifest.
+"""
+from __future__ import annotations
+
+import csv
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable, Iterator, Optional
+
+import numpy as np
+from PIL import Image
+
+from diffaug.config import DIGIT_WORDS, Scrape
+from diffaug.data.download import fetch_all
+from diffaug.data.images import NotAnImage, decode_image, png_bytes
+from diffaug.errors import DiffaugError
+from diffaug.io import cache_dir, sha256_bytes, write_csv
+
+MANIFEST_COLUMNS = ["class", "file", "source", "sha256", "width", "height"]
+
+
+@dataclass
+class Candidate:
+    label: str
+    source: str  # URL, path, or dataset reference: provenance for the manifest
+    data: Optional[bytes] = None  # encoded bytes to validate, or
+    image: Optional[Image.Image] = None  # pixels from a trusted in-memory dataset
+    error: Optional[str] = None  # why it could not be obtained
+
+
+def digits(classes: tuple[str, ...], size: int) -> Iterator[Candidate]:
+    """scikit-learn's handwritten digits (1,797 8x8 scans), dark ink on white, upscaled."""
+    from sklearn.datasets import load_digits
+
+    data = load_digits()
+    wanted = {DIGIT_WORDS.index(c): c for c in classes}
+    for i, (pixels, target) in enumerate(zip(data.images, data.target)):
+        if int(target) not in wanted:
+            continue
+        ink = np.clip(pixels / 16.0, 0.0, 1.0)
+        gray = Image.fromarray(np.round(255 * (1.0 - ink)).astype(np.uint8), mode="L")
+        image = gray.resize((size, size), Image.Resampling.BICUBIC).convert("RGB")
+        yield Candidate(wanted[int(target)], f"sklearn:load_digits/{i}", image=image)
+
+
+def folder(root: str | Path, classes: tuple[str, ...]) -> Iterator[Candidate]:
+    """A dataset laid out as `<root>/<class>/...` (files at any depth below the class folder)."""
+    root = Path(root)
+    if not root.is_dir():
+        raise DiffaugError(f"scrape.path {root} is not a folder; point it at a folder of class sub-folders.")
+    missing = [c for c in classes if not (root / c).is_dir()]
+    if missing:
+        raise DiffaugError(
+            f"class '{missing[0]}' has no folder {root / missing[0]}; create it or remove the class from `classes`."
+        )
+    for c in classes:
+        for path in sorted(p for p in (root / c).rglob("*") if p.is_file() and not p.name.startswith(".")):
+            yield Candidate(c, str(path), data=path.read_bytes())
+
+
+def read_url_list(path: str | Path) -> list[tuple[str, str]]:
+    """Rows of `url,label` (a header row is optional)."""
+    path = Path(path)
+    if not path.is_file():
+        raise DiffaugError(f"scrape.path {path} does not exist; give a CSV file of url,label rows.")
+    rows = []
+    with open(path, newline="") as f:
+        for n, row in enumerate(csv.reader(f), start=1):
+            if not row or not "".join(row).strip() or row[0].startswith("#"):
+                continue
+            if n == 1 and [c.strip().lower() for c in row[:2]] == ["url", "label"]:
+                continue
+            if len(row) < 2:
+                raise DiffaugError(f"{path} line {n} has no label; each row must be url,label.")
+            rows.append((row[0].strip(), row[1].strip()))
+    return rows
+
+
+def urls(csv_path: str | Path, params: Scrape) -> Iterator[Candidate]:
+    """Download every row (in parallel, resumable through a cache outside the DVC output)."""
+    rows = read_url_list(csv_path)
+    unique = list(dict.fromkeys(url for url, _ in rows))
+    fetched = fetch_all(unique, cache_dir("downloads"), params.timeout, params.max_bytes, params.retries,
+                        params.workers)
+    by_url = {f.url: f for f in fetched}
+    for url, label in rows:
+        f = by_url[url]
+        yield Candidate(label, url, data=f.data, error=f.error)
+
+
+def collect(candidates: Iterable[Candidate], classes: tuple[str, ...], out: Path, max_side: int,
+            source_name: str) -> tuple[list[dict], dict]:
+    """Validate, normalise to RGB PNG, dedupe by content hash, write; return manifest and report."""
+    rows, seen, skipped = [], set(), Counter()
+    per_class = Counter({c: 0 for c in classes})
+    examples: dict[str, str] = {}
+    for cand in candidates:
+        if cand.label not in per_class:
+            skipped["label_not_in_classes"] += 1
+            continue
+        if cand.error:
+            skipped["download_failed"] += 1
+            examples.setdefault("download_failed", f"{cand.source}: {cand.error}")
+            continue
+        try:
+            image = cand.image if cand.image is not None else decode_image(cand.data, max_side)
+        except NotAnImage as e:
+            skipped["not_an_image"] += 1
+            examples.setdefault("not_an_image", f"{cand.source}: {e}")
+            continue
+        data = png_bytes(image)
+        digest = sha256_bytes(data)
+        if digest in seen:
+            skipped["duplicate"] += 1
+            continue
+        seen.add(digest)
+        rel = f"{cand.label}/{digest[:16]}.png"
+        (out / cand.label).mkdir(parents=True, exist_ok=True)
+        (out / rel).write_bytes(data)
+        per_class[cand.label] += 1
+        rows.append({"class": cand.label, "file": rel, "source": cand.source, "sha256": digest,
+                     "width": image.width, "height": image.height})
+    empty = [c for c in classes if per_class[c] == 0]
+    if empty:
+        why = "; ".join(f"{k}: {v}" for k, v in sorted(examples.items())) or "no candidates"
+        raise DiffaugError(
+            f"class '{empty[0]}' has no usable images from scrape.source={source_name} ({why}); "
+            "add images for it or remove it from `classes`."
+        )
+    rows.sort(key=lambda r: (classes.index(r["class"]), r["file"]))
+    report = {"images": len(rows), "per_class": dict(per_class), "skipped": dict(skipped),
+              "skipped_examples": examples}
+    return rows, report
+
+
+def scrape(params: Scrape, classes: tuple[str, ...], out: Path) -> dict:
+    """Fill `out` (an empty folder) with `d_raw`; return the report."""
+    if params.source == "digits":
+        candidates = digits(classes, params.digits_size)
+    elif params.source == "folder":
+        candidates = folder(params.path, classes)
+    else:
+        candidates = urls(params.path, params)
+    rows, report = collect(candidates, classes, out, params.max_side, params.source)
+    write_csv(out / "manifest.csv", rows, MANIFEST_COLUMNS)
+    return report

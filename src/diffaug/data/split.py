@@ -1,0 +1,66 @@
+"""Splitting `d_raw` into `d_original` (training pool) and a held-out test set, per class.
+
+The test images are drawn first; `d_original` is then filled from the rest, skipping any image
+whose perceptual hash is within `dedupe_distance` bits of a test image (of any class): web-scraped
+data is full of re-uploads and crops, and one of them on both sides inflates test accuracy.
+"""
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from diffaug.config import Split
+from diffaug.data.images import hamming_matrix, phash
+from diffaug.errors import DiffaugError
+
+
+def class_rng(seed: int, name: str) -> np.random.Generator:
+    """A generator per (seed, class name): adding or reordering classes leaves the others alone."""
+    return np.random.default_rng([seed, int(hashlib.sha256(name.encode()).hexdigest()[:8], 16)])
+
+
+def split(raw: Path, rows: list[dict], classes: tuple[str, ...], params: Split) -> tuple[dict, dict, dict]:
+    """Return ({class: [file]} for d_original, the same for test, a report)."""
+    by_class = {c: sorted(r["file"] for r in rows if r["class"] == c) for c in classes}
+    for c, files in by_class.items():
+        if len(files) <= params.test_per_class:
+            raise DiffaugError(
+                f"class '{c}' has {len(files)} images, not enough for split.test_per_class="
+                f"{params.test_per_class} plus training images; lower it or add images."
+            )
+    order = {c: [files[i] for i in class_rng(params.seed, c).permutation(len(files))]
+             for c, files in by_class.items()}
+    test = {c: sorted(order[c][: params.test_per_class]) for c in classes}
+    pool = {c: order[c][params.test_per_class:] for c in classes}
+
+    def hashes(files: list[str]) -> np.ndarray:
+        out = np.zeros(len(files), dtype=np.uint64)
+        for i, f in enumerate(files):
+            with Image.open(raw / f) as im:
+                out[i] = phash(im)
+        return out
+
+    test_hashes = hashes([f for c in classes for f in test[c]])
+    original, removed = {}, {}
+    for c in classes:
+        near = hamming_matrix(hashes(pool[c]), test_hashes).min(axis=1) <= params.dedupe_distance
+        clean = [f for f, dup in zip(pool[c], near) if not dup]
+        removed[c] = int(near.sum())
+        want = params.original_per_class or len(clean)
+        if len(clean) < want:
+            raise DiffaugError(
+                f"class '{c}' has only {len(clean)} images left for d_original after the test split and "
+                f"removing {removed[c]} near-duplicates of test images (split.original_per_class={want}); "
+                "lower split.original_per_class or add images."
+            )
+        original[c] = sorted(clean[:want])
+    report = {
+        "original_per_class": {c: len(original[c]) for c in classes},
+        "test_per_class": {c: len(test[c]) for c in classes},
+        "near_duplicates_removed": sum(removed.values()),
+        "near_duplicates_removed_per_class": removed,
+    }
+    return original, test, report

@@ -1,0 +1,108 @@
+"""Small file helpers shared by the stages: atomic outputs, manifests, JSON, image listing.
+
+Outputs are built in a hidden sibling folder and renamed into place only when complete, so a
+failed or interrupted stage never leaves a half-written output for DVC or the next stage to read.
+"""
+from __future__ import annotations
+
+import contextlib
+import csv
+import hashlib
+import json
+import os
+import shutil
+import threading
+from pathlib import Path
+from typing import Iterable, Iterator
+
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
+
+
+@contextlib.contextmanager
+def atomic_dir(final: str | Path) -> Iterator[Path]:
+    """Yield an empty temporary folder that replaces `final` only if the block succeeds."""
+    final = Path(final)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    tmp = final.parent / f".{final.name}.tmp-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir()
+    try:
+        yield tmp
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    if final.is_dir() and not final.is_symlink():
+        shutil.rmtree(final)
+    elif final.exists() or final.is_symlink():
+        final.unlink()
+    tmp.rename(final)
+
+
+def atomic_write_bytes(path: str | Path, data: bytes) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.parent / f".{path.name}.tmp-{os.getpid()}-{threading.get_ident()}"
+    tmp.write_bytes(data)
+    tmp.replace(path)
+
+
+def write_json(path: str | Path, obj) -> None:
+    """Stable JSON (sorted keys, fixed indent) so identical results give identical bytes."""
+    atomic_write_bytes(path, (json.dumps(obj, indent=2, sort_keys=True) + "\n").encode())
+
+
+def read_json(path: str | Path):
+    return json.loads(Path(path).read_text())
+
+
+def write_csv(path: str | Path, rows: Iterable[dict], columns: list[str]) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.parent / f".{path.name}.tmp-{os.getpid()}"
+    with open(tmp, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=columns, lineterminator="\n")
+        writer.writeheader()
+        for row in rows:
+            writer.writerow({c: row[c] for c in columns})
+    tmp.replace(path)
+
+
+def read_csv(path: str | Path) -> list[dict]:
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def sha256_bytes(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def sha256_file(path: str | Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def list_images(folder: str | Path) -> list[Path]:
+    """Image files below `folder`, sorted, hidden files skipped."""
+    folder = Path(folder)
+    return sorted(
+        p
+        for p in folder.rglob("*")
+        if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith(".")
+    )
+
+
+def cache_dir(*parts: str) -> Path:
+    """A folder outside the DVC outputs for work worth keeping across runs (downloads, images).
+
+    It lives in the user's cache, not the workspace, so queued experiments (`dvc exp run --queue`
+    runs in a temporary copy of the repo) share it. Entries are keyed by content, so sharing is safe.
+    """
+    root = os.environ.get("DIFFAUG_CACHE") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "diffaug"
+    )
+    path = Path(root, *parts)
+    path.mkdir(parents=True, exist_ok=True)
+    return path

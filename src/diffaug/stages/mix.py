@@ -1,0 +1,48 @@
+"""Stage `mix`: data/original + data/synthetic/<mix.source> -> data/mixed (manifests, not copies)."""
+from pathlib import Path
+
+from diffaug.config import load_params
+from diffaug.data.mix import MANIFEST_COLUMNS, mix_class, synthetic_files
+from diffaug.io import atomic_dir, read_csv, read_json, sha256_file, write_csv, write_json
+from diffaug.stages import run
+
+ORIGINAL, SYNTHETIC, MIXED = Path("data/original"), Path("data/synthetic"), Path("data/mixed")
+
+
+def main() -> None:
+    params = load_params().mix
+    classes = read_json(ORIGINAL / "classes.json")
+    original = read_csv(ORIGINAL / "manifest.csv")
+    real_hash = {str(ORIGINAL / r["file"]): r["sha256"] for r in original}
+    real = {c: [str(ORIGINAL / r["file"]) for r in original if r["class"] == c] for c in classes}
+    synthetic = synthetic_files(SYNTHETIC, params.source, classes) if params.source != "none" else {}
+
+    # The manifests carry each file's hash, so `train` reruns if any image it uses changes.
+    def rows(pairs, c):
+        return [{"class": c, "file": f, "origin": o, "sha256": real_hash.get(f) or sha256_file(f)} for f, o in pairs]
+
+    train, val, counts = [], [], {}
+    for c in classes:
+        t, v = mix_class(c, real[c], synthetic.get(c, []), params)
+        train += rows(t, c)
+        val += rows(v, c)
+        counts[c] = {"original": sum(o == "original" for _, o in t), "synthetic": sum(o == "synthetic" for _, o in t),
+                     "val": len(v)}
+    with atomic_dir(MIXED) as out:
+        write_csv(out / "train.csv", train, MANIFEST_COLUMNS)
+        write_csv(out / "val.csv", val, MANIFEST_COLUMNS)
+        write_json(out / "classes.json", classes)
+    report = {
+        "train_images": len(train),
+        "synthetic_images": sum(r["origin"] == "synthetic" for r in train),
+        "val_images": len(val),
+        "val_synthetic_images": sum(r["origin"] == "synthetic" for r in val),
+        "per_class": counts,
+    }
+    write_json("metrics/mix.json", report)
+    print(f"mix: {report['train_images']} training images ({report['synthetic_images']} synthetic), "
+          f"{report['val_images']} validation")
+
+
+if __name__ == "__main__":
+    run(main)

@@ -1,0 +1,22 @@
+"""Stage `scrape`: collect `d_raw` into data/raw/<class>/ with a provenance manifest."""
+from pathlib import Path
+
+from diffaug.config import load_params
+from diffaug.data.scrape import scrape
+from diffaug.io import atomic_dir, write_json
+from diffaug.stages import run
+
+RAW = Path("data/raw")
+
+
+def main() -> None:
+    params = load_params()
+    with atomic_dir(RAW) as out:
+        report = scrape(params.scrape, params.classes, out)
+        write_json(out / "classes.json", list(params.classes))
+    write_json("metrics/scrape.json", report)
+    print(f"scrape: {report['images']} images, skipped {report['skipped'] or 'none'}")
+
+
+if __name__ == "__main__":
+    run(main)

@@ -1,0 +1,39 @@
+"""Stage `split`: data/raw -> data/original (d_original) and data/test, decontaminated."""
+import shutil
+from pathlib import Path
+
+from diffaug.config import load_params
+from diffaug.data.split import split
+from diffaug.io import atomic_dir, read_csv, read_json, sha256_file, write_csv, write_json
+from diffaug.stages import run
+
+RAW, ORIGINAL, TEST = Path("data/raw"), Path("data/original"), Path("data/test")
+
+
+def write_split(final: Path, files: dict[str, list[str]], classes: list[str]) -> None:
+    """Copy the chosen files; the manifest records each file's hash for the stages downstream."""
+    with atomic_dir(final) as out:
+        rows = []
+        for c in classes:
+            (out / c).mkdir()
+            for f in files[c]:
+                shutil.copyfile(RAW / f, out / f)
+                rows.append({"class": c, "file": f, "sha256": sha256_file(out / f)})
+        write_csv(out / "manifest.csv", rows, ["class", "file", "sha256"])
+        write_json(out / "classes.json", classes)
+
+
+def main() -> None:
+    params = load_params()
+    classes = read_json(RAW / "classes.json")
+    original, test, report = split(RAW, read_csv(RAW / "manifest.csv"), tuple(classes), params.split)
+    write_split(TEST, test, classes)
+    write_split(ORIGINAL, original, classes)
+    write_json("metrics/split.json", report)
+    print(f"split: {sum(report['original_per_class'].values())} original, "
+          f"{sum(report['test_per_class'].values())} test, "
+          f"{report['near_duplicates_removed']} near-duplicates of test images kept out of d_original")
+
+
+if __name__ == "__main__":
+    run(main)
