@@ -28,8 +28,10 @@ def load_image(data: bytes, size: int) -> np.ndarray:
         return np.asarray(im.crop((left, top, left + size, top + size)), dtype=np.uint8)
 
 
-def load_manifest_images(rows: list[dict], classes: list[str], size: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Decode every file of a manifest once: (N,3,S,S) uint8 images and (N,) int64 labels.
+def load_manifest_images(rows: list[dict], classes: list[str], size: int, root: Path = Path(".")
+                         ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Decode every file of a manifest once (paths relative to `root`): (N,3,S,S) uint8 images
+    and (N,) int64 labels.
 
     Each file is checked against the hash its manifest recorded, so a model is never trained or
     scored on images that changed after the stage that listed them ran.
@@ -37,7 +39,7 @@ def load_manifest_images(rows: list[dict], classes: list[str], size: int) -> tup
     index = {c: i for i, c in enumerate(classes)}
     images = np.zeros((len(rows), size, size, 3), dtype=np.uint8)
     for i, row in enumerate(rows):
-        path = Path(row["file"])
+        path = root / row["file"]
         if not path.is_file():
             raise DiffaugError(f"{path} is listed in a manifest but missing; run `dvc repro` to rebuild the data.")
         data = path.read_bytes()

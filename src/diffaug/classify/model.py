@@ -72,3 +72,15 @@ def set_train_mode(model: nn.Module, regime: str) -> None:
         for name, module in model.named_modules():
             if isinstance(module, nn.BatchNorm2d):
                 module.eval()
+
+
+def load_classifier(folder: Path) -> tuple[nn.Module, dict]:
+    """A trained classifier from `train`: safetensors weights plus the meta.json beside them."""
+    import json
+
+    from safetensors.torch import load_file
+
+    meta = json.loads((folder / "meta.json").read_text())
+    model = build_model(len(meta["classes"]), "scratch", meta["small_stem"])
+    model.load_state_dict(load_file(folder / "model.safetensors"))
+    return model, meta

@@ -24,6 +24,8 @@ class Result:
 
 
 def seed_everything(seed: int) -> torch.Generator:
+    """Seed torch's global generator (weight init, RandAugment) and return one for shuffling and
+    cropping. Call it before building the model: initial weights are part of the result."""
     torch.manual_seed(seed)
     return torch.Generator().manual_seed(seed)
 
@@ -44,8 +46,8 @@ def predict(model: nn.Module, images: torch.Tensor, device: torch.device, batch_
 
 
 def fit(model: nn.Module, train: tuple[torch.Tensor, torch.Tensor], val: tuple[torch.Tensor, torch.Tensor],
-        cfg: Train, device: torch.device, log: Callable[[dict], None] = lambda m: None) -> Result:
-    generator = seed_everything(cfg.seed)
+        cfg: Train, device: torch.device, generator: torch.Generator,
+        log: Callable[[dict], None] = lambda m: None) -> Result:
     model.to(device)
     if device.type == "cuda":
         model.to(memory_format=torch.channels_last)
@@ -87,7 +89,8 @@ def fit(model: nn.Module, train: tuple[torch.Tensor, torch.Tensor], val: tuple[t
         if len(val[0]):
             logits = predict(model, val[0], device, cfg.batch_size)
             metrics["val_loss"] = F.cross_entropy(logits, val[1]).item()
-            metrics["val_accuracy"] = (logits.argmax(1) == val[1]).float().mean().item()
+            metrics["val_accuracy"] = (logits.argmax(1) == val[1]).double().mean().item()
+        metrics = {k: round(v, 6) if isinstance(v, float) else v for k, v in metrics.items()}
         history.append(metrics)
         log(metrics)
         # Best validation accuracy, ties to the lower validation loss; without validation, the last.

@@ -12,8 +12,8 @@ import math
 from pathlib import Path
 
 from diffaug.config import SOURCE_STAGE, Mix
-from diffaug.data.split import class_rng
 from diffaug.errors import DiffaugError
+from diffaug.rng import class_rng
 from diffaug.io import list_images
 
 MANIFEST_COLUMNS = ["class", "file", "origin", "sha256"]

@@ -6,7 +6,6 @@ data is full of re-uploads and crops, and one of them on both sides inflates tes
 """
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 
 import numpy as np
@@ -15,11 +14,7 @@ from PIL import Image
 from diffaug.config import Split
 from diffaug.data.images import hamming_matrix, phash
 from diffaug.errors import DiffaugError
-
-
-def class_rng(seed: int, name: str) -> np.random.Generator:
-    """A generator per (seed, class name): adding or reordering classes leaves the others alone."""
-    return np.random.default_rng([seed, int(hashlib.sha256(name.encode()).hexdigest()[:8], 16)])
+from diffaug.rng import class_rng
 
 
 def split(raw: Path, rows: list[dict], classes: tuple[str, ...], params: Split) -> tuple[dict, dict, dict]:

@@ -7,7 +7,7 @@ from safetensors.torch import save_file
 
 from diffaug.classify.data import IMAGENET_MEAN, IMAGENET_STD, load_manifest_images
 from diffaug.classify.model import build_model, use_small_stem
-from diffaug.classify.train import fit
+from diffaug.classify.train import fit, seed_everything
 from diffaug.config import load_params
 from diffaug.device import pick_device
 from diffaug.io import atomic_dir, read_csv, read_json, write_json
@@ -21,6 +21,7 @@ def main() -> None:
     device = pick_device(cfg.device)
     classes = read_json(MIXED / "classes.json")
     small_stem = use_small_stem(cfg.small_stem, cfg.image_size)
+    generator = seed_everything(cfg.seed)
     model = build_model(len(classes), cfg.regime, small_stem)  # fails fast if weights are missing
     train = load_manifest_images(read_csv(MIXED / "train.csv"), classes, cfg.image_size)
     val = load_manifest_images(read_csv(MIXED / "val.csv"), classes, cfg.image_size)
@@ -35,7 +36,7 @@ def main() -> None:
                     live.log_metric(key.replace("_", "/", 1), value)
             live.next_step()
 
-        result = fit(model, train, val, cfg, device, log)
+        result = fit(model, train, val, cfg, device, generator, log)
         live.summary.update({"best_epoch": result.best_epoch, "best_val_accuracy": result.best_val_accuracy,
                              "seconds": round(time.perf_counter() - start, 1), "device": str(device)})
 
