@@ -8,10 +8,10 @@ from diffaug.classify.train import predict
 from diffaug.config import load_params
 from diffaug.device import pick_device
 from diffaug.errors import DiffaugError
-from diffaug.io import read_csv, read_json, write_json
+from diffaug.io import atomic_dir, read_csv, read_json, write_json
 from diffaug.stages import run
 
-MODEL, TEST = Path("models/classifier"), Path("data/test")
+MODEL, TEST, PLOTS = Path("models/classifier"), Path("data/test"), Path("plots/evaluate")
 
 
 def main() -> None:
@@ -25,8 +25,9 @@ def main() -> None:
     predicted = predict(model.to(device), images, device, params.evaluate.batch_size).argmax(1)
     metrics, confusion, bars = score(labels.numpy(), predicted.numpy(), classes)
     write_json("metrics/evaluate.json", metrics)
-    write_json("plots/confusion.json", confusion)
-    write_json("plots/per_class_accuracy.json", bars)
+    with atomic_dir(PLOTS) as out:
+        write_json(out / "confusion.json", confusion)
+        write_json(out / "per_class_accuracy.json", bars)
     print(f"evaluate: test accuracy {metrics['accuracy']:.4f}, macro-F1 {metrics['macro_f1']:.4f}")
 
 

@@ -32,12 +32,12 @@ def main() -> None:
         write_csv(out / "train.csv", train, MANIFEST_COLUMNS)
         write_csv(out / "val.csv", val, MANIFEST_COLUMNS)
         write_json(out / "classes.json", classes)
+        write_json(out / "report.json", counts)
     report = {
         "train_images": len(train),
         "synthetic_images": sum(r["origin"] == "synthetic" for r in train),
         "val_images": len(val),
         "val_synthetic_images": sum(r["origin"] == "synthetic" for r in val),
-        "per_class": counts,
     }
     write_json("metrics/mix.json", report)
     print(f"mix: {report['train_images']} training images ({report['synthetic_images']} synthetic), "

@@ -14,7 +14,8 @@ def main() -> None:
     with atomic_dir(RAW) as out:
         report = scrape(params.scrape, params.classes, out)
         write_json(out / "classes.json", list(params.classes))
-    write_json("metrics/scrape.json", report)
+        write_json(out / "report.json", report)
+    write_json("metrics/scrape.json", {"images": report["images"], "skipped": report["skipped"]})
     print(f"scrape: {report['images']} images, skipped {report['skipped'] or 'none'}")
 
 

@@ -10,7 +10,7 @@ from diffaug.stages import run
 RAW, ORIGINAL, TEST = Path("data/raw"), Path("data/original"), Path("data/test")
 
 
-def write_split(final: Path, files: dict[str, list[str]], classes: list[str]) -> None:
+def write_split(final: Path, files: dict[str, list[str]], classes: list[str], report: dict) -> None:
     """Copy the chosen files; the manifest records each file's hash for the stages downstream."""
     with atomic_dir(final) as out:
         rows = []
@@ -21,18 +21,21 @@ def write_split(final: Path, files: dict[str, list[str]], classes: list[str]) ->
                 rows.append({"class": c, "file": f, "sha256": sha256_file(out / f)})
         write_csv(out / "manifest.csv", rows, ["class", "file", "sha256"])
         write_json(out / "classes.json", classes)
+        write_json(out / "report.json", report)
 
 
 def main() -> None:
     params = load_params()
     classes = read_json(RAW / "classes.json")
     original, test, report = split(RAW, read_csv(RAW / "manifest.csv"), tuple(classes), params.split)
-    write_split(TEST, test, classes)
-    write_split(ORIGINAL, original, classes)
-    write_json("metrics/split.json", report)
-    print(f"split: {sum(report['original_per_class'].values())} original, "
-          f"{sum(report['test_per_class'].values())} test, "
-          f"{report['near_duplicates_removed']} near-duplicates of test images kept out of d_original")
+    write_split(TEST, test, classes, report)
+    write_split(ORIGINAL, original, classes, report)
+    summary = {"original_images": sum(report["original_per_class"].values()),
+               "test_images": sum(report["test_per_class"].values()),
+               "near_duplicates_removed": report["near_duplicates_removed"]}
+    write_json("metrics/split.json", summary)
+    print(f"split: {summary['original_images']} original, {summary['test_images']} test, "
+          f"{summary['near_duplicates_removed']} near-duplicates of test images kept out of d_original")
 
 
 if __name__ == "__main__":

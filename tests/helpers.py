@@ -1,0 +1,26 @@
+"""Small builders shared by the tests."""
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+
+def pattern(seed: int, size: int = 32) -> Image.Image:
+    """A random blocky RGB image; different seeds give perceptually different images."""
+    rng = np.random.default_rng(seed)
+    blocks = rng.integers(0, 256, (8, 8, 3), dtype=np.uint8)
+    return Image.fromarray(blocks).resize((size, size), Image.Resampling.NEAREST)
+
+
+def write_split_folder(root: Path, files: dict[str, list[Image.Image]]) -> None:
+    """A data/original-style folder: <class>/<n>.png, manifest.csv (with hashes), classes.json."""
+    from diffaug.io import sha256_file, write_csv, write_json
+
+    rows = []
+    for c, images in files.items():
+        (root / c).mkdir(parents=True, exist_ok=True)
+        for i, im in enumerate(images):
+            im.save(root / c / f"{i:03d}.png")
+            rows.append({"class": c, "file": f"{c}/{i:03d}.png", "sha256": sha256_file(root / c / f"{i:03d}.png")})
+    write_csv(root / "manifest.csv", rows, ["class", "file", "sha256"])
+    write_json(root / "classes.json", list(files))

@@ -1,0 +1,78 @@
+"""Params validation: a bad value stops with one sentence naming key, value and what is allowed."""
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from diffaug.config import ParamsError, load_params
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def write_params(tmp_path, **overrides):
+    raw = yaml.safe_load((REPO / "params.yaml").read_text())
+    for dotted, value in overrides.items():
+        section, _, key = dotted.partition("__")
+        if key:
+            raw[section][key] = value
+        else:
+            raw[section] = value
+    path = tmp_path / "params.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    return path
+
+
+def test_committed_params_are_valid():
+    params = load_params(REPO / "params.yaml")
+    assert params.mix.p == 0.0 and params.scrape.source == "digits"
+    assert len(params.classes) == 10
+
+
+@pytest.mark.parametrize(
+    "override, words",
+    [
+        ({"mix__p": 1.5}, ["mix.p", "1.5", "between 0.0 and 1.0"]),
+        ({"mix__p": -0.1}, ["mix.p", "-0.1"]),
+        ({"mix__source": "midjourney"}, ["mix.source", "midjourney", "vanilla", "dreambooth"]),
+        ({"train__epochs": -3}, ["train.epochs", "-3", "at least 1"]),
+        ({"train__lr": "1e-3"}, ["train.lr", "1e-3", "1.0e-4"]),
+        ({"train__regime": "linear"}, ["train.regime", "scratch", "finetune", "frozen"]),
+        ({"classes": ["zero", "eleven"]}, ["classes", "eleven", "allowed"]),
+        ({"classes": []}, ["classes", "at least one"]),
+        ({"classes": ["a", "a"]}, ["classes", "unique"]),
+        ({"scrape__source": "folder"}, ["scrape.path", "needs a path"]),
+        ({"split__test_per_class": 0}, ["split.test_per_class", "at least 1"]),
+        ({"mix__typo": 1}, ["mix.typo", "known keys"]),
+        ({"mix__val_fraction": 1.0}, ["mix.val_fraction", "1.0"]),
+        ({"train__hflip": "yes"}, ["train.hflip", "true or false"]),
+    ],
+)
+def test_bad_values_name_key_value_and_fix(tmp_path, override, words):
+    with pytest.raises(ParamsError) as info:
+        load_params(write_params(tmp_path, **override))
+    message = str(info.value)
+    assert "\n" not in message
+    for word in words:
+        assert word in message
+
+
+def test_int_accepted_for_float(tmp_path):
+    # `dvc exp run -S mix.p=1` writes an int.
+    assert load_params(write_params(tmp_path, mix__p=1)).mix.p == 1.0
+
+
+def test_stage_fails_fast_and_touches_nothing(tmp_path):
+    """A stage with a bad param exits 2 with one line on stderr, before writing any output."""
+    write_params(tmp_path, mix__p=1.5)
+    start = time.perf_counter()
+    proc = subprocess.run([sys.executable, "-m", "diffaug.stages.scrape"], cwd=tmp_path, capture_output=True,
+                          text=True, env={"PYTHONPATH": str(REPO / "src"), "PATH": "/usr/bin:/bin"})
+    assert proc.returncode == 2
+    assert proc.stderr.strip().count("\n") == 0
+    assert proc.stderr.startswith("error: params.yaml: mix.p = 1.5")
+    assert time.perf_counter() - start < 10
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["params.yaml"]

@@ -1,0 +1,93 @@
+"""mix: exact counts per class, no replacement, validation from real images, clear errors."""
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from diffaug.config import Mix
+from diffaug.data.mix import mix_class, round_half_up, synthetic_files
+from diffaug.errors import DiffaugError
+from diffaug.io import read_csv, sha256_file
+
+from helpers import pattern, write_split_folder
+
+REPO = Path(__file__).resolve().parents[1]
+REAL = [f"data/original/cat/{i:03d}.png" for i in range(40)]
+SYN = [f"data/synthetic/vanilla/cat/{i:03d}.png" for i in range(50)]
+
+
+def origins(pairs):
+    return [o for _, o in pairs]
+
+
+@pytest.mark.parametrize("p", [0.0, 0.25, 0.5, 0.75, 1.0, 0.3])
+def test_replace_mode_exact_counts_without_replacement(p):
+    params = Mix(source="vanilla", p=p, n_per_class=30, val_fraction=0.25)
+    train, val = mix_class("cat", REAL, SYN, params)
+    assert origins(train).count("synthetic") == round_half_up(p * 30)
+    assert len(train) == 30
+    assert len({f for f, _ in train}) == len(train)  # without replacement
+    assert len(val) == 10 and set(origins(val)) == {"original"}  # 25% of 40 real, never synthetic
+    assert not {f for f, _ in val} & {f for f, _ in train}
+
+
+def test_round_half_up_not_bankers():
+    assert [round_half_up(x) for x in (0.5, 1.5, 2.5, 2.4999)] == [1, 2, 3, 2]
+
+
+def test_only_original_baseline_keeps_the_real_part():
+    train, _ = mix_class("cat", REAL, [], Mix(source="none", p=0.5, n_per_class=30, val_fraction=0.25))
+    assert len(train) == 15 and set(origins(train)) == {"original"}
+
+
+def test_add_mode_puts_synthetic_on_top():
+    train, _ = mix_class("cat", REAL, SYN, Mix(source="vanilla", p=0.5, mode="add", val_fraction=0.25))
+    assert origins(train).count("original") == 30 and origins(train).count("synthetic") == 15
+
+
+def test_paper_mode_draws_validation_from_the_mixed_set():
+    params = Mix(source="vanilla", p=1.0, val_from="mixed", val_fraction=0.2)
+    train, val = mix_class("cat", REAL, SYN, params)
+    assert set(origins(val)) == {"synthetic"} and len(train) + len(val) == 40
+
+
+def test_seeded():
+    a = mix_class("cat", REAL, SYN, Mix(source="vanilla", p=0.5, seed=0))
+    assert a == mix_class("cat", REAL, SYN, Mix(source="vanilla", p=0.5, seed=0))
+    assert a != mix_class("cat", REAL, SYN, Mix(source="vanilla", p=0.5, seed=1))
+
+
+def test_not_enough_images_is_a_clear_error():
+    with pytest.raises(DiffaugError, match=r"class 'cat' has 50 vanilla images but the mix needs 60"):
+        mix_class("cat", REAL, SYN, Mix(source="vanilla", p=1.0, n_per_class=60, val_fraction=0.0))
+    with pytest.raises(DiffaugError, match=r"class 'cat' has 34 real training images but the mix needs 35"):
+        mix_class("cat", REAL, SYN, Mix(source="vanilla", p=0.0, n_per_class=35))
+
+
+def test_missing_source_names_the_stage(tmp_path):
+    with pytest.raises(DiffaugError, match=r"dvc repro generate_finetuned@dreambooth"):
+        synthetic_files(tmp_path, "dreambooth", ["cat"])
+
+
+def test_stage_writes_manifests_with_hashes(tmp_path):
+    """The stage end to end: manifests list existing files with their hashes, nothing copied."""
+    write_split_folder(tmp_path / "data/original", {"cat": [pattern(i) for i in range(20)],
+                                                    "dog": [pattern(100 + i) for i in range(20)]})
+    for c, base in (("cat", 200), ("dog", 300)):
+        (tmp_path / "data/synthetic/vanilla" / c).mkdir(parents=True)
+        for i in range(10):
+            pattern(base + i).save(tmp_path / f"data/synthetic/vanilla/{c}/{i}.png")
+    params = yaml.safe_load((REPO / "params.yaml").read_text())
+    params["mix"].update(source="vanilla", p=0.5, n_per_class=10)
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    subprocess.run([sys.executable, "-m", "diffaug.stages.mix"], cwd=tmp_path, check=True,
+                   env={"PYTHONPATH": str(REPO / "src"), "PATH": "/usr/bin:/bin"})
+    rows = read_csv(tmp_path / "data/mixed/train.csv")
+    assert len(rows) == 20 and sum(r["origin"] == "synthetic" for r in rows) == 10
+    for r in rows + read_csv(tmp_path / "data/mixed/val.csv"):
+        assert sha256_file(tmp_path / r["file"]) == r["sha256"]
+    assert not list((tmp_path / "data/mixed").glob("*.png"))
+    report = yaml.safe_load((tmp_path / "metrics/mix.json").read_text())
+    assert report["synthetic_images"] == 10 and report["val_synthetic_images"] == 0

@@ -1,0 +1,80 @@
+"""End to end: the real `dvc repro` and `dvc exp run` on a copy of this repo with tiny params."""
+import os
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+pytestmark = pytest.mark.slow
+
+
+def sh(args, cwd, env):
+    proc = subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True)
+    assert proc.returncode == 0, f"{' '.join(args)} failed:\n{proc.stdout}\n{proc.stderr}"
+    return proc.stdout + proc.stderr
+
+
+def ran(output: str) -> set[str]:
+    return set(re.findall(r"Running stage '([^']+)'", output))
+
+
+def restored(output: str) -> set[str]:
+    return set(re.findall(r"Stage '([^']+)' is cached - skipping run", output))
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory):
+    """A git + DVC repo holding this project's files (as git sees them) and tiny params."""
+    root = tmp_path_factory.mktemp("project")
+    files = subprocess.run(["git", "ls-files", "--cached", "--others", "--exclude-standard"], cwd=REPO,
+                           capture_output=True, text=True, check=True).stdout.split()
+    for f in files:
+        if (REPO / f).is_file() and not f.startswith("tests/"):
+            (root / f).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(REPO / f, root / f)
+    params = yaml.safe_load((root / "params.yaml").read_text())
+    params["classes"] = ["zero", "one", "seven"]
+    params["split"].update(original_per_class=30, test_per_class=10)
+    params["train"].update(epochs=2, batch_size=32, image_size=16)
+    (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    env = dict(os.environ, DIFFAUG_CACHE=str(tmp_path_factory.mktemp("cache")), DVC_NO_ANALYTICS="1",
+               GIT_AUTHOR_NAME="t", GIT_AUTHOR_EMAIL="t@example.com", GIT_COMMITTER_NAME="t",
+               GIT_COMMITTER_EMAIL="t@example.com")
+    sh(["git", "init", "-q"], root, env)
+    sh(["git", "add", "-A"], root, env)
+    sh(["git", "commit", "-qm", "tiny"], root, env)
+    return root, env
+
+
+def test_repro_then_experiments(project):
+    root, env = project
+    out = sh(["dvc", "repro"], root, env)
+    assert ran(out) == {"scrape", "split", "mix", "train", "evaluate"}
+    metrics = yaml.safe_load((root / "metrics/evaluate.json").read_text())
+    assert metrics["test_images"] == 30 and 0.0 <= metrics["accuracy"] <= 1.0
+    sh(["git", "add", "-A"], root, env)
+    sh(["git", "commit", "-qm", "baseline"], root, env)
+
+    # Changing p reruns exactly mix, train and evaluate.
+    out = sh(["dvc", "exp", "run", "-S", "mix.p=0.5"], root, env)
+    assert ran(out) == {"mix", "train", "evaluate"}
+    assert yaml.safe_load((root / "metrics/mix.json").read_text())["train_images"] == 36  # 3 classes x (25 - round(0.5 * 25))
+    diff = sh(["dvc", "metrics", "diff"], root, env)
+    assert "metrics/mix.json" in diff and "train_images" in diff
+
+    # Setting p back restores every stage from the run-cache without recomputing.
+    out = sh(["dvc", "exp", "run", "-S", "mix.p=0.0"], root, env)
+    assert ran(out) == set() and restored(out) == {"mix", "train", "evaluate"}
+    assert yaml.safe_load((root / "metrics/mix.json").read_text())["train_images"] == 75
+
+    shows = sh(["dvc", "exp", "show", "--csv"], root, env)
+    assert "mix.p" in shows and "0.5" in shows
+
+    sh(["dvc", "plots", "show", "-o", "dvc_plots"], root, env)
+    html = (root / "dvc_plots/index.html").read_text()
+    for title in ("Training loss", "Confusion matrix", "Per-class test accuracy"):
+        assert title in html

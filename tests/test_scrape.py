@@ -1,0 +1,814 @@
+"""scrape: the three sources (digits, folder, urls) and the `scrape` stage entry point.
+
+What a user sees: `<out>/<class>/<sha256[:16]>.png` RGB files, a manifest that matches them, a
+report whose counts explain every skipped input, downloads that give up within the timeout and
+are not repeated on the next run, and one-sentence errors that name the offending class or line.
+"""
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import re
+import struct
+import subprocess
+import sys
+import threading
+import time
+import zlib
+from collections import Counter
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+from PIL import Image
+
+from diffaug.config import DIGIT_WORDS, Scrape
+from diffaug.data.scrape import MANIFEST_COLUMNS, scrape
+from diffaug.errors import DiffaugError
+from diffaug.io import read_csv
+
+from helpers import pattern
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+# --------------------------------------------------------------------------------------------
+# helpers
+
+
+def encode(image: Image.Image, fmt: str = "PNG", **kw) -> bytes:
+    buf = io.BytesIO()
+    image.save(buf, format=fmt, **kw)
+    return buf.getvalue()
+
+
+def noise(size: tuple[int, int], seed: int = 0) -> Image.Image:
+    """Incompressible RGB noise (so truncating or size-limiting its PNG really cuts pixel data)."""
+    rng = np.random.default_rng(seed)
+    return Image.fromarray(rng.integers(0, 256, (size[1], size[0], 3), dtype=np.uint8))
+
+
+def png_header_only(width: int, height: int) -> bytes:
+    """A PNG signature + IHDR claiming a huge size + IEND: a tiny 'decompression bomb'."""
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IEND", b"")
+
+
+def tree(folder: Path) -> dict[str, bytes]:
+    """Every file below `folder` (hidden ones included) as relative path -> bytes."""
+    return {p.relative_to(folder).as_posix(): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def check_output(out: Path, report: dict, classes: tuple[str, ...]) -> list[dict]:
+    """The invariants of every successful scrape; returns the manifest rows."""
+    manifest = out / "manifest.csv"
+    assert manifest.is_file()
+    assert manifest.read_text().splitlines()[0] == ",".join(MANIFEST_COLUMNS)
+    rows = read_csv(manifest)
+
+    on_disk = {p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file()} - {"manifest.csv"}
+    assert on_disk == {r["file"] for r in rows}, "manifest and files on disk disagree"
+    assert len(rows) == len(on_disk) == report["images"]
+    # only folders for requested classes, never anything else
+    assert {p.name for p in out.iterdir() if p.is_dir()} <= set(classes)
+
+    for r in rows:
+        path = out / r["file"]
+        data = path.read_bytes()
+        digest = hashlib.sha256(data).hexdigest()
+        assert r["sha256"] == digest
+        assert path.name == digest[:16] + ".png"
+        assert path.parent.name == r["class"] and r["class"] in classes
+        with Image.open(path) as im:
+            assert im.format == "PNG"
+            assert im.mode == "RGB"
+            assert (im.width, im.height) == (int(r["width"]), int(r["height"]))
+    assert len({r["sha256"] for r in rows}) == len(rows), "duplicate content written twice"
+
+    counts = Counter(r["class"] for r in rows)
+    assert report["per_class"] == {c: counts.get(c, 0) for c in classes}
+    # rows come in class order, then by file name
+    assert [(classes.index(r["class"]), r["file"]) for r in rows] == sorted(
+        (classes.index(r["class"]), r["file"]) for r in rows
+    )
+    return rows
+
+
+def without_examples(report: dict) -> dict:
+    return {k: v for k, v in report.items() if k != "skipped_examples"}
+
+
+def by_source(rows: list[dict]) -> dict[str, dict]:
+    return {r["source"]: r for r in rows}
+
+
+def pixels(out: Path, row: dict) -> np.ndarray:
+    with Image.open(out / row["file"]) as im:
+        return np.asarray(im.convert("RGB"))
+
+
+# --------------------------------------------------------------------------------------------
+# digits
+
+
+def test_digits_subset_writes_only_those_classes_reproducibly(tmp_path):
+    from sklearn.datasets import load_digits
+
+    classes = ("three", "seven")
+    out1, out2 = tmp_path / "a", tmp_path / "b"
+    out1.mkdir()
+    out2.mkdir()
+    report = scrape(Scrape(source="digits"), classes, out1)
+    rows = check_output(out1, report, classes)
+
+    assert {p.name for p in out1.iterdir()} == {"three", "seven", "manifest.csv"}
+    for r in rows:
+        assert (int(r["width"]), int(r["height"])) == (32, 32)
+        assert r["source"].startswith("sklearn:load_digits/")
+    # every scan of those digits is accounted for: written or counted as a duplicate
+    target = load_digits().target
+    wanted = int((target == 3).sum() + (target == 7).sum())
+    assert report["images"] + report["skipped"].get("duplicate", 0) == wanted
+    assert set(report["skipped"]) <= {"duplicate"}
+    assert report["per_class"]["three"] > 150 and report["per_class"]["seven"] > 150
+    # provenance points at a scan of the right digit
+    for r in rows[:: max(1, len(rows) // 20)]:
+        index = int(r["source"].rsplit("/", 1)[1])
+        assert DIGIT_WORDS[int(target[index])] == r["class"]
+    # dark ink on a white page
+    assert all(pixels(out1, r).mean() > 127 for r in rows[:20])
+
+    report2 = scrape(Scrape(source="digits"), classes, out2)
+    assert report2 == report
+    assert tree(out1) == tree(out2)  # byte-identical files and manifest
+
+
+def test_digits_size_sets_the_image_side(tmp_path):
+    report = scrape(Scrape(source="digits", digits_size=16), ("zero",), tmp_path)
+    rows = check_output(tmp_path, report, ("zero",))
+    assert rows and all((int(r["width"]), int(r["height"])) == (16, 16) for r in rows)
+
+
+# --------------------------------------------------------------------------------------------
+# folder
+
+
+def build_folder(root: Path) -> dict[str, Path]:
+    """cat/ holds every kind of good and bad file; dog/ two good ones; fox/ is not requested."""
+    cat, dog, fox = root / "cat", root / "dog", root / "fox"
+    for d in (cat, dog, fox, cat / "nested" / "deeper"):
+        d.mkdir(parents=True)
+    p = {}
+
+    # RGBA 40x30: left half fully transparent green, right half opaque red
+    rgba = np.zeros((30, 40, 4), dtype=np.uint8)
+    rgba[:, :20] = (0, 255, 0, 0)
+    rgba[:, 20:] = (255, 0, 0, 255)
+    p["rgba"] = cat / "rgba.png"
+    Image.fromarray(rgba, mode="RGBA").save(p["rgba"])
+
+    # palette 24x24: index 0 (black) is transparent, index 1 is blue
+    pal = Image.new("P", (24, 24), 0)
+    pal.putpalette([0, 0, 0, 0, 0, 255] + [0] * (256 * 3 - 6))
+    pal.paste(1, (12, 0, 24, 24))
+    p["palette"] = cat / "palette.png"
+    pal.save(p["palette"], transparency=0)
+
+    # grayscale JPEG
+    gray = Image.fromarray(np.tile(np.linspace(0, 255, 48, dtype=np.uint8), (36, 1)), mode="L")
+    p["gray"] = cat / "gray.JPG"
+    gray.save(p["gray"], format="JPEG", quality=95)
+
+    # large 400x200: must shrink to max_side, keeping 2:1
+    p["large"] = cat / "large.png"
+    pattern(7, 400).crop((0, 0, 400, 200)).save(p["large"])
+
+    # files at any depth below the class folder count
+    p["deep"] = cat / "nested" / "deeper" / "deep.jpeg"
+    pattern(8).save(p["deep"], format="JPEG", quality=95)
+
+    # exact duplicate of a good file
+    p["dup"] = cat / "rgba_copy.png"  # sorts after rgba.png, so rgba.png is the one kept
+    p["dup"].write_bytes(p["rgba"].read_bytes())
+
+    # not images
+    p["corrupt"] = cat / "corrupt.jpg"
+    p["corrupt"].write_bytes(np.random.default_rng(1).integers(0, 256, 5000, dtype=np.uint8).tobytes())
+    whole = encode(noise((64, 64), seed=2))
+    p["truncated"] = cat / "truncated.png"
+    p["truncated"].write_bytes(whole[: len(whole) // 2])
+    p["text"] = cat / "notes.txt"
+    p["text"].write_text("not an image\n")
+    p["bomb"] = cat / "bomb.png"
+    p["bomb"].write_bytes(png_header_only(20_000, 20_000))
+
+    # hidden files are ignored altogether, not even counted
+    p["hidden"] = cat / ".hidden.png"
+    pattern(9).save(p["hidden"])
+
+    p["dog1"] = dog / "one.png"
+    pattern(10).save(p["dog1"])
+    p["dog2"] = dog / "two.jpg"
+    pattern(11).convert("CMYK").save(p["dog2"], format="JPEG", quality=95)
+
+    p["fox"] = fox / "fox.png"
+    pattern(12).save(p["fox"])
+    return p
+
+
+def test_folder_normalises_filters_and_dedupes(tmp_path):
+    root, out = tmp_path / "src", tmp_path / "out"
+    out.mkdir()
+    p = build_folder(root)
+    classes = ("cat", "dog")
+    report = scrape(Scrape(source="folder", path=str(root), max_side=100), classes, out)
+    rows = check_output(out, report, classes)
+    src = by_source(rows)
+
+    assert set(src) == {str(p[k]) for k in ("rgba", "palette", "gray", "large", "deep", "dog1", "dog2")}
+    assert report["per_class"] == {"cat": 5, "dog": 2}
+    assert report["images"] == 7
+    assert report["skipped"] == {"not_an_image": 4, "duplicate": 1}
+    assert "not_an_image" in report["skipped_examples"]
+    assert not (out / "fox").exists()
+
+    # transparency becomes white, opaque pixels keep their colour
+    rgba = pixels(out, src[str(p["rgba"])])
+    assert rgba.shape == (30, 40, 3)  # smaller than max_side: not resized
+    assert (rgba[:, :20] == 255).all()
+    assert (rgba[:, 20:] == (255, 0, 0)).all()
+    pal = pixels(out, src[str(p["palette"])])
+    assert (pal[:, :12] == 255).all()
+    assert (pal[:, 12:] == (0, 0, 255)).all()
+
+    # grayscale becomes three equal channels
+    gray = pixels(out, src[str(p["gray"])])
+    assert gray.shape == (36, 48, 3)
+    assert (gray[..., 0] == gray[..., 1]).all() and (gray[..., 1] == gray[..., 2]).all()
+    assert gray[:, 0].mean() < 30 and gray[:, -1].mean() > 225
+
+    # large image shrunk to max_side, aspect kept
+    large = src[str(p["large"])]
+    assert (int(large["width"]), int(large["height"])) == (100, 50)
+
+    # the duplicate's first copy wins
+    assert str(p["dup"]) not in src
+
+
+def test_folder_without_max_side_keeps_size(tmp_path):
+    root, out = tmp_path / "src", tmp_path / "out"
+    (root / "cat").mkdir(parents=True)
+    out.mkdir()
+    pattern(1, 400).crop((0, 0, 400, 200)).save(root / "cat" / "big.png")
+    report = scrape(Scrape(source="folder", path=str(root)), ("cat",), out)
+    (row,) = check_output(out, report, ("cat",))
+    assert (int(row["width"]), int(row["height"])) == (400, 200)
+    # same pixels as the source
+    assert (pixels(out, row) == np.asarray(Image.open(root / "cat" / "big.png").convert("RGB"))).all()
+
+
+def test_folder_missing_class_folder_names_the_class(tmp_path):
+    root, out = tmp_path / "src", tmp_path / "out"
+    out.mkdir()
+    build_folder(root)
+    with pytest.raises(DiffaugError) as e:
+        scrape(Scrape(source="folder", path=str(root)), ("cat", "bird", "dog"), out)
+    assert "'bird'" in str(e.value)
+    assert "'cat'" not in str(e.value) and "'dog'" not in str(e.value)
+    assert list(out.iterdir()) == []  # checked before anything is written
+
+
+@pytest.mark.parametrize("contents", ["corrupt", "empty"])
+def test_folder_class_without_usable_images_names_the_class(tmp_path, contents):
+    root, out = tmp_path / "src", tmp_path / "out"
+    out.mkdir()
+    build_folder(root)
+    fish = root / "fish"
+    fish.mkdir()
+    if contents == "corrupt":
+        (fish / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0" + os.urandom(300))
+        (fish / "readme.txt").write_text("hello")
+    with pytest.raises(DiffaugError) as e:
+        scrape(Scrape(source="folder", path=str(root)), ("cat", "fish", "dog"), out)
+    msg = str(e.value)
+    assert "'fish'" in msg
+    assert "'cat'" not in msg and "'dog'" not in msg
+    if contents == "corrupt":
+        assert "not_an_image" in msg  # says why
+
+
+def test_folder_path_that_is_not_a_folder(tmp_path):
+    with pytest.raises(DiffaugError) as e:
+        scrape(Scrape(source="folder", path=str(tmp_path / "nope")), ("cat",), tmp_path)
+    assert "nope" in str(e.value)
+
+
+@pytest.mark.xfail(strict=True, reason="bug: 16-bit grayscale PNGs (mode I;16) are clipped to white, not scaled")
+def test_folder_16bit_grayscale_keeps_its_tones(tmp_path):
+    root, out = tmp_path / "src", tmp_path / "out"
+    (root / "cat").mkdir(parents=True)
+    out.mkdir()
+    ramp = np.tile(np.linspace(0, 65535, 64).astype(np.uint16), (16, 1))
+    Image.fromarray(ramp).save(root / "cat" / "ramp16.png")  # saved as a 16-bit grayscale PNG
+    report = scrape(Scrape(source="folder", path=str(root)), ("cat",), out)
+    (row,) = check_output(out, report, ("cat",))
+    tones = pixels(out, row)[0, :, 0].astype(int)
+    assert tones[0] < 10 and tones[-1] > 245
+    assert 100 < tones.mean() < 155  # a ramp from black to white, not mostly white
+
+
+@pytest.mark.xfail(strict=True, reason="bug: the not_an_image example embeds PIL's '<_io.BytesIO object at "
+                                       "0x...>', so identical inputs give a different report / metrics file")
+def test_folder_report_is_identical_across_runs(tmp_path):
+    root = tmp_path / "src"
+    (root / "cat").mkdir(parents=True)
+    pattern(1).save(root / "cat" / "a.png")
+    (root / "cat" / "notes.txt").write_text("not an image\n")
+    reports = []
+    for name in ("out1", "out2"):
+        (tmp_path / name).mkdir()
+        reports.append(scrape(Scrape(source="folder", path=str(root)), ("cat",), tmp_path / name))
+    assert tree(tmp_path / "out1") == tree(tmp_path / "out2")
+    assert reports[0]["skipped"] == {"not_an_image": 1}
+    # metrics/scrape.json is this report, written as stable JSON: it must not change from run to run
+    assert reports[0] == reports[1]
+    example = reports[0]["skipped_examples"]["not_an_image"]
+    assert "notes.txt" in example
+    assert not re.search(r"0x[0-9a-fA-F]{4,}", example), example  # a memory address differs per process
+
+
+# --------------------------------------------------------------------------------------------
+# urls: a local HTTP server
+
+
+class Server:
+    """A 127.0.0.1 server whose routes tests set; counts requests per path."""
+
+    def __init__(self):
+        self.routes: dict = {}
+        self.hits: Counter = Counter()
+        self.lock = threading.Lock()
+        self.stop = threading.Event()
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args):
+                pass
+
+            def do_GET(self):
+                with server.lock:
+                    server.hits[self.path] += 1
+                    n = server.hits[self.path]
+                route = server.routes.get(self.path)
+                try:
+                    if route is None:
+                        self.send_error(404)
+                    else:
+                        route(self, n)
+                except (BrokenPipeError, ConnectionResetError, ConnectionAbortedError):
+                    pass  # the client gave up, as it should
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.thread = threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.05},
+                                       daemon=True)
+        self.thread.start()
+
+    def url(self, path: str) -> str:
+        return f"http://127.0.0.1:{self.httpd.server_address[1]}{path}"
+
+    def close(self):
+        self.stop.set()
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+def ok(data: bytes, ctype: str = "image/png", length: bool = True, chunk: int = 16384):
+    def route(h, n):
+        h.send_response(200)
+        h.send_header("Content-Type", ctype)
+        if length:
+            h.send_header("Content-Length", str(len(data)))
+        h.end_headers()
+        for i in range(0, len(data), chunk):
+            h.wfile.write(data[i:i + chunk])
+    return route
+
+
+def status(code: int):
+    def route(h, n):
+        h.send_response(code)
+        h.send_header("Content-Length", "0")
+        h.end_headers()
+    return route
+
+
+def fails_first(k: int, code: int, then):
+    def route(h, n):
+        (status(code) if n <= k else then)(h, n)
+    return route
+
+
+def delay_headers(stop: threading.Event, seconds: float = 20.0):
+    def route(h, n):
+        if stop.wait(seconds):
+            return
+        ok(b"late")(h, n)
+    return route
+
+
+def delay_body(stop: threading.Event, data: bytes, seconds: float = 20.0):
+    def route(h, n):
+        h.send_response(200)
+        h.send_header("Content-Type", "image/png")
+        h.send_header("Content-Length", str(len(data)))
+        h.end_headers()
+        h.wfile.write(data[:10])
+        h.wfile.flush()
+        if stop.wait(seconds):
+            return
+        h.wfile.write(data[10:])
+    return route
+
+
+def trickle(stop: threading.Event, data: bytes, every: float = 0.2):
+    """Headers at once, then one byte at a time: each read is quick, the whole body never ends."""
+    def route(h, n):
+        h.send_response(200)
+        h.send_header("Content-Type", "image/png")
+        h.send_header("Content-Length", str(len(data)))
+        h.end_headers()
+        for i in range(len(data)):
+            h.wfile.write(data[i:i + 1])
+            h.wfile.flush()
+            if stop.wait(every):
+                return
+    return route
+
+
+@pytest.fixture
+def server():
+    s = Server()
+    yield s
+    s.close()
+
+
+@pytest.fixture(autouse=True)
+def private_cache(tmp_path, monkeypatch):
+    cache = tmp_path / "cache"
+    monkeypatch.setenv("DIFFAUG_CACHE", str(cache))
+    return cache
+
+
+def write_list(path: Path, rows: list[tuple[str, ...]], header: bool = True) -> Path:
+    lines = (["url,label"] if header else []) + [",".join(r) for r in rows]
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+PNG_A = encode(pattern(1))
+PNG_C = encode(pattern(3))
+JPEG_B = encode(pattern(2), "JPEG", quality=90)
+HUGE = encode(noise((300, 300), seed=5))  # a real image, ~270 kB
+MAX_BYTES = 200_000
+HTML = b"<!doctype html><html><head><title>Not found</title></head><body>nope</body></html>\n"
+
+
+def test_urls_counts_every_outcome(tmp_path, server):
+    assert len(HUGE) > MAX_BYTES and max(len(PNG_A), len(PNG_C), len(JPEG_B)) < MAX_BYTES
+    server.routes.update({
+        "/a.png": ok(PNG_A),
+        "/a-copy.png": ok(PNG_A),
+        "/b.jpg": ok(JPEG_B, "image/jpeg"),
+        "/page.png": ok(HTML, "image/png"),  # lies about its type
+        "/flaky.png": fails_first(1, 503, ok(PNG_C)),
+        "/slow-head.png": delay_headers(server.stop),
+        "/slow-body.png": delay_body(server.stop, PNG_C),
+        "/huge-len.png": ok(HUGE),
+        "/huge-stream.png": ok(HUGE, length=False),
+        "/bird.png": ok(encode(pattern(4))),
+    })  # /missing.png is not a route: 404
+    u = server.url
+    csv_path = write_list(tmp_path / "urls.csv", [
+        (u("/a.png"), "cat"),
+        (u("/b.jpg"), "dog"),
+        (u("/a-copy.png"), "cat"),
+        (u("/a.png"), "cat"),  # the same URL twice
+        (u("/page.png"), "cat"),
+        (u("/missing.png"), "dog"),
+        (u("/flaky.png"), "dog"),
+        (u("/slow-head.png"), "cat"),
+        (u("/slow-body.png"), "cat"),
+        (u("/huge-len.png"), "dog"),
+        (u("/huge-stream.png"), "dog"),
+        (u("/bird.png"), "bird"),
+        ("file:///etc/passwd", "cat"),
+    ])
+    out = tmp_path / "out"
+    out.mkdir()
+    params = Scrape(source="urls", path=str(csv_path), timeout=1.0, retries=1, workers=8, max_bytes=MAX_BYTES)
+    start = time.monotonic()
+    report = scrape(params, ("cat", "dog"), out)
+    elapsed = time.monotonic() - start
+
+    rows = check_output(out, report, ("cat", "dog"))
+    src = by_source(rows)
+    assert set(src) == {u("/a.png"), u("/b.jpg"), u("/flaky.png")}
+    assert src[u("/a.png")]["class"] == "cat"
+    assert src[u("/b.jpg")]["class"] == "dog" and src[u("/flaky.png")]["class"] == "dog"
+    assert (pixels(out, src[u("/a.png")]) == np.asarray(pattern(1))).all()
+    assert (pixels(out, src[u("/flaky.png")]) == np.asarray(pattern(3))).all()
+    assert report["per_class"] == {"cat": 1, "dog": 2}
+    assert report["skipped"] == {
+        "duplicate": 2,
+        "not_an_image": 1,
+        "download_failed": 6,
+        "label_not_in_classes": 1,
+    }
+    assert "404" in report["skipped_examples"]["download_failed"]  # the first failure, with its reason
+    assert u("/page.png") in report["skipped_examples"]["not_an_image"]
+
+    # slow servers cost about the timeout per attempt (2 attempts + backoff), never their 20 s
+    assert elapsed < 6.0, f"scrape took {elapsed:.1f} s"
+    hits = dict(server.hits)
+    assert hits["/a.png"] == 1  # listed twice, fetched once
+    assert hits["/flaky.png"] == 2  # 503 retried, then succeeded
+    assert hits["/missing.png"] == 1  # 404 is final: no retry
+    assert hits["/huge-len.png"] == 1 and hits["/huge-stream.png"] == 1  # too large is final
+    assert hits["/slow-head.png"] == 2 and hits["/slow-body.png"] == 2  # timeouts are retried
+    assert hits["/page.png"] == 1
+
+
+def fast_routes(server: Server) -> list[tuple[str, str]]:
+    server.routes.update({
+        "/a.png": ok(PNG_A),
+        "/a-copy.png": ok(PNG_A),
+        "/b.jpg": ok(JPEG_B, "image/jpeg"),
+        "/page.png": ok(HTML, "image/png"),
+        "/flaky.png": fails_first(1, 503, ok(PNG_C)),
+    })
+    u = server.url
+    return [(u("/a.png"), "cat"), (u("/b.jpg"), "dog"), (u("/a-copy.png"), "cat"),
+            (u("/page.png"), "cat"), (u("/flaky.png"), "dog"), (u("/missing.png"), "dog")]
+
+
+def test_urls_second_run_uses_the_download_cache(tmp_path, server, private_cache):
+    csv_path = write_list(tmp_path / "urls.csv", fast_routes(server))
+    params = Scrape(source="urls", path=str(csv_path), timeout=1.0, retries=1)
+    out1, out2 = tmp_path / "out1", tmp_path / "out2"
+    out1.mkdir()
+    out2.mkdir()
+    report1 = scrape(params, ("cat", "dog"), out1)
+    check_output(out1, report1, ("cat", "dog"))
+    assert report1["images"] == 3
+    first = dict(server.hits)
+    assert first["/flaky.png"] == 2
+    assert any(private_cache.rglob("*")), "downloads are kept in DIFFAUG_CACHE"
+    assert not any(p.suffix == ".bin" for p in out1.rglob("*")), "cache leaked into the output"
+
+    report2 = scrape(params, ("cat", "dog"), out2)
+    for path in ("/a.png", "/a-copy.png", "/b.jpg", "/page.png", "/flaky.png"):
+        assert server.hits[path] == first[path], f"{path} downloaded again"
+    assert server.hits["/missing.png"] == 2  # failures get another chance
+    assert without_examples(report2) == without_examples(report1)
+    assert report2["skipped_examples"].keys() == report1["skipped_examples"].keys()
+    assert tree(out1) == tree(out2)
+
+
+def test_urls_rerun_fetches_only_what_failed(tmp_path, server):
+    rows = fast_routes(server)
+    server.routes["/flaky.png"] = status(503)  # down for the whole first run
+    csv_path = write_list(tmp_path / "urls.csv", rows)
+    params = Scrape(source="urls", path=str(csv_path), timeout=1.0, retries=1)
+    out1, out2 = tmp_path / "out1", tmp_path / "out2"
+    out1.mkdir()
+    out2.mkdir()
+    report1 = scrape(params, ("cat", "dog"), out1)
+    assert report1["per_class"] == {"cat": 1, "dog": 1}
+    assert report1["skipped"]["download_failed"] == 2
+    first = dict(server.hits)
+    assert first["/flaky.png"] == 2
+
+    server.routes["/flaky.png"] = ok(PNG_C)  # back up
+    report2 = scrape(params, ("cat", "dog"), out2)
+    rows2 = check_output(out2, report2, ("cat", "dog"))
+    assert server.hits["/flaky.png"] == 3  # one more request, and it worked
+    for path in ("/a.png", "/a-copy.png", "/b.jpg", "/page.png"):
+        assert server.hits[path] == first[path], f"{path} downloaded again"
+    assert report2["per_class"] == {"cat": 1, "dog": 2}
+    assert server.url("/flaky.png") in by_source(rows2)
+    # everything from the first run is still there, byte for byte
+    t1, t2 = tree(out1), tree(out2)
+    assert {k: v for k, v in t2.items() if k in t1 and k != "manifest.csv"} == {
+        k: v for k, v in t1.items() if k != "manifest.csv"
+    }
+
+
+@pytest.mark.xfail(strict=True, reason="bug: the whole-body deadline is only checked after each 64 KiB "
+                                       "chunk, so a server that trickles bytes is never timed out")
+def test_urls_trickling_server_is_cut_off_at_the_timeout(tmp_path, server):
+    server.routes.update({"/a.png": ok(PNG_A), "/trickle.png": trickle(server.stop, PNG_C)})
+    csv_path = write_list(tmp_path / "urls.csv", [(server.url("/a.png"), "cat"),
+                                                  (server.url("/trickle.png"), "cat")])
+    params = Scrape(source="urls", path=str(csv_path), timeout=1.0, retries=0)
+    result = {}
+
+    def run():
+        result["report"] = scrape(params, ("cat",), tmp_path / "out")
+
+    (tmp_path / "out").mkdir()
+    worker = threading.Thread(target=run, daemon=True)
+    worker.start()
+    worker.join(3.0)  # timeout 1 s, no retries
+    assert not worker.is_alive(), "still downloading a trickling response 3 s after a 1 s timeout"
+    assert result["report"]["skipped"] == {"download_failed": 1}
+
+
+def test_urls_non_http_schemes_are_refused(tmp_path, server):
+    server.routes["/a.png"] = ok(PNG_A)
+    local = tmp_path / "local.png"
+    local.write_bytes(PNG_C)  # a real image: had it been read, it would show up in the output
+    csv_path = write_list(tmp_path / "urls.csv", [
+        ("file:///etc/passwd", "cat"),
+        (local.as_uri(), "cat"),
+        (server.url("/a.png"), "cat"),
+    ])
+    out = tmp_path / "out"
+    out.mkdir()
+    report = scrape(Scrape(source="urls", path=str(csv_path), timeout=1.0, retries=1), ("cat",), out)
+    rows = check_output(out, report, ("cat",))
+    assert [r["source"] for r in rows] == [server.url("/a.png")]
+    assert report["skipped"] == {"download_failed": 2}
+    assert "file:///etc/passwd" in report["skipped_examples"]["download_failed"]
+    assert "http" in report["skipped_examples"]["download_failed"]
+
+
+def test_urls_list_without_header_and_with_comments(tmp_path, server):
+    server.routes.update({"/a.png": ok(PNG_A), "/b.jpg": ok(JPEG_B)})
+    csv_path = tmp_path / "urls.csv"
+    csv_path.write_text(f"# my images\n\n {server.url('/a.png')} , cat \n{server.url('/b.jpg')},dog\n")
+    out = tmp_path / "out"
+    out.mkdir()
+    report = scrape(Scrape(source="urls", path=str(csv_path), timeout=1.0), ("cat", "dog"), out)
+    check_output(out, report, ("cat", "dog"))
+    assert report["per_class"] == {"cat": 1, "dog": 1}
+    assert report["skipped"] == {}
+
+
+def test_urls_row_without_label_names_the_line(tmp_path, server):
+    server.routes["/a.png"] = ok(PNG_A)
+    csv_path = tmp_path / "urls.csv"
+    csv_path.write_text(f"url,label\n{server.url('/a.png')},cat\n{server.url('/b.png')}\n")
+    out = tmp_path / "out"
+    out.mkdir()
+    with pytest.raises(DiffaugError) as e:
+        scrape(Scrape(source="urls", path=str(csv_path), timeout=1.0), ("cat",), out)
+    assert "line 3" in str(e.value)
+    assert "label" in str(e.value)
+    assert sum(server.hits.values()) == 0, "downloaded before the list was checked"
+    assert list(out.iterdir()) == []
+
+
+def test_urls_missing_list_file(tmp_path):
+    with pytest.raises(DiffaugError) as e:
+        scrape(Scrape(source="urls", path=str(tmp_path / "nope.csv")), ("cat",), tmp_path)
+    assert "nope.csv" in str(e.value)
+
+
+def test_urls_class_with_only_failed_downloads_names_the_class(tmp_path, server):
+    server.routes["/a.png"] = ok(PNG_A)
+    csv_path = write_list(tmp_path / "urls.csv", [(server.url("/a.png"), "cat"),
+                                                  (server.url("/gone.png"), "dog")])
+    out = tmp_path / "out"
+    out.mkdir()
+    with pytest.raises(DiffaugError) as e:
+        scrape(Scrape(source="urls", path=str(csv_path), timeout=1.0, retries=1), ("cat", "dog"), out)
+    assert "'dog'" in str(e.value) and "404" in str(e.value)
+
+
+# --------------------------------------------------------------------------------------------
+# the stage: python -m diffaug.stages.scrape
+
+
+def run_stage(cwd: Path, classes: list[str], path: Path) -> subprocess.CompletedProcess:
+    (cwd / "params.yaml").write_text(yaml.safe_dump({
+        "classes": classes,
+        "scrape": {"source": "folder", "path": str(path)},
+    }))
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join([str(REPO / "src")] + ([env["PYTHONPATH"]] if env.get("PYTHONPATH") else []))
+    env["DIFFAUG_CACHE"] = str(cwd / "cache")
+    return subprocess.run([sys.executable, "-m", "diffaug.stages.scrape"], cwd=cwd, env=env,
+                          capture_output=True, text=True, timeout=120)
+
+
+CONFIG_BUG = pytest.mark.xfail(
+    strict=True,
+    reason="bug in config._coerce: scrape.path (Optional[str], default None) is type-checked as an int, "
+           "so params.yaml cannot set it ('... is not allowed; use a whole number.')",
+)
+
+
+def check_failed_run(work: Path, code, stderr: str, cls: str) -> None:
+    assert code == 2, stderr
+    lines = stderr.strip().splitlines()
+    assert len(lines) == 1, stderr
+    assert lines[0].startswith("error:") and f"'{cls}'" in lines[0]
+    assert "Traceback" not in stderr
+    assert not (work / "data" / "raw").exists()
+    if (work / "data").exists():
+        assert list((work / "data").iterdir()) == []  # no hidden data/.raw.tmp-* either
+    assert not (work / "metrics" / "scrape.json").exists()
+
+
+def check_good_run(work: Path) -> dict[str, bytes]:
+    raw = work / "data" / "raw"
+    rows = read_csv(raw / "manifest.csv")
+    assert len(rows) == 7
+    assert json.loads((raw / "classes.json").read_text()) == ["cat", "dog"]
+    metrics = json.loads((work / "metrics" / "scrape.json").read_text())
+    assert metrics["images"] == 7 and metrics["per_class"] == {"cat": 5, "dog": 2}
+    assert sorted(p.name for p in (work / "data").iterdir()) == ["raw"]
+    return tree(raw)
+
+
+@CONFIG_BUG
+def test_stage_missing_class_folder_exits_2_and_leaves_nothing(tmp_path):
+    root = tmp_path / "images"
+    build_folder(root)
+    work = tmp_path / "work"
+    work.mkdir()
+    proc = run_stage(work, ["cat", "bird"], root)
+    check_failed_run(work, proc.returncode, proc.stderr, "bird")
+
+
+@CONFIG_BUG
+def test_stage_success_then_failure_keeps_the_previous_output(tmp_path):
+    root = tmp_path / "images"
+    build_folder(root)
+    work = tmp_path / "work"
+    work.mkdir()
+    proc = run_stage(work, ["cat", "dog"], root)
+    assert proc.returncode == 0, proc.stderr
+    before = check_good_run(work)
+
+    proc = run_stage(work, ["cat", "bird"], root)
+    assert proc.returncode == 2
+    assert proc.stderr.startswith("error:") and "'bird'" in proc.stderr
+    assert tree(work / "data" / "raw") == before  # a failed run does not touch the last good output
+    assert sorted(p.name for p in (work / "data").iterdir()) == ["raw"]  # no leftover temp folder
+
+
+# The same contract in-process, with params built in Python (params.yaml cannot set scrape.path
+# today, see CONFIG_BUG): the stage's `main` wrapped by `run`, as `python -m` does.
+
+
+def run_stage_inprocess(monkeypatch, capsys, work: Path, classes: list[str], path: Path):
+    import diffaug.stages.scrape as stage
+    from diffaug.config import Params, validate
+    from diffaug.stages import run
+
+    params = validate(Params(classes=tuple(classes), scrape=Scrape(source="folder", path=str(path))))
+    monkeypatch.setattr(stage, "load_params", lambda *a, **k: params)
+    monkeypatch.setattr(sys, "argv", [stage.__file__])
+    monkeypatch.chdir(work)
+    capsys.readouterr()
+    try:
+        run(stage.main)
+        code = 0
+    except SystemExit as e:
+        code = e.code
+    return code, capsys.readouterr().err
+
+
+def test_stage_main_missing_class_folder_exits_2_and_leaves_nothing(tmp_path, monkeypatch, capsys):
+    root = tmp_path / "images"
+    build_folder(root)
+    work = tmp_path / "work"
+    work.mkdir()
+    code, err = run_stage_inprocess(monkeypatch, capsys, work, ["cat", "bird"], root)
+    check_failed_run(work, code, err, "bird")
+
+
+def test_stage_main_failure_keeps_the_previous_output(tmp_path, monkeypatch, capsys):
+    root = tmp_path / "images"
+    build_folder(root)
+    work = tmp_path / "work"
+    work.mkdir()
+    code, err = run_stage_inprocess(monkeypatch, capsys, work, ["cat", "dog"], root)
+    assert code == 0, err
+    before = check_good_run(work)
+    metrics = (work / "metrics" / "scrape.json").read_bytes()
+
+    code, err = run_stage_inprocess(monkeypatch, capsys, work, ["cat", "bird"], root)
+    assert code == 2
+    assert err.startswith("error:") and "'bird'" in err
+    assert tree(work / "data" / "raw") == before  # a failed run does not touch the last good output
+    assert (work / "metrics" / "scrape.json").read_bytes() == metrics
+    assert sorted(p.name for p in (work / "data").iterdir()) == ["raw"]  # no leftover temp folder

@@ -1,0 +1,72 @@
+"""split: seeded per-class counts, and no near-duplicate of a test image in d_original."""
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image, ImageEnhance
+
+from diffaug.config import Split
+from diffaug.data.images import hamming_matrix, phash
+from diffaug.data.split import split
+from diffaug.errors import DiffaugError
+from diffaug.io import write_csv
+
+from helpers import pattern
+
+
+def make_raw(tmp_path: Path, twins: bool) -> tuple[Path, list[dict]]:
+    """Two classes of 12 images; with `twins`, every image also has a re-encoded, brightened twin."""
+    rows = []
+    for k, c in enumerate(["cat", "dog"]):
+        (tmp_path / c).mkdir()
+        for i in range(12):
+            im = pattern(100 * k + i)
+            variants = [im]
+            if twins:  # what a re-upload looks like: rescaled and slightly brighter
+                variants.append(ImageEnhance.Brightness(im.resize((40, 40)).resize((32, 32))).enhance(1.05))
+            for j, v in enumerate(variants):
+                name = f"{c}/{i:02d}_{j}.png"
+                v.save(tmp_path / name)
+                rows.append({"class": c, "file": name})
+    return tmp_path, rows
+
+
+def test_counts_and_seeded(tmp_path):
+    raw, rows = make_raw(tmp_path, twins=False)
+    params = Split(original_per_class=6, test_per_class=4, dedupe_distance=4, seed=1)
+    original, test, report = split(raw, rows, ("cat", "dog"), params)
+    assert {c: len(v) for c, v in original.items()} == {"cat": 6, "dog": 6}
+    assert {c: len(v) for c, v in test.items()} == {"cat": 4, "dog": 4}
+    for c in ("cat", "dog"):
+        assert not set(original[c]) & set(test[c])
+        assert all(f.startswith(c + "/") for f in original[c] + test[c])
+    assert split(raw, rows, ("cat", "dog"), params)[:2] == (original, test)
+    other = split(raw, rows, ("cat", "dog"), Split(original_per_class=6, test_per_class=4, seed=2))
+    assert other[1] != test
+    assert report["near_duplicates_removed"] == 0
+
+
+def test_near_duplicates_of_test_images_never_reach_original(tmp_path):
+    raw, rows = make_raw(tmp_path, twins=True)
+    params = Split(original_per_class=None, test_per_class=6, dedupe_distance=6, seed=0)
+    original, test, report = split(raw, rows, ("cat", "dog"), params)
+
+    def hashes(files):
+        return np.array([phash(Image.open(raw / f)) for f in files], dtype=np.uint64)
+
+    test_h = hashes([f for c in test for f in test[c]])
+    for c in original:
+        assert hamming_matrix(hashes(original[c]), test_h).min() > params.dedupe_distance
+        # every twin of a test image was held back: the pool held 24 - 6 = 18 per class
+        twins_in_pool = sum(1 for f in test[c] if (f[:-5] + ("1" if f[-5] == "0" else "0") + ".png") not in test[c])
+        assert report["near_duplicates_removed_per_class"][c] == twins_in_pool
+        assert len(original[c]) == 18 - twins_in_pool
+    assert report["near_duplicates_removed"] > 0
+
+
+def test_not_enough_images_names_class_and_fix(tmp_path):
+    raw, rows = make_raw(tmp_path, twins=False)
+    with pytest.raises(DiffaugError, match=r"class 'cat'.*split.original_per_class"):
+        split(raw, rows, ("cat", "dog"), Split(original_per_class=9, test_per_class=4))
+    with pytest.raises(DiffaugError, match=r"class 'cat' has 12 images.*split.test_per_class"):
+        split(raw, rows, ("cat", "dog"), Split(original_per_class=None, test_per_class=12))
