@@ -82,10 +82,60 @@ class Evaluate:
     batch_size: int = 256
 
 
+LLM_QUESTIONS = (  # the paper's GPT-3 templates
+    "Describe what a {} looks like?",
+    "How can you identify a {}?",
+    "What does a {} look like?",
+    "Describe an image from the internet of a {}?",
+    "A caption of an image of {}:",
+)
+
+
+@dataclass(frozen=True)
+class Base:
+    model: str = "builtin:tiny"  # builtin:tiny | a hub model id
+    revision: str = "main"  # hub: branch, tag or commit; resolved to a commit and recorded
+    tiny_steps: int = 4000  # builtin: denoiser pretraining steps
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class Prompts:
+    templates: tuple[str, ...] = ("a photo of a {}",)
+    llm: Optional[str] = None  # a transformers text-generation model: local path or hub id
+    llm_revision: str = "main"
+    llm_questions: tuple[str, ...] = LLM_QUESTIONS
+    llm_per_question: int = 2
+    temperature: float = 0.9
+    max_new_tokens: int = 40
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class Generate:
+    per_class: int = 100
+    scheduler: str = "dpm++"  # dpm++ | lms | ddim | pndm | euler | euler_a
+    steps: int = 20
+    guidance: float = 7.5
+    negative_prompt: str = ""
+    resolution: Optional[int] = None  # None: the model's native size
+    save_size: Optional[int] = None  # None: keep the generated size
+    batch_size: int = 16
+    dtype: str = "auto"  # auto | float32 | float16 | bfloat16
+    compile: bool = False
+    cpu_offload: bool = False
+    safety_checker: bool = False
+    device: str = "auto"
+    seed: int = 0
+
+
 @dataclass(frozen=True)
 class Params:
     classes: tuple[str, ...] = DIGIT_WORDS
     scrape: Scrape = field(default_factory=Scrape)
+    base: Base = field(default_factory=Base)
+    prompts: Prompts = field(default_factory=Prompts)
+    generate: Generate = field(default_factory=Generate)
     split: Split = field(default_factory=Split)
     mix: Mix = field(default_factory=Mix)
     train: Train = field(default_factory=Train)
@@ -103,7 +153,11 @@ def _coerce(key: str, value: Any, default: Any, annotation: str) -> Any:
         if optional:
             return None
         _fail(key, value, "it needs a value")
-    base = type(default) if default is not None else int
+    base = type(default) if default is not None else (str if "str" in annotation else int)
+    if base is tuple:
+        if not isinstance(value, (list, tuple)) or not value or not all(isinstance(v, str) for v in value):
+            _fail(key, value, "use a non-empty list of text")
+        return tuple(value)
     if base is bool:
         if not isinstance(value, bool):
             _fail(key, value, "use true or false")
@@ -149,6 +203,11 @@ def _at_least(key: str, value: Optional[float], low: float, strict: bool = False
         _fail(key, value, f"it must be {'greater than' if strict else 'at least'} {low:g}")
 
 
+def _check_device(key: str, value: str) -> None:
+    if not (value in ("auto", "cpu", "cuda", "mps") or (value.startswith("cuda:") and value[5:].isdigit())):
+        _fail(key, value, "allowed: auto, cpu, cuda, cuda:N, mps")
+
+
 def validate(params: Params) -> Params:
     """Check the relations between values that types alone cannot express."""
     classes = params.classes
@@ -190,6 +249,36 @@ def validate(params: Params) -> Params:
         _fail("mix.val_fraction", m.val_fraction, "use a fraction from 0.0 up to (not including) 1.0")
     _one_of("mix.val_from", m.val_from, ("original", "mixed"))
 
+    b = params.base
+    if not b.model or not (b.model.startswith("builtin:") or b.model.count("/") == 1 or Path(b.model).is_dir()):
+        _fail("base.model", b.model, "use builtin:tiny, a hub id like stable-diffusion-v1-5/stable-diffusion-v1-5, "
+              "or a local folder")
+    if b.model.startswith("builtin:"):
+        _one_of("base.model", b.model, ("builtin:tiny",))
+    _at_least("base.tiny_steps", b.tiny_steps, 1)
+
+    pr = params.prompts
+    for key, texts in (("prompts.templates", pr.templates), ("prompts.llm_questions", pr.llm_questions)):
+        for text in texts:
+            if text.count("{}") != 1:
+                _fail(key, text, "each template needs exactly one {} where the class name goes")
+    _at_least("prompts.llm_per_question", pr.llm_per_question, 1)
+    _at_least("prompts.temperature", pr.temperature, 0, strict=True)
+    _at_least("prompts.max_new_tokens", pr.max_new_tokens, 1)
+
+    g = params.generate
+    _at_least("generate.per_class", g.per_class, 1)
+    _one_of("generate.scheduler", g.scheduler, ("dpm++", "lms", "ddim", "pndm", "euler", "euler_a"))
+    _at_least("generate.steps", g.steps, 1)
+    _at_least("generate.guidance", g.guidance, 0)
+    for key in ("resolution", "save_size"):
+        value = getattr(g, key)
+        if value is not None and (value < 8 or value % 8):
+            _fail(f"generate.{key}", value, "use a multiple of 8 (or null)")
+    _at_least("generate.batch_size", g.batch_size, 1)
+    _one_of("generate.dtype", g.dtype, ("auto", "float32", "float16", "bfloat16"))
+    _check_device("generate.device", g.device)
+
     t = params.train
     _one_of("train.regime", t.regime, ("scratch", "finetune", "frozen"))
     _at_least("train.epochs", t.epochs, 1)
@@ -201,8 +290,7 @@ def validate(params: Params) -> Params:
     _at_least("train.image_size", t.image_size, 8)
     _one_of("train.small_stem", t.small_stem, ("auto", "true", "false"))
     _one_of("train.augment", t.augment, ("none", "standard", "randaugment"))
-    if not (t.device in ("auto", "cpu", "cuda", "mps") or t.device.startswith("cuda:")):
-        _fail("train.device", t.device, "allowed: auto, cpu, cuda, cuda:N, mps")
+    _check_device("train.device", t.device)
 
     _at_least("evaluate.batch_size", params.evaluate.batch_size, 1)
     return params
@@ -228,6 +316,9 @@ def load_params(path: str | Path = "params.yaml") -> Params:
     params = Params(
         classes=tuple(classes),
         scrape=_section(Scrape, "scrape", raw.get("scrape")),
+        base=_section(Base, "base", raw.get("base")),
+        prompts=_section(Prompts, "prompts", raw.get("prompts")),
+        generate=_section(Generate, "generate", raw.get("generate")),
         split=_section(Split, "split", raw.get("split")),
         mix=_section(Mix, "mix", raw.get("mix")),
         train=_section(Train, "train", raw.get("train")),

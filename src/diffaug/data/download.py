@@ -10,6 +10,7 @@ from typing import Optional
 from urllib.parse import urlparse
 
 import requests
+import urllib3
 
 from diffaug.io import atomic_write_bytes, sha256_bytes
 
@@ -42,14 +43,17 @@ def _get(url: str, timeout: float, max_bytes: int) -> bytes:
         if length and length.isdigit() and int(length) > max_bytes:
             raise _Permanent(f"too large ({int(length)} bytes > {max_bytes})")
         chunks, size = [], 0
-        for chunk in r.iter_content(chunk_size=1 << 16):
+        while True:
+            # read1 returns whatever has arrived, so a server trickling bytes meets the deadline.
+            chunk = r.raw.read1(1 << 16, decode_content=True) if hasattr(r.raw, "read1") else r.raw.read(1 << 16)
+            if not chunk:
+                return b"".join(chunks)
             size += len(chunk)
             if size > max_bytes:
                 raise _Permanent(f"too large (more than {max_bytes} bytes)")
             if time.monotonic() > deadline:
                 raise IOError(f"timed out after {timeout:g} s")
             chunks.append(chunk)
-        return b"".join(chunks)
 
 
 def fetch(url: str, cache: Path, timeout: float, max_bytes: int, retries: int) -> Fetched:
@@ -67,9 +71,9 @@ def fetch(url: str, cache: Path, timeout: float, max_bytes: int, retries: int) -
             data = _get(url, timeout, max_bytes)
         except _Permanent as e:
             return Fetched(url, None, str(e))
-        except requests.Timeout:
+        except (requests.Timeout, urllib3.exceptions.TimeoutError):
             error = f"timed out after {timeout:g} s"
-        except requests.RequestException as e:
+        except (requests.RequestException, urllib3.exceptions.HTTPError) as e:
             error = f"connection failed ({type(e).__name__})"
         except IOError as e:  # a retryable status or the whole-body deadline
             error = str(e)

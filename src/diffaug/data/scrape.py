@@ -72,24 +72,24 @@ def read_url_list(path: str | Path) -> list[tuple[str, str]]:
         for n, row in enumerate(csv.reader(f), start=1):
             if not row or not "".join(row).strip() or row[0].startswith("#"):
                 continue
-            if n == 1 and [c.strip().lower() for c in row[:2]] == ["url", "label"]:
-                continue
-            if len(row) < 2:
+            if not rows and [c.strip().lower() for c in row[:2]] == ["url", "label"]:
+                continue  # the optional header
+            if len(row) < 2 or not row[1].strip():
                 raise DiffaugError(f"{path} line {n} has no label; each row must be url,label.")
             rows.append((row[0].strip(), row[1].strip()))
     return rows
 
 
-def urls(csv_path: str | Path, params: Scrape) -> Iterator[Candidate]:
+def urls(csv_path: str | Path, classes: tuple[str, ...], params: Scrape) -> Iterator[Candidate]:
     """Download every row (in parallel, resumable through a cache outside the DVC output)."""
     rows = read_url_list(csv_path)
-    unique = list(dict.fromkeys(url for url, _ in rows))
+    unique = list(dict.fromkeys(url for url, label in rows if label in classes))  # others are not fetched
     fetched = fetch_all(unique, cache_dir("downloads"), params.timeout, params.max_bytes, params.retries,
                         params.workers)
     by_url = {f.url: f for f in fetched}
     for url, label in rows:
-        f = by_url[url]
-        yield Candidate(label, url, data=f.data, error=f.error)
+        f = by_url.get(url)
+        yield Candidate(label, url, data=f and f.data, error=f and f.error)
 
 
 def collect(candidates: Iterable[Candidate], classes: tuple[str, ...], out: Path, max_side: int,
@@ -144,7 +144,7 @@ def scrape(params: Scrape, classes: tuple[str, ...], out: Path) -> dict:
     elif params.source == "folder":
         candidates = folder(params.path, classes)
     else:
-        candidates = urls(params.path, params)
+        candidates = urls(params.path, classes, params)
     rows, report = collect(candidates, classes, out, params.max_side, params.source)
     write_csv(out / "manifest.csv", rows, MANIFEST_COLUMNS)
     return report

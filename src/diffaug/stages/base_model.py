@@ -1,0 +1,37 @@
+"""Stage `base_model`: models/base/source.json names the base model; the built-in one is trained here.
+
+- `builtin:tiny`: a tiny Stable-Diffusion-architecture model pretrained by this project on printed
+  digits (not on the experiment's data), saved in models/base/pipeline.
+- a hub id: downloaded into the Hugging Face cache (not into DVC) and pinned to its commit.
+"""
+import time
+from pathlib import Path
+
+from diffaug.config import load_params
+from diffaug.io import atomic_dir, write_json
+from diffaug.stages import run
+
+BASE = Path("models/base")
+
+
+def main() -> None:
+    params = load_params().base
+    start = time.perf_counter()
+    with atomic_dir(BASE) as out:
+        if params.model == "builtin:tiny":
+            from diffaug.diffusion.tiny import pretrain
+
+            report = pretrain(out / "pipeline", seed=params.seed, steps=params.tiny_steps)
+            source = {"model": params.model, "revision": None, "commit": None, "training": report}
+        else:
+            from diffaug.diffusion.hub import resolve
+
+            commit, _ = resolve(params.model, params.revision)
+            source = {"model": params.model, "revision": params.revision, "commit": commit}
+        write_json(out / "source.json", source)
+    print(f"base_model: {params.model} ready in {time.perf_counter() - start:.0f} s"
+          + (f" (commit {source['commit']})" if source["commit"] else ""))
+
+
+if __name__ == "__main__":
+    run(main)
