@@ -21,6 +21,7 @@ def from_templates(classes: list[str], templates: tuple[str, ...]) -> list[dict]
 def clean(text: str, label: str) -> str | None:
     """The first sentence of a model's answer, tidied; None if nothing usable is left."""
     text = re.split(r"(?<=[.!?])\s|\n", text.strip(), maxsplit=1)[0]
+    text = "".join(ch for ch in text if ch.isprintable() and ch != "\ufffd")  # broken bytes of a small model
     text = re.sub(r"\s+", " ", text).strip(" \"'`*-:#")
     text = text.rstrip(".!?").strip()
     words = text.split()
