@@ -78,6 +78,14 @@ class Train:
 
 
 @dataclass(frozen=True)
+class Reference:
+    """A classifier of d_original alone: it scores how recognisable synthetic images are."""
+    epochs: int = 15
+    image_size: int = 32
+    seed: int = 0
+
+
+@dataclass(frozen=True)
 class Evaluate:
     batch_size: int = 256
 
@@ -140,6 +148,7 @@ class Params:
     mix: Mix = field(default_factory=Mix)
     train: Train = field(default_factory=Train)
     evaluate: Evaluate = field(default_factory=Evaluate)
+    reference: Reference = field(default_factory=Reference)
 
 
 def _fail(key: str, value: Any, allowed: str) -> None:
@@ -293,6 +302,8 @@ def validate(params: Params) -> Params:
     _check_device("train.device", t.device)
 
     _at_least("evaluate.batch_size", params.evaluate.batch_size, 1)
+    _at_least("reference.epochs", params.reference.epochs, 1)
+    _at_least("reference.image_size", params.reference.image_size, 8)
     return params
 
 
@@ -323,5 +334,6 @@ def load_params(path: str | Path = "params.yaml") -> Params:
         mix=_section(Mix, "mix", raw.get("mix")),
         train=_section(Train, "train", raw.get("train")),
         evaluate=_section(Evaluate, "evaluate", raw.get("evaluate")),
+        reference=_section(Reference, "reference", raw.get("reference")),
     )
     return validate(params)

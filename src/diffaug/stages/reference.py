@@ -1,0 +1,39 @@
+"""Stage `reference`: a ResNet-18 trained on d_original alone (data/original -> models/reference).
+
+It answers "does this synthetic image look like its class to a model of the real data?" for the
+`recognise` stages, independently of any mix or training regime.
+"""
+import dataclasses
+from pathlib import Path
+
+from diffaug.classify.classifier import save_classifier, train_classifier
+from diffaug.config import Mix, Train, load_params
+from diffaug.data.mix import mix_class
+from diffaug.device import pick_device
+from diffaug.io import read_csv, read_json, write_json
+from diffaug.stages import run
+
+ORIGINAL, MODEL = Path("data/original"), Path("models/reference")
+
+
+def main() -> None:
+    params = load_params()
+    ref = params.reference
+    cfg = dataclasses.replace(Train(), epochs=ref.epochs, image_size=ref.image_size, seed=ref.seed,
+                              device=params.train.device)
+    classes = read_json(ORIGINAL / "classes.json")
+    rows = read_csv(ORIGINAL / "manifest.csv")
+    split = Mix(source="none", val_fraction=0.15, seed=ref.seed)  # validation from the real images only
+    train, val = [], []
+    for c in classes:
+        t, v = mix_class(c, [r["file"] for r in rows if r["class"] == c], [], split)
+        train += [{"class": c, "file": f} for f, _ in t]
+        val += [{"class": c, "file": f} for f, _ in v]
+    result, meta = train_classifier(train, val, classes, cfg, pick_device(cfg.device), root=ORIGINAL)
+    save_classifier(MODEL, result, meta)
+    write_json("metrics/reference.json", {"val_accuracy": result.best_val_accuracy, "best_epoch": result.best_epoch})
+    print(f"reference: validation accuracy {result.best_val_accuracy} on d_original")
+
+
+if __name__ == "__main__":
+    run(main)

@@ -1,0 +1,104 @@
+"""Generation library: seeds per image, batching, cache and resume, manifest, pipeline loading."""
+import dataclasses
+import hashlib
+from pathlib import Path
+
+import pytest
+import torch
+
+from diffaug.config import Generate
+from diffaug.diffusion.generate import Settings, cache_key, cached_path, collect, generate, image_seed, plan
+from diffaug.diffusion.pipeline import SCHEDULERS, load_pipeline, pick_dtype, read_source, set_scheduler
+from diffaug.io import read_csv
+
+CPU = torch.device("cpu")
+PROMPTS = {"three": ["a photo of the digit three"], "seven": ["a photo of the digit seven", "a drawing of seven"]}
+SETTINGS = Settings(model="tiny@test", scheduler="dpm++", steps=3, guidance=4.0, negative_prompt="", height=None,
+                    width=None, save_size=16, dtype="float32")
+
+
+@pytest.fixture(scope="module")
+def pipe(tiny_base):
+    return load_pipeline(read_source(tiny_base), CPU, torch.float32, "dpm++", base=tiny_base)
+
+
+def digest(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def test_plan_seeds_depend_on_class_and_index_only():
+    jobs = plan(PROMPTS, 3, seed=0)
+    assert [j.file for j in jobs] == ["three/00000.png", "three/00001.png", "three/00002.png",
+                                      "seven/00000.png", "seven/00001.png", "seven/00002.png"]
+    assert [j.prompt for j in jobs[3:]] == ["a photo of the digit seven", "a drawing of seven", "a photo of the digit seven"]
+    assert jobs[4].seed == image_seed(0, "seven", 1) != image_seed(1, "seven", 1)
+    # Asking for more images keeps the first ones as they were.
+    assert plan(PROMPTS, 5, seed=0)[:3] == jobs[:3]
+
+
+def test_cache_key_covers_everything_that_changes_pixels():
+    job = plan(PROMPTS, 1, 0)[0]
+    keys = {cache_key(job, SETTINGS)}
+    for change in (dict(model="tiny@other"), dict(steps=4), dict(guidance=5.0), dict(scheduler="ddim"),
+                   dict(negative_prompt="blurry"), dict(save_size=32), dict(dtype="float16"), dict(height=64)):
+        keys.add(cache_key(job, dataclasses.replace(SETTINGS, **change)))
+    keys.add(cache_key(dataclasses.replace(job, seed=job.seed + 1), SETTINGS))
+    assert len(keys) == 10
+
+
+def test_same_seed_same_bytes_and_resume(pipe, tmp_path):
+    jobs = plan(PROMPTS, 3, seed=0)
+    first = generate(pipe, jobs, SETTINGS, batch_size=4, device=CPU, cache=tmp_path / "a")
+    assert first == {"generated": 6, "reused": 0}
+    rows = collect(jobs, SETTINGS, tmp_path / "out_a", {"model": "tiny", "revision": ""}, cache=tmp_path / "a")
+    # An independent run gives identical bytes.
+    generate(pipe, jobs, SETTINGS, batch_size=4, device=CPU, cache=tmp_path / "b")
+    collect(jobs, SETTINGS, tmp_path / "out_b", {"model": "tiny", "revision": ""}, cache=tmp_path / "b")
+    for job in jobs:
+        assert digest(tmp_path / "out_a" / job.file) == digest(tmp_path / "out_b" / job.file)
+    # An interrupted run: the second batch's images are lost; the rerun makes only those.
+    for job in jobs[4:]:
+        cached_path(cache_key(job, SETTINGS), tmp_path / "a").unlink()
+    again = generate(pipe, jobs, SETTINGS, batch_size=4, device=CPU, cache=tmp_path / "a")
+    assert again == {"generated": 2, "reused": 4}
+    collect(jobs, SETTINGS, tmp_path / "out_c", {"model": "tiny", "revision": ""}, cache=tmp_path / "a")
+    for job in jobs:
+        assert digest(tmp_path / "out_a" / job.file) == digest(tmp_path / "out_c" / job.file)
+    # The manifest says how each image was made.
+    manifest = read_csv(tmp_path / "out_a" / "manifest.csv")
+    assert manifest == [{k: str(v) for k, v in r.items()} for r in rows]
+    assert manifest[4]["prompt"] == "a drawing of seven" and int(manifest[4]["seed"]) == jobs[4].seed
+    assert manifest[0]["scheduler"] == "dpm++" and manifest[0]["steps"] == "3" and manifest[0]["guidance"] == "4.0"
+
+
+def test_processes_split_the_batches(pipe, tmp_path):
+    jobs = plan(PROMPTS, 3, seed=0)
+    a = generate(pipe, jobs, SETTINGS, batch_size=2, device=CPU, process_index=0, num_processes=2, cache=tmp_path)
+    b = generate(pipe, jobs, SETTINGS, batch_size=2, device=CPU, process_index=1, num_processes=2, cache=tmp_path)
+    assert a["generated"] == 4 and b["generated"] == 2
+    assert all(cached_path(cache_key(j, SETTINGS), tmp_path).exists() for j in jobs)
+
+
+def test_saved_at_the_dataset_size(pipe, tmp_path):
+    from PIL import Image
+
+    jobs = plan({"three": ["a photo of the digit three"]}, 1, seed=0)
+    generate(pipe, jobs, SETTINGS, batch_size=1, device=CPU, cache=tmp_path)
+    with Image.open(cached_path(cache_key(jobs[0], SETTINGS), tmp_path)) as im:
+        assert im.size == (16, 16) and im.mode == "RGB"
+
+
+@pytest.mark.parametrize("name", sorted(SCHEDULERS))
+def test_every_scheduler_runs(pipe, name, tmp_path):
+    set_scheduler(pipe, name)
+    try:
+        image = pipe("a photo of the digit three", num_inference_steps=6, generator=torch.Generator().manual_seed(0)).images[0]
+    finally:
+        set_scheduler(pipe, "dpm++")
+    assert image.size == (32, 32)
+
+
+def test_dtype_by_device():
+    assert pick_dtype(CPU) == torch.float32
+    assert pick_dtype(torch.device("mps")) == torch.float16
+    assert pick_dtype(CPU, "bfloat16") == torch.bfloat16
