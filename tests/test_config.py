@@ -1,5 +1,4 @@
 """Params validation: a bad value stops with one sentence naming key, value and what is allowed."""
-import shutil
 import subprocess
 import sys
 import time

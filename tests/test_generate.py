@@ -6,7 +6,6 @@ from pathlib import Path
 import pytest
 import torch
 
-from diffaug.config import Generate
 from diffaug.diffusion.generate import Settings, cache_key, cached_path, collect, generate, image_seed, plan
 from diffaug.diffusion.pipeline import SCHEDULERS, load_pipeline, pick_dtype, read_source, set_scheduler
 from diffaug.io import read_csv

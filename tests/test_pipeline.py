@@ -27,7 +27,7 @@ def restored(output: str) -> set[str]:
 
 
 @pytest.fixture(scope="module")
-def project(tmp_path_factory):
+def project(tmp_path_factory, tiny_base):
     """A git + DVC repo holding this project's files (as git sees them) and tiny params."""
     root = tmp_path_factory.mktemp("project")
     files = subprocess.run(["git", "ls-files", "--cached", "--others", "--exclude-standard"], cwd=REPO,
@@ -40,6 +40,10 @@ def project(tmp_path_factory):
     params["classes"] = ["zero", "one", "seven"]
     params["split"].update(original_per_class=30, test_per_class=10)
     params["train"].update(epochs=2, batch_size=32, image_size=16)
+    params["reference"].update(epochs=1, image_size=16)
+    # The built-in model's architecture with random weights: the wiring is under test, not the drawing.
+    params["base"]["model"] = str(tiny_base / "pipeline")
+    params["generate"].update(per_class=30, steps=2, batch_size=30)
     (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     env = dict(os.environ, DIFFAUG_CACHE=str(tmp_path_factory.mktemp("cache")), DVC_NO_ANALYTICS="1",
                GIT_AUTHOR_NAME="t", GIT_AUTHOR_EMAIL="t@example.com", GIT_COMMITTER_NAME="t",
@@ -53,7 +57,8 @@ def project(tmp_path_factory):
 def test_repro_then_experiments(project):
     root, env = project
     out = sh(["dvc", "repro"], root, env)
-    assert ran(out) == {"scrape", "split", "mix", "train", "evaluate"}
+    assert ran(out) == {"scrape", "split", "base_model", "prompts", "generate_vanilla", "mix", "train", "evaluate",
+                        "reference", "recognise@vanilla"}
     metrics = yaml.safe_load((root / "metrics/evaluate.json").read_text())
     assert metrics["test_images"] == 30 and 0.0 <= metrics["accuracy"] <= 1.0
     sh(["git", "add", "-A"], root, env)
@@ -70,6 +75,15 @@ def test_repro_then_experiments(project):
     out = sh(["dvc", "exp", "run", "-S", "mix.p=0.0"], root, env)
     assert ran(out) == set() and restored(out) == {"mix", "train", "evaluate"}
     assert yaml.safe_load((root / "metrics/mix.json").read_text())["train_images"] == 75
+
+    # Synthetic images in the mix: only the mix and what follows it reruns.
+    out = sh(["dvc", "exp", "run", "-S", "mix.source=vanilla", "-S", "mix.p=0.5"], root, env)
+    assert ran(out) == {"mix", "train", "evaluate"}
+    assert yaml.safe_load((root / "metrics/mix.json").read_text())["synthetic_images"] == 39  # 3 x round(12.5)
+
+    # A generation param reruns generation and everything downstream of it, nothing upstream.
+    out = sh(["dvc", "exp", "run", "-S", "generate.steps=3"], root, env)
+    assert ran(out) == {"generate_vanilla", "recognise@vanilla", "mix", "train", "evaluate"}
 
     shows = sh(["dvc", "exp", "show", "--csv"], root, env)
     assert "mix.p" in shows and "0.5" in shows

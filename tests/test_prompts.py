@@ -9,7 +9,6 @@ import yaml
 
 from diffaug.config import Prompts
 from diffaug.diffusion.prompts import build_prompts, clean, dedupe, from_templates
-from diffaug.errors import DiffaugError
 
 REPO = Path(__file__).resolve().parents[1]
 

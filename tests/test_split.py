@@ -9,7 +9,6 @@ from diffaug.config import Split
 from diffaug.data.images import hamming_matrix, phash
 from diffaug.data.split import split
 from diffaug.errors import DiffaugError
-from diffaug.io import write_csv
 
 from helpers import pattern
 

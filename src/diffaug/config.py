@@ -82,6 +82,7 @@ class Reference:
     """A classifier of d_original alone: it scores how recognisable synthetic images are."""
     epochs: int = 15
     image_size: int = 32
+    small_stem: str = "auto"
     seed: int = 0
 
 
@@ -103,7 +104,7 @@ LLM_QUESTIONS = (  # the paper's GPT-3 templates
 class Base:
     model: str = "builtin:tiny"  # builtin:tiny | a hub model id
     revision: str = "main"  # hub: branch, tag or commit; resolved to a commit and recorded
-    tiny_steps: int = 4000  # builtin: denoiser pretraining steps
+    tiny_steps: int = 800  # builtin: denoiser pretraining steps
     seed: int = 0
 
 
@@ -134,6 +135,7 @@ class Generate:
     cpu_offload: bool = False
     safety_checker: bool = False
     device: str = "auto"
+    launcher: str = "python"  # or e.g. "accelerate launch --num_processes 4" for several GPUs
     seed: int = 0
 
 
@@ -287,6 +289,8 @@ def validate(params: Params) -> Params:
     _at_least("generate.batch_size", g.batch_size, 1)
     _one_of("generate.dtype", g.dtype, ("auto", "float32", "float16", "bfloat16"))
     _check_device("generate.device", g.device)
+    if not (g.launcher == "python" or g.launcher.startswith("accelerate launch")):
+        _fail("generate.launcher", g.launcher, "use python, or accelerate launch with its options")
 
     t = params.train
     _one_of("train.regime", t.regime, ("scratch", "finetune", "frozen"))
@@ -304,6 +308,7 @@ def validate(params: Params) -> Params:
     _at_least("evaluate.batch_size", params.evaluate.batch_size, 1)
     _at_least("reference.epochs", params.reference.epochs, 1)
     _at_least("reference.image_size", params.reference.image_size, 8)
+    _one_of("reference.small_stem", params.reference.small_stem, ("auto", "true", "false"))
     return params
 
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 import hashlib
 import json
 from pathlib import Path
-from typing import Optional
 
 import torch
 
@@ -67,7 +66,7 @@ def load_pipeline(source: dict, device: torch.device, dtype: torch.dtype, schedu
     """A StableDiffusionPipeline on `device` (safetensors only; no remote code, no download)."""
     from diffusers import StableDiffusionPipeline
 
-    kwargs = dict(torch_dtype=dtype, use_safetensors=True)
+    kwargs = dict(dtype=dtype, use_safetensors=True)
     if not safety_checker:
         kwargs.update(safety_checker=None, requires_safety_checker=False)
     if source.get("commit"):

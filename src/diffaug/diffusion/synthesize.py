@@ -14,7 +14,7 @@ from tqdm import tqdm
 
 from diffaug.config import Generate
 from diffaug.device import pick_device
-from diffaug.diffusion.generate import Job, Settings, cache_key, cached_path, collect, generate, plan
+from diffaug.diffusion.generate import Settings, cache_key, cached_path, collect, generate, plan
 from diffaug.diffusion.pipeline import pick_dtype, speed_up
 from diffaug.io import atomic_dir, write_json
 from diffaug.plots import sample_grid

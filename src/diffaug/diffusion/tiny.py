@@ -8,9 +8,11 @@ rest of the project (generation, DreamBooth, Textual Inversion) treats it like a
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
+import tempfile
 import time
 from pathlib import Path
 
@@ -29,7 +31,8 @@ PROMPT_TEMPLATE = "a photo of the digit {}"
 VOCAB_WORDS = DIGIT_WORDS + [
     "a", "an", "the", "of", "photo", "picture", "image", "rendering", "drawing", "digit", "digits",
     "number", "handwritten", "written", "printed", "sks", "in", "on", "with", "and", "style", "black",
-    "white", "dark", "small", "large", "clean", "cropped", "close", "up", "good", "bad",
+    "white", "dark", "small", "large", "clean", "cropped", "close", "up", "good", "bad", "my", "cool",
+    "bright", "dirty", "nice", "weird", "rendition",
 ]
 
 
@@ -68,7 +71,7 @@ def _font(size: int) -> ImageFont.FreeTypeFont:
 def _glyph(rng: np.random.Generator, digit: int) -> Image.Image:
     """The digit as tightly cropped ink (L mode, 255 = ink) at a random weight, slant and rotation."""
     size = 64
-    stroke = int(rng.integers(*RENDER["stroke"]))  # Aileron Regular is thin; handwritten digits scans are bold
+    stroke = int(rng.integers(*RENDER["stroke"]))
     canvas = Image.new("L", (2 * size, 2 * size), 0)
     ImageDraw.Draw(canvas).text(
         (size // 2, size // 4), str(digit), font=_font(size), fill=255, stroke_width=stroke, stroke_fill=255
@@ -78,6 +81,16 @@ def _glyph(rng: np.random.Generator, digit: int) -> Image.Image:
     canvas = canvas.transform(canvas.size, Image.AFFINE, (1, shear, -shear * size, 0, 1, 0), Image.BILINEAR)
     canvas = canvas.rotate(rng.uniform(-RENDER["rotate"], RENDER["rotate"]), Image.BILINEAR)
     return canvas.crop(canvas.getbbox())
+
+
+def _position(rng: np.random.Generator, work: int, w: int, h: int) -> tuple[int, int]:
+    """Top-left corner: mostly near the horizontal centre (like the scans), sometimes anywhere."""
+    if rng.random() < 0.3:
+        x = int(rng.integers(0, work - w + 1))
+    else:
+        x = (work - w) // 2 + int(rng.integers(-work // 16, work // 16 + 1))
+    y = int(rng.integers(0, work - h + 1))
+    return min(max(x, 0), work - w), y
 
 
 def render_digit(rng: np.random.Generator, digit: int, size: int = IMAGE_SIZE) -> Image.Image:
@@ -95,9 +108,7 @@ def render_digit(rng: np.random.Generator, digit: int, size: int = IMAGE_SIZE) -
     w = int(round(min(work * RENDER["max_width"], max(work * 0.12, h * aspect))))
     glyph = glyph.resize((w, h), Image.BILINEAR)
     ink = Image.new("L", (work, work), 0)
-    x = int(rng.integers(0, work - w + 1)) if rng.random() < 0.3 else (work - w) // 2 + int(rng.integers(-work // 16, work // 16 + 1))
-    y = int(rng.integers(0, work - h + 1))
-    ink.paste(glyph, (min(max(x, 0), work - w), y))
+    ink.paste(glyph, _position(rng, work, w, h))
     low = int(rng.choice(RENDER["low_res"]))
     ink = ink.resize((low, low), Image.BOX)  # area average = the scans' ink counts per cell
     if RENDER["normalise"]:
@@ -117,7 +128,11 @@ def render_digit(rng: np.random.Generator, digit: int, size: int = IMAGE_SIZE) -
 # ----------------------------------------------------------------------------------------------
 
 BOS, EOS = "<|startoftext|>", "<|endoftext|>"
-MAX_TOKENS = 77  # CLIP's length: long Textual Inversion templates are never truncated
+# Prompt length in tokens (CLIP's is 77). Short on purpose: the UNet's cross-attention and the text
+# encoder's causal attention average over all positions at first, and 60-odd padding positions dilute
+# the one token that names the digit; with 77 the prompt was ignored for the first ~500 steps.
+# 16 holds every Textual Inversion template ("a close-up photo of the <x>" is 10 with BOS/EOS).
+MAX_TOKENS = 16
 
 
 def _byte_chars() -> list[str]:
@@ -201,30 +216,37 @@ ARCH = {
 }
 
 
+@contextlib.contextmanager
+def _seeded(seed: int):
+    """Initialise weights from `seed` without disturbing the caller's global torch RNG."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        yield
+
+
 def build_vae(seed: int):
     from diffusers import AutoencoderKL
 
-    torch.manual_seed(seed)
     n = len(ARCH["vae_channels"])
-    return AutoencoderKL(
-        in_channels=3,
-        out_channels=3,
-        down_block_types=("DownEncoderBlock2D",) * n,
-        up_block_types=("UpDecoderBlock2D",) * n,
-        block_out_channels=ARCH["vae_channels"],
-        layers_per_block=1,
-        latent_channels=ARCH["latent_channels"],
-        norm_num_groups=ARCH["groups"],
-        sample_size=IMAGE_SIZE,
-        mid_block_add_attention=False,  # 8x8 needs no attention in the autoencoder
-        force_upcast=False,             # fp32 throughout; SD's upcast exists for fp16 weights
-    )
+    with _seeded(seed):
+        return AutoencoderKL(
+            in_channels=3,
+            out_channels=3,
+            down_block_types=("DownEncoderBlock2D",) * n,
+            up_block_types=("UpDecoderBlock2D",) * n,
+            block_out_channels=ARCH["vae_channels"],
+            layers_per_block=1,
+            latent_channels=ARCH["latent_channels"],
+            norm_num_groups=ARCH["groups"],
+            sample_size=IMAGE_SIZE,
+            mid_block_add_attention=False,  # 8x8 needs no attention in the autoencoder
+            force_upcast=False,             # fp32 throughout; SD's upcast exists for fp16 weights
+        )
 
 
 def build_text_encoder(seed: int, tokenizer):
     from transformers import CLIPTextConfig, CLIPTextModel
 
-    torch.manual_seed(seed)
     config = CLIPTextConfig(
         vocab_size=len(tokenizer),
         hidden_size=ARCH["text_hidden"],
@@ -237,31 +259,37 @@ def build_text_encoder(seed: int, tokenizer):
         eos_token_id=tokenizer.eos_token_id,  # pooled output reads the first EOS token
         pad_token_id=tokenizer.pad_token_id,
     )
-    return CLIPTextModel(config)
+    with _seeded(seed):
+        return CLIPTextModel(config)
 
 
 def build_unet(seed: int):
     from diffusers import UNet2DConditionModel
 
-    torch.manual_seed(seed)
     attn = ARCH["unet_attn"]
     scale = 2 ** (len(ARCH["vae_channels"]) - 1)
-    return UNet2DConditionModel(
-        sample_size=IMAGE_SIZE // scale,  # latent side: the pipeline's default height is this * vae scale
-        in_channels=ARCH["latent_channels"],
-        out_channels=ARCH["latent_channels"],
-        down_block_types=tuple("CrossAttnDownBlock2D" if a else "DownBlock2D" for a in attn),
-        up_block_types=tuple("CrossAttnUpBlock2D" if a else "UpBlock2D" for a in reversed(attn)),
-        block_out_channels=ARCH["unet_channels"],
-        layers_per_block=1,
-        cross_attention_dim=ARCH["text_hidden"],
-        attention_head_dim=ARCH["unet_heads"],
-        norm_num_groups=ARCH["groups"],
-    )
+    with _seeded(seed):
+        return UNet2DConditionModel(
+            sample_size=IMAGE_SIZE // scale,  # latent side: the pipeline's default height is this * vae scale
+            in_channels=ARCH["latent_channels"],
+            out_channels=ARCH["latent_channels"],
+            down_block_types=tuple("CrossAttnDownBlock2D" if a else "DownBlock2D" for a in attn),
+            up_block_types=tuple("CrossAttnUpBlock2D" if a else "UpBlock2D" for a in reversed(attn)),
+            block_out_channels=ARCH["unet_channels"],
+            layers_per_block=1,
+            cross_attention_dim=ARCH["text_hidden"],
+            attention_head_dim=ARCH["unet_heads"],
+            norm_num_groups=ARCH["groups"],
+        )
 
 
-def build_models(seed: int, tokenizer_dir: str | os.PathLike):
-    """Fresh (untrained) unet, vae, text_encoder and tokenizer, each initialised from its own seed."""
+def build_models(seed: int, tokenizer_dir: str | os.PathLike | None = None):
+    """Fresh (untrained) unet, vae, text_encoder and tokenizer, each initialised from its own seed.
+
+    The tokenizer's vocab.json and merges.txt are written to `tokenizer_dir` (a temporary folder if None).
+    """
+    if tokenizer_dir is None:
+        tokenizer_dir = tempfile.mkdtemp(prefix="tiny_tokenizer_")
     tokenizer = build_tokenizer(tokenizer_dir)
     return build_unet(seed), build_vae(seed + 1), build_text_encoder(seed + 2, tokenizer), tokenizer
 
@@ -363,55 +391,81 @@ class EMA:
             p.copy_(s)
 
 
+def _encode_captions(text_encoder, ids: torch.Tensor, cap: torch.Tensor) -> torch.Tensor:
+    """Text embeddings for caption indices `cap`, encoding each distinct caption once (11 rows, not a batch).
+
+    Rows are picked by a one-hot matmul, not by indexing: the backward of indexing accumulates with
+    atomics across threads, which made runs with 2 threads differ from each other.
+    """
+    encoded = text_encoder(ids)[0]
+    pick = F.one_hot(cap, len(ids)).to(encoded.dtype)
+    return (pick @ encoded.flatten(1)).view(len(cap), *encoded.shape[1:])
+
+
+def _noisy_batch(scheduler, z0: torch.Tensor, gen: torch.Generator, t_range=None):
+    noise = torch.randn(z0.shape, generator=gen)
+    lo, hi = t_range or (0, scheduler.config.num_train_timesteps)
+    t = torch.randint(lo, hi, (len(z0),), generator=gen)
+    return scheduler.add_noise(z0, noise, t), noise, t
+
+
+@torch.no_grad()
+def conditioning_gap(unet, text_encoder, ids, scheduler, z0: torch.Tensor, labels: torch.Tensor,
+                     seed: int = 0) -> float:
+    """Loss with wrong digit captions minus loss with the right ones, on fixed noisy latents.
+
+    Near 0: the UNet ignores the prompt (it then draws random digits); clearly > 0: it follows it.
+    """
+    zt, noise, t = _noisy_batch(scheduler, z0, torch.Generator().manual_seed(seed), (200, 800))
+    losses = []
+    for cap in (labels, (labels + 1) % 10):
+        pred = unet(zt, t, _encode_captions(text_encoder, ids, cap)).sample
+        losses.append(F.mse_loss(pred, noise).item())
+    return losses[1] - losses[0]
+
+
 def train_unet(unet, text_encoder, tokenizer, scheduler, latents: tuple[torch.Tensor, torch.Tensor],
-               scaling: float, labels: torch.Tensor, steps: int, batch: int, lr: float, caption_dropout: float,
-               ema_decay: float, gen: torch.Generator, log=print) -> float:
+               scaling: float, labels: torch.Tensor, cfg: dict, gen: torch.Generator, log=print) -> dict:
     """Text-conditioned epsilon-prediction DDPM training of the UNet and the text encoder together."""
     mean, std = latents
     ids = tokenizer(captions(), padding="max_length", max_length=tokenizer.model_max_length,
                     truncation=True, return_tensors="pt").input_ids  # exactly as the pipeline tokenises
-    empty = len(captions()) - 1
-    params = list(unet.parameters()) + list(text_encoder.parameters())
-    opt = torch.optim.AdamW(params, lr, weight_decay=1e-2)
+    empty, steps, batch = len(captions()) - 1, cfg["unet_steps"], cfg["unet_batch"]
+    opt = torch.optim.AdamW([
+        {"params": unet.parameters(), "lr": cfg["unet_lr"]},
+        # The text encoder starts from random too; a higher rate makes it tell the digits apart sooner.
+        {"params": text_encoder.parameters(), "lr": cfg["unet_lr"] * cfg["text_lr_mult"]},
+    ], weight_decay=1e-2)
+    params = [p for g in opt.param_groups for p in g["params"]]
     sched = _lr_schedule(opt, steps, warmup=max(1, steps // 20))
-    ema = EMA(unet, ema_decay) if ema_decay else None
-    ema_text = EMA(text_encoder, ema_decay) if ema_decay else None
-    n_t = scheduler.config.num_train_timesteps
+    emas = [EMA(m, cfg["ema_decay"]) for m in (unet, text_encoder)] if cfg["ema_decay"] else []
+    probe = (mean[:256] * scaling, labels[:256])  # fixed latents for the conditioning-gap diagnostic
     unet.train()
     text_encoder.train()
-    loss_avg = None
+    loss_avg, gap = None, float("nan")
     for step in range(steps):
         idx = torch.randint(0, len(labels), (batch,), generator=gen)
         z0 = (mean[idx] + std[idx] * torch.randn(mean[idx].shape, generator=gen)) * scaling
         cap = labels[idx].clone()
-        cap[torch.rand(batch, generator=gen) < caption_dropout] = empty
-        noise = torch.randn(z0.shape, generator=gen)
-        t = torch.randint(0, n_t, (batch,), generator=gen)
-        zt = scheduler.add_noise(z0, noise, t)
-        # Only 11 distinct captions: encode each once and pick rows, instead of encoding `batch` rows.
-        # Picking by one-hot matmul, not indexing: the backward of indexing accumulates with atomics
-        # across threads, which made runs with 2 threads differ.
-        encoded = text_encoder(ids)[0]
-        pick = F.one_hot(cap, len(ids)).to(encoded.dtype)
-        text = (pick @ encoded.flatten(1)).view(batch, *encoded.shape[1:])
-        loss = F.mse_loss(unet(zt, t, text).sample, noise)
+        cap[torch.rand(batch, generator=gen) < cfg["caption_dropout"]] = empty
+        zt, noise, t = _noisy_batch(scheduler, z0, gen)
+        loss = F.mse_loss(unet(zt, t, _encode_captions(text_encoder, ids, cap)).sample, noise)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
         opt.step()
         sched.step()
-        if ema:
-            ema.update(unet, step)
-            ema_text.update(text_encoder, step)
+        for ema, model in zip(emas, (unet, text_encoder)):
+            ema.update(model, step)
         loss_avg = loss.item() if loss_avg is None else 0.98 * loss_avg + 0.02 * loss.item()
         if step % 100 == 0 or step == steps - 1:
-            log(f"unet step {step:5d}  loss {loss_avg:.4f}")
-    if ema:
-        ema.copy_to(unet)
-        ema_text.copy_to(text_encoder)
+            gap = conditioning_gap(unet, text_encoder, ids, scheduler, *probe)
+            log(f"unet step {step:5d}  loss {loss_avg:.4f}  conditioning gap {gap:+.4f}")
+    for ema, model in zip(emas, (unet, text_encoder)):
+        ema.copy_to(model)
     unet.eval()
     text_encoder.eval()
-    return loss_avg
+    return {"unet_loss": loss_avg, "conditioning_gap": gap}
 
 
 def training_scheduler():
@@ -436,7 +490,7 @@ def save_pipeline(out_dir: str | os.PathLike, unet, vae, text_encoder, tokenizer
     return pipe
 
 
-# Defaults of pretrain(): about 4 minutes on one busy core of this 2-core machine.
+# Defaults of pretrain(): about 4 minutes on this 2-core machine (1 torch thread, other core busy).
 TRAIN = {
     "n_images": 6000,
     "vae_steps": 300,
@@ -444,18 +498,20 @@ TRAIN = {
     "vae_lr": 3e-3,
     "kl_weight": 1e-3,
     "unet_steps": 800,
-    "unet_batch": 48,
+    "unet_batch": 32,          # more, smaller steps: the prompt is followed sooner
     "unet_lr": 2e-3,
+    "text_lr_mult": 0.2,       # a fast-moving text encoder collapsed to one output for all prompts
     "caption_dropout": 0.12,
-    "ema_decay": 0.0,
+    "ema_decay": 0.0,          # EMA (e.g. 0.995) did not help in runs this short
 }
 
 
 def pretrain(out_dir: str | os.PathLike, seed: int = 0, log=print, **overrides) -> dict:
-    """Build, train and save the tiny base model; returns its statistics (also written to out_dir).
+    """Build, train and save the tiny base model; returns its statistics (the stage records them).
 
-    Deterministic for a fixed seed on a given machine and thread count: every random draw comes
-    from a seeded generator (torch's CPU kernels are deterministic for a fixed thread count).
+    Deterministic for a fixed seed, machine and torch thread count (1 and 2 threads give different,
+    each reproducible, weights): every random draw comes from seeded generators, and torch's
+    deterministic-algorithms mode is on while training. `overrides` replace TRAIN's values.
     """
     cfg = {**TRAIN, **overrides}
     out_dir = Path(out_dir)
@@ -482,18 +538,17 @@ def _pretrain(out_dir: Path, seed: int, cfg: dict, log) -> dict:
     scheduler = training_scheduler()
     log(f"vae trained in {t_vae:.1f}s, latent scaling factor {scaling:.4f}")
     t1 = time.time()
-    loss = train_unet(unet, text_encoder, tokenizer, scheduler, (mean, std), scaling, labels, cfg["unet_steps"],
-                      cfg["unet_batch"], cfg["unet_lr"], cfg["caption_dropout"], cfg["ema_decay"], gen, log)
+    result = train_unet(unet, text_encoder, tokenizer, scheduler, (mean, std), scaling, labels, cfg, gen, log)
     t_unet = time.time() - t1
     save_pipeline(out_dir, unet, vae, text_encoder, tokenizer, scheduler)
     stats = {
         "seed": seed, **cfg,
         "params": {"unet": n_params(unet), "vae": n_params(vae), "text_encoder": n_params(text_encoder)},
-        "vocab_size": len(tokenizer), "vae_mse": mse, "unet_loss": loss, "scaling_factor": scaling,
+        "vocab_size": len(tokenizer), "vae_mse": mse, **result, "scaling_factor": scaling,
         "seconds": {"render": round(t_render, 1), "vae": round(t_vae, 1), "unet": round(t_unet, 1),
                     "total": round(time.time() - t0, 1)},
         "torch_threads": torch.get_num_threads(),
     }
-    (out_dir / "pretrain_stats.json").write_text(json.dumps(stats, indent=1))
+    # Not written into out_dir: the timings would make the saved model differ between identical runs.
     log(f"saved to {out_dir} in {stats['seconds']['total']}s total")
     return stats

@@ -3,7 +3,9 @@
 - `builtin:tiny`: a tiny Stable-Diffusion-architecture model pretrained by this project on printed
   digits (not on the experiment's data), saved in models/base/pipeline.
 - a hub id: downloaded into the Hugging Face cache (not into DVC) and pinned to its commit.
+- a local diffusers pipeline folder: copied into models/base/pipeline.
 """
+import shutil
 import time
 from pathlib import Path
 
@@ -21,8 +23,14 @@ def main() -> None:
         if params.model == "builtin:tiny":
             from diffaug.diffusion.tiny import pretrain
 
-            report = pretrain(out / "pipeline", seed=params.seed, steps=params.tiny_steps)
+            report = pretrain(out / "pipeline", seed=params.seed, unet_steps=params.tiny_steps)
+            write_json("metrics/base_model.json", {"seconds": report["seconds"]["total"],
+                                                    "unet_loss": round(report["unet_loss"], 6)})
+            report.pop("seconds")
             source = {"model": params.model, "revision": None, "commit": None, "training": report}
+        elif Path(params.model).is_dir():  # a diffusers pipeline folder of your own
+            shutil.copytree(params.model, out / "pipeline")
+            source = {"model": params.model, "revision": None, "commit": None}
         else:
             from diffaug.diffusion.hub import resolve
 

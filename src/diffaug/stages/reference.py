@@ -19,8 +19,8 @@ ORIGINAL, MODEL = Path("data/original"), Path("models/reference")
 def main() -> None:
     params = load_params()
     ref = params.reference
-    cfg = dataclasses.replace(Train(), epochs=ref.epochs, image_size=ref.image_size, seed=ref.seed,
-                              device=params.train.device)
+    cfg = dataclasses.replace(Train(), epochs=ref.epochs, image_size=ref.image_size, small_stem=ref.small_stem,
+                              seed=ref.seed, device=params.train.device)
     classes = read_json(ORIGINAL / "classes.json")
     rows = read_csv(ORIGINAL / "manifest.csv")
     split = Mix(source="none", val_fraction=0.15, seed=ref.seed)  # validation from the real images only
