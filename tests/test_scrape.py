@@ -421,12 +421,16 @@ def delay_headers(stop: threading.Event, seconds: float = 20.0):
     return route
 
 
+def png_headers(h, data: bytes) -> None:
+    h.send_response(200)
+    h.send_header("Content-Type", "image/png")
+    h.send_header("Content-Length", str(len(data)))
+    h.end_headers()
+
+
 def delay_body(stop: threading.Event, data: bytes, seconds: float = 20.0):
     def route(h, n):
-        h.send_response(200)
-        h.send_header("Content-Type", "image/png")
-        h.send_header("Content-Length", str(len(data)))
-        h.end_headers()
+        png_headers(h, data)
         h.wfile.write(data[:10])
         h.wfile.flush()
         if stop.wait(seconds):
@@ -438,10 +442,7 @@ def delay_body(stop: threading.Event, data: bytes, seconds: float = 20.0):
 def trickle(stop: threading.Event, data: bytes, every: float = 0.2):
     """Headers at once, then one byte at a time: each read is quick, the whole body never ends."""
     def route(h, n):
-        h.send_response(200)
-        h.send_header("Content-Type", "image/png")
-        h.send_header("Content-Length", str(len(data)))
-        h.end_headers()
+        png_headers(h, data)
         for i in range(len(data)):
             h.wfile.write(data[i:i + 1])
             h.wfile.flush()
