@@ -12,6 +12,7 @@ from diffaug.classify.data import IMAGENET_MEAN, IMAGENET_STD, load_manifest_ima
 from diffaug.classify.model import build_model, load_classifier, use_small_stem
 from diffaug.classify.train import Result, fit, predict, seed_everything
 from diffaug.config import Train
+from diffaug.errors import DiffaugError
 from diffaug.io import atomic_dir, write_json
 
 
@@ -43,8 +44,6 @@ def classify_manifest(folder: Path, rows: list[dict], classes: list[str], device
     """(true labels, predicted labels) of a manifest's images by the classifier saved in `folder`."""
     model, meta = load_classifier(folder)
     if meta["classes"] != classes:
-        from diffaug.errors import DiffaugError
-
         raise DiffaugError(f"the classifier in {folder} knows {meta['classes']}, the images are of {classes}; "
                            "run `dvc repro`.")
     images, labels = load_manifest_images(rows, classes, meta["image_size"], root)

@@ -10,7 +10,6 @@ images costs 1,000 images on the rerun, not 7,000.
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -19,6 +18,7 @@ from typing import Callable, Optional
 import torch
 from PIL import Image
 
+from diffaug.data.images import png_bytes
 from diffaug.io import atomic_write_bytes, cache_dir, write_csv
 
 MANIFEST_COLUMNS = ["class", "file", "prompt", "seed", "model", "revision", "scheduler", "steps", "guidance"]
@@ -71,9 +71,7 @@ def cached_path(key: str, root: Optional[Path] = None) -> Path:
 def to_png(image: Image.Image, save_size: Optional[int]) -> bytes:
     if save_size and image.size != (save_size, save_size):
         image = image.resize((save_size, save_size), Image.Resampling.LANCZOS)
-    buf = io.BytesIO()
-    image.convert("RGB").save(buf, format="PNG")
-    return buf.getvalue()
+    return png_bytes(image.convert("RGB"))
 
 
 def run_batch(pipe, jobs: list[Job], settings: Settings, device: torch.device) -> list[Image.Image]:
