@@ -28,13 +28,13 @@ def count_unet_calls(pipe) -> list[int]:
     return calls
 
 
-def measure(pipe, jobs, settings, batch_size, device) -> tuple[float, float]:
+def measure(pipe, jobs, settings, batch_size) -> tuple[float, float]:
     calls = count_unet_calls(pipe)
-    run_batch(pipe, jobs[:batch_size], settings, device)  # warm-up (allocations, compile)
+    run_batch(pipe, jobs[:batch_size], settings)  # warm-up (allocations, compile)
     calls[0] = 0
     start = time.perf_counter()
     for i in range(0, len(jobs), batch_size):
-        run_batch(pipe, jobs[i:i + batch_size], settings, device)
+        run_batch(pipe, jobs[i:i + batch_size], settings)
     seconds = time.perf_counter() - start
     return len(jobs) / seconds, calls[0] / len(jobs)
 
@@ -56,12 +56,12 @@ def main() -> None:
     print(f"model {source['model']}, device {device} ({platform.processor() or platform.machine()}, "
           f"{torch.get_num_threads()} threads), dtype {dtype}, {len(jobs)} images")
     default = Settings(scheduler=g.scheduler, steps=g.steps, guidance=g.guidance, **base)
-    ips, calls = measure(pipe, jobs, default, g.batch_size, device)
+    ips, calls = measure(pipe, jobs, default, g.batch_size)
     print(f"default: batch {g.batch_size}, {g.scheduler} {g.steps} steps: {ips:.2f} images/s, "
           f"{calls:.2f} UNet calls per image")
     set_scheduler(pipe, "pndm")
     naive = Settings(scheduler="pndm", steps=50, guidance=g.guidance, **base)
-    ips_naive, calls_naive = measure(pipe, jobs, naive, 1, device)
+    ips_naive, calls_naive = measure(pipe, jobs, naive, 1)
     print(f"naive:   batch 1, pndm 50 steps: {ips_naive:.2f} images/s, {calls_naive:.2f} UNet calls per image")
     print(f"speed-up: {ips / ips_naive:.1f}x")
 

@@ -47,18 +47,18 @@ def test_cache_key_covers_everything_that_changes_pixels():
 
 def test_same_seed_same_bytes_and_resume(pipe, tmp_path):
     jobs = plan(PROMPTS, 3, seed=0)
-    first = generate(pipe, jobs, SETTINGS, batch_size=4, device=CPU, cache=tmp_path / "a")
+    first = generate(pipe, jobs, SETTINGS, batch_size=4, cache=tmp_path / "a")
     assert first == {"generated": 6, "reused": 0}
     rows = collect(jobs, SETTINGS, tmp_path / "out_a", {"model": "tiny", "revision": ""}, cache=tmp_path / "a")
     # An independent run gives identical bytes.
-    generate(pipe, jobs, SETTINGS, batch_size=4, device=CPU, cache=tmp_path / "b")
+    generate(pipe, jobs, SETTINGS, batch_size=4, cache=tmp_path / "b")
     collect(jobs, SETTINGS, tmp_path / "out_b", {"model": "tiny", "revision": ""}, cache=tmp_path / "b")
     for job in jobs:
         assert digest(tmp_path / "out_a" / job.file) == digest(tmp_path / "out_b" / job.file)
     # An interrupted run: the second batch's images are lost; the rerun makes only those.
     for job in jobs[4:]:
         cached_path(cache_key(job, SETTINGS), tmp_path / "a").unlink()
-    again = generate(pipe, jobs, SETTINGS, batch_size=4, device=CPU, cache=tmp_path / "a")
+    again = generate(pipe, jobs, SETTINGS, batch_size=4, cache=tmp_path / "a")
     assert again == {"generated": 2, "reused": 4}
     collect(jobs, SETTINGS, tmp_path / "out_c", {"model": "tiny", "revision": ""}, cache=tmp_path / "a")
     for job in jobs:
@@ -72,8 +72,8 @@ def test_same_seed_same_bytes_and_resume(pipe, tmp_path):
 
 def test_processes_split_the_batches(pipe, tmp_path):
     jobs = plan(PROMPTS, 3, seed=0)
-    a = generate(pipe, jobs, SETTINGS, batch_size=2, device=CPU, process_index=0, num_processes=2, cache=tmp_path)
-    b = generate(pipe, jobs, SETTINGS, batch_size=2, device=CPU, process_index=1, num_processes=2, cache=tmp_path)
+    a = generate(pipe, jobs, SETTINGS, batch_size=2, process_index=0, num_processes=2, cache=tmp_path)
+    b = generate(pipe, jobs, SETTINGS, batch_size=2, process_index=1, num_processes=2, cache=tmp_path)
     assert a["generated"] == 4 and b["generated"] == 2
     assert all(cached_path(cache_key(j, SETTINGS), tmp_path).exists() for j in jobs)
 
@@ -82,7 +82,7 @@ def test_saved_at_the_dataset_size(pipe, tmp_path):
     from PIL import Image
 
     jobs = plan({"three": ["a photo of the digit three"]}, 1, seed=0)
-    generate(pipe, jobs, SETTINGS, batch_size=1, device=CPU, cache=tmp_path)
+    generate(pipe, jobs, SETTINGS, batch_size=1, cache=tmp_path)
     with Image.open(cached_path(cache_key(jobs[0], SETTINGS), tmp_path)) as im:
         assert im.size == (16, 16) and im.mode == "RGB"
 

@@ -730,20 +730,23 @@ def check_good_run(work: Path) -> dict[str, bytes]:
     return tree(raw)
 
 
-def test_stage_missing_class_folder_exits_2_and_leaves_nothing(tmp_path):
-    root = tmp_path / "images"
+@pytest.fixture
+def stage_dirs(tmp_path):
+    """A class-folder dataset and an empty working directory for the stage."""
+    root, work = tmp_path / "images", tmp_path / "work"
     build_folder(root)
-    work = tmp_path / "work"
     work.mkdir()
+    return root, work
+
+
+def test_stage_missing_class_folder_exits_2_and_leaves_nothing(stage_dirs):
+    root, work = stage_dirs
     proc = run_stage(work, ["cat", "bird"], root)
     check_failed_run(work, proc.returncode, proc.stderr, "bird")
 
 
-def test_stage_success_then_failure_keeps_the_previous_output(tmp_path):
-    root = tmp_path / "images"
-    build_folder(root)
-    work = tmp_path / "work"
-    work.mkdir()
+def test_stage_success_then_failure_keeps_the_previous_output(stage_dirs):
+    root, work = stage_dirs
     proc = run_stage(work, ["cat", "dog"], root)
     assert proc.returncode == 0, proc.stderr
     before = check_good_run(work)

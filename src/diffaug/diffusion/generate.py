@@ -74,7 +74,7 @@ def to_png(image: Image.Image, save_size: Optional[int]) -> bytes:
     return png_bytes(image.convert("RGB"))
 
 
-def run_batch(pipe, jobs: list[Job], settings: Settings, device: torch.device) -> list[Image.Image]:
+def run_batch(pipe, jobs: list[Job], settings: Settings) -> list[Image.Image]:
     """One pipeline call: classifier-free guidance runs as one batched UNet call per step
     (diffusers concatenates the unconditional and conditional halves)."""
     # One generator per image: its starting noise does not depend on the rest of the batch.
@@ -92,7 +92,7 @@ def run_batch(pipe, jobs: list[Job], settings: Settings, device: torch.device) -
     return out.images
 
 
-def generate(pipe, jobs: list[Job], settings: Settings, batch_size: int, device: torch.device,
+def generate(pipe, jobs: list[Job], settings: Settings, batch_size: int,
              process_index: int = 0, num_processes: int = 1, cache: Optional[Path] = None,
              progress: Callable[[int], None] = lambda n: None) -> dict:
     """Make sure every job of this process's batches is in the cache; return counts."""
@@ -106,7 +106,7 @@ def generate(pipe, jobs: list[Job], settings: Settings, batch_size: int, device:
             reused += len(batch)
             progress(len(batch))
             continue
-        for path, image in zip(paths, run_batch(pipe, batch, settings, device)):
+        for path, image in zip(paths, run_batch(pipe, batch, settings)):
             atomic_write_bytes(path, to_png(image, settings.save_size))
         made += len(batch)
         progress(len(batch))

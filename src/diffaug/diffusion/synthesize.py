@@ -48,7 +48,7 @@ def synthesize(name: str, prompts: dict[str, list[str]], params: Generate, model
         pipe = speed_up(load(device, dtype), device, params.batch_size, params.compile, params.cpu_offload)
         with tqdm(total=len(jobs), desc=f"{name} (process {state.process_index})", unit="img",
                   disable=not state.is_local_main_process) as bar:
-            counts = generate(pipe, jobs, settings, params.batch_size, device, state.process_index,
+            counts = generate(pipe, jobs, settings, params.batch_size, state.process_index,
                               state.num_processes, progress=bar.update)
     seconds = time.perf_counter() - start
     state.wait_for_everyone()
