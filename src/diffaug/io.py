@@ -84,6 +84,16 @@ def sha256_file(path: str | Path) -> str:
     return h.hexdigest()
 
 
+def sha256_tree(folder: str | Path) -> str:
+    """One hash of every file below `folder` (relative names and contents): a weights fingerprint."""
+    folder, h = Path(folder), hashlib.sha256()
+    for f in sorted(folder.rglob("*")):
+        if f.is_file():
+            h.update(f.relative_to(folder).as_posix().encode())
+            h.update(bytes.fromhex(sha256_file(f)))
+    return h.hexdigest()
+
+
 def list_images(folder: str | Path) -> list[Path]:
     """Image files below `folder`, sorted, hidden files skipped."""
     folder = Path(folder)

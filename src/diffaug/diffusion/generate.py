@@ -1,9 +1,10 @@
 """Generating `d_synthetic`: seeded per image, batched, resumable, split across processes.
 
 Image i of class c gets seed hash(seed, c, i) and prompt prompts[c][i % len(prompts[c])], so any
-image can be regenerated alone and the set is identical on rerun. Batches are fixed slices of the
-full job list (not of what is left to do), so a resumed or multi-GPU run computes every image in
-the same batch as an uninterrupted single-process run. Each finished image goes into a cache
+image can be regenerated alone and the set is identical on rerun. Batches are fixed slices of each
+class's jobs (not of what is left to do), so a resumed or multi-GPU run computes every image in the
+same batch as an uninterrupted single-process run, and a fine-tuned source can switch to the class's
+weights between batches. Each finished image goes into a cache
 outside the DVC output, keyed by everything that determines it: a crash after 6,000 of 7,000
 images costs 1,000 images on the rerun, not 7,000.
 """
@@ -30,6 +31,7 @@ class Job:
     index: int
     prompt: str
     seed: int
+    weights: str = ""  # a fingerprint of per-class fine-tuned weights (DreamBooth, Textual Inversion)
 
     @property
     def file(self) -> str:
@@ -54,12 +56,22 @@ def image_seed(seed: int, label: str, index: int) -> int:
     return int(hashlib.sha256(f"{seed}/{label}/{index}".encode()).hexdigest()[:8], 16)
 
 
-def plan(prompts: dict[str, list[str]], per_class: int, seed: int) -> list[Job]:
-    return [Job(c, i, ps[i % len(ps)], image_seed(seed, c, i)) for c, ps in prompts.items() for i in range(per_class)]
+def plan(prompts: dict[str, list[str]], per_class: int, seed: int, weights: Optional[dict[str, str]] = None) -> list[Job]:
+    weights = weights or {}
+    return [Job(c, i, ps[i % len(ps)], image_seed(seed, c, i), weights.get(c, ""))
+            for c, ps in prompts.items() for i in range(per_class)]
+
+
+def class_batches(jobs: list[Job], batch_size: int) -> list[list[Job]]:
+    by_class: dict[str, list[Job]] = {}
+    for j in jobs:
+        by_class.setdefault(j.label, []).append(j)
+    return [js[i:i + batch_size] for js in by_class.values() for i in range(0, len(js), batch_size)]
 
 
 def cache_key(job: Job, settings: Settings) -> str:
-    payload = json.dumps({"job": [job.prompt, job.seed], "settings": asdict(settings)}, sort_keys=True)
+    identity = [job.prompt, job.seed] + ([job.weights] if job.weights else [])
+    payload = json.dumps({"job": identity, "settings": asdict(settings)}, sort_keys=True)
     return hashlib.sha256(payload.encode()).hexdigest()
 
 
@@ -94,11 +106,15 @@ def run_batch(pipe, jobs: list[Job], settings: Settings) -> list[Image.Image]:
 
 def generate(pipe, jobs: list[Job], settings: Settings, batch_size: int,
              process_index: int = 0, num_processes: int = 1, cache: Optional[Path] = None,
-             progress: Callable[[int], None] = lambda n: None) -> dict:
-    """Make sure every job of this process's batches is in the cache; return counts."""
-    batches = [jobs[i:i + batch_size] for i in range(0, len(jobs), batch_size)]
+             progress: Callable[[int], None] = lambda n: None,
+             switch: Optional[Callable[[object, str], None]] = None) -> dict:
+    """Make sure every job of this process's batches is in the cache; return counts.
+
+    `switch(pipe, label)` puts a class's own weights into the pipeline before its first batch.
+    """
     made = reused = 0
-    for b, batch in enumerate(batches):
+    current = None
+    for b, batch in enumerate(class_batches(jobs, batch_size)):
         if b % num_processes != process_index:
             continue
         paths = [cached_path(cache_key(j, settings), cache) for j in batch]
@@ -106,6 +122,9 @@ def generate(pipe, jobs: list[Job], settings: Settings, batch_size: int,
             reused += len(batch)
             progress(len(batch))
             continue
+        if switch and batch[0].label != current:
+            switch(pipe, batch[0].label)
+            current = batch[0].label
         for path, image in zip(paths, run_batch(pipe, batch, settings)):
             atomic_write_bytes(path, to_png(image, settings.save_size))
         made += len(batch)

@@ -6,13 +6,13 @@ which commit. Generation never downloads: the `base_model` stage did that.
 """
 from __future__ import annotations
 
-import hashlib
 import json
 from pathlib import Path
 
 import torch
 
 from diffaug.errors import DiffaugError
+from diffaug.io import sha256_tree
 
 BASE = Path("models/base")
 
@@ -46,12 +46,7 @@ def fingerprint(source: dict, base: Path = BASE) -> str:
     """What identifies the model's weights: the hub commit, or a hash of the built-in model's files."""
     if source.get("commit"):
         return f"{source['model']}@{source['commit']}"
-    h = hashlib.sha256()
-    for f in sorted((base / "pipeline").rglob("*")):
-        if f.is_file():
-            h.update(f.relative_to(base).as_posix().encode())
-            h.update(hashlib.sha256(f.read_bytes()).digest())
-    return f"{source['model']}@{h.hexdigest()[:16]}"
+    return f"{source['model']}@{sha256_tree(base / 'pipeline')[:16]}"
 
 
 def set_scheduler(pipe, name: str) -> None:

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Optional
 
 import torch
 from tqdm import tqdm
@@ -28,14 +28,19 @@ def prompts_by_class(records: list[dict]) -> dict[str, list[str]]:
 
 
 def synthesize(name: str, prompts: dict[str, list[str]], params: Generate, model_id: str, meta: dict,
-               load: Callable[[torch.device, torch.dtype], object], out: Path, metrics: Path, grid: Path) -> dict:
-    """Make `out/<class>/<index>.png` + manifest for one source; `load` builds the pipeline."""
+               load: Callable[[torch.device, torch.dtype], object], out: Path, metrics: Path, grid: Path,
+               weights: Optional[dict[str, str]] = None, switch: Optional[Callable[[object, str], None]] = None) -> dict:
+    """Make `out/<class>/<index>.png` + manifest for one source; `load` builds the pipeline.
+
+    Fine-tuned sources pass `weights` (a fingerprint per class, part of each image's cache key) and
+    `switch`, which puts a class's weights into the pipeline.
+    """
     from accelerate import PartialState
 
     state = PartialState()
     device = state.device if state.num_processes > 1 else pick_device(params.device)
     dtype = pick_dtype(device, params.dtype)
-    jobs = plan(prompts, params.per_class, params.seed)
+    jobs = plan(prompts, params.per_class, params.seed, weights)
     settings = Settings(model=model_id, scheduler=params.scheduler, steps=params.steps, guidance=params.guidance,
                         negative_prompt=params.negative_prompt, height=params.resolution, width=params.resolution,
                         save_size=params.save_size, dtype=str(dtype).removeprefix("torch."))
@@ -49,7 +54,7 @@ def synthesize(name: str, prompts: dict[str, list[str]], params: Generate, model
         with tqdm(total=len(jobs), desc=f"{name} (process {state.process_index})", unit="img",
                   disable=not state.is_local_main_process) as bar:
             counts = generate(pipe, jobs, settings, params.batch_size, state.process_index,
-                              state.num_processes, progress=bar.update)
+                              state.num_processes, progress=bar.update, switch=switch)
     seconds = time.perf_counter() - start
     state.wait_for_everyone()
     report = {"images": len(jobs), **counts, "seconds": round(seconds, 1), "device": device_name(device),

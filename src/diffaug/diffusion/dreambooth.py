@@ -1,0 +1,155 @@
+"""DreamBooth (Ruiz et al. 2023) for one class, as in the diffusers example, as library functions.
+
+The UNet (optionally the text encoder) learns a handful of real images of the class under a prompt
+with a rare identifier ("a photo of sks dog"). Prior preservation adds images the base model draws
+for the plain class prompt, weighted by `prior_loss_weight`, so the model keeps its idea of the class.
+`mode: lora` trains low-rank adapters through peft instead: megabytes instead of a whole UNet.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import torch
+from safetensors.torch import load_file
+
+from diffaug.config import DreamBooth
+from diffaug.diffusion.finetune import (Cost, Latents, accelerator, adamw, batches, denoising_loss, encode_prompts,
+                                        n_trainable, noise_and_target, scaled_lr, training_scheduler)
+from diffaug.io import read_json
+
+UNET_LORA_TARGETS = ["to_k", "to_q", "to_v", "to_out.0"]
+TEXT_LORA_TARGETS = ["q_proj", "k_proj", "v_proj", "out_proj"]
+UNET_FILE = "unet/diffusion_pytorch_model.safetensors"
+TEXT_FILE = "text_encoder/model.safetensors"
+LORA_FILE = "pytorch_lora_weights.safetensors"
+
+
+@torch.no_grad()
+def instance_loss(pipe, latents: Latents, prompt: str, seed: int = 0, draws: int = 8) -> float:
+    """Denoising loss on the instance images at fixed noise and timesteps: the number training lowers."""
+    gen = torch.Generator().manual_seed(seed)
+    device = pipe.unet.device
+    idx = torch.arange(len(latents.mean)).repeat(draws)
+    z0 = latents.sample(idx, gen)
+    zt, t, target = noise_and_target(training_scheduler(pipe), z0, gen)
+    text = encode_prompts(pipe, [prompt], device).expand(len(idx), -1, -1)
+    return denoising_loss(pipe.unet, zt.to(device), t.to(device), text, target.to(device)).item()
+
+
+def _add_lora(pipe, rank: int, text_encoder: bool) -> None:
+    from peft import LoraConfig
+
+    # LoRA's Gaussian initialisation draws from the global RNG: the caller has seeded it.
+    pipe.unet.add_adapter(LoraConfig(r=rank, lora_alpha=rank, init_lora_weights="gaussian",
+                                     target_modules=UNET_LORA_TARGETS))
+    if text_encoder:
+        pipe.text_encoder.add_adapter(LoraConfig(r=rank, lora_alpha=rank, init_lora_weights="gaussian",
+                                                 target_modules=TEXT_LORA_TARGETS))
+
+
+def train_dreambooth(pipe, instance: torch.Tensor, prompt: str, prior: Optional[torch.Tensor],
+                     class_prompt: str, params: DreamBooth, log=print) -> dict:
+    """Fine-tune `pipe` in place on `instance` pixels (N,3,H,W in [-1, 1]); returns the training record."""
+    acc = accelerator(params.mixed_precision, params.gradient_accumulation, params.device)
+    device = acc.device
+    torch.manual_seed(params.seed)  # LoRA init and anything else drawing from the global RNG
+    gen = torch.Generator().manual_seed(params.seed + acc.process_index)
+    unet, vae, text_encoder = pipe.unet, pipe.vae, pipe.text_encoder
+    for m in (unet, vae, text_encoder):
+        m.requires_grad_(False)
+        m.to(device)
+    train_text = params.train_text_encoder
+    inst = Latents.encode(vae, instance)
+    cls = Latents.encode(vae, prior) if prior is not None else None
+    before = instance_loss(pipe, inst, prompt, params.seed)
+    if params.mode == "lora":
+        _add_lora(pipe, params.lora_rank, train_text)
+    else:
+        unet.requires_grad_(True)
+        text_encoder.requires_grad_(train_text)
+    if params.gradient_checkpointing:
+        unet.enable_gradient_checkpointing()
+        if train_text:
+            text_encoder.gradient_checkpointing_enable()
+    trainable = [p for m in (unet, text_encoder) for p in m.parameters() if p.requires_grad]
+    lr = scaled_lr(params.lr, params.scale_lr, params.batch_size, params.gradient_accumulation, acc.num_processes)
+    opt = adamw(trainable, lr, params.use_8bit_adam, device)
+    models = acc.prepare(unet, text_encoder, opt) if train_text else acc.prepare(unet, opt)
+    unet_t, opt = models[0], models[-1]
+    text_t = models[1] if train_text else text_encoder
+    scheduler = training_scheduler(pipe)
+    prompts = [prompt, class_prompt]
+    if not train_text:  # computed once: the text encoder does not change
+        with torch.no_grad():
+            fixed = encode_prompts(pipe, prompts, device)
+    bs, w = params.batch_size, params.prior_loss_weight
+    cost, losses = Cost(device), []
+    unet_t.train()
+    for idx in batches(len(inst.mean), bs, params.steps * params.gradient_accumulation, gen):
+        with acc.accumulate(unet_t):
+            z0 = inst.sample(idx, gen)
+            if cls is not None:
+                z0 = torch.cat([z0, cls.sample(torch.randint(0, len(cls.mean), (bs,), generator=gen), gen)])
+            zt, t, target = noise_and_target(scheduler, z0, gen)
+            enc = encode_prompts(pipe, prompts, device, text_t) if train_text else fixed
+            # expand, not indexing: its backward is a plain sum, deterministic on any thread count
+            text = torch.cat([enc[i:i + 1].expand(bs, -1, -1) for i in range(1 + (cls is not None))])
+            with acc.autocast():
+                each = denoising_loss(unet_t, zt.to(device), t.to(device), text, target.to(device), reduce=False)
+            loss = each[:bs].mean() + (w * each[bs:].mean() if cls is not None else 0.0)
+            acc.backward(loss)
+            if acc.sync_gradients:
+                acc.clip_grad_norm_(trainable, 1.0)
+            opt.step()
+            opt.zero_grad(set_to_none=True)
+        losses.append(loss.item())
+    record = cost.report(params.steps)
+    pipe.unet = acc.unwrap_model(unet_t).eval()
+    pipe.text_encoder = acc.unwrap_model(text_t).eval()
+    after = instance_loss(pipe, inst, prompt, params.seed)
+    tail = losses[-max(1, len(losses) // 10):]
+    log(f"dreambooth: instance loss {before:.4f} -> {after:.4f} in {record['seconds']} s")
+    return {"trainable_parameters": n_trainable(pipe.unet, pipe.text_encoder), "lr": lr,
+            "final_loss": round(sum(tail) / len(tail), 5), "instance_loss_before": round(before, 5),
+            "instance_loss_after": round(after, 5), "cost": record}
+
+
+def save_dreambooth(pipe, out: Path, params: DreamBooth) -> None:
+    """Full mode: the UNet (and text encoder) as safetensors; LoRA mode: the adapter weights only."""
+    if params.mode == "lora":
+        from diffusers import StableDiffusionPipeline
+        from diffusers.utils import convert_state_dict_to_diffusers
+        from peft.utils import get_peft_model_state_dict
+
+        text = (convert_state_dict_to_diffusers(get_peft_model_state_dict(pipe.text_encoder))
+                if params.train_text_encoder else None)
+        StableDiffusionPipeline.save_lora_weights(
+            out, unet_lora_layers=convert_state_dict_to_diffusers(get_peft_model_state_dict(pipe.unet)),
+            text_encoder_lora_layers=text, safe_serialization=True)
+        return
+    pipe.unet.save_pretrained(out / "unet", safe_serialization=True)
+    if params.train_text_encoder:
+        pipe.text_encoder.save_pretrained(out / "text_encoder")  # safetensors (transformers 5 default)
+
+
+class DreamBoothWeights:
+    """Puts one class's fine-tuned weights into a loaded pipeline, replacing the previous class's."""
+
+    def __init__(self, root: Path):
+        self.root = root
+        self.base_text = None
+
+    def __call__(self, pipe, label: str) -> None:
+        folder = self.root / label
+        info = read_json(folder / "trained.json")
+        if info["mode"] == "lora":
+            pipe.unload_lora_weights()
+            pipe.load_lora_weights(str(folder), weight_name=LORA_FILE)
+            return
+        unet = getattr(pipe.unet, "_orig_mod", pipe.unet)  # a torch.compile'd UNet wraps the module
+        unet.load_state_dict(load_file(folder / UNET_FILE))
+        if self.base_text is None:
+            self.base_text = {k: v.clone() for k, v in pipe.text_encoder.state_dict().items()}
+        text = folder / TEXT_FILE
+        pipe.text_encoder.load_state_dict(load_file(text) if text.exists() else self.base_text)

@@ -1,0 +1,117 @@
+"""Textual Inversion (Gal et al. 2022) for one class, as in the diffusers example, as library functions.
+
+A new token `<class>` (with `num_vectors` embedding rows) is added to the tokenizer, initialised from
+the class word, and only its embedding rows learn to denoise the class's real images under prompts
+like "a photo of a <class>". Every other weight stays byte-identical (the rows are restored after
+each step, since AdamW's weight decay would move them). The output, `learned_embeds.safetensors`,
+loads with `pipe.load_textual_inversion`.
+"""
+from __future__ import annotations
+
+import torch
+from safetensors.torch import save_file
+
+from diffaug.config import TextualInversion
+from diffaug.diffusion.finetune import (Cost, Latents, accelerator, adamw, batches, denoising_loss, encode_prompts,
+                                        noise_and_target, scaled_lr, training_scheduler)
+from diffaug.errors import DiffaugError
+
+EMBEDS_FILE = "learned_embeds.safetensors"
+
+# The diffusers example's object templates (imagenet_templates_small).
+OBJECT_TEMPLATES = [
+    "a photo of a {}", "a rendering of a {}", "a cropped photo of the {}", "the photo of a {}",
+    "a photo of a clean {}", "a photo of a dirty {}", "a dark photo of the {}", "a photo of my {}",
+    "a photo of the cool {}", "a close-up photo of a {}", "a bright photo of the {}", "a cropped photo of a {}",
+    "a photo of the {}", "a good photo of the {}", "a photo of one {}", "a close-up photo of the {}",
+    "a rendition of the {}", "a photo of the clean {}", "a rendition of a {}", "a photo of a nice {}",
+    "a good photo of a {}", "a photo of the nice {}", "a photo of the small {}", "a photo of the weird {}",
+    "a photo of the large {}", "a photo of a cool {}", "a photo of a small {}",
+]
+
+
+def placeholder(label: str) -> str:
+    return "<" + "-".join(label.split()) + ">"
+
+
+def token_text(token: str, num_vectors: int) -> str:
+    """How a multi-vector token is written in a prompt (diffusers' `maybe_convert_prompt` does the same)."""
+    return " ".join([token] + [f"{token}_{i}" for i in range(1, num_vectors)])
+
+
+def expand_templates(templates: tuple[str, ...]) -> list[str]:
+    return [t for name in templates for t in (OBJECT_TEMPLATES if name == "object" else [name])]
+
+
+def add_token(pipe, token: str, num_vectors: int, init_word: str) -> list[int]:
+    """Add `token` (+ `token_1`...) to the tokenizer, each row initialised to the init word's embedding."""
+    names = token_text(token, num_vectors).split()
+    if pipe.tokenizer.add_tokens(names) != num_vectors:
+        raise DiffaugError(f"the token {token} is already in the base model's vocabulary; rename the class.")
+    init_ids = pipe.tokenizer(init_word, add_special_tokens=False).input_ids
+    if not init_ids:
+        raise DiffaugError(f"textual_inversion.init_word {init_word!r} gives no tokens; use a word.")
+    ids = pipe.tokenizer.convert_tokens_to_ids(names)
+    # mean_resizing would draw the new rows from the global RNG; they are overwritten just below anyway.
+    pipe.text_encoder.resize_token_embeddings(len(pipe.tokenizer), mean_resizing=False)
+    weight = pipe.text_encoder.get_input_embeddings().weight
+    with torch.no_grad():
+        weight[ids] = weight[init_ids].mean(dim=0)  # a multi-token word: the mean of its pieces
+    return ids
+
+
+def train_textual_inversion(pipe, pixels: torch.Tensor, token: str, init_word: str, params: TextualInversion,
+                            log=print) -> tuple[dict, torch.Tensor]:
+    """Learn the embedding of `token` on `pixels` (N,3,H,W in [-1, 1]); returns (record, learned rows)."""
+    acc = accelerator(params.mixed_precision, params.gradient_accumulation, params.device)
+    device = acc.device
+    gen = torch.Generator().manual_seed(params.seed + acc.process_index)
+    for m in (pipe.unet, pipe.vae, pipe.text_encoder):
+        m.requires_grad_(False)
+        m.to(device)
+    latents = Latents.encode(pipe.vae, pixels)
+    ids = add_token(pipe, token, params.num_vectors, init_word)
+    text_encoder = pipe.text_encoder
+    embeddings = text_encoder.get_input_embeddings()
+    embeddings.weight.requires_grad_(True)
+    keep = torch.ones(len(embeddings.weight), dtype=torch.bool)
+    keep[ids] = False
+    original = embeddings.weight.detach().clone()
+    if params.gradient_checkpointing:
+        text_encoder.gradient_checkpointing_enable()
+        pipe.unet.enable_gradient_checkpointing()
+    text_encoder.train()  # dropout is 0 in CLIP; train() is needed for gradient checkpointing
+    lr = scaled_lr(params.lr, params.scale_lr, params.batch_size, params.gradient_accumulation, acc.num_processes)
+    opt = adamw([embeddings.weight], lr, False, device, weight_decay=0.0)
+    text_t, opt = acc.prepare(text_encoder, opt)
+    templates = expand_templates(params.templates)
+    word = token_text(token, params.num_vectors)
+    scheduler = training_scheduler(pipe)
+    cost, losses = Cost(device), []
+    for idx in batches(len(latents.mean), params.batch_size, params.steps * params.gradient_accumulation, gen):
+        with acc.accumulate(text_t):
+            z0 = latents.sample(idx, gen)
+            picks = torch.randint(0, len(templates), (len(idx),), generator=gen).tolist()
+            zt, t, target = noise_and_target(scheduler, z0, gen)
+            with acc.autocast():
+                text = encode_prompts(pipe, [templates[i].format(word) for i in picks], device, text_t)
+                loss = denoising_loss(pipe.unet, zt.to(device), t.to(device), text, target.to(device))
+            acc.backward(loss)
+            opt.step()
+            opt.zero_grad(set_to_none=True)
+            with torch.no_grad():  # only the new rows may change
+                embeddings.weight[keep] = original[keep].to(embeddings.weight.dtype)
+        losses.append(loss.item())
+    record = cost.report(params.steps)
+    pipe.text_encoder = acc.unwrap_model(text_t).eval()
+    pipe.text_encoder.requires_grad_(False)
+    learned = embeddings.weight[ids].detach().float().cpu().clone()
+    tail = losses[-max(1, len(losses) // 10):]
+    log(f"textual inversion {token}: loss {sum(tail) / len(tail):.4f} in {record['seconds']} s")
+    return {"lr": lr, "final_loss": round(sum(tail) / len(tail), 5), "trainable_parameters": learned.numel(),
+            "cost": record}, learned
+
+
+def save_embeds(path, token: str, learned: torch.Tensor) -> None:
+    """The diffusers format: {token: (num_vectors, dim)}; `load_textual_inversion` expands the vectors."""
+    save_file({token: learned.contiguous()}, str(path))

@@ -1,0 +1,70 @@
+"""Stage `train_dreambooth@<class>`: models/base + data/original/<class> -> models/dreambooth/<class>.
+
+Multi-GPU: `dreambooth.launcher: "accelerate launch --num_processes N"` trains with data parallelism.
+"""
+import sys
+from pathlib import Path
+
+import torch
+
+from diffaug.config import load_params
+from diffaug.device import pick_device
+from diffaug.diffusion.dreambooth import save_dreambooth, train_dreambooth
+from diffaug.diffusion.finetune import check_8bit_adam, class_label, load_pixels, native_resolution, pick_instances
+from diffaug.diffusion.generate import Settings, cache_key, cached_path, generate, plan
+from diffaug.diffusion.pipeline import fingerprint, load_pipeline, pick_dtype, read_source, speed_up
+from diffaug.io import atomic_dir, sha256_tree, write_json
+from diffaug.stages import run
+
+
+def prior_images(source: dict, prompt: str, label: str, params, resolution: int) -> list[Path]:
+    """The class images of prior preservation: the base model's own drawings of the class prompt,
+    made (and cached) by the generation library in the GPU's fast precision."""
+    device = pick_device(params.device)
+    dtype = pick_dtype(device)
+    settings = Settings(model=fingerprint(source), scheduler="dpm++", steps=params.prior_steps,
+                        guidance=params.prior_guidance, negative_prompt="", height=resolution, width=resolution,
+                        save_size=None, dtype=str(dtype).removeprefix("torch."))
+    jobs = plan({label: [prompt]}, params.class_images, params.seed)
+    paths = [cached_path(cache_key(j, settings)) for j in jobs]
+    if not all(p.exists() for p in paths):
+        pipe = speed_up(load_pipeline(source, device, dtype, "dpm++"), device, 8)
+        generate(pipe, jobs, settings, batch_size=8)
+        del pipe
+    return paths
+
+
+def main() -> None:
+    params = load_params()
+    label = class_label(sys.argv[1], params.classes)
+    d = params.dreambooth
+    check_8bit_adam(d.use_8bit_adam, d.device)
+    files = pick_instances(Path("data/original") / label, d.instance_images, d.seed, label)
+    source = read_source()
+    pipe = load_pipeline(source, torch.device("cpu"), torch.float32, "dpm++")  # trained in fp32 (+ autocast)
+    resolution = d.resolution or native_resolution(pipe)
+    prompt, class_prompt = d.prompt.format(label), d.class_prompt.format(label)
+    prior = (load_pixels(prior_images(source, class_prompt, label, d, resolution), resolution)
+             if d.prior_preservation else None)
+    record = train_dreambooth(pipe, load_pixels(files, resolution), prompt, prior, class_prompt, d)
+    out = Path("models/dreambooth") / label
+    with atomic_dir(out) as tmp:
+        save_dreambooth(pipe, tmp, d)
+        # Deterministic content only (no wall time), so an identical retrain changes nothing downstream.
+        write_json(tmp / "trained.json", {
+            "method": "dreambooth", "class": label, "mode": d.mode, "prompt": prompt, "class_prompt": class_prompt,
+            "prior_preservation": d.prior_preservation, "class_images": d.class_images if prior is not None else 0,
+            "instance_images": [f.name for f in files], "train_text_encoder": d.train_text_encoder,
+            "steps": d.steps, "lr": record["lr"], "batch_size": d.batch_size, "resolution": resolution,
+            "base": fingerprint(source), "final_loss": record["final_loss"],
+            "instance_loss_before": record["instance_loss_before"], "instance_loss_after": record["instance_loss_after"]})
+    size = sum(f.stat().st_size for f in out.rglob("*") if f.is_file())
+    write_json(Path("metrics/dreambooth") / f"{label}.json", {
+        **{k: v for k, v in record.items() if k != "cost"}, **record["cost"], "steps": d.steps,
+        "output_mb": round(size / 2**20, 2), "weights_sha256": sha256_tree(out)[:16]})
+    print(f"train_dreambooth {label}: instance loss {record['instance_loss_before']} -> "
+          f"{record['instance_loss_after']}, {size / 2**20:.1f} MB")
+
+
+if __name__ == "__main__":
+    run(main)

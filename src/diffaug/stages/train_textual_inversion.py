@@ -1,0 +1,41 @@
+"""Stage `train_textual_inversion@<class>`: models/base + data/original/<class> ->
+models/textual_inversion/<class>/learned_embeds.safetensors (loadable by `pipe.load_textual_inversion`)."""
+import sys
+from pathlib import Path
+
+import torch
+
+from diffaug.config import load_params
+from diffaug.diffusion.finetune import class_label, load_pixels, native_resolution, pick_instances
+from diffaug.diffusion.pipeline import fingerprint, load_pipeline, read_source
+from diffaug.diffusion.textual_inversion import (EMBEDS_FILE, expand_templates, placeholder, save_embeds,
+                                                 train_textual_inversion)
+from diffaug.io import atomic_dir, write_json
+from diffaug.stages import run
+
+
+def main() -> None:
+    params = load_params()
+    label = class_label(sys.argv[1], params.classes)
+    ti = params.textual_inversion
+    files = pick_instances(Path("data/original") / label, ti.images, ti.seed, label)
+    source = read_source()
+    pipe = load_pipeline(source, torch.device("cpu"), torch.float32, "dpm++")
+    resolution = ti.resolution or native_resolution(pipe)
+    token, init_word = placeholder(label), ti.init_word or label
+    record, learned = train_textual_inversion(pipe, load_pixels(files, resolution), token, init_word, ti)
+    out = Path("models/textual_inversion") / label
+    with atomic_dir(out) as tmp:
+        save_embeds(tmp / EMBEDS_FILE, token, learned)
+        write_json(tmp / "trained.json", {
+            "method": "textual_inversion", "class": label, "token": token, "num_vectors": ti.num_vectors,
+            "init_word": init_word, "templates": len(expand_templates(ti.templates)),
+            "images": [f.name for f in files], "steps": ti.steps, "lr": record["lr"], "batch_size": ti.batch_size,
+            "resolution": resolution, "base": fingerprint(source), "final_loss": record["final_loss"]})
+    write_json(Path("metrics/textual_inversion") / f"{label}.json", {
+        **{k: v for k, v in record.items() if k != "cost"}, **record["cost"], "steps": ti.steps})
+    print(f"train_textual_inversion {label}: {token} learned, loss {record['final_loss']}")
+
+
+if __name__ == "__main__":
+    run(main)
