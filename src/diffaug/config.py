@@ -31,7 +31,7 @@ class ParamsError(DiffaugError):
 
 @dataclass(frozen=True)
 class Scrape:
-    source: str = "digits"  # digits | folder | urls
+    source: str = "digits"  # digits | folder | urls | search
     path: Optional[str] = None  # folder: class sub-folders; urls: CSV of url,label rows
     digits_size: int = 32  # digits: the 8x8 scans are upscaled to this side
     max_side: int = 0  # downscale larger images to this longest side; 0 keeps them
@@ -39,6 +39,13 @@ class Scrape:
     timeout: float = 10.0  # seconds per request, connect and whole body
     retries: int = 3
     max_bytes: int = 20_000_000
+    # search: an image search engine queried per class (the paper scraped the web)
+    engine: str = "bing"
+    endpoint: Optional[str] = None  # None: the engine's own address; tests point it at a local server
+    queries: tuple[str, ...] = ("{} photo",)  # query templates, tried in order until per_class is reached
+    per_class: int = 100  # usable (valid, unique) images to collect per class
+    licence: str = "any"  # the engine's licence filter (engines do not report an image's licence)
+    delay: float = 1.0  # seconds between two requests to the same host (search engine or image host)
 
 
 @dataclass(frozen=True)
@@ -292,10 +299,19 @@ def validate(params: Params) -> Params:
             _fail("classes", c, "a class name must be a plain folder name")
 
     s = params.scrape
-    _one_of("scrape.source", s.source, ("digits", "folder", "urls"))
+    _one_of("scrape.source", s.source, ("digits", "folder", "urls", "search"))
     if s.source == "digits":
         for c in classes:
             _one_of("classes", c, DIGIT_WORDS)
+    elif s.source == "search":
+        from diffaug.data.search import ENGINES, LICENCE_FILTERS
+
+        _one_of("scrape.engine", s.engine, tuple(ENGINES))
+        _one_of("scrape.licence", s.licence, tuple(LICENCE_FILTERS))
+        for query in s.queries:
+            _check_template("scrape.queries", query)
+        _at_least("scrape.per_class", s.per_class, 1)
+        _at_least("scrape.delay", s.delay, 0)
     elif not s.path:
         _fail("scrape.path", s.path, f"scrape.source={s.source} needs a path to read from")
     _at_least("scrape.digits_size", s.digits_size, 8)
