@@ -146,3 +146,20 @@ def test_search_engine_unreachable_names_the_class(web, tmp_path):
     with pytest.raises(DiffaugError) as e:
         scrape(params(web, endpoint=web.url("/nothing-here")), ("cat",), out)
     assert "'cat'" in str(e.value) and "search_failed" in str(e.value) and "404" in str(e.value)
+
+
+@pytest.mark.parametrize("scrape, key", [
+    ({"source": "search", "engine": "altavista"}, "scrape.engine"),
+    ({"source": "search", "queries": ["photos"]}, "scrape.queries"),
+    ({"source": "search", "per_class": 0}, "scrape.per_class"),
+    ({"source": "search", "licence": "mine"}, "scrape.licence"),
+    ({"source": "search", "delay": -1.0}, "scrape.delay"),
+])
+def test_search_params_are_checked(tmp_path, scrape, key):
+    import yaml
+
+    from diffaug.config import ParamsError, load_params
+
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump({"classes": ["cat"], "scrape": scrape}))
+    with pytest.raises(ParamsError, match=key.replace(".", r"\.")):
+        load_params(tmp_path / "params.yaml")

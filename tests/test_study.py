@@ -105,3 +105,21 @@ def test_study_queues_runs_and_reports_in_a_real_repo(tmp_path):
     assert ok[("vanilla", 1.0)][2]["accuracy"] == pytest.approx(0.8)
     status = subprocess.run(["dvc", "queue", "status"], cwd=repo, env=env, capture_output=True, text=True).stdout
     assert "Worker status: 0 active, 0 idle" in status or "0 active" in status  # workers stopped
+
+
+@pytest.mark.parametrize("study, key", [
+    ({"sources": ["none"]}, "study.sources"),
+    ({"p": [0.5, 1.5]}, "study.p"),
+    ({"regimes": {"scratch": 0}}, "study.regimes.scratch"),
+    ({"regimes": {"linear": 5}}, "study.regimes"),
+    ({"regimes": ["scratch"]}, "study.regimes"),
+    ({"seeds": []}, "study.seeds"),
+    ({"jobs": 0}, "study.jobs"),
+    ({"grid": 1}, "study.grid"),
+])
+def test_study_params_are_checked(tmp_path, study, key):
+    from diffaug.config import ParamsError, load_params
+
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump({"study": study}))
+    with pytest.raises(ParamsError, match=key.replace(".", r"\.")):
+        load_params(tmp_path / "params.yaml")
