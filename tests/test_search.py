@@ -38,7 +38,7 @@ class Routes(dict):
         self.times.append(time.monotonic())
         parts = urlsplit(path)
         if parts.path != "/images/async":
-            return super().get(path, default)
+            return super().get(path) or super().get(parts.path, default)
         q = parse_qs(parts.query)
         hits = self.results.get(q["q"][0], [])
         first, count = int(q["first"][0]), int(q["count"][0])
@@ -163,3 +163,14 @@ def test_search_params_are_checked(tmp_path, scrape, key):
     (tmp_path / "params.yaml").write_text(yaml.safe_dump({"classes": ["cat"], "scrape": scrape}))
     with pytest.raises(ParamsError, match=key.replace(".", r"\.")):
         load_params(tmp_path / "params.yaml")
+
+
+def test_search_page_without_results_is_reported_and_not_cached(web, tmp_path):
+    web.routes["/blocked"] = ok(b"<html><body>Please solve this puzzle</body></html>", "text/html")
+    out = tmp_path / "out"
+    out.mkdir()
+    for _ in range(2):
+        with pytest.raises(DiffaugError) as e:
+            scrape(params(web, endpoint=web.url("/blocked"), queries=("{} photo",)), ("cat",), out)
+        assert "search_empty" in str(e.value) and "'cat'" in str(e.value)
+    assert sum(n for p, n in web.hits.items() if p.startswith("/blocked")) == 2  # asked again, not cached

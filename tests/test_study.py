@@ -123,3 +123,29 @@ def test_study_params_are_checked(tmp_path, study, key):
     (tmp_path / "params.yaml").write_text(yaml.safe_dump({"study": study}))
     with pytest.raises(ParamsError, match=key.replace(".", r"\.")):
         load_params(tmp_path / "params.yaml")
+
+
+STATUS = """\
+Task     Name        Created    Status
+6b373af  spiry-grot  03:49 PM   Success
+119a9a7  aided-coat  03:49 PM   Queued
+75a2dcd  sharp-mako  03:49 PM   Failed
+
+Worker status: {} active, 0 idle
+"""
+
+
+def test_wait_reads_the_queue_and_gives_up_without_workers(monkeypatch):
+    from diffaug import study
+    from diffaug.errors import DiffaugError
+
+    seen, workers = [], [1, 1, 0, 0, 0, 0]
+    monkeypatch.setattr(study, "dvc", lambda *a, **k: seen.append(a) or STATUS.format(workers.pop(0)))
+    with pytest.raises(DiffaugError, match="no worker left with 1 experiments"):
+        study.wait(["spiry-grot", "aided-coat", "sharp-mako"], poll=0.0)
+    assert len(seen) == 5 and seen[0] == ("queue", "status")
+    monkeypatch.setattr(study, "dvc", lambda *a, **k: STATUS.format(1).replace("Queued", "Running ").replace(
+        "Running ", "Success"))
+    assert study.wait(["spiry-grot", "aided-coat", "sharp-mako"], poll=0.0) == {
+        "spiry-grot": ("6b373af", "Success"), "aided-coat": ("119a9a7", "Success"),
+        "sharp-mako": ("75a2dcd", "Failed")}

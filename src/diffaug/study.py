@@ -79,28 +79,39 @@ def queue(sweeps: list[Sweep]) -> list[str]:
     return names
 
 
-def statuses() -> dict[str, tuple[str, str]]:
-    """Experiment name -> (task id, status) from `dvc queue status`."""
-    out = {}
-    for line in dvc("queue", "status").splitlines():
+def statuses(text: str) -> tuple[dict[str, tuple[str, str]], int]:
+    """From `dvc queue status`: experiment name -> (task id, status), and the number of workers."""
+    out, workers = {}, 0
+    for line in text.splitlines():
         parts = line.split()
         if len(parts) >= 3 and parts[-1] in ("Queued", "Running", "Success", "Failed"):
             out[parts[1]] = (parts[0], parts[-1])
-    return out
+        m = re.match(r"Worker status: (\d+) active, (\d+) idle", line.strip())
+        if m:
+            workers = int(m.group(1)) + int(m.group(2))
+    return out, workers
 
 
-def wait(names: list[str], poll: float = POLL_SECONDS) -> dict[str, tuple[str, str]]:
-    """Block until none of `names` is queued or running; print progress when it changes."""
-    last = None
+def wait(names: list[str], poll: float = POLL_SECONDS, patience: int = 3) -> dict[str, tuple[str, str]]:
+    """Block until none of `names` is queued or running; print progress when it changes.
+
+    Stops with an error if the queue has had no worker for `patience` polls while work is left
+    (a worker killed by the system, say): waiting would never end.
+    """
+    last, idle = None, 0
     while True:
-        now = statuses()
-        ours = {n: now.get(n, ("?", "Success")) for n in names}  # a finished task may leave the list
-        done = sum(s in ("Success", "Failed") for _, s in ours.values())
+        now, workers = statuses(dvc("queue", "status"))
+        ours = {n: now.get(n, ("?", "Unknown")) for n in names}  # a task missing from the list: not waited on
+        done = sum(s not in ("Queued", "Running") for _, s in ours.values())
         if done != last:
             print(f"study: {done} of {len(names)} experiments finished", file=sys.stderr)
             last = done
         if done == len(names):
             return ours
+        idle = idle + 1 if workers == 0 else 0
+        if idle >= patience:
+            raise DiffaugError(f"the DVC queue has no worker left with {len(names) - done} experiments to go; "
+                               "run `dvc queue start` and then this command again.")
         time.sleep(poll)
 
 

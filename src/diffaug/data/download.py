@@ -77,12 +77,16 @@ def _get(url: str, timeout: float, max_bytes: int) -> bytes:
             chunks.append(chunk)
 
 
+def cached_path(url: str, cache: Path) -> Path:
+    return cache / (sha256_bytes(url.encode()) + ".bin")
+
+
 def fetch(url: str, cache: Path, timeout: float, max_bytes: int, retries: int,
           pacer: Optional[Pacer] = None) -> Fetched:
     """Download `url` once; a completed download is kept in `cache` and never fetched again."""
     if urlparse(url).scheme not in ("http", "https"):
         return Fetched(url, None, "not an http(s) URL")
-    cached = cache / (sha256_bytes(url.encode()) + ".bin")
+    cached = cached_path(url, cache)
     if cached.exists():
         return Fetched(url, cached.read_bytes(), cached=True)
     error = "no attempt"

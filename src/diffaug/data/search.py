@@ -24,7 +24,7 @@ from typing import Iterator
 from urllib.parse import urlencode
 
 from diffaug.config import Scrape
-from diffaug.data.download import Pacer, fetch, fetch_all
+from diffaug.data.download import Pacer, cached_path, fetch, fetch_all
 from diffaug.data.images import NotAnImage, decode_image, png_bytes
 from diffaug.data.scrape import Candidate
 from diffaug.io import cache_dir, sha256_bytes
@@ -116,8 +116,17 @@ def search(classes: tuple[str, ...], params: Scrape) -> Iterator[Candidate]:
                 if page.error:
                     yield Candidate(label, url, error=page.error, reason="search_failed")
                     break
+                listed = parse_bing(page.data)
+                if not listed:
+                    # A page without results (a block page, a changed format, or past the end) is not
+                    # kept: a rerun asks again. On a query's first page it is worth reporting.
+                    cached_path(url, pages).unlink(missing_ok=True)
+                    if first == 0:
+                        yield Candidate(label, url, error="no results on the page (blocked, or its format changed?)",
+                                        reason="search_empty")
+                    break
                 hits = []
-                for h in parse_bing(page.data):  # each image URL once, its first listing wins
+                for h in listed:  # each image URL once, its first listing wins
                     if h.image_url not in tried:
                         tried.add(h.image_url)
                         hits.append(h)
