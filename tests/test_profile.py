@@ -129,3 +129,20 @@ def test_offline_without_sd_weights_is_one_sentence(tmp_path):
     assert len(lines) == 1 and lines[0].startswith("error: the base model CompVis/stable-diffusion-v1-4 at revision main")
     assert "hf download CompVis/stable-diffusion-v1-4 --revision main" in lines[0]
     assert "Traceback" not in proc.stderr
+
+
+def test_switch_keeps_uncommitted_edits_unless_forced(tmp_path):
+    (tmp_path / "profiles").mkdir()
+    shutil.copy(PAPER, tmp_path / "profiles" / "paper.yaml")
+    (tmp_path / "params.yaml").write_text("classes: [zero]\n")
+    env = dict(os.environ, GIT_AUTHOR_NAME="t", GIT_AUTHOR_EMAIL="t@example.com", GIT_COMMITTER_NAME="t",
+               GIT_COMMITTER_EMAIL="t@example.com")
+    for cmd in (["git", "init", "-q"], ["git", "add", "-A"], ["git", "commit", "-qm", "x"]):
+        subprocess.run(cmd, cwd=tmp_path, env=env, check=True, capture_output=True)
+    (tmp_path / "params.yaml").write_text("classes: [one]\n")  # an edit not committed
+    with pytest.raises(DiffaugError, match="uncommitted changes"):
+        switch("paper", tmp_path)
+    assert (tmp_path / "params.yaml").read_text() == "classes: [one]\n"
+    switch("paper", tmp_path, force=True)
+    assert (tmp_path / "params.yaml").read_bytes() == PAPER.read_bytes()
+    switch("paper", tmp_path)  # switching to the profile it already holds is fine
