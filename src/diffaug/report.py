@@ -107,7 +107,8 @@ def _series(rows: list[dict]) -> dict[tuple[str, str], dict[float, list[dict]]]:
     """(source, augment) -> p -> rows (the seeds), sources in the study's order."""
     order = {s: i for i, s in enumerate(("none",) + SOURCES)}
     out: dict = defaultdict(lambda: defaultdict(list))
-    for r in sorted(rows, key=lambda r: (order.get(r["source"], 9), r["source"], r["augment"], r["p"])):
+    for r in sorted(rows, key=lambda r: (order.get(r["source"], 9), r["source"], r["augment"] != "standard",
+                                         r["augment"], r["p"])):
         out[(r["source"], r["augment"])][r["p"]].append(r)
     return out
 
