@@ -148,3 +148,16 @@ def test_inception_features_through_pytorch_fid_loading_path(tmp_path, monkeypat
         files.append(tmp_path / f"{i}.png")
     features = extract(extractor, files, batch_size=2)
     assert features.shape == (3, 2048) and np.isfinite(features).all()
+
+
+@pytest.mark.parametrize("text, words", [
+    ("fid: {features: clip}", "fid.features"),
+    ("fid: {kid_subset_size: 1}", "fid.kid_subset_size"),
+    ("clip: {template: a photo}", "clip.template"),
+])
+def test_bad_fid_and_clip_params_name_the_key(tmp_path, text, words):
+    from diffaug.config import ParamsError, load_params
+
+    (tmp_path / "params.yaml").write_text(text + "\n")
+    with pytest.raises(ParamsError, match=words):
+        load_params(tmp_path / "params.yaml")
