@@ -89,3 +89,13 @@ def test_command_reads_a_saved_exp_show(tmp_path):
     assert (tmp_path / "reports" / "summary.md").is_file()
     with pytest.raises(DiffaugError, match="no experiment"):
         write_report([], tmp_path)
+
+
+def test_runs_of_other_settings_are_not_averaged_as_seeds(tmp_path):
+    a, b, c = exp("a", "none", 0.0, 0, 0.9), exp("b", "none", 0.0, 1, 0.92), exp("c", "none", 0.0, 0, 0.1)
+    for e, epochs in ((a, 15), (b, 15), (c, 1)):
+        e["data"]["params"]["params.yaml"]["data"]["train"]["epochs"] = epochs
+    write_report(rows_from_exp_show([a, b, c]), tmp_path)
+    summary = (tmp_path / "summary.md").read_text()
+    assert "| only original [train.epochs=1] | 10.0 |" in summary
+    assert "| only original [train.epochs=15] | 91.0 ± 1.4 (n=2) |" in summary

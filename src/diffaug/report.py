@@ -47,6 +47,19 @@ def _states(states: list[dict]):
             yield from _states(exp_range.get("revs") or [])
 
 
+STUDY_KEYS = ("mix.source", "mix.p", "train.regime", "train.augment", "train.seed")
+
+
+def _flatten(d: dict, prefix: str = "") -> dict:
+    out = {}
+    for k, v in d.items():
+        if isinstance(v, dict):
+            out.update(_flatten(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
+
+
 def _row(state: dict) -> dict | None:
     data = state.get("data") or {}
     params = ((data.get("params") or {}).get("params.yaml") or {}).get("data") or {}
@@ -64,6 +77,8 @@ def _row(state: dict) -> dict | None:
         "accuracy": float(evaluate["accuracy"]), "per_class": evaluate.get("per_class_accuracy") or {},
         "fid": {s: metrics[f"metrics/fid/{s}.json"] for s in SOURCES if metrics.get(f"metrics/fid/{s}.json")},
         "clip": metrics.get("metrics/clip.json") or {},
+        # every other param: runs that differ in one of them are not seeds of one setting
+        "other": {k: v for k, v in _flatten(params).items() if k not in STUDY_KEYS},
     }
 
 
@@ -86,10 +101,20 @@ def rows_from_exp_show(states: list[dict]) -> list[dict]:
 # Writing: rows -> figures and summary.md (pure: no DVC)
 # ------------------------------------------------------------------------------------------------
 
-def label(source: str, augment: str) -> str:
+def label(source: str, augment: str, variant: str = "") -> str:
     if source == "none":
-        return "RandAugment baseline (only original)" if augment == "randaugment" else "only original"
-    return source if augment != "randaugment" else f"{source} + RandAugment"
+        text = "RandAugment baseline (only original)" if augment == "randaugment" else "only original"
+    else:
+        text = source if augment != "randaugment" else f"{source} + RandAugment"
+    return f"{text} [{variant}]" if variant else text
+
+
+def mark_variants(rows: list[dict]) -> list[dict]:
+    """Name the params besides the study's that differ between rows (e.g. train.epochs=1), so
+    runs of different settings form separate lines instead of being averaged as seeds."""
+    keys = sorted({k for r in rows for k in r.get("other", {})})
+    varying = [k for k in keys if len({json.dumps(r.get("other", {}).get(k)) for r in rows}) > 1]
+    return [dict(r, variant=", ".join(f"{k}={r.get('other', {}).get(k)}" for k in varying)) for r in rows]
 
 
 def mean_std(values: list[float]) -> tuple[float, float, int]:
@@ -103,13 +128,13 @@ def fmt(mean: float, std: float, n: int, scale: float = 100.0, digits: int = 1) 
     return f"{text} ± {std * scale:.{digits}f} (n={n})" if n > 1 else text
 
 
-def _series(rows: list[dict]) -> dict[tuple[str, str], dict[float, list[dict]]]:
-    """(source, augment) -> p -> rows (the seeds), sources in the study's order."""
+def _series(rows: list[dict]) -> dict[tuple[str, str, str], dict[float, list[dict]]]:
+    """(source, augment, variant) -> p -> rows (the seeds), sources in the study's order."""
     order = {s: i for i, s in enumerate(("none",) + SOURCES)}
     out: dict = defaultdict(lambda: defaultdict(list))
     for r in sorted(rows, key=lambda r: (order.get(r["source"], 9), r["source"], r["augment"] != "standard",
-                                         r["augment"], r["p"])):
-        out[(r["source"], r["augment"])][r["p"]].append(r)
+                                         r["augment"], r["variant"], r["p"])):
+        out[(r["source"], r["augment"], r["variant"])][r["p"]].append(r)
     return out
 
 
@@ -129,16 +154,16 @@ def fid_table(rows: list[dict]) -> tuple[dict[str, dict], str | None]:
 
 
 def _plot_accuracy(ax, series, clip_accuracy):
-    for (source, augment), by_p in series.items():
+    for (source, augment, variant), by_p in series.items():
         ps = sorted(by_p)
         stats = [mean_std([r["accuracy"] for r in by_p[p]]) for p in ps]
         means, stds = np.array([s[0] for s in stats]) * 100, np.array([s[1] for s in stats]) * 100
         style = {"color": "black", "linestyle": "--"} if source == "none" and augment != "randaugment" else \
             {"color": "grey", "linestyle": ":"} if source == "none" else {}
         if len(ps) == 1 and source == "none":  # a baseline measured at one p: a horizontal line
-            ax.axhline(means[0], label=label(source, augment), **style)
+            ax.axhline(means[0], label=label(source, augment, variant), **style)
         else:
-            ax.errorbar(ps, means, yerr=stds, marker="o", capsize=3, label=label(source, augment), **style)
+            ax.errorbar(ps, means, yerr=stds, marker="o", capsize=3, label=label(source, augment, variant), **style)
     if clip_accuracy is not None:
         ax.axhline(clip_accuracy * 100, color="tab:purple", linestyle="-.", label="zero-shot CLIP")
     ax.set_xlabel("p (share of synthetic images)")
@@ -156,6 +181,7 @@ def write_report(rows: list[dict], out: Path) -> list[Path]:
 
     if not rows:
         raise DiffaugError("no experiment has metrics/evaluate.json yet; run `dvc repro` or queue experiments first.")
+    rows = mark_variants(rows)
     out.mkdir(parents=True, exist_ok=True)
     written: list[Path] = []
     clip = next((r["clip"] for r in rows if r["clip"].get("accuracy") is not None), None)
@@ -180,23 +206,23 @@ def write_report(rows: list[dict], out: Path) -> list[Path]:
         lines += [f"## Accuracy vs p: {regime}", "", f"![accuracy vs p, {regime}]({path.name})", "",
                   "| source | " + " | ".join(f"p={p:g}" for p in ps) + " |",
                   "|---|" + "---|" * len(ps)]
-        for (source, augment), by_p in series.items():
+        for (source, augment, variant), by_p in series.items():
             cells = [fmt(*mean_std([r["accuracy"] for r in by_p[p]])) if p in by_p else "" for p in ps]
-            lines.append(f"| {label(source, augment)} | " + " | ".join(cells) + " |")
+            lines.append(f"| {label(source, augment, variant)} | " + " | ".join(cells) + " |")
         lines.append("")
 
         # Figure 6: per-class accuracy vs p, one panel per series that varies p.
         panels = [(k, v) for k, v in series.items() if len(v) > 1]
         if panels:
             fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 3.8), squeeze=False, sharey=True)
-            for ax, ((source, augment), by_p) in zip(axes[0], panels):
+            for ax, ((source, augment, variant), by_p) in zip(axes[0], panels):
                 ps_s = sorted(by_p)
                 classes = list(by_p[ps_s[0]][0]["per_class"])
                 for c in classes:
                     means = [mean_std([r["per_class"][c] for r in by_p[p] if r["per_class"].get(c) is not None])[0]
                              * 100 for p in ps_s]
                     ax.plot(ps_s, means, marker=".", label=c)
-                ax.set_title(label(source, augment), fontsize=9)
+                ax.set_title(label(source, augment, variant), fontsize=9)
                 ax.set_xlabel("p")
                 ax.grid(alpha=0.3)
             axes[0][0].set_ylabel("class accuracy (%)")
