@@ -48,6 +48,13 @@ def test_committed_params_are_valid():
         ({"mix__typo": 1}, ["mix.typo", "known keys"]),
         ({"mix__val_fraction": 1.0}, ["mix.val_fraction", "1.0"]),
         ({"train__hflip": "yes"}, ["train.hflip", "true or false"]),
+        ({"dreambooth__mode": "qlora"}, ["dreambooth.mode", "full", "lora"]),
+        ({"dreambooth__prompt": "a photo of sks"}, ["dreambooth.prompt", "exactly one {}"]),
+        ({"dreambooth__steps": 0}, ["dreambooth.steps", "at least 1"]),
+        ({"dreambooth__mixed_precision": "fp8"}, ["dreambooth.mixed_precision", "bf16"]),
+        ({"textual_inversion__num_vectors": 0}, ["textual_inversion.num_vectors", "at least 1"]),
+        ({"textual_inversion__resolution": 100}, ["textual_inversion.resolution", "multiple of 8"]),
+        ({"textual_inversion__templates": ["a {} and a {}"]}, ["textual_inversion.templates", "exactly one {}"]),
     ],
 )
 def test_bad_values_name_key_value_and_fix(tmp_path, override, words):

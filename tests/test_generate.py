@@ -48,18 +48,19 @@ def test_cache_key_covers_everything_that_changes_pixels():
 def test_same_seed_same_bytes_and_resume(pipe, tmp_path):
     jobs = plan(PROMPTS, 3, seed=0)
     first = generate(pipe, jobs, SETTINGS, batch_size=4, cache=tmp_path / "a")
-    assert first == {"generated": 6, "reused": 0}
+    assert first == {"generated": 6, "reused": 0, "batch_size": 4}
     rows = collect(jobs, SETTINGS, tmp_path / "out_a", {"model": "tiny", "revision": ""}, cache=tmp_path / "a")
     # An independent run gives identical bytes.
     generate(pipe, jobs, SETTINGS, batch_size=4, cache=tmp_path / "b")
     collect(jobs, SETTINGS, tmp_path / "out_b", {"model": "tiny", "revision": ""}, cache=tmp_path / "b")
     for job in jobs:
         assert digest(tmp_path / "out_a" / job.file) == digest(tmp_path / "out_b" / job.file)
-    # An interrupted run: the second batch's images are lost; the rerun makes only those.
-    for job in jobs[4:]:
+    # An interrupted run: the second batch's images (batches are per class: seven's) are lost;
+    # the rerun makes only those.
+    for job in jobs[3:]:
         cached_path(cache_key(job, SETTINGS), tmp_path / "a").unlink()
     again = generate(pipe, jobs, SETTINGS, batch_size=4, cache=tmp_path / "a")
-    assert again == {"generated": 2, "reused": 4}
+    assert again == {"generated": 3, "reused": 3, "batch_size": 4}
     collect(jobs, SETTINGS, tmp_path / "out_c", {"model": "tiny", "revision": ""}, cache=tmp_path / "a")
     for job in jobs:
         assert digest(tmp_path / "out_a" / job.file) == digest(tmp_path / "out_c" / job.file)

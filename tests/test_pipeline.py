@@ -12,6 +12,12 @@ REPO = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.slow
 
 
+CLASSES = ["zero", "one", "seven"]
+SOURCES = ["vanilla", "dreambooth", "textual_inversion"]
+FINETUNING = {*(f"train_{m}@{c}" for m in ("dreambooth", "textual_inversion") for c in CLASSES),
+              "generate_finetuned@dreambooth", "generate_finetuned@textual_inversion"}
+
+
 def sh(args, cwd, env):
     proc = subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True)
     assert proc.returncode == 0, f"{' '.join(args)} failed:\n{proc.stdout}\n{proc.stderr}"
@@ -37,13 +43,15 @@ def project(tmp_path_factory, tiny_base):
             (root / f).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(REPO / f, root / f)
     params = yaml.safe_load((root / "params.yaml").read_text())
-    params["classes"] = ["zero", "one", "seven"]
+    params["classes"] = CLASSES
     params["split"].update(original_per_class=30, test_per_class=10)
     params["train"].update(epochs=2, batch_size=32, image_size=16)
     params["reference"].update(epochs=1, image_size=16)
     # The built-in model's architecture with random weights: the wiring is under test, not the drawing.
     params["base"]["model"] = str(tiny_base / "pipeline")
     params["generate"].update(per_class=30, steps=2, batch_size=30)
+    params["dreambooth"].update(instance_images=2, class_images=2, prior_steps=2, steps=2, batch_size=1)
+    params["textual_inversion"].update(images=2, steps=2, batch_size=1)
     (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     env = dict(os.environ, DIFFAUG_CACHE=str(tmp_path_factory.mktemp("cache")), DVC_NO_ANALYTICS="1",
                GIT_AUTHOR_NAME="t", GIT_AUTHOR_EMAIL="t@example.com", GIT_COMMITTER_NAME="t",
@@ -58,7 +66,9 @@ def test_repro_then_experiments(project):
     root, env = project
     out = sh(["dvc", "repro"], root, env)
     assert ran(out) == {"scrape", "split", "base_model", "prompts", "generate_vanilla", "mix", "train", "evaluate",
-                        "reference", "recognise@vanilla"}
+                        "reference", *FINETUNING, *(f"recognise@{s}" for s in SOURCES)}
+    for source in SOURCES:
+        assert len(list((root / "data/synthetic" / source / "seven").glob("*.png"))) == 30
     metrics = yaml.safe_load((root / "metrics/evaluate.json").read_text())
     assert metrics["test_images"] == 30 and 0.0 <= metrics["accuracy"] <= 1.0
     sh(["git", "add", "-A"], root, env)
@@ -83,7 +93,14 @@ def test_repro_then_experiments(project):
 
     # A generation param reruns generation and everything downstream of it, nothing upstream.
     out = sh(["dvc", "exp", "run", "-S", "generate.steps=3"], root, env)
-    assert ran(out) == {"generate_vanilla", "recognise@vanilla", "mix", "train", "evaluate"}
+    assert ran(out) == {"generate_vanilla", "generate_finetuned@dreambooth", "generate_finetuned@textual_inversion",
+                        *(f"recognise@{s}" for s in SOURCES), "mix", "train", "evaluate"}
+
+    # A DreamBooth param retrains DreamBooth and regenerates its set; the mix (of vanilla images here)
+    # is rebuilt identical, so training stops there. Vanilla and Textual Inversion are untouched.
+    out = sh(["dvc", "exp", "run", "-S", "dreambooth.steps=3"], root, env)
+    assert ran(out) == {*(f"train_dreambooth@{c}" for c in CLASSES), "generate_finetuned@dreambooth",
+                        "recognise@dreambooth", "mix"}
 
     shows = sh(["dvc", "exp", "show", "--csv"], root, env)
     assert "mix.p" in shows and "0.5" in shows

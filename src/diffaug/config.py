@@ -31,7 +31,7 @@ class ParamsError(DiffaugError):
 
 @dataclass(frozen=True)
 class Scrape:
-    source: str = "digits"  # digits | folder | urls
+    source: str = "digits"  # digits | folder | urls | search
     path: Optional[str] = None  # folder: class sub-folders; urls: CSV of url,label rows
     digits_size: int = 32  # digits: the 8x8 scans are upscaled to this side
     max_side: int = 0  # downscale larger images to this longest side; 0 keeps them
@@ -39,6 +39,13 @@ class Scrape:
     timeout: float = 10.0  # seconds per request, connect and whole body
     retries: int = 3
     max_bytes: int = 20_000_000
+    # search: an image search engine queried per class (the paper scraped the web)
+    engine: str = "bing"
+    endpoint: Optional[str] = None  # None: the engine's own address; tests point it at a local server
+    queries: tuple[str, ...] = ("{} photo",)  # query templates, tried in order until per_class is reached
+    per_class: int = 100  # usable (valid, unique) images to collect per class
+    licence: str = "any"  # the engine's licence filter (engines do not report an image's licence)
+    delay: float = 1.0  # seconds between two requests to the same host (search engine or image host)
 
 
 @dataclass(frozen=True)
@@ -210,6 +217,45 @@ class TextualInversion:
 
 
 @dataclass(frozen=True)
+class Study:
+    """`python -m diffaug.study`: the grid it queues as DVC experiments. No stage reads it."""
+    sources: tuple[str, ...] = ("vanilla",)  # synthetic sources; the `none` baseline is always added
+    p: tuple[float, ...] = (0.0, 0.25, 0.5, 0.75, 1.0)
+    regimes: tuple[tuple[str, Optional[int]], ...] = (("scratch", None),)  # (regime, epochs; None: train.epochs)
+    seeds: tuple[int, ...] = (0,)  # each sets train.seed and mix.seed
+    jobs: int = 1  # experiments run in parallel (`dvc queue start -j`)
+
+
+def _study(raw: Any) -> Study:
+    """The study section has lists of numbers and a regime -> epochs mapping, which `_section` does not type."""
+    raw = {} if raw is None else raw
+    if not isinstance(raw, dict):
+        _fail("study", raw, "it must be a mapping of keys to values")
+    known = [f.name for f in dataclasses.fields(Study)]
+    for key in raw:
+        if key not in known:
+            _fail(f"study.{key}", raw[key], f"known keys are {', '.join(known)}")
+    d = Study()
+    sources = raw.get("sources", list(d.sources))
+    if not isinstance(sources, list) or not all(isinstance(x, str) for x in sources):
+        _fail("study.sources", sources, "use a list of synthetic sources")
+    p = raw.get("p", list(d.p))
+    if not isinstance(p, list) or not p or not all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in p):
+        _fail("study.p", p, "use a non-empty list of proportions")
+    regimes = raw.get("regimes", dict(d.regimes))
+    if not isinstance(regimes, dict) or not regimes or not all(
+            e is None or (isinstance(e, int) and not isinstance(e, bool)) for e in regimes.values()):
+        _fail("study.regimes", regimes, "use a mapping of regime to epochs, e.g. {scratch: 200, finetune: 20}")
+    seeds = raw.get("seeds", list(d.seeds))
+    if not isinstance(seeds, list) or not seeds or not all(isinstance(x, int) and not isinstance(x, bool) for x in seeds):
+        _fail("study.seeds", seeds, "use a non-empty list of whole numbers")
+    jobs = raw.get("jobs", d.jobs)
+    if not isinstance(jobs, int) or isinstance(jobs, bool):
+        _fail("study.jobs", jobs, "use a whole number")
+    return Study(tuple(sources), tuple(float(x) for x in p), tuple(regimes.items()), tuple(seeds), jobs)
+
+
+@dataclass(frozen=True)
 class Params:
     classes: tuple[str, ...] = DIGIT_WORDS
     scrape: Scrape = field(default_factory=Scrape)
@@ -225,6 +271,7 @@ class Params:
     reference: Reference = field(default_factory=Reference)
     fid: Fid = field(default_factory=Fid)
     clip: Clip = field(default_factory=Clip)
+    study: Study = field(default_factory=Study)
 
 
 def _fail(key: str, value: Any, allowed: str) -> None:
@@ -315,10 +362,19 @@ def validate(params: Params) -> Params:
             _fail("classes", c, "a class name must be a plain folder name")
 
     s = params.scrape
-    _one_of("scrape.source", s.source, ("digits", "folder", "urls"))
+    _one_of("scrape.source", s.source, ("digits", "folder", "urls", "search"))
     if s.source == "digits":
         for c in classes:
             _one_of("classes", c, DIGIT_WORDS)
+    elif s.source == "search":
+        from diffaug.data.search import ENGINES, LICENCE_FILTERS
+
+        _one_of("scrape.engine", s.engine, tuple(ENGINES))
+        _one_of("scrape.licence", s.licence, tuple(LICENCE_FILTERS))
+        for query in s.queries:
+            _check_template("scrape.queries", query)
+        _at_least("scrape.per_class", s.per_class, 1)
+        _at_least("scrape.delay", s.delay, 0)
     elif not s.path:
         _fail("scrape.path", s.path, f"scrape.source={s.source} needs a path to read from")
     _at_least("scrape.digits_size", s.digits_size, 8)
@@ -415,6 +471,17 @@ def validate(params: Params) -> Params:
     _one_of("train.augment", t.augment, ("none", "standard", "randaugment"))
     _check_device("train.device", t.device)
 
+    st = params.study
+    for source in st.sources:
+        _one_of("study.sources", source, SYNTHETIC_SOURCES)
+    for p in st.p:
+        if not 0.0 <= p <= 1.0:
+            _fail("study.p", p, "use proportions between 0.0 and 1.0")
+    for regime, epochs in st.regimes:
+        _one_of("study.regimes", regime, ("scratch", "finetune", "frozen"))
+        _at_least(f"study.regimes.{regime}", epochs, 1)
+    _at_least("study.jobs", st.jobs, 1)
+
     _at_least("evaluate.batch_size", params.evaluate.batch_size, 1)
     _at_least("reference.epochs", params.reference.epochs, 1)
     _at_least("reference.image_size", params.reference.image_size, 8)
@@ -467,5 +534,6 @@ def load_params(path: str | Path = "params.yaml") -> Params:
         reference=_section(Reference, "reference", raw.get("reference")),
         fid=_section(Fid, "fid", raw.get("fid")),
         clip=_section(Clip, "clip", raw.get("clip")),
+        study=_study(raw.get("study")),
     )
     return validate(params)

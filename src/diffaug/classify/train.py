@@ -30,6 +30,14 @@ def seed_everything(seed: int) -> torch.Generator:
     return torch.Generator().manual_seed(seed)
 
 
+def to_device(x: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """On CUDA, copy from pinned (page-locked) memory: the copy runs asynchronously, overlapping the
+    GPU's work on the previous batch."""
+    if device.type == "cuda":
+        x = x.pin_memory()
+    return x.to(device, non_blocking=True)
+
+
 @torch.no_grad()
 def predict(model: nn.Module, images: torch.Tensor, device: torch.device, batch_size: int) -> torch.Tensor:
     """Logits for uint8 images, in batches, on `device`; returned on the CPU as float32."""
@@ -37,7 +45,7 @@ def predict(model: nn.Module, images: torch.Tensor, device: torch.device, batch_
     out = []
     amp = autocast_dtype(device)
     for start in range(0, len(images), batch_size):
-        x = normalize(images[start:start + batch_size].to(device, non_blocking=True))
+        x = normalize(to_device(images[start:start + batch_size], device))
         if device.type == "cuda":
             x = x.contiguous(memory_format=torch.channels_last)
         with torch.autocast(device.type, dtype=amp) if amp else contextlib.nullcontext():
@@ -69,8 +77,8 @@ def fit(model: nn.Module, train: tuple[torch.Tensor, torch.Tensor], val: tuple[t
             idx = order[start:start + cfg.batch_size]
             if len(idx) < 2 and seen:  # a batch of one breaks batch-norm statistics
                 continue
-            x = normalize(augment(x_train[idx]).to(device, non_blocking=True))
-            y = y_train[idx].to(device, non_blocking=True)
+            x = normalize(to_device(augment(x_train[idx]), device))
+            y = to_device(y_train[idx], device)
             if device.type == "cuda":
                 x = x.contiguous(memory_format=torch.channels_last)
             with torch.autocast(device.type, dtype=amp) if amp else contextlib.nullcontext():

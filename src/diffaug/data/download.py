@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import random
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -31,6 +32,26 @@ class _Permanent(Exception):
     pass
 
 
+class Pacer:
+    """Politeness: request starts to one host are at least `delay` seconds apart, whatever the
+    number of download threads (other hosts are not held up)."""
+
+    def __init__(self, delay: float = 0.0):
+        self.delay = delay
+        self.lock = threading.Lock()
+        self.next: dict[str, float] = {}
+
+    def wait(self, url: str) -> None:
+        if self.delay <= 0:
+            return
+        host = urlparse(url).netloc
+        with self.lock:
+            now = time.monotonic()
+            start = max(now, self.next.get(host, now))
+            self.next[host] = start + self.delay
+        time.sleep(start - now)
+
+
 def _get(url: str, timeout: float, max_bytes: int) -> bytes:
     """One attempt. The timeout bounds connecting and the whole body, not just each read."""
     deadline = time.monotonic() + timeout
@@ -56,17 +77,24 @@ def _get(url: str, timeout: float, max_bytes: int) -> bytes:
             chunks.append(chunk)
 
 
-def fetch(url: str, cache: Path, timeout: float, max_bytes: int, retries: int) -> Fetched:
+def cached_path(url: str, cache: Path) -> Path:
+    return cache / (sha256_bytes(url.encode()) + ".bin")
+
+
+def fetch(url: str, cache: Path, timeout: float, max_bytes: int, retries: int,
+          pacer: Optional[Pacer] = None) -> Fetched:
     """Download `url` once; a completed download is kept in `cache` and never fetched again."""
     if urlparse(url).scheme not in ("http", "https"):
         return Fetched(url, None, "not an http(s) URL")
-    cached = cache / (sha256_bytes(url.encode()) + ".bin")
+    cached = cached_path(url, cache)
     if cached.exists():
         return Fetched(url, cached.read_bytes(), cached=True)
     error = "no attempt"
     for attempt in range(retries + 1):
         if attempt:
             time.sleep(min(8.0, 0.5 * 2 ** (attempt - 1)) * (1 + random.random() / 2))
+        if pacer:
+            pacer.wait(url)
         try:
             data = _get(url, timeout, max_bytes)
         except _Permanent as e:
@@ -84,7 +112,7 @@ def fetch(url: str, cache: Path, timeout: float, max_bytes: int, retries: int) -
 
 
 def fetch_all(urls: list[str], cache: Path, timeout: float, max_bytes: int, retries: int,
-              workers: int) -> list[Fetched]:
+              workers: int, pacer: Optional[Pacer] = None) -> list[Fetched]:
     """Parallel downloads; results come back in the order of `urls`."""
     with ThreadPoolExecutor(max_workers=workers) as pool:
-        return list(pool.map(lambda u: fetch(u, cache, timeout, max_bytes, retries), urls))
+        return list(pool.map(lambda u: fetch(u, cache, timeout, max_bytes, retries, pacer), urls))

@@ -1,4 +1,4 @@
-"""Collecting `d_raw`: the three sources and the shared validate / dedupe / write step.
+"""Collecting `d_raw`: the sources and the shared validate / dedupe / write step.
 
 Every source yields `Candidate`s (a label, where it came from, and its bytes or pixels); `collect`
 turns them into `<out>/<class>/<sha256[:16]>.png` files and a provenance manifest.
@@ -20,7 +20,10 @@ from diffaug.data.images import NotAnImage, decode_image, png_bytes
 from diffaug.errors import DiffaugError
 from diffaug.io import cache_dir, sha256_bytes, write_csv
 
-MANIFEST_COLUMNS = ["class", "file", "source", "sha256", "width", "height"]
+# page_url: the web page showing the image (search results); licence: what is known of it, empty if
+# nothing is (search engines do not report licences; the built-in digits are CC BY 4.0).
+MANIFEST_COLUMNS = ["class", "file", "source", "sha256", "width", "height", "page_url", "licence"]
+DIGITS_LICENCE = "CC BY 4.0 (UCI optical recognition of handwritten digits)"
 
 
 @dataclass
@@ -30,6 +33,9 @@ class Candidate:
     data: Optional[bytes] = None  # encoded bytes to validate, or
     image: Optional[Image.Image] = None  # pixels from a trusted in-memory dataset
     error: Optional[str] = None  # why it could not be obtained
+    reason: str = "download_failed"  # the report's skip reason when `error` is set
+    page_url: str = ""
+    licence: str = ""
 
 
 def digits(classes: tuple[str, ...], size: int) -> Iterator[Candidate]:
@@ -44,7 +50,7 @@ def digits(classes: tuple[str, ...], size: int) -> Iterator[Candidate]:
         ink = np.clip(pixels / 16.0, 0.0, 1.0)
         gray = Image.fromarray(np.round(255 * (1.0 - ink)).astype(np.uint8), mode="L")
         image = gray.resize((size, size), Image.Resampling.BICUBIC).convert("RGB")
-        yield Candidate(wanted[int(target)], f"sklearn:load_digits/{i}", image=image)
+        yield Candidate(wanted[int(target)], f"sklearn:load_digits/{i}", image=image, licence=DIGITS_LICENCE)
 
 
 def folder(root: str | Path, classes: tuple[str, ...]) -> Iterator[Candidate]:
@@ -103,8 +109,8 @@ def collect(candidates: Iterable[Candidate], classes: tuple[str, ...], out: Path
             skipped["label_not_in_classes"] += 1
             continue
         if cand.error:
-            skipped["download_failed"] += 1
-            examples.setdefault("download_failed", f"{cand.source}: {cand.error}")
+            skipped[cand.reason] += 1
+            examples.setdefault(cand.reason, f"{cand.source}: {cand.error}")
             continue
         try:
             image = cand.image if cand.image is not None else decode_image(cand.data, max_side)
@@ -123,7 +129,8 @@ def collect(candidates: Iterable[Candidate], classes: tuple[str, ...], out: Path
         (out / rel).write_bytes(data)
         per_class[cand.label] += 1
         rows.append({"class": cand.label, "file": rel, "source": cand.source, "sha256": digest,
-                     "width": image.width, "height": image.height})
+                     "width": image.width, "height": image.height, "page_url": cand.page_url,
+                     "licence": cand.licence})
     empty = [c for c in classes if per_class[c] == 0]
     if empty:
         why = "; ".join(f"{k}: {v}" for k, v in sorted(examples.items())) or "no candidates"
@@ -143,6 +150,10 @@ def scrape(params: Scrape, classes: tuple[str, ...], out: Path) -> dict:
         candidates = digits(classes, params.digits_size)
     elif params.source == "folder":
         candidates = folder(params.path, classes)
+    elif params.source == "search":
+        from diffaug.data.search import search  # it builds on this module
+
+        candidates = search(classes, params)
     else:
         candidates = urls(params.path, classes, params)
     rows, report = collect(candidates, classes, out, params.max_side, params.source)

@@ -62,6 +62,7 @@ def train_dreambooth(pipe, instance: torch.Tensor, prompt: str, prior: Optional[
     train_text = params.train_text_encoder
     inst = Latents.encode(vae, instance)
     cls = Latents.encode(vae, prior) if prior is not None else None
+    vae.to("cpu")  # latents are cached: training never runs the VAE, so its GPU memory goes to the UNet
     before = instance_loss(pipe, inst, prompt, params.seed)
     if params.mode == "lora":
         _add_lora(pipe, params.lora_rank, train_text)

@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from PIL import Image
 
 from diffaug.data.images import to_rgb
-from diffaug.device import pick_device
+from diffaug.device import autocast_dtype, pick_device
 from diffaug.errors import DiffaugError
 from diffaug.io import list_images
 from diffaug.rng import class_rng
@@ -109,9 +109,10 @@ def accelerator(mixed_precision: str, gradient_accumulation: int, device: str):
     """
     from accelerate import Accelerator
 
-    cpu = pick_device(device).type != "cuda"
+    picked = pick_device(device)
+    cpu = picked.type != "cuda"
     if mixed_precision == "auto":
-        mixed_precision = "no" if cpu else ("bf16" if torch.cuda.is_bf16_supported() else "fp16")
+        mixed_precision = {None: "no", torch.bfloat16: "bf16", torch.float16: "fp16"}[autocast_dtype(picked)]
     if cpu and mixed_precision == "fp16":
         raise DiffaugError("mixed_precision=fp16 needs a CUDA GPU; use auto, no or bf16 on this machine.")
     return Accelerator(mixed_precision=mixed_precision, gradient_accumulation_steps=gradient_accumulation, cpu=cpu)

@@ -10,8 +10,10 @@ images costs 1,000 images on the rerun, not 7,000.
 """
 from __future__ import annotations
 
+import gc
 import hashlib
 import json
+import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable, Optional
@@ -20,6 +22,7 @@ import torch
 from PIL import Image
 
 from diffaug.data.images import png_bytes
+from diffaug.errors import DiffaugError
 from diffaug.io import atomic_write_bytes, cache_dir, write_csv
 
 MANIFEST_COLUMNS = ["class", "file", "prompt", "seed", "model", "revision", "scheduler", "steps", "guidance"]
@@ -104,16 +107,42 @@ def run_batch(pipe, jobs: list[Job], settings: Settings) -> list[Image.Image]:
     return out.images
 
 
+def run_fitting(pipe, jobs: list[Job], settings: Settings, limit: list[int]) -> list[Image.Image]:
+    """`run_batch` in slices of at most `limit[0]` images; on CUDA out-of-memory the limit halves
+    (for the rest of the run: `limit` is shared) and the slice is retried. Seeds are per image, so
+    the images do not depend on the slicing (up to the GPU's rounding, which varies with batch shape)."""
+    images: list[Image.Image] = []
+    while len(images) < len(jobs):
+        size = limit[0]
+        try:
+            images += run_batch(pipe, jobs[len(images):len(images) + size], settings)
+            continue
+        except torch.OutOfMemoryError:
+            if size == 1:
+                raise DiffaugError(
+                    f"generation ran out of GPU memory even one image at a time at {settings.height or 'native'} px; "
+                    "set generate.cpu_offload: true, a smaller generate.resolution, or free the GPU.") from None
+        # Outside the except block: the traceback no longer pins the failed call's tensors.
+        limit[0] = max(1, size // 2)
+        gc.collect()
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+        print(f"generate: out of GPU memory at batch {size}, continuing at {limit[0]}", file=sys.stderr)
+    return images
+
+
 def generate(pipe, jobs: list[Job], settings: Settings, batch_size: int,
              process_index: int = 0, num_processes: int = 1, cache: Optional[Path] = None,
              progress: Callable[[int], None] = lambda n: None,
              switch: Optional[Callable[[object, str], None]] = None) -> dict:
-    """Make sure every job of this process's batches is in the cache; return counts.
+    """Make sure every job of this process's batches is in the cache; return counts and the batch
+    size that fitted in memory.
 
     `switch(pipe, label)` puts a class's own weights into the pipeline before its first batch.
     """
     made = reused = 0
     current = None
+    limit = [batch_size]  # lowered for good by an out-of-memory error
     for b, batch in enumerate(class_batches(jobs, batch_size)):
         if b % num_processes != process_index:
             continue
@@ -125,11 +154,11 @@ def generate(pipe, jobs: list[Job], settings: Settings, batch_size: int,
         if switch and batch[0].label != current:
             switch(pipe, batch[0].label)
             current = batch[0].label
-        for path, image in zip(paths, run_batch(pipe, batch, settings)):
+        for path, image in zip(paths, run_fitting(pipe, batch, settings, limit)):
             atomic_write_bytes(path, to_png(image, settings.save_size))
         made += len(batch)
         progress(len(batch))
-    return {"generated": made, "reused": reused}
+    return {"generated": made, "reused": reused, "batch_size": limit[0]}
 
 
 def collect(jobs: list[Job], settings: Settings, out: Path, meta: dict, cache: Optional[Path] = None) -> list[dict]:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Optional
 
 import torch
 
@@ -82,9 +83,10 @@ def load_pipeline(source: dict, device: torch.device, dtype: torch.dtype, schedu
 
 
 def speed_up(pipe, device: torch.device, batch_size: int, compile_unet: bool = False,
-             cpu_offload: bool = False):
-    """GPU settings: PyTorch SDPA attention, VAE slicing for big batches, optional torch.compile,
-    optional model CPU offload for small GPUs. On the CPU only the device move applies."""
+             cpu_offload: bool = False, resolution: Optional[int] = None):
+    """GPU settings: PyTorch SDPA attention, VAE slicing for big batches, VAE tiling above 768 px,
+    optional torch.compile, optional model CPU offload for small GPUs. On the CPU only the device
+    move applies."""
     from diffusers.models.attention_processor import AttnProcessor2_0
 
     pipe.unet.set_attn_processor(AttnProcessor2_0())
@@ -96,6 +98,10 @@ def speed_up(pipe, device: torch.device, batch_size: int, compile_unet: bool = F
     if device.type == "cuda":
         if batch_size > 8:
             pipe.vae.enable_slicing()  # decode one image at a time: the VAE peak memory is per image
+        if resolution and resolution > 768:
+            # Decode in overlapping tiles: a 1024 px decode needs several GB at once. Below that a
+            # tile is the whole image, so tiling would change nothing.
+            pipe.vae.enable_tiling()
         pipe.unet.to(memory_format=torch.channels_last)
         if compile_unet:
             pipe.unet = torch.compile(pipe.unet, mode="reduce-overhead", fullgraph=True)

@@ -48,9 +48,10 @@ def synthesize(name: str, prompts: dict[str, list[str]], params: Generate, model
     start = time.perf_counter()
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
-    counts = {"generated": 0, "reused": len(jobs)}
+    counts = {"generated": 0, "reused": len(jobs), "batch_size": params.batch_size}
     if missing:  # a complete cache needs no model at all
-        pipe = speed_up(load(device, dtype), device, params.batch_size, params.compile, params.cpu_offload)
+        pipe = speed_up(load(device, dtype), device, params.batch_size, params.compile, params.cpu_offload,
+                        params.resolution)
         with tqdm(total=len(jobs), desc=f"{name} (process {state.process_index})", unit="img",
                   disable=not state.is_local_main_process) as bar:
             counts = generate(pipe, jobs, settings, params.batch_size, state.process_index,

@@ -70,6 +70,7 @@ def train_textual_inversion(pipe, pixels: torch.Tensor, token: str, init_word: s
         m.requires_grad_(False)
         m.to(device)
     latents = Latents.encode(pipe.vae, pixels)
+    pipe.vae.to("cpu")  # latents are cached: training never runs the VAE
     ids = add_token(pipe, token, params.num_vectors, init_word)
     text_encoder = pipe.text_encoder
     embeddings = text_encoder.get_input_embeddings()

@@ -6,6 +6,7 @@ import sys
 from pathlib import Path
 
 import torch
+from accelerate import PartialState
 
 from diffaug.config import load_params
 from diffaug.device import pick_device
@@ -44,9 +45,13 @@ def main() -> None:
     pipe = load_pipeline(source, torch.device("cpu"), torch.float32, "dpm++")  # trained in fp32 (+ autocast)
     resolution = d.resolution or native_resolution(pipe)
     prompt, class_prompt = d.prompt.format(label), d.class_prompt.format(label)
-    prior = (load_pixels(prior_images(source, class_prompt, label, d, resolution), resolution)
-             if d.prior_preservation else None)
+    prior = None
+    if d.prior_preservation:
+        with PartialState().main_process_first():  # one process draws the prior images, the others read them
+            prior = load_pixels(prior_images(source, class_prompt, label, d, resolution), resolution)
     record = train_dreambooth(pipe, load_pixels(files, resolution), prompt, prior, class_prompt, d)
+    if not PartialState().is_main_process:  # under `accelerate launch` one process writes
+        return
     out = Path("models/dreambooth") / label
     with atomic_dir(out) as tmp:
         save_dreambooth(pipe, tmp, d)

@@ -4,6 +4,7 @@ import sys
 from pathlib import Path
 
 import torch
+from accelerate import PartialState
 
 from diffaug.config import load_params
 from diffaug.diffusion.finetune import class_label, load_pixels, native_resolution, pick_instances
@@ -24,6 +25,8 @@ def main() -> None:
     resolution = ti.resolution or native_resolution(pipe)
     token, init_word = placeholder(label), ti.init_word or label
     record, learned = train_textual_inversion(pipe, load_pixels(files, resolution), token, init_word, ti)
+    if not PartialState().is_main_process:  # under `accelerate launch` one process writes
+        return
     out = Path("models/textual_inversion") / label
     with atomic_dir(out) as tmp:
         save_embeds(tmp / EMBEDS_FILE, token, learned)

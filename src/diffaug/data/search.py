@@ -1,0 +1,152 @@
+"""The `search` source: web scraping as the paper did it, through an image search engine.
+
+For each class, the query templates are filled with the class name and tried in order; result pages
+are read until `per_class` valid, unique images are in hand. Downloads, validation and the content
+hash are the ones of the other sources (`download.fetch_all`, `images.decode_image`,
+`collect` in scrape.py), so a search image is accepted or skipped exactly like a listed URL.
+
+Result pages are cached like the images ($DIFFAUG_CACHE/search): an interrupted scrape resumes
+where it stopped, and a rerun sees the same results even after the engine's ranking changed.
+Every request waits its turn per host (`scrape.delay`), search engine and image hosts alike.
+
+icrawler's crawlers were not used: they hard-code the engine's address, download with their own
+threads into their own storage without our checks, keep only `.jpg` URLs and drop the page the
+image came from. Bing's result page is parsed here instead: each result is an `<a class="iusc">`
+whose `m` attribute holds JSON with `murl` (the image) and `purl` (the page showing it).
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from html.parser import HTMLParser
+from pathlib import Path
+from typing import Iterator
+from urllib.parse import urlencode
+
+from diffaug.config import Scrape
+from diffaug.data.download import Pacer, cached_path, fetch, fetch_all
+from diffaug.data.images import NotAnImage, decode_image, png_bytes
+from diffaug.data.scrape import Candidate
+from diffaug.io import cache_dir, sha256_bytes
+
+ENGINES = {"bing": "https://www.bing.com/images/async"}
+# Bing's licence filters (the `qft` argument). The engine filters by what the host page declares;
+# it does not report the licence of a result, so the manifest records the filter, marked unverified.
+LICENCE_FILTERS = {
+    "any": "",
+    "creative_commons": "+filterui:licenseType-Any",
+    "public_domain": "+filterui:license-L1",
+    "free_to_share_and_use": "+filterui:license-L2_L3_L4_L5_L6_L7",
+    "free_to_share_and_use_commercially": "+filterui:license-L2_L3_L4",
+    "free_to_modify_share_and_use": "+filterui:license-L2_L3_L5_L6",
+    "free_to_modify_share_and_use_commercially": "+filterui:license-L2_L3",
+}
+PAGE = 35  # results per request (Bing's page)
+MAX_RESULTS = 1000  # Bing serves no more than the first 1,000 results of a query
+
+
+@dataclass(frozen=True)
+class Hit:
+    image_url: str
+    page_url: str  # the page that shows the image: the provenance a licence question starts from
+
+
+class _BingResults(HTMLParser):
+    def __init__(self):
+        super().__init__()
+        self.hits: list[Hit] = []
+
+    def handle_starttag(self, tag, attrs):
+        meta = dict(attrs).get("m") if tag == "a" else None  # HTMLParser has unescaped &quot; already
+        if not meta:
+            return
+        try:
+            m = json.loads(meta)
+        except ValueError:
+            return
+        if isinstance(m, dict) and isinstance(m.get("murl"), str) and m["murl"]:
+            self.hits.append(Hit(m["murl"], m.get("purl") or ""))
+
+
+def parse_bing(page: bytes) -> list[Hit]:
+    parser = _BingResults()
+    parser.feed(page.decode("utf-8", "replace"))
+    parser.close()
+    return parser.hits
+
+
+def search_url(params: Scrape, query: str, first: int) -> str:
+    args = {"q": query, "first": first, "count": PAGE, "adlt": "strict"}  # safe search on
+    if LICENCE_FILTERS[params.licence]:
+        args["qft"] = LICENCE_FILTERS[params.licence]
+    return f"{params.endpoint or ENGINES[params.engine]}?{urlencode(args)}"
+
+
+def licence_label(params: Scrape) -> str:
+    return "" if params.licence == "any" else f"{params.engine} filter {params.licence} (unverified)"
+
+
+def _usable_hash(data: bytes | None, max_side: int) -> str | None:
+    """The content hash `collect` will dedupe on, or None if `collect` will skip the bytes."""
+    if not data:
+        return None
+    try:
+        return sha256_bytes(png_bytes(decode_image(data, max_side)))
+    except NotAnImage:
+        return None
+
+
+def search(classes: tuple[str, ...], params: Scrape) -> Iterator[Candidate]:
+    """Candidates per class, in result order, stopping at `per_class` usable ones.
+
+    Failed and duplicate results are yielded too, so the scrape report accounts for them.
+    """
+    pacer = Pacer(params.delay)
+    pages, images = cache_dir("search"), cache_dir("downloads")
+    seen: set[str] = set()  # across classes: `collect` keeps an image only under its first class
+    licence = licence_label(params)
+    for label in classes:
+        usable = 0
+        for query in (t.format(label) for t in params.queries):
+            tried: set[str] = set()
+            first = 0
+            while usable < params.per_class and first < MAX_RESULTS:
+                url = search_url(params, query, first)
+                page = fetch(url, pages, params.timeout, params.max_bytes, params.retries, pacer)
+                if page.error:
+                    yield Candidate(label, url, error=page.error, reason="search_failed")
+                    break
+                listed = parse_bing(page.data)
+                if not listed:
+                    # A page without results (a block page, a changed format, or past the end) is not
+                    # kept: a rerun asks again. On a query's first page it is worth reporting.
+                    cached_path(url, pages).unlink(missing_ok=True)
+                    if first == 0:
+                        yield Candidate(label, url, error="no results on the page (blocked, or its format changed?)",
+                                        reason="search_empty")
+                    break
+                hits = []
+                for h in listed:  # each image URL once, its first listing wins
+                    if h.image_url not in tried:
+                        tried.add(h.image_url)
+                        hits.append(h)
+                if not hits:  # past the last result the engine repeats itself or returns nothing
+                    break
+                first += PAGE
+                while hits and usable < params.per_class:
+                    # Download only about what is still missing, in parallel.
+                    chunk = hits[:max(params.per_class - usable, params.workers)]
+                    hits = hits[len(chunk):]
+                    fetched = fetch_all([h.image_url for h in chunk], images, params.timeout, params.max_bytes,
+                                        params.retries, params.workers, pacer)
+                    for hit, f in zip(chunk, fetched):
+                        if usable == params.per_class:
+                            break
+                        digest = _usable_hash(f.data, params.max_side)
+                        if digest and digest not in seen:
+                            seen.add(digest)
+                            usable += 1
+                        yield Candidate(label, hit.image_url, data=f.data, error=f.error, page_url=hit.page_url,
+                                        licence=licence)
+            if usable == params.per_class:
+                break

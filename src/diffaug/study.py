@@ -1,0 +1,165 @@
+"""The whole study as one command: queue the grid as DVC experiments, run them, write the report.
+
+    PYTHONPATH=src python -m diffaug.study [--sources vanilla,dreambooth] [--p 0.0,0.5,1.0]
+                                          [--regimes scratch=200,finetune=20] [--seeds 0,1,2] [--jobs 2]
+
+Defaults come from the `study` section of params.yaml. The grid:
+- `mix.source=none` at every p below 1.0: the paper's "only original" baseline, (1-p) of the real
+  images alone (at p = 1.0 nothing would be left to train on);
+- each synthetic source at every p above 0.0 (at p = 0.0 every source trains on the same real
+  images as the baseline, so that run is queued once, as `none`);
+- all of it per regime (with its epochs) and per seed (train.seed and mix.seed).
+Experiments that ran before are restored from DVC's run-cache instead of recomputed.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import re
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from typing import Optional
+
+from diffaug.config import load_params
+from diffaug.errors import DiffaugError
+from diffaug.stages import run
+
+POLL_SECONDS = 5.0
+
+
+@dataclass(frozen=True)
+class Sweep:
+    """One `dvc exp run --queue` call: a source, the p values swept, and the fixed settings."""
+    source: str
+    p: tuple[float, ...]
+    regime: str
+    epochs: Optional[int]
+    seed: int
+
+    def args(self) -> list[str]:
+        sets = [f"mix.source={self.source}", "mix.p=" + ",".join(repr(float(p)) for p in self.p),
+                f"train.regime={self.regime}", f"train.seed={self.seed}", f"mix.seed={self.seed}"]
+        if self.epochs is not None:
+            sets.append(f"train.epochs={self.epochs}")
+        return [a for s in sets for a in ("-S", s)]
+
+
+def grid(sources: tuple[str, ...], ps: tuple[float, ...], regimes: tuple[tuple[str, Optional[int]], ...],
+         seeds: tuple[int, ...]) -> list[Sweep]:
+    ps = tuple(sorted(set(float(p) for p in ps)))
+    sweeps = []
+    for regime, epochs in regimes:
+        for seed in seeds:
+            baseline = tuple(p for p in ps if p < 1.0)
+            if baseline:
+                sweeps.append(Sweep("none", baseline, regime, epochs, seed))
+            synthetic = tuple(p for p in ps if p > 0.0)
+            sweeps += [Sweep(s, synthetic, regime, epochs, seed) for s in sources if synthetic]
+    return sweeps
+
+
+def dvc(*args: str, check: bool = True) -> str:
+    try:
+        proc = subprocess.run(["dvc", *args], capture_output=True, text=True)
+    except FileNotFoundError:
+        raise DiffaugError("the dvc command is not on PATH; install the project's requirements.txt first.") from None
+    if check and proc.returncode != 0:
+        last = (proc.stderr.strip() or proc.stdout.strip() or "no output").splitlines()[-1]
+        raise DiffaugError(f"`dvc {' '.join(args)}` failed ({last}); fix that and run the study again.")
+    return proc.stdout + proc.stderr
+
+
+def queue(sweeps: list[Sweep]) -> list[str]:
+    """Queue every sweep; return the names DVC gave the experiments."""
+    names = []
+    for sweep in sweeps:
+        names += re.findall(r"Queued experiment '([^']+)'", dvc("exp", "run", "--queue", *sweep.args()))
+    return names
+
+
+def statuses(text: str) -> tuple[dict[str, tuple[str, str]], int]:
+    """From `dvc queue status`: experiment name -> (task id, status), and the number of workers."""
+    out, workers = {}, 0
+    for line in text.splitlines():
+        parts = line.split()
+        if len(parts) >= 3 and parts[-1] in ("Queued", "Running", "Success", "Failed"):
+            out[parts[1]] = (parts[0], parts[-1])
+        m = re.match(r"Worker status: (\d+) active, (\d+) idle", line.strip())
+        if m:
+            workers = int(m.group(1)) + int(m.group(2))
+    return out, workers
+
+
+def wait(names: list[str], poll: float = POLL_SECONDS, patience: int = 3) -> dict[str, tuple[str, str]]:
+    """Block until none of `names` is queued or running; print progress when it changes.
+
+    Stops with an error if the queue has had no worker for `patience` polls while work is left
+    (a worker killed by the system, say): waiting would never end.
+    """
+    last, idle = None, 0
+    while True:
+        now, workers = statuses(dvc("queue", "status"))
+        ours = {n: now.get(n, ("?", "Unknown")) for n in names}  # a task missing from the list: not waited on
+        done = sum(s not in ("Queued", "Running") for _, s in ours.values())
+        if done != last:
+            print(f"study: {done} of {len(names)} experiments finished", file=sys.stderr)
+            last = done
+        if done == len(names):
+            return ours
+        idle = idle + 1 if workers == 0 else 0
+        if idle >= patience:
+            raise DiffaugError(f"the DVC queue has no worker left with {len(names) - done} experiments to go; "
+                               "run `dvc queue start` and then this command again.")
+        time.sleep(poll)
+
+
+def main(argv: Optional[list[str]] = None) -> None:
+    study = load_params().study
+    ap = argparse.ArgumentParser(prog="python -m diffaug.study", description=__doc__.split("\n")[0])
+    ap.add_argument("--sources", help="synthetic sources, comma-separated (default: study.sources)")
+    ap.add_argument("--p", help="proportions, comma-separated, e.g. 0.0,0.5,1.0 (default: study.p)")
+    ap.add_argument("--regimes", help="regime=epochs, comma-separated, e.g. scratch=200,frozen=20")
+    ap.add_argument("--seeds", help="seeds, comma-separated (default: study.seeds)")
+    ap.add_argument("--jobs", type=int, default=study.jobs, help="experiments at once (default: study.jobs)")
+    ap.add_argument("--dry-run", action="store_true", help="print the dvc commands, queue nothing")
+    ap.add_argument("--no-report", action="store_true", help="do not run python -m diffaug.report at the end")
+    a = ap.parse_args(argv)
+    sources = tuple(a.sources.split(",")) if a.sources else study.sources
+    ps = tuple(float(x) for x in a.p.split(",")) if a.p else study.p
+    regimes = study.regimes
+    if a.regimes:
+        regimes = tuple((r, int(e) if e else None) for r, _, e in (x.partition("=") for x in a.regimes.split(",")))
+    seeds = tuple(int(x) for x in a.seeds.split(",")) if a.seeds else study.seeds
+    if a.jobs < 1:
+        raise DiffaugError(f"--jobs {a.jobs} is not allowed; run at least 1 experiment at a time.")
+    for source in sources:
+        if source not in ("vanilla", "dreambooth", "textual_inversion"):
+            raise DiffaugError(f"source {source!r} is not a synthetic source; use vanilla, dreambooth or "
+                               "textual_inversion (the none baseline is always included).")
+
+    sweeps = grid(sources, ps, regimes, seeds)
+    if a.dry_run:
+        for sweep in sweeps:
+            print("dvc exp run --queue " + " ".join(sweep.args()))
+        return
+    names = queue(sweeps)
+    print(f"study: queued {len(names)} experiments; running {a.jobs} at a time", file=sys.stderr)
+    dvc("queue", "start", "-j", str(a.jobs))
+    try:
+        result = wait(names)
+    finally:
+        dvc("queue", "stop", check=False)  # the workers would otherwise idle on
+    failed = sorted((task, name) for name, (task, s) in result.items() if s == "Failed")
+    if not a.no_report and importlib.util.find_spec("diffaug.report"):
+        subprocess.run([sys.executable, "-m", "diffaug.report"], check=False)
+    if failed:
+        task, name = failed[0]
+        raise DiffaugError(f"{len(failed)} of {len(names)} experiments failed, first {name}; "
+                           f"read `dvc queue logs {task}`, fix the cause and run the study again.")
+    print(f"study: {len(names)} experiments succeeded; see `dvc exp show`", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    run(main)

@@ -1,0 +1,36 @@
+"""cost_summary: device-hours per stage and seconds per synthetic image from the stages' metrics."""
+import json
+
+from diffaug.cost import cost_summary
+
+
+def put(path, obj):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(obj))
+
+
+def test_cost_summary_adds_generation_and_finetuning(tmp_path):
+    gpu = "NVIDIA A100-SXM4-80GB"
+    put(tmp_path / "generate/vanilla.json", {"images": 7000, "generated": 7000, "seconds": 3600.0, "device": gpu,
+                                             "processes": 2})
+    put(tmp_path / "generate/dreambooth.json", {"images": 100, "generated": 50, "seconds": 100.0, "device": gpu,
+                                                "processes": 1})
+    for c in ("cat", "dog"):
+        put(tmp_path / f"dreambooth/{c}.json", {"seconds": 1800.0, "device": gpu, "steps_per_second": 1.0})
+    put(tmp_path / "generate/textual_inversion.json", {"images": 10, "generated": 0, "seconds": 0.1, "device": "cpu"})
+    put(tmp_path / "train/metrics.json", {"seconds": 360.0, "device": "cpu"})
+    (tmp_path / "generate/broken.json").write_text("{not json")
+    s = cost_summary(tmp_path)
+    assert s["sources"]["vanilla"]["generation_hours"] == 2.0  # 1 h on each of 2 GPUs
+    assert s["sources"]["vanilla"]["seconds_per_image"] == round(7200 / 7000, 3)
+    db = s["sources"]["dreambooth"]
+    assert db["finetune_hours"] == 1.0 and db["seconds_per_image"] == 100 / 50 + 3600 / 100
+    assert s["sources"]["textual_inversion"]["seconds_per_image"] is None  # all from the cache
+    assert s["gpu_hours"] == round(2.0 + 100 / 3600 + 1.0, 4)
+    assert s["cpu_hours"] == round((0.1 + 360) / 3600, 4)
+    assert set(s["stages"]) == {"generate@vanilla", "generate@dreambooth", "generate@textual_inversion",
+                                "train_dreambooth@cat", "train_dreambooth@dog", "train"}
+
+
+def test_cost_summary_of_an_empty_folder(tmp_path):
+    assert cost_summary(tmp_path / "nothing") == {"stages": {}, "sources": {}, "gpu_hours": 0.0, "cpu_hours": 0.0}

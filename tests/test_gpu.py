@@ -1,0 +1,131 @@
+"""GPU code paths checked without a GPU: out-of-memory fallback, device and dtype choice, speed settings."""
+from __future__ import annotations
+
+from types import SimpleNamespace
+from unittest import mock
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from diffaug import device as device_module
+from diffaug.classify.train import to_device
+from diffaug.device import autocast_dtype, pick_device
+from diffaug.diffusion import pipeline as pipeline_module
+from diffaug.diffusion.generate import Settings, cache_key, cached_path, generate, plan
+from diffaug.diffusion.pipeline import pick_dtype, speed_up
+from diffaug.errors import DiffaugError
+
+CUDA = torch.device("cuda")
+SETTINGS = Settings(model="fake", scheduler="dpm++", steps=1, guidance=1.0, negative_prompt="", height=64,
+                    width=64, save_size=None, dtype="float16")
+PROMPTS = {"cat": ["a photo of a cat"], "dog": ["a photo of a dog"]}
+
+
+class FakePipe:
+    """Draws each image from its own generator (as SD does), and runs out of memory above `fits` images."""
+
+    def __init__(self, fits: int):
+        self.fits, self.calls = fits, []
+
+    def __call__(self, prompt, generator, **kw):
+        self.calls.append(len(prompt))
+        if len(prompt) > self.fits:
+            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+        images = [Image.fromarray((torch.rand(8, 8, 3, generator=g) * 255).to(torch.uint8).numpy()) for g in generator]
+        return SimpleNamespace(images=images)
+
+
+def pixels(jobs, cache):
+    return [np.asarray(Image.open(cached_path(cache_key(j, SETTINGS), cache))) for j in jobs]
+
+
+def test_out_of_memory_halves_the_batch_and_keeps_the_images(tmp_path):
+    jobs = plan(PROMPTS, 10, seed=0)
+    roomy = generate(FakePipe(fits=100), jobs, SETTINGS, batch_size=8, cache=tmp_path / "a")
+    pipe = FakePipe(fits=3)
+    with mock.patch("torch.cuda.empty_cache") as empty:
+        tight = generate(pipe, jobs, SETTINGS, batch_size=8, cache=tmp_path / "b")
+    assert roomy == {"generated": 20, "reused": 0, "batch_size": 8}
+    assert tight == {"generated": 20, "reused": 0, "batch_size": 2}
+    # 8 fails, 4 fails, 2 fits; later batches start at 2 instead of failing again.
+    assert pipe.calls[:4] == [8, 4, 2, 2] and max(pipe.calls[4:]) == 2
+    assert sum(c for c in pipe.calls if c <= 3) == 20
+    assert empty.call_count == 0 or torch.cuda.is_available()  # no CUDA here: nothing to empty
+    for a, b in zip(pixels(jobs, tmp_path / "a"), pixels(jobs, tmp_path / "b")):
+        assert (a == b).all()  # seeds are per image: the slicing does not change an image
+
+
+def test_out_of_memory_at_batch_one_is_one_sentence(tmp_path):
+    with pytest.raises(DiffaugError) as e:
+        generate(FakePipe(fits=0), plan(PROMPTS, 2, seed=0), SETTINGS, batch_size=2, cache=tmp_path)
+    message = str(e.value)
+    assert "out of GPU memory even one image at a time" in message and "generate.cpu_offload" in message
+    assert "\n" not in message
+
+
+def test_dtype_by_device(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: True)
+    assert pick_dtype(CUDA) == torch.bfloat16 and autocast_dtype(CUDA) == torch.bfloat16
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: False)  # e.g. a V100 or T4
+    assert pick_dtype(CUDA) == torch.float16 and autocast_dtype(CUDA) == torch.float16
+    assert pick_dtype(torch.device("mps")) == torch.float16
+    assert pick_dtype(torch.device("cpu")) == torch.float32 and autocast_dtype(torch.device("cpu")) is None
+    assert pick_dtype(CUDA, "float32") == torch.float32
+
+
+def test_device_choice(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    assert pick_device("auto") == CUDA
+    assert pick_device("cuda:1") == torch.device("cuda:1")
+    with pytest.raises(DiffaugError, match="does not exist"):
+        pick_device("cuda:2")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(device_module.torch.backends.mps, "is_available", lambda: False)
+    assert pick_device("auto") == torch.device("cpu")
+    with pytest.raises(DiffaugError, match="CUDA is not available"):
+        pick_device("cuda")
+
+
+def fake_sd():
+    pipe = mock.MagicMock()
+    pipe.unet.to.return_value = pipe.unet
+    return pipe
+
+
+def test_speed_up_on_cuda(monkeypatch):
+    compiled = []
+    monkeypatch.setattr(torch, "compile", lambda m, **kw: compiled.append(kw) or m)
+    pipe = speed_up(fake_sd(), CUDA, batch_size=32, compile_unet=True, resolution=1024)
+    pipe.to.assert_called_once_with(CUDA)
+    pipe.vae.enable_slicing.assert_called_once()
+    pipe.vae.enable_tiling.assert_called_once()
+    pipe.unet.to.assert_called_with(memory_format=torch.channels_last)
+    assert compiled == [{"mode": "reduce-overhead", "fullgraph": True}]
+    assert type(pipe.unet.set_attn_processor.call_args[0][0]).__name__ == "AttnProcessor2_0"  # SDPA
+
+    small = speed_up(fake_sd(), CUDA, batch_size=4, resolution=512, cpu_offload=True)
+    small.enable_model_cpu_offload.assert_called_once_with(device=CUDA)
+    small.to.assert_not_called()
+    small.vae.enable_slicing.assert_not_called()
+    small.vae.enable_tiling.assert_not_called()
+
+
+def test_speed_up_on_cpu_only_moves():
+    pipe = speed_up(fake_sd(), torch.device("cpu"), batch_size=64, compile_unet=True, cpu_offload=True, resolution=1024)
+    pipe.to.assert_called_once()
+    pipe.vae.enable_slicing.assert_not_called()
+    pipe.vae.enable_tiling.assert_not_called()
+    pipe.enable_model_cpu_offload.assert_not_called()
+
+
+def test_to_device_pins_only_for_cuda():
+    x = torch.arange(6, dtype=torch.uint8)
+    assert torch.equal(to_device(x, torch.device("cpu")), x)
+    fake = mock.MagicMock()  # stands for a CPU tensor: pinning needs a CUDA driver
+    fake.pin_memory.return_value = fake
+    to_device(fake, CUDA)
+    fake.pin_memory.assert_called_once()
+    fake.to.assert_called_once_with(CUDA, non_blocking=True)

@@ -1,0 +1,151 @@
+"""`python -m diffaug.study`: the grid it queues, and a real queue run in a throwaway git + DVC repo."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections import Counter
+from pathlib import Path
+
+import pytest
+import yaml
+
+import diffaug
+from diffaug.study import grid, main
+
+SRC = Path(diffaug.__file__).resolve().parents[1]
+
+
+def experiments(sweeps) -> list[tuple]:
+    return [(s.source, p, s.regime, s.epochs, s.seed) for s in sweeps for p in s.p]
+
+
+def test_grid_has_the_baseline_once_and_no_empty_mixes():
+    runs = experiments(grid(("vanilla", "dreambooth"), (0.0, 0.5, 1.0, 0.5), (("scratch", 200), ("frozen", 20)), (0, 1)))
+    assert len(runs) == len(set(runs)) == 2 * 2 * (2 + 2 * 2)  # regimes x seeds x (none: 0, .5; 2 sources: .5, 1)
+    assert Counter(r[0] for r in runs) == {"none": 8, "vanilla": 8, "dreambooth": 8}
+    assert all(p < 1.0 for s, p, *_ in runs if s == "none")  # p = 1 would keep no real image
+    assert all(p > 0.0 for s, p, *_ in runs if s != "none")  # p = 0 is the baseline's run
+    assert {(r[2], r[3]) for r in runs} == {("scratch", 200), ("frozen", 20)}
+
+
+def test_dry_run_prints_typed_overrides(tmp_path, monkeypatch, capsys):
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump({"study": {
+        "sources": ["vanilla"], "p": [0.0, 1], "regimes": {"finetune": 20, "scratch": None}, "seeds": [3]}}))
+    monkeypatch.chdir(tmp_path)
+    main(["--dry-run"])
+    lines = capsys.readouterr().out.splitlines()
+    assert lines == [
+        "dvc exp run --queue -S mix.source=none -S mix.p=0.0 -S train.regime=finetune -S train.seed=3 -S mix.seed=3 "
+        "-S train.epochs=20",
+        "dvc exp run --queue -S mix.source=vanilla -S mix.p=1.0 -S train.regime=finetune -S train.seed=3 "
+        "-S mix.seed=3 -S train.epochs=20",
+        "dvc exp run --queue -S mix.source=none -S mix.p=0.0 -S train.regime=scratch -S train.seed=3 -S mix.seed=3",
+        "dvc exp run --queue -S mix.source=vanilla -S mix.p=1.0 -S train.regime=scratch -S train.seed=3 -S mix.seed=3",
+    ]  # 1.0, not 1: DVC would store an int
+
+
+TRAIN = """\
+import json, yaml
+p = yaml.safe_load(open("params.yaml"))
+assert p["mix"]["source"] != "dreambooth", "no dreambooth images in this repo"
+json.dump({"accuracy": 0.9 - p["mix"]["p"] / 10, "epochs": p["train"]["epochs"]}, open("metrics.json", "w"))
+"""
+REPORT = """\
+import json, subprocess
+show = json.loads(subprocess.run(["dvc", "exp", "show", "--json"], capture_output=True, text=True).stdout)
+json.dump(show, open("report.json", "w"))
+"""
+
+
+@pytest.mark.slow
+def test_study_queues_runs_and_reports_in_a_real_repo(tmp_path):
+    """About 30 s: a one-stage pipeline, four experiments, one of which fails on purpose."""
+    repo = tmp_path / "repo"
+    (repo / "src" / "diffaug").mkdir(parents=True)
+    (repo / "params.yaml").write_text(yaml.safe_dump({
+        "mix": {"source": "none", "p": 0.0, "seed": 0},
+        "train": {"regime": "scratch", "epochs": 1, "seed": 0},
+        "study": {"sources": ["vanilla"], "p": [0.0, 0.5, 1.0], "regimes": {"frozen": 2}, "seeds": [0], "jobs": 2},
+    }))
+    (repo / "train.py").write_text(TRAIN)
+    # The report module of this repo: what `python -m diffaug.report` would read, saved as a file.
+    (repo / "src" / "diffaug" / "report.py").write_text(REPORT)
+    (repo / "dvc.yaml").write_text(yaml.safe_dump({"stages": {"train": {
+        "cmd": "python train.py", "deps": ["train.py"], "params": ["mix", "train"],
+        "metrics": [{"metrics.json": {"cache": False}}]}}}))
+    # diffaug.report resolves to the repo's own module first, the study to the code under test.
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(repo / "src"), str(SRC)]), DVC_NO_ANALYTICS="1",
+               GIT_AUTHOR_NAME="t", GIT_AUTHOR_EMAIL="t@example.com", GIT_COMMITTER_NAME="t",
+               GIT_COMMITTER_EMAIL="t@example.com")
+    (repo / "src" / "diffaug" / "__init__.py").write_text(
+        "from pkgutil import extend_path\n__path__ = extend_path(__path__, __name__)\n")
+    for cmd in (["git", "init", "-q"], ["dvc", "init", "-q"], ["git", "add", "-A"], ["git", "commit", "-qm", "tiny"]):
+        subprocess.run(cmd, cwd=repo, env=env, check=True, capture_output=True)
+
+    proc = subprocess.run([sys.executable, "-m", "diffaug.study", "--sources", "vanilla,dreambooth"], cwd=repo,
+                          env=env, capture_output=True, text=True, timeout=300)
+    # dreambooth fails in this repo: the study names it and says where the log is, in one line.
+    assert proc.returncode == 2, proc.stderr
+    error = proc.stderr.strip().splitlines()[-1]
+    assert error.startswith("error: 2 of 6 experiments failed") and "dvc queue logs" in error, proc.stderr
+
+    show = json.loads((repo / "report.json").read_text())  # the report ran, after the queue
+    runs = {}
+    for exp in (e for baseline in show for e in baseline["experiments"] or []):
+        for rev in exp["revs"]:
+            data = rev["data"]
+            mix, train = data["params"]["params.yaml"]["data"]["mix"], data["params"]["params.yaml"]["data"]["train"]
+            metrics = (data.get("metrics") or {}).get("metrics.json", {}).get("data")
+            runs[(mix["source"], mix["p"])] = (train["regime"], train["epochs"], metrics)
+    ok = {k: v for k, v in runs.items() if v[2]}
+    assert set(ok) == {("none", 0.0), ("none", 0.5), ("vanilla", 0.5), ("vanilla", 1.0)}
+    assert all(v[:2] == ("frozen", 2) and v[2]["epochs"] == 2 for v in ok.values())
+    assert ok[("vanilla", 1.0)][2]["accuracy"] == pytest.approx(0.8)
+    status = subprocess.run(["dvc", "queue", "status"], cwd=repo, env=env, capture_output=True, text=True).stdout
+    assert "Worker status: 0 active, 0 idle" in status or "0 active" in status  # workers stopped
+
+
+@pytest.mark.parametrize("study, key", [
+    ({"sources": ["none"]}, "study.sources"),
+    ({"p": [0.5, 1.5]}, "study.p"),
+    ({"regimes": {"scratch": 0}}, "study.regimes.scratch"),
+    ({"regimes": {"linear": 5}}, "study.regimes"),
+    ({"regimes": ["scratch"]}, "study.regimes"),
+    ({"seeds": []}, "study.seeds"),
+    ({"jobs": 0}, "study.jobs"),
+    ({"grid": 1}, "study.grid"),
+])
+def test_study_params_are_checked(tmp_path, study, key):
+    from diffaug.config import ParamsError, load_params
+
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump({"study": study}))
+    with pytest.raises(ParamsError, match=key.replace(".", r"\.")):
+        load_params(tmp_path / "params.yaml")
+
+
+STATUS = """\
+Task     Name        Created    Status
+6b373af  spiry-grot  03:49 PM   Success
+119a9a7  aided-coat  03:49 PM   Queued
+75a2dcd  sharp-mako  03:49 PM   Failed
+
+Worker status: {} active, 0 idle
+"""
+
+
+def test_wait_reads_the_queue_and_gives_up_without_workers(monkeypatch):
+    from diffaug import study
+    from diffaug.errors import DiffaugError
+
+    seen, workers = [], [1, 1, 0, 0, 0, 0]
+    monkeypatch.setattr(study, "dvc", lambda *a, **k: seen.append(a) or STATUS.format(workers.pop(0)))
+    with pytest.raises(DiffaugError, match="no worker left with 1 experiments"):
+        study.wait(["spiry-grot", "aided-coat", "sharp-mako"], poll=0.0)
+    assert len(seen) == 5 and seen[0] == ("queue", "status")
+    monkeypatch.setattr(study, "dvc", lambda *a, **k: STATUS.format(1).replace("Queued", "Running ").replace(
+        "Running ", "Success"))
+    assert study.wait(["spiry-grot", "aided-coat", "sharp-mako"], poll=0.0) == {
+        "spiry-grot": ("6b373af", "Success"), "aided-coat": ("119a9a7", "Success"),
+        "sharp-mako": ("75a2dcd", "Failed")}
