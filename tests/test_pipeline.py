@@ -66,9 +66,12 @@ def test_repro_then_experiments(project):
     root, env = project
     out = sh(["dvc", "repro"], root, env)
     assert ran(out) == {"scrape", "split", "base_model", "prompts", "generate_vanilla", "mix", "train", "evaluate",
-                        "reference", *FINETUNING, *(f"recognise@{s}" for s in SOURCES)}
+                        "reference", *FINETUNING, *(f"recognise@{s}" for s in SOURCES), "fid_reference",
+                        *(f"fid@{s}" for s in SOURCES), "clip_zero_shot"}
     for source in SOURCES:
         assert len(list((root / "data/synthetic" / source / "seven").glob("*.png"))) == 30
+        fid = yaml.safe_load((root / f"metrics/fid/{source}.json").read_text())
+        assert fid["fid"] >= 0 and set(fid["per_class"]) == set(CLASSES)
     metrics = yaml.safe_load((root / "metrics/evaluate.json").read_text())
     assert metrics["test_images"] == 30 and 0.0 <= metrics["accuracy"] <= 1.0
     sh(["git", "add", "-A"], root, env)
@@ -94,13 +97,15 @@ def test_repro_then_experiments(project):
     # A generation param reruns generation and everything downstream of it, nothing upstream.
     out = sh(["dvc", "exp", "run", "-S", "generate.steps=3"], root, env)
     assert ran(out) == {"generate_vanilla", "generate_finetuned@dreambooth", "generate_finetuned@textual_inversion",
-                        *(f"recognise@{s}" for s in SOURCES), "mix", "train", "evaluate"}
+                        *(f"recognise@{s}" for s in SOURCES), *(f"fid@{s}" for s in SOURCES), "mix", "train",
+                        "evaluate"}
 
-    # A DreamBooth param retrains DreamBooth and regenerates its set; the mix (of vanilla images here)
-    # is rebuilt identical, so training stops there. Vanilla and Textual Inversion are untouched.
+    # A DreamBooth param retrains DreamBooth, regenerates and measures its set (not the reference
+    # statistics); the mix (of vanilla images here) is rebuilt identical, so training stops there.
+    # Vanilla and Textual Inversion are untouched.
     out = sh(["dvc", "exp", "run", "-S", "dreambooth.steps=3"], root, env)
     assert ran(out) == {*(f"train_dreambooth@{c}" for c in CLASSES), "generate_finetuned@dreambooth",
-                        "recognise@dreambooth", "mix"}
+                        "recognise@dreambooth", "fid@dreambooth", "mix"}
 
     shows = sh(["dvc", "exp", "show", "--csv"], root, env)
     assert "mix.p" in shows and "0.5" in shows
@@ -109,3 +114,8 @@ def test_repro_then_experiments(project):
     html = (root / "dvc_plots/index.html").read_text()
     for title in ("Training loss", "Confusion matrix", "Per-class test accuracy"):
         assert title in html
+
+    # The study report reads these experiments through `dvc exp show --json`.
+    sh(["python", "-m", "diffaug.report", "--out", "reports"], root, dict(env, PYTHONPATH=str(root / "src")))
+    summary = (root / "reports/summary.md").read_text()
+    assert "vanilla" in summary and list((root / "reports").glob("accuracy_vs_p_*.png"))

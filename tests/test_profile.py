@@ -71,8 +71,9 @@ OUTS = """
 from pathlib import Path
 from dvc.repo import Repo
 for stage in Repo(".").index.stages:
-    for out in stage.outs:
-        print(out.def_path)
+    for out in [*stage.outs, *stage.deps]:  # deps too: data/original/<class> lies inside an output
+        if not Path(out.def_path).exists():
+            print(out.def_path)
 """
 
 
@@ -104,7 +105,7 @@ def test_dvc_repro_dry_lists_the_full_study(tmp_path):
     # A fresh clone: DVC's dry run looks up its run-cache, which needs the upstream outputs to exist
     # (treeverse/dvc#9021); --force skips that lookup.
     fresh = dry("--force")
-    # A workspace that ran before (here: placeholders for every output): the plain dry run.
+    # A workspace that ran before (here: placeholders for every output and input): the plain dry run.
     outs = subprocess.run([sys.executable, "-c", OUTS], cwd=root, env=env, capture_output=True, text=True,
                           check=True).stdout.split()
     for out in outs:

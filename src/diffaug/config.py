@@ -98,6 +98,27 @@ class Evaluate:
     batch_size: int = 256
 
 
+@dataclass(frozen=True)
+class Fid:
+    """FID and KID between d_original and each synthetic source (stages fid_reference, fid@<source>)."""
+    features: str = "reference"  # reference (offline: the reference ResNet-18) | inception (pytorch-fid, the paper)
+    batch_size: int = 50
+    kid_subsets: int = 100  # KID: random subsets averaged (torch-fidelity's default)
+    kid_subset_size: int = 1000  # capped at the smaller set of each comparison
+    device: str = "auto"
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class Clip:
+    """Zero-shot CLIP on data/test (stage clip_zero_shot), the paper's second baseline."""
+    model: Optional[str] = None  # None: skipped; a hub id (e.g. openai/clip-vit-base-patch32) or a local folder
+    revision: str = "main"  # pin a commit for a reproducible number
+    template: str = "a photo of a {}"
+    batch_size: int = 64
+    device: str = "auto"
+
+
 LLM_QUESTIONS = (  # the paper's GPT-3 templates
     "Describe what a {} looks like?",
     "How can you identify a {}?",
@@ -248,6 +269,8 @@ class Params:
     train: Train = field(default_factory=Train)
     evaluate: Evaluate = field(default_factory=Evaluate)
     reference: Reference = field(default_factory=Reference)
+    fid: Fid = field(default_factory=Fid)
+    clip: Clip = field(default_factory=Clip)
     study: Study = field(default_factory=Study)
 
 
@@ -463,6 +486,19 @@ def validate(params: Params) -> Params:
     _at_least("reference.epochs", params.reference.epochs, 1)
     _at_least("reference.image_size", params.reference.image_size, 8)
     _one_of("reference.small_stem", params.reference.small_stem, ("auto", "true", "false"))
+
+    f = params.fid
+    _one_of("fid.features", f.features, ("reference", "inception"))
+    _at_least("fid.batch_size", f.batch_size, 1)
+    _at_least("fid.kid_subsets", f.kid_subsets, 1)
+    _at_least("fid.kid_subset_size", f.kid_subset_size, 2)
+    _check_device("fid.device", f.device)
+    cl = params.clip
+    if cl.model is not None and not (cl.model.count("/") == 1 or Path(cl.model).is_dir()):
+        _fail("clip.model", cl.model, "use null, a hub id like openai/clip-vit-base-patch32, or a local folder")
+    _check_template("clip.template", cl.template)
+    _at_least("clip.batch_size", cl.batch_size, 1)
+    _check_device("clip.device", cl.device)
     return params
 
 
@@ -496,6 +532,8 @@ def load_params(path: str | Path = "params.yaml") -> Params:
         train=_section(Train, "train", raw.get("train")),
         evaluate=_section(Evaluate, "evaluate", raw.get("evaluate")),
         reference=_section(Reference, "reference", raw.get("reference")),
+        fid=_section(Fid, "fid", raw.get("fid")),
+        clip=_section(Clip, "clip", raw.get("clip")),
         study=_study(raw.get("study")),
     )
     return validate(params)

@@ -1,0 +1,64 @@
+"""Zero-shot CLIP, the paper's second baseline: the class whose prompt "a photo of a {}" is closest.
+
+Images go through CLIP's own processor (resize, centre crop and CLIP's mean/std normalisation: the
+paper's code skipped the normalisation); weights load as safetensors at a pinned revision, never
+with remote code.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from diffaug.errors import DiffaugError
+
+
+def load_clip(name: str, revision: str):
+    """(CLIPModel, CLIPProcessor) from a local folder or the hub (or its cache)."""
+    from transformers import CLIPModel, CLIPProcessor
+
+    def load(local: bool):
+        processor = CLIPProcessor.from_pretrained(name, revision=revision, local_files_only=local)
+        model = CLIPModel.from_pretrained(name, revision=revision, use_safetensors=True, local_files_only=local)
+        return model.eval(), processor
+
+    try:  # the cache (or a folder) first: a pinned revision that is there needs no network at all
+        return load(local=True)
+    except (OSError, ValueError):
+        pass
+    try:
+        return load(local=False)
+    except (OSError, ValueError) as e:
+        raise DiffaugError(
+            f"the CLIP model {name} (revision {revision}) could not be loaded ({str(e).splitlines()[0]}); "
+            f"on a machine with internet run `hf download {name} --revision {revision}` and copy the Hugging Face "
+            "cache here (or set HF_HOME to a copy), give a local folder, or set clip.model: null."
+        ) from None
+
+
+def _pooled(out) -> torch.Tensor:
+    """transformers 5 returns a model output whose pooler_output is the projected embedding."""
+    return out if isinstance(out, torch.Tensor) else out.pooler_output
+
+
+@torch.no_grad()
+def zero_shot(model, processor, files: list[Path], classes: list[str], template: str, batch_size: int,
+              device: torch.device) -> np.ndarray:
+    """Predicted class index of each image: cosine similarity to one prompt per class."""
+    model.to(device)
+    text = processor.tokenizer([template.format(c) for c in classes], padding=True, return_tensors="pt").to(device)
+    prompts = _pooled(model.get_text_features(input_ids=text["input_ids"], attention_mask=text["attention_mask"]))
+    prompts = prompts / prompts.norm(dim=-1, keepdim=True)
+    predicted = []
+    for start in range(0, len(files), batch_size):
+        images = []
+        for f in files[start:start + batch_size]:
+            with Image.open(f) as im:
+                images.append(im.convert("RGB"))
+        pixels = processor.image_processor(images=images, return_tensors="pt")["pixel_values"].to(device)
+        embeds = _pooled(model.get_image_features(pixel_values=pixels))
+        embeds = embeds / embeds.norm(dim=-1, keepdim=True)
+        predicted.append((embeds @ prompts.T).argmax(1).cpu())
+    return torch.cat(predicted).numpy() if predicted else np.zeros(0, dtype=np.int64)

@@ -1,0 +1,68 @@
+"""Zero-shot CLIP with a tiny random CLIP built in code (no download), and its offline message."""
+import json
+
+import pytest
+import torch
+
+from diffaug.errors import DiffaugError
+from helpers import pattern, write_split_folder
+
+
+@pytest.fixture(scope="module")
+def tiny_clip(tmp_path_factory):
+    """A CLIPModel + CLIPProcessor folder, as `save_pretrained` writes a hub model."""
+    from transformers import CLIPConfig, CLIPImageProcessor, CLIPModel, CLIPProcessor
+
+    from diffaug.diffusion.tiny import build_tokenizer
+
+    folder = tmp_path_factory.mktemp("clip")
+    tokenizer = build_tokenizer(folder / "tokenizer")
+    text = dict(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=1,
+                num_attention_heads=2, max_position_embeddings=16, bos_token_id=tokenizer.bos_token_id,
+                eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id)
+    vision = dict(image_size=32, patch_size=8, hidden_size=32, intermediate_size=64, num_hidden_layers=1,
+                  num_attention_heads=2)
+    torch.manual_seed(0)
+    model = CLIPModel(CLIPConfig(text_config=text, vision_config=vision, projection_dim=16))
+    model.save_pretrained(folder / "model")
+    image_processor = CLIPImageProcessor(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32})
+    CLIPProcessor(image_processor=image_processor, tokenizer=tokenizer).save_pretrained(folder / "model")
+    return folder / "model"
+
+
+def test_clip_stage_scores_the_test_set_with_clips_own_preprocessing(tiny_clip, tmp_path, monkeypatch):
+    from diffaug.classify.clip import load_clip
+    from diffaug.stages import clip_zero_shot
+
+    _, processor = load_clip(str(tiny_clip), "main")
+    assert processor.image_processor.do_normalize  # CLIP's mean/std, which the paper's code skipped
+    write_split_folder(tmp_path / "data/test", {"zero": [pattern(i) for i in range(3)],
+                                                "one": [pattern(10 + i) for i in range(3)]})
+    (tmp_path / "params.yaml").write_text(f"classes: [zero, one]\nclip: {{model: {tiny_clip}, device: cpu, batch_size: 4}}\n")
+    monkeypatch.chdir(tmp_path)
+    clip_zero_shot.main()
+    report = json.loads((tmp_path / "metrics/clip.json").read_text())
+    assert report["test_images"] == 6 and 0.0 <= report["accuracy"] <= 1.0
+    assert set(report["per_class_accuracy"]) == {"zero", "one"} and report["template"] == "a photo of a {}"
+
+
+def test_clip_skipped_by_default(tmp_path, monkeypatch):
+    from diffaug.stages import clip_zero_shot
+
+    (tmp_path / "params.yaml").write_text("classes: [zero, one]\n")
+    monkeypatch.chdir(tmp_path)
+    clip_zero_shot.main()
+    assert json.loads((tmp_path / "metrics/clip.json").read_text())["model"] is None
+
+
+def test_missing_clip_weights_offline_say_how_to_fetch_them(tmp_path, monkeypatch):
+    from diffaug.classify.clip import load_clip
+
+    import huggingface_hub.constants
+
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)  # read at import: set it here
+    with pytest.raises(DiffaugError) as info:
+        load_clip("openai/clip-vit-base-patch32", "3d74acf9a28c67741b2f4f2ea7635f0aaf6f0268")
+    message = str(info.value)
+    assert "hf download openai/clip-vit-base-patch32 --revision 3d74acf9a28c67741b2f4f2ea7635f0aaf6f0268" in message
+    assert "clip.model: null" in message

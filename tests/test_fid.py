@@ -1,0 +1,163 @@
+"""FID and KID: known cases, the feature extractors offline, and the two stages on tiny data."""
+import json
+import sys
+import warnings
+
+import numpy as np
+import pytest
+import torch
+
+from diffaug.errors import DiffaugError
+from diffaug.metrics.fid import fid, frechet_distance, kid
+from helpers import pattern, write_split_folder
+
+CLASSES = ["zero", "one"]
+
+
+def gaussian(n, d, seed, shift=0.0):
+    return np.random.default_rng(seed).normal(size=(n, d)) + shift
+
+
+def test_fid_of_a_set_with_itself_is_zero_and_a_shift_gives_its_square():
+    a = gaussian(300, 8, 0)
+    assert fid(a, a) == pytest.approx(0.0, abs=1e-6)
+    shift = np.array([1.0, -2.0, 0, 0, 0, 0, 0, 0.5])
+    assert fid(a, a + shift) == pytest.approx(float(shift @ shift), rel=1e-6)  # same covariance
+
+
+def test_frechet_distance_closed_form_for_diagonal_gaussians():
+    # ||mu1 - mu2||² + sum (sqrt(s1) - sqrt(s2))²  for diagonal covariances
+    value = frechet_distance(np.zeros(2), np.diag([1.0, 4.0]), np.array([3.0, 0.0]), np.diag([4.0, 1.0]))
+    assert value == pytest.approx(9 + 1 + 1, rel=1e-6)
+
+
+@pytest.mark.parametrize("n", [200, 10])  # full-rank and singular (fewer images than dimensions)
+def test_frechet_distance_agrees_with_pytorch_fid(n):
+    from pytorch_fid.fid_score import calculate_frechet_distance
+
+    from diffaug.metrics.fid import statistics
+
+    a, b = statistics(gaussian(n, 32, 0)), statistics(gaussian(n, 32, 1, shift=0.3) * 1.5)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # scipy's notes on sqrtm of singular matrices
+        expected = calculate_frechet_distance(*a, *b)
+    assert frechet_distance(*a, *b) == pytest.approx(expected, rel=1e-6)
+
+
+def test_kid_is_unbiased_near_zero_for_one_distribution_and_grows_with_a_shift():
+    a, b = gaussian(400, 16, 0), gaussian(400, 16, 1)
+    same, same_std = kid(a, b, subsets=50, subset_size=100, seed=0)
+    assert abs(same) < 3 * same_std + 1e-3
+    small, _ = kid(a, gaussian(400, 16, 2, shift=0.5), 50, 100, 0)
+    large, _ = kid(a, gaussian(400, 16, 2, shift=1.5), 50, 100, 0)
+    assert same < small < large and small > 3 * same_std
+    assert kid(a, b, 50, 100, 0) == kid(a, b, 50, 100, 0)  # seeded
+    assert kid(a[:5], b, 3, 100, 0)[0] == pytest.approx(kid(a[:5], b, 3, 5, 0)[0])  # capped at the smaller set
+
+
+def test_fewer_than_two_images_is_a_clear_error():
+    with pytest.raises(DiffaugError, match="at least 2"):
+        fid(gaussian(1, 4, 0), gaussian(5, 4, 1))
+
+
+def make_project(root, n=6):
+    """data/original, data/synthetic/vanilla (its own images) and a random-weight models/reference."""
+    from diffaug.classify.classifier import save_classifier
+    from diffaug.classify.model import build_model
+    from diffaug.classify.train import Result
+
+    write_split_folder(root / "data/original", {c: [pattern(100 * k + i) for i in range(n)]
+                                                for k, c in enumerate(CLASSES)})
+    for k, c in enumerate(CLASSES):
+        (root / "data/synthetic/vanilla" / c).mkdir(parents=True)
+        for i in range(n - 1):
+            pattern(1000 + 100 * k + i, size=48).save(root / "data/synthetic/vanilla" / c / f"{i:04d}.png")
+    torch.manual_seed(0)
+    model = build_model(len(CLASSES), "scratch", small_stem=False)
+    save_classifier(root / "models/reference", Result(model.state_dict(), 1, None),
+                    {"classes": CLASSES, "image_size": 32, "small_stem": False})
+    (root / "params.yaml").write_text("classes: [zero, one]\nfid: {kid_subsets: 4, kid_subset_size: 50, device: cpu}\n")
+
+
+def test_stages_write_fid_and_kid_per_class_with_their_extractor(tmp_path, monkeypatch):
+    from diffaug.stages import fid as fid_stage
+    from diffaug.stages import fid_reference
+
+    make_project(tmp_path)
+    monkeypatch.chdir(tmp_path)
+    fid_reference.main()
+    meta = json.loads((tmp_path / "models/fid_reference/meta.json").read_text())
+    assert meta["extractor"] == "reference" and meta["images"] == {"zero": 6, "one": 6}
+    assert (tmp_path / "plots/samples/original.png").is_file()
+
+    monkeypatch.setattr(sys, "argv", ["fid", "vanilla"])
+    fid_stage.main()
+    out = tmp_path / "metrics/fid/vanilla.json"
+    first = out.read_bytes()
+    report = json.loads(first)
+    assert report["extractor"] == "reference" and report["original"] == 12 and report["synthetic"] == 10
+    assert set(report["per_class"]) == set(CLASSES)
+    for scores in [report] + list(report["per_class"].values()):
+        assert scores["fid"] > 0 and scores["kid_std"] >= 0
+    fid_stage.main()
+    assert out.read_bytes() == first  # same inputs, same bytes
+
+    # Features of another network are refused, not compared.
+    meta["extractor_id"] = "reference:0000"
+    (tmp_path / "models/fid_reference/meta.json").write_text(json.dumps(meta))
+    with pytest.raises(DiffaugError, match="fid_reference"):
+        fid_stage.main()
+
+
+def test_inception_offline_says_which_file_and_where(tmp_path, monkeypatch):
+    import pytorch_fid.inception
+
+    from diffaug.metrics.features import inception_extractor
+
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    monkeypatch.setattr(pytorch_fid.inception, "load_state_dict_from_url",
+                        lambda *a, **k: (_ for _ in ()).throw(OSError("offline")))
+    with pytest.raises(DiffaugError) as info:
+        inception_extractor(torch.device("cpu"))
+    message = str(info.value)
+    assert "pt_inception-2015-12-05-6726825d.pth" in message
+    assert str(tmp_path / "hub" / "checkpoints") in message and "fid.features=reference" in message
+
+
+def test_inception_features_through_pytorch_fid_loading_path(tmp_path, monkeypatch):
+    """Random weights placed where torch.hub looks; pytorch-fid builds and loads them as the real file."""
+    import pytorch_fid.inception
+    import torchvision
+
+    from diffaug.metrics.features import extract, inception_extractor, inception_weights_path
+
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    with monkeypatch.context() as m:  # build the FID architecture once without loading anything
+        m.setattr(pytorch_fid.inception, "load_state_dict_from_url", lambda *a, **k: None)
+        m.setattr(torchvision.models.inception.Inception3, "load_state_dict", lambda self, *a, **k: None)
+        torch.manual_seed(0)
+        state = pytorch_fid.inception.fid_inception_v3().state_dict()
+    path = inception_weights_path()
+    path.parent.mkdir(parents=True)
+    torch.save(state, path)
+    extractor = inception_extractor(torch.device("cpu"))
+    assert extractor.name == "inception" and extractor.image_size == 299
+    files = []
+    for i in range(3):
+        pattern(i).save(tmp_path / f"{i}.png")
+        files.append(tmp_path / f"{i}.png")
+    features = extract(extractor, files, batch_size=2)
+    assert features.shape == (3, 2048) and np.isfinite(features).all()
+
+
+@pytest.mark.parametrize("text, words", [
+    ("fid: {features: clip}", "fid.features"),
+    ("fid: {kid_subset_size: 1}", "fid.kid_subset_size"),
+    ("clip: {template: a photo}", "clip.template"),
+])
+def test_bad_fid_and_clip_params_name_the_key(tmp_path, text, words):
+    from diffaug.config import ParamsError, load_params
+
+    (tmp_path / "params.yaml").write_text(text + "\n")
+    with pytest.raises(ParamsError, match=words):
+        load_params(tmp_path / "params.yaml")
