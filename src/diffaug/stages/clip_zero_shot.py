@@ -5,6 +5,8 @@ pipeline needs no download; set `clip.model` to a hub id or folder to measure th
 """
 from pathlib import Path
 
+import numpy as np
+
 from diffaug.config import load_params
 from diffaug.io import read_csv, read_json, write_json
 from diffaug.stages import run
@@ -18,7 +20,7 @@ def main() -> None:
         write_json(METRICS, {"model": None, "skipped": "clip.model is null; set it to a CLIP model to measure it"})
         print("clip_zero_shot: skipped (clip.model is null)")
         return
-    # Imported here: the skipped default then starts in a fraction of a second (no torch, no transformers).
+    # Imported here: the skipped default then starts without torch or transformers.
     from diffaug.classify.clip import load_clip, zero_shot
     from diffaug.classify.evaluate import score
     from diffaug.device import pick_device
@@ -28,7 +30,7 @@ def main() -> None:
     model, processor = load_clip(params.model, params.revision)
     predicted = zero_shot(model, processor, [TEST / r["file"] for r in rows], classes, params.template,
                           params.batch_size, pick_device(params.device))
-    truth = __import__("numpy").array([classes.index(r["class"]) for r in rows])
+    truth = np.array([classes.index(r["class"]) for r in rows])
     metrics, _, _ = score(truth, predicted, classes)
     write_json(METRICS, {"model": params.model, "revision": params.revision, "template": params.template,
                          "accuracy": metrics["accuracy"], "test_images": metrics["test_images"],
