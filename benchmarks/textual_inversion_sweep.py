@@ -21,7 +21,7 @@ from diffaug.config import load_params
 from diffaug.diffusion.finetune import load_pixels, native_resolution, pick_instances
 from diffaug.diffusion.generate import Settings, plan, run_batch, to_png
 from diffaug.diffusion.pipeline import load_pipeline, read_source
-from diffaug.diffusion.textual_inversion import placeholder, train_textual_inversion
+from diffaug.diffusion.textual_inversion import fill, placeholder, train_textual_inversion
 
 CPU, PER_CLASS = torch.device("cpu"), 50
 
@@ -36,10 +36,9 @@ def recognised(overrides: dict, labels: list[str], out: Path) -> dict[str, float
     for label in labels:
         pipe = load_pipeline(read_source(), CPU, torch.float32, g.scheduler)
         files = pick_instances(Path("data/original") / label, ti.images, ti.seed, label)
-        token = placeholder(label)
-        train_textual_inversion(pipe, load_pixels(files, ti.resolution or native_resolution(pipe)), token,
-                                ti.init_word or label, ti, log=lambda *_: None)
-        jobs = plan({label: [ti.prompt.format(token)]}, PER_CLASS, g.seed)
+        train_textual_inversion(pipe, load_pixels(files, ti.resolution or native_resolution(pipe)), label, ti,
+                                log=lambda *_: None)
+        jobs = plan({label: [fill(ti.prompt, placeholder(label), label)]}, PER_CLASS, g.seed)
         (out / label).mkdir(parents=True)
         for job, image in zip(jobs, run_batch(pipe, jobs, settings)):
             (out / job.file).write_bytes(to_png(image, g.save_size))

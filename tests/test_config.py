@@ -55,6 +55,9 @@ def test_committed_params_are_valid():
         ({"textual_inversion__num_vectors": 0}, ["textual_inversion.num_vectors", "at least 1"]),
         ({"textual_inversion__resolution": 100}, ["textual_inversion.resolution", "multiple of 8"]),
         ({"textual_inversion__templates": ["a {} and a {}"]}, ["textual_inversion.templates", "exactly one {}"]),
+        ({"textual_inversion__prompt": "a {} {label}"}, ["textual_inversion.prompt", "{class}"]),
+        ({"textual_inversion__init_reg": -1.0}, ["textual_inversion.init_reg", "at least 0"]),
+        ({"dreambooth__prompt": "a {} {class}"}, ["dreambooth.prompt", "only {}"]),
     ],
 )
 def test_bad_values_name_key_value_and_fix(tmp_path, override, words):

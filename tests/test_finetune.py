@@ -9,7 +9,7 @@ from diffaug.config import DreamBooth, TextualInversion
 from diffaug.diffusion.dreambooth import DreamBoothWeights, save_dreambooth, train_dreambooth
 from diffaug.diffusion.finetune import load_pixels, native_resolution, pick_instances
 from diffaug.diffusion.pipeline import load_pipeline, read_source
-from diffaug.diffusion.textual_inversion import (EMBEDS_FILE, add_token, placeholder, save_embeds,
+from diffaug.diffusion.textual_inversion import (EMBEDS_FILE, add_token, fill, placeholder, save_embeds,
                                                  train_textual_inversion)
 from diffaug.errors import DiffaugError
 from diffaug.io import write_json
@@ -116,7 +116,7 @@ def test_textual_inversion_changes_only_the_new_token(tiny_base, instances, tmp_
               for name in ("unet", "vae", "text_encoder")}
     vocab = len(pipe.tokenizer)
     token = placeholder("seven")
-    record, learned = train_textual_inversion(pipe, instances, token, "seven", params, **QUIET)
+    record, learned = train_textual_inversion(pipe, instances, "seven", params, **QUIET)
     assert learned.shape == (2, pipe.text_encoder.config.hidden_size) and record["trainable_parameters"] == learned.numel()
     for name in ("unet", "vae"):
         after = getattr(pipe, name).state_dict()
@@ -140,6 +140,21 @@ def test_textual_inversion_changes_only_the_new_token(tiny_base, instances, tmp_
     reloaded.load_textual_inversion(str(folder), token=token, weight_name=EMBEDS_FILE, use_safetensors=True,
                                     local_files_only=True)
     assert torch.allclose(generate_one(reloaded, prompt), tuned, atol=1e-5)
+
+
+def test_textual_inversion_init_reg_keeps_the_token_near_its_word(tiny_base, instances):
+    def drift(init_reg: float) -> float:
+        params = TextualInversion(steps=10, lr=5.0e-2, batch_size=2, scale_lr=False, gradient_accumulation=1,
+                                  init_reg=init_reg, templates=("a photo of the {} digit {class}",))
+        pipe = fresh(tiny_base)
+        word = pipe.text_encoder.get_input_embeddings().weight[pipe.tokenizer("seven", add_special_tokens=False).input_ids]
+        word = word.detach().clone()
+        _, learned = train_textual_inversion(pipe, instances, "seven", params, **QUIET)
+        return (learned - word).norm().item()
+
+    free, held = drift(0.0), drift(100.0)
+    assert held < 0.5 * free
+    assert fill("a photo of the {} digit {class}", "<seven>", "seven") == "a photo of the <seven> digit seven"
 
 
 def test_add_token_refuses_a_token_the_model_knows(tiny_base):

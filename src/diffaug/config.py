@@ -203,6 +203,7 @@ class TextualInversion:
     init_word: Optional[str] = None  # None: the class name
     templates: tuple[str, ...] = ("object",)  # object: diffusers' object templates; or your own, {} = token
     prompt: str = "a photo of a {}"  # generation prompt; {} = the learned token
+    init_reg: float = 0.0  # weight of the squared L2 pull of the embedding toward its init word's
     steps: int = 3000
     lr: float = 5.0e-4
     scale_lr: bool = True  # lr x batch_size x gradient_accumulation x processes (the diffusers default)
@@ -345,9 +346,14 @@ def _check_launcher(key: str, value: str) -> None:
         _fail(key, value, "use python, or accelerate launch with its options")
 
 
-def _check_template(key: str, text: str) -> None:
+def _check_template(key: str, text: str, fields: tuple[str, ...] = ()) -> None:
     if text.count("{}") != 1:
         _fail(key, text, "a prompt template needs exactly one {} where the class (or its token) goes")
+    try:
+        text.format("", **{f: "" for f in fields})
+    except (KeyError, IndexError, ValueError):
+        named = " and " + ", ".join("{" + f + "}" for f in fields) if fields else ""
+        _fail(key, text, f"a prompt template may hold only {{}}{named}; double other braces ({{{{ }}}})")
 
 
 def validate(params: Params) -> Params:
@@ -443,10 +449,11 @@ def validate(params: Params) -> Params:
     ti = params.textual_inversion
     _at_least("textual_inversion.images", ti.images, 1)
     _at_least("textual_inversion.num_vectors", ti.num_vectors, 1)
+    _at_least("textual_inversion.init_reg", ti.init_reg, 0)
     for template in ti.templates:
         if template != "object":
-            _check_template("textual_inversion.templates", template)
-    _check_template("textual_inversion.prompt", ti.prompt)
+            _check_template("textual_inversion.templates", template, ("class",))
+    _check_template("textual_inversion.prompt", ti.prompt, ("class",))
     for name, f in (("dreambooth", d), ("textual_inversion", ti)):
         _at_least(f"{name}.steps", f.steps, 1)
         _at_least(f"{name}.lr", f.lr, 0, strict=True)

@@ -39,6 +39,11 @@ def token_text(token: str, num_vectors: int) -> str:
     return " ".join([token] + [f"{token}_{i}" for i in range(1, num_vectors)])
 
 
+def fill(template: str, word: str, label: str) -> str:
+    """A prompt from a template: {} = the token's text, {class} = the class name ("a photo of the {} digit {class}")."""
+    return template.format(word, **{"class": label})
+
+
 def expand_templates(templates: tuple[str, ...]) -> list[str]:
     return [t for name in templates for t in (OBJECT_TEMPLATES if name == "object" else [name])]
 
@@ -60,9 +65,10 @@ def add_token(pipe, token: str, num_vectors: int, init_word: str) -> list[int]:
     return ids
 
 
-def train_textual_inversion(pipe, pixels: torch.Tensor, token: str, init_word: str, params: TextualInversion,
+def train_textual_inversion(pipe, pixels: torch.Tensor, label: str, params: TextualInversion,
                             log=print) -> tuple[dict, torch.Tensor]:
-    """Learn the embedding of `token` on `pixels` (N,3,H,W in [-1, 1]); returns (record, learned rows)."""
+    """Learn the embedding of the token `<label>` on `pixels` (N,3,H,W in [-1, 1]); returns (record, learned rows)."""
+    token, init_word = placeholder(label), params.init_word or label
     acc = accelerator(params.mixed_precision, params.gradient_accumulation, params.device)
     device = acc.device
     gen = torch.Generator().manual_seed(params.seed + acc.process_index)
@@ -95,9 +101,13 @@ def train_textual_inversion(pipe, pixels: torch.Tensor, token: str, init_word: s
             picks = torch.randint(0, len(templates), (len(idx),), generator=gen).tolist()
             zt, t, target = noise_and_target(scheduler, z0, gen)
             with acc.autocast():
-                text = encode_prompts(pipe, [templates[i].format(word) for i in picks], device, text_t)
+                text = encode_prompts(pipe, [fill(templates[i], word, label) for i in picks], device, text_t)
                 loss = denoising_loss(pipe.unet, zt.to(device), t.to(device), text, target.to(device))
-            acc.backward(loss)
+                # The original TI code's embedding_reg_weight: a pull toward the init word, so the token
+                # cannot drift into another concept of the base model while it fits a few images.
+                drift = embeddings.weight[ids].float() - original[ids].to(device)
+                reg = params.init_reg * drift.pow(2).sum(dim=-1).mean()
+            acc.backward(loss + reg)
             opt.step()
             opt.zero_grad(set_to_none=True)
             with torch.no_grad():  # only the new rows may change
@@ -109,7 +119,7 @@ def train_textual_inversion(pipe, pixels: torch.Tensor, token: str, init_word: s
     learned = embeddings.weight[ids].detach().float().cpu().clone()
     tail = losses[-max(1, len(losses) // 10):]
     log(f"textual inversion {token}: loss {sum(tail) / len(tail):.4f} in {record['seconds']} s")
-    return {"lr": lr, "final_loss": round(sum(tail) / len(tail), 5), "trainable_parameters": learned.numel(),
+    return {"token": token, "init_word": init_word, "lr": lr, "final_loss": round(sum(tail) / len(tail), 5), "trainable_parameters": learned.numel(),
             "cost": record}, learned
 
 

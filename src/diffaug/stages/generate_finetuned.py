@@ -11,7 +11,7 @@ from diffaug.config import load_params
 from diffaug.diffusion.dreambooth import DreamBoothWeights
 from diffaug.diffusion.pipeline import fingerprint, load_pipeline, read_source
 from diffaug.diffusion.synthesize import synthesize
-from diffaug.diffusion.textual_inversion import EMBEDS_FILE
+from diffaug.diffusion.textual_inversion import EMBEDS_FILE, fill
 from diffaug.errors import DiffaugError
 from diffaug.io import read_json, sha256_tree
 from diffaug.stages import run
@@ -44,7 +44,7 @@ def main() -> None:
         prompts = {c: [params.dreambooth.prompt.format(c)] for c in classes}
         switch = DreamBoothWeights(root)
     else:
-        prompts = {c: [params.textual_inversion.prompt.format(trained[c]["token"])] for c in classes}
+        prompts = {c: [fill(params.textual_inversion.prompt, trained[c]["token"], c)] for c in classes}
         switch = None
     meta = {"model": f"{source['model']}+{method}", "revision": source.get("commit") or source.get("revision") or ""}
     report = synthesize(method, prompts, g, fingerprint(source), meta, load, out=Path("data/synthetic") / method,

@@ -9,8 +9,7 @@ from accelerate import PartialState
 from diffaug.config import load_params
 from diffaug.diffusion.finetune import class_label, load_pixels, native_resolution, pick_instances
 from diffaug.diffusion.pipeline import fingerprint, load_pipeline, read_source
-from diffaug.diffusion.textual_inversion import (EMBEDS_FILE, expand_templates, placeholder, save_embeds,
-                                                 train_textual_inversion)
+from diffaug.diffusion.textual_inversion import EMBEDS_FILE, expand_templates, save_embeds, train_textual_inversion
 from diffaug.io import atomic_dir, write_json
 from diffaug.stages import run
 
@@ -23,8 +22,8 @@ def main() -> None:
     source = read_source()
     pipe = load_pipeline(source, torch.device("cpu"), torch.float32, "dpm++")
     resolution = ti.resolution or native_resolution(pipe)
-    token, init_word = placeholder(label), ti.init_word or label
-    record, learned = train_textual_inversion(pipe, load_pixels(files, resolution), token, init_word, ti)
+    record, learned = train_textual_inversion(pipe, load_pixels(files, resolution), label, ti)
+    token = record.pop("token")
     if not PartialState().is_main_process:  # under `accelerate launch` one process writes
         return
     out = Path("models/textual_inversion") / label
@@ -32,7 +31,7 @@ def main() -> None:
         save_embeds(tmp / EMBEDS_FILE, token, learned)
         write_json(tmp / "trained.json", {
             "method": "textual_inversion", "class": label, "token": token, "num_vectors": ti.num_vectors,
-            "init_word": init_word, "templates": len(expand_templates(ti.templates)),
+            "init_word": record.pop("init_word"), "templates": len(expand_templates(ti.templates)),
             "images": [f.name for f in files], "steps": ti.steps, "lr": record["lr"], "batch_size": ti.batch_size,
             "resolution": resolution, "base": fingerprint(source), "final_loss": record["final_loss"]})
     write_json(Path("metrics/textual_inversion") / f"{label}.json", {
