@@ -28,11 +28,17 @@ def test_grid_has_the_baseline_once_and_no_empty_mixes():
     assert all(p < 1.0 for s, p, *_ in runs if s == "none")  # p = 1 would keep no real image
     assert all(p > 0.0 for s, p, *_ in runs if s != "none")  # p = 0 is the baseline's run
     assert {(r[2], r[3]) for r in runs} == {("scratch", 200), ("frozen", 20)}
+    sweeps = grid(("vanilla",), (0.0, 1.0), (("scratch", 200),), (0, 1), randaugment=True)
+    extra = [s for s in sweeps if s.augment == "randaugment"]
+    assert [(s.source, s.p, s.seed) for s in extra] == [("none", (0.0,), 0), ("none", (0.0,), 1)]
+    assert "train.augment=randaugment" in extra[0].args() and all("train.augment" not in a
+                                                                  for s in sweeps if not s.augment for a in s.args())
 
 
 def test_dry_run_prints_typed_overrides(tmp_path, monkeypatch, capsys):
     (tmp_path / "params.yaml").write_text(yaml.safe_dump({"study": {
-        "sources": ["vanilla"], "p": [0.0, 1], "regimes": {"finetune": 20, "scratch": None}, "seeds": [3]}}))
+        "sources": ["vanilla"], "p": [0.0, 1], "regimes": {"finetune": 20, "scratch": None}, "seeds": [3],
+        "randaugment": False}}))
     monkeypatch.chdir(tmp_path)
     main(["--dry-run"])
     lines = capsys.readouterr().out.splitlines()
@@ -61,12 +67,12 @@ json.dump(show, open("report.json", "w"))
 
 @pytest.mark.slow
 def test_study_queues_runs_and_reports_in_a_real_repo(tmp_path):
-    """About 30 s: a one-stage pipeline, four experiments, one of which fails on purpose."""
+    """About 30 s: a one-stage pipeline, seven experiments, two of which fail on purpose."""
     repo = tmp_path / "repo"
     (repo / "src" / "diffaug").mkdir(parents=True)
     (repo / "params.yaml").write_text(yaml.safe_dump({
         "mix": {"source": "none", "p": 0.0, "seed": 0},
-        "train": {"regime": "scratch", "epochs": 1, "seed": 0},
+        "train": {"regime": "scratch", "epochs": 1, "seed": 0, "augment": "standard"},
         "study": {"sources": ["vanilla"], "p": [0.0, 0.5, 1.0], "regimes": {"frozen": 2}, "seeds": [0], "jobs": 2},
     }))
     (repo / "train.py").write_text(TRAIN)
@@ -89,7 +95,7 @@ def test_study_queues_runs_and_reports_in_a_real_repo(tmp_path):
     # dreambooth fails in this repo: the study names it and says where the log is, in one line.
     assert proc.returncode == 2, proc.stderr
     error = proc.stderr.strip().splitlines()[-1]
-    assert error.startswith("error: 2 of 6 experiments failed") and "dvc queue logs" in error, proc.stderr
+    assert error.startswith("error: 2 of 7 experiments failed") and "dvc queue logs" in error, proc.stderr
 
     show = json.loads((repo / "report.json").read_text())  # the report ran, after the queue
     runs = {}
@@ -98,9 +104,10 @@ def test_study_queues_runs_and_reports_in_a_real_repo(tmp_path):
             data = rev["data"]
             mix, train = data["params"]["params.yaml"]["data"]["mix"], data["params"]["params.yaml"]["data"]["train"]
             metrics = (data.get("metrics") or {}).get("metrics.json", {}).get("data")
-            runs[(mix["source"], mix["p"])] = (train["regime"], train["epochs"], metrics)
-    ok = {k: v for k, v in runs.items() if v[2]}
+            runs[(mix["source"], mix["p"], train["augment"])] = (train["regime"], train["epochs"], metrics)
+    ok = {k[:2]: v for k, v in runs.items() if v[2] and k[2] == "standard"}
     assert set(ok) == {("none", 0.0), ("none", 0.5), ("vanilla", 0.5), ("vanilla", 1.0)}
+    assert runs[("none", 0.0, "randaugment")][2]  # the RandAugment baseline ran too
     assert all(v[:2] == ("frozen", 2) and v[2]["epochs"] == 2 for v in ok.values())
     assert ok[("vanilla", 1.0)][2]["accuracy"] == pytest.approx(0.8)
     status = subprocess.run(["dvc", "queue", "status"], cwd=repo, env=env, capture_output=True, text=True).stdout
@@ -115,6 +122,7 @@ def test_study_queues_runs_and_reports_in_a_real_repo(tmp_path):
     ({"regimes": ["scratch"]}, "study.regimes"),
     ({"seeds": []}, "study.seeds"),
     ({"jobs": 0}, "study.jobs"),
+    ({"randaugment": "yes"}, "study.randaugment"),
     ({"grid": 1}, "study.grid"),
 ])
 def test_study_params_are_checked(tmp_path, study, key):

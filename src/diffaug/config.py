@@ -225,6 +225,7 @@ class Study:
     regimes: tuple[tuple[str, Optional[int]], ...] = (("scratch", None),)  # (regime, epochs; None: train.epochs)
     seeds: tuple[int, ...] = (0,)  # each sets train.seed and mix.seed
     jobs: int = 1  # experiments run in parallel (`dvc queue start -j`)
+    randaugment: bool = True  # also queue the paper's RandAugment baseline (only original, p = 0)
 
 
 def _study(raw: Any) -> Study:
@@ -253,7 +254,10 @@ def _study(raw: Any) -> Study:
     jobs = raw.get("jobs", d.jobs)
     if not isinstance(jobs, int) or isinstance(jobs, bool):
         _fail("study.jobs", jobs, "use a whole number")
-    return Study(tuple(sources), tuple(float(x) for x in p), tuple(regimes.items()), tuple(seeds), jobs)
+    randaugment = raw.get("randaugment", d.randaugment)
+    if not isinstance(randaugment, bool):
+        _fail("study.randaugment", randaugment, "use true or false")
+    return Study(tuple(sources), tuple(float(x) for x in p), tuple(regimes.items()), tuple(seeds), jobs, randaugment)
 
 
 @dataclass(frozen=True)

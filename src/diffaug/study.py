@@ -2,12 +2,15 @@
 
     PYTHONPATH=src python -m diffaug.study [--sources vanilla,dreambooth] [--p 0.0,0.5,1.0]
                                           [--regimes scratch=200,finetune=20] [--seeds 0,1,2] [--jobs 2]
+                                          [--no-randaugment]
 
 Defaults come from the `study` section of params.yaml. The grid:
 - `mix.source=none` at every p below 1.0: the paper's "only original" baseline, (1-p) of the real
   images alone (at p = 1.0 nothing would be left to train on);
 - each synthetic source at every p above 0.0 (at p = 0.0 every source trains on the same real
   images as the baseline, so that run is queued once, as `none`);
+- the RandAugment baseline (`mix.source=none`, p = 0, `train.augment=randaugment`) unless
+  `study.randaugment` is false or `--no-randaugment` is given;
 - all of it per regime (with its epochs) and per seed (train.seed and mix.seed).
 Experiments that ran before are restored from DVC's run-cache instead of recomputed.
 """
@@ -37,17 +40,20 @@ class Sweep:
     regime: str
     epochs: Optional[int]
     seed: int
+    augment: Optional[str] = None  # None keeps the workspace's train.augment
 
     def args(self) -> list[str]:
         sets = [f"mix.source={self.source}", "mix.p=" + ",".join(repr(float(p)) for p in self.p),
                 f"train.regime={self.regime}", f"train.seed={self.seed}", f"mix.seed={self.seed}"]
+        if self.augment is not None:
+            sets.append(f"train.augment={self.augment}")
         if self.epochs is not None:
             sets.append(f"train.epochs={self.epochs}")
         return [a for s in sets for a in ("-S", s)]
 
 
 def grid(sources: tuple[str, ...], ps: tuple[float, ...], regimes: tuple[tuple[str, Optional[int]], ...],
-         seeds: tuple[int, ...]) -> list[Sweep]:
+         seeds: tuple[int, ...], randaugment: bool = False) -> list[Sweep]:
     ps = tuple(sorted(set(float(p) for p in ps)))
     sweeps = []
     for regime, epochs in regimes:
@@ -55,6 +61,8 @@ def grid(sources: tuple[str, ...], ps: tuple[float, ...], regimes: tuple[tuple[s
             baseline = tuple(p for p in ps if p < 1.0)
             if baseline:
                 sweeps.append(Sweep("none", baseline, regime, epochs, seed))
+            if randaugment:
+                sweeps.append(Sweep("none", (0.0,), regime, epochs, seed, "randaugment"))
             synthetic = tuple(p for p in ps if p > 0.0)
             sweeps += [Sweep(s, synthetic, regime, epochs, seed) for s in sources if synthetic]
     return sweeps
@@ -123,6 +131,8 @@ def main(argv: Optional[list[str]] = None) -> None:
     ap.add_argument("--regimes", help="regime=epochs, comma-separated, e.g. scratch=200,frozen=20")
     ap.add_argument("--seeds", help="seeds, comma-separated (default: study.seeds)")
     ap.add_argument("--jobs", type=int, default=study.jobs, help="experiments at once (default: study.jobs)")
+    ap.add_argument("--randaugment", action=argparse.BooleanOptionalAction, default=study.randaugment,
+                    help="queue the RandAugment baseline (default: study.randaugment)")
     ap.add_argument("--dry-run", action="store_true", help="print the dvc commands, queue nothing")
     ap.add_argument("--no-report", action="store_true", help="do not run python -m diffaug.report at the end")
     a = ap.parse_args(argv)
@@ -139,7 +149,7 @@ def main(argv: Optional[list[str]] = None) -> None:
             raise DiffaugError(f"source {source!r} is not a synthetic source; use vanilla, dreambooth or "
                                "textual_inversion (the none baseline is always included).")
 
-    sweeps = grid(sources, ps, regimes, seeds)
+    sweeps = grid(sources, ps, regimes, seeds, a.randaugment)
     if a.dry_run:
         for sweep in sweeps:
             print("dvc exp run --queue " + " ".join(sweep.args()))
