@@ -128,3 +128,19 @@ def test_score():
     assert metrics["per_class_accuracy"] == {"a": 0.5, "b": 1.0, "c": 0.5}
     assert {"actual": "c", "predicted": "a"} in confusion and len(confusion) == 6
     assert bars[1] == {"class": "b", "accuracy": 1.0}
+
+
+def test_score_agrees_with_sklearn():
+    from sklearn.metrics import confusion_matrix, f1_score
+
+    rng = np.random.default_rng(0)
+    y_true, y_pred = rng.integers(0, 4, 200), rng.integers(0, 5, 200)  # class 4: predicted, never present
+    y_pred[y_pred == 3] = 2  # class 3: present, never predicted
+    classes = list("abcde")
+    metrics, _, _ = score(y_true, y_pred, classes)
+    labels = list(range(len(classes)))
+    assert metrics["macro_f1"] == pytest.approx(
+        f1_score(y_true, y_pred, labels=labels, average="macro", zero_division=0), abs=1e-6)
+    cm = confusion_matrix(y_true, y_pred, labels=labels)
+    expected = {c: round(float(cm[i, i] / cm[i].sum()), 6) if cm[i].sum() else None for i, c in enumerate(classes)}
+    assert metrics["per_class_accuracy"] == expected
