@@ -119,8 +119,8 @@ def train_textual_inversion(pipe, pixels: torch.Tensor, label: str, params: Text
     learned = embeddings.weight[ids].detach().float().cpu().clone()
     tail = losses[-max(1, len(losses) // 10):]
     log(f"textual inversion {token}: loss {sum(tail) / len(tail):.4f} in {record['seconds']} s")
-    return {"token": token, "init_word": init_word, "lr": lr, "final_loss": round(sum(tail) / len(tail), 5), "trainable_parameters": learned.numel(),
-            "cost": record}, learned
+    return {"token": token, "init_word": init_word, "lr": lr, "final_loss": round(sum(tail) / len(tail), 5),
+            "trainable_parameters": learned.numel(), "cost": record}, learned
 
 
 def save_embeds(path, token: str, learned: torch.Tensor) -> None:
