@@ -24,3 +24,22 @@ def write_split_folder(root: Path, files: dict[str, list[Image.Image]]) -> None:
             rows.append({"class": c, "file": f"{c}/{i:03d}.png", "sha256": sha256_file(root / c / f"{i:03d}.png")})
     write_csv(root / "manifest.csv", rows, ["class", "file", "sha256"])
     write_json(root / "classes.json", list(files))
+
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def section(name: str, **overrides):
+    """A params section as the repository's params.yaml has it, with `overrides` applied.
+
+    params.yaml is the one place defaults are written, so tests start from it instead of
+    constructing sections from scratch.
+    """
+    import dataclasses
+
+    from diffaug.config import load_params
+
+    value = getattr(load_params(REPO / "params.yaml"), name)
+    if hasattr(value, "model_copy"):  # pydantic
+        return type(value).model_validate({**value.model_dump(), **overrides})
+    return dataclasses.replace(value, **overrides)
