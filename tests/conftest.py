@@ -5,11 +5,11 @@ import pytest
 @pytest.fixture(scope="session")
 def tiny_base(tmp_path_factory):
     """A models/base folder: the built-in model's architecture with random weights."""
-    from diffaug.diffusion.tiny import build_models, save_pipeline, training_scheduler
+    from diffaug.diffusion.tiny.model import build_models, noise_schedule, save_pipeline
     from diffaug.io import write_json
 
     base = tmp_path_factory.mktemp("base")
     unet, vae, text_encoder, tokenizer = build_models(0, base / "tokenizer_src")
-    save_pipeline(base / "pipeline", unet, vae, text_encoder, tokenizer, training_scheduler())
+    save_pipeline(base / "pipeline", unet, vae, text_encoder, tokenizer, noise_schedule())
     write_json(base / "source.json", {"model": "builtin:tiny", "revision": None, "commit": None})
     return base

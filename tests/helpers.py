@@ -35,11 +35,20 @@ def section(name: str, **overrides):
     params.yaml is the one place defaults are written, so tests start from it instead of
     constructing sections from scratch.
     """
-    import dataclasses
-
     from diffaug.config import load_params
 
     value = getattr(load_params(REPO / "params.yaml"), name)
-    if hasattr(value, "model_copy"):  # pydantic
-        return type(value).model_validate({**value.model_dump(), **overrides})
-    return dataclasses.replace(value, **overrides)
+    return type(value).model_validate({**value.model_dump(), **overrides})
+
+
+def params_file(folder: Path, **sections) -> Path:
+    """Write `folder/params.yaml`: the repository's params.yaml with each given section's keys replaced
+    (a dict is merged key by key; anything else, e.g. `classes`, replaces the value)."""
+    import yaml
+
+    raw = yaml.safe_load((REPO / "params.yaml").read_text())
+    for name, value in sections.items():
+        raw[name] = {**raw[name], **value} if isinstance(value, dict) else value
+    path = Path(folder) / "params.yaml"
+    path.write_text(yaml.safe_dump(raw, allow_unicode=True, sort_keys=False))
+    return path

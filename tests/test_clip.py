@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from diffaug.errors import DiffaugError
-from helpers import pattern, write_split_folder
+from helpers import params_file, pattern, write_split_folder
 
 
 @pytest.fixture(scope="module")
@@ -13,7 +13,7 @@ def tiny_clip(tmp_path_factory):
     """A CLIPModel + CLIPProcessor folder, as `save_pretrained` writes a hub model."""
     from transformers import CLIPConfig, CLIPImageProcessor, CLIPModel, CLIPProcessor
 
-    from diffaug.diffusion.tiny import build_tokenizer
+    from diffaug.diffusion.tiny.tokenizer import build_tokenizer
 
     folder = tmp_path_factory.mktemp("clip")
     tokenizer = build_tokenizer(folder / "tokenizer")
@@ -38,7 +38,7 @@ def test_clip_stage_scores_the_test_set_with_clips_own_preprocessing(tiny_clip, 
     assert processor.image_processor.do_normalize  # CLIP's mean/std, which the paper's code skipped
     write_split_folder(tmp_path / "data/test", {"zero": [pattern(i) for i in range(3)],
                                                 "one": [pattern(10 + i) for i in range(3)]})
-    (tmp_path / "params.yaml").write_text(f"classes: [zero, one]\nclip: {{model: {tiny_clip}, device: cpu, batch_size: 4}}\n")
+    params_file(tmp_path, clip={"model": str(tiny_clip), "device": "cpu", "batch_size": 4})
     monkeypatch.chdir(tmp_path)
     clip_zero_shot.main()
     report = json.loads((tmp_path / "metrics/clip.json").read_text())
@@ -49,7 +49,7 @@ def test_clip_stage_scores_the_test_set_with_clips_own_preprocessing(tiny_clip, 
 def test_clip_skipped_by_default(tmp_path, monkeypatch):
     from diffaug.stages import clip_zero_shot
 
-    (tmp_path / "params.yaml").write_text("classes: [zero, one]\n")
+    params_file(tmp_path)
     monkeypatch.chdir(tmp_path)
     clip_zero_shot.main()
     assert json.loads((tmp_path / "metrics/clip.json").read_text())["model"] is None

@@ -1,4 +1,5 @@
 """Params validation: a bad value stops with one sentence naming key, value and what is allowed."""
+import re
 import subprocess
 import sys
 import time
@@ -41,8 +42,9 @@ def test_committed_params_are_valid():
         ({"train__lr": "1e-3"}, ["train.lr", "1e-3", "1.0e-4"]),
         ({"train__regime": "linear"}, ["train.regime", "scratch", "finetune", "frozen"]),
         ({"classes": ["zero", "eleven"]}, ["classes", "eleven", "allowed"]),
-        ({"classes": []}, ["classes", "at least one"]),
-        ({"classes": ["a", "a"]}, ["classes", "unique"]),
+        ({"classes": []}, ["classes", "at least two"]),
+        ({"classes": ["zero"]}, ["classes", "at least two"]),
+        ({"classes": ["one", "one"]}, ["classes", "unique"]),
         ({"scrape__source": "folder"}, ["scrape.path", "needs a path"]),
         ({"split__test_per_class": 0}, ["split.test_per_class", "at least 1"]),
         ({"mix__typo": 1}, ["mix.typo", "known keys"]),
@@ -58,6 +60,13 @@ def test_committed_params_are_valid():
         ({"textual_inversion__prompt": "a {} {label}"}, ["textual_inversion.prompt", "{class}"]),
         ({"textual_inversion__init_reg": -1.0}, ["textual_inversion.init_reg", "at least 0"]),
         ({"dreambooth__prompt": "a {} {class}"}, ["dreambooth.prompt", "only {}"]),
+        ({"train__momentum": 1.5}, ["train.momentum", "less than 1"]),
+        ({"split__seed": -1}, ["split.seed", "at least 0"]),
+        ({"base__model": "../x"}, ["base.model", "../x", "hub id"]),
+        ({"generate__launcher": "python; rm -rf /"}, ["generate.launcher", "accelerate launch"]),
+        ({"train__epochs": "3"}, ["train.epochs", "whole number"]),
+        ({"mix__source": "dreambooth_lora"}, ["mix.source", "none, vanilla, dreambooth, textual_inversion"]),
+        ({"study__sources": ["none"]}, ["study.sources", "vanilla"]),
     ],
 )
 def test_bad_values_name_key_value_and_fix(tmp_path, override, words):
@@ -85,3 +94,64 @@ def test_stage_fails_fast_and_touches_nothing(tmp_path):
     assert proc.stderr.startswith("error: params.yaml: mix.p = 1.5")
     assert time.perf_counter() - start < 10
     assert sorted(p.name for p in tmp_path.iterdir()) == ["params.yaml"]
+
+
+def test_a_missing_key_names_it_and_the_only_place_defaults_live(tmp_path):
+    raw = yaml.safe_load((REPO / "params.yaml").read_text())
+    del raw["train"]["lr"]
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(raw))
+    with pytest.raises(ParamsError, match=r"train\.lr is missing; params\.yaml is the only place defaults are written"):
+        load_params(tmp_path / "params.yaml")
+
+
+@pytest.mark.parametrize("name, words", [
+    ("red circle", None), ("quadrat_ä", None), ("Golden Retriever", None), ("jack-o'-lantern", None),
+    (" cat", "spaces at its start or end"), ("   ", "visible character"), ("a/b", "may not hold"),
+    ('say "hi"', "may not hold"), ("$HOME", "may not hold"), (".hidden", "hidden file"),
+    ("manifest.csv", "manifest"), ("Classes.json", "manifest"), ("tab\there", "printable"),
+    ("cafe\u0301", "composed (NFC) form"), ("x" * 201, "200 bytes"),
+])
+def test_class_names_any_folder_can_hold(tmp_path, name, words):
+    path = folder_dataset_params(tmp_path, [name, "other"])
+    if words is None:
+        assert load_params(path).classes[0] == name
+        return
+    with pytest.raises(ParamsError, match=re.escape(words)):
+        load_params(path)
+
+
+def folder_dataset_params(tmp_path, classes):
+    raw = yaml.safe_load((REPO / "params.yaml").read_text())
+    raw["classes"] = classes
+    raw["scrape"].update(source="folder", path="x")
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(raw, allow_unicode=True))
+    return tmp_path / "params.yaml"
+
+
+@pytest.mark.parametrize("classes, words", [
+    (["Cat", "cat"], "the same name up to case as 'Cat'"),
+    (["caf\u00e9", "CAF\u00c9"], "the same name up to case"),
+    (["hot dog", "hot-dog"], "token <hot-dog> is also 'hot dog'"),
+])
+def test_colliding_class_names_are_named_together(tmp_path, classes, words):
+    with pytest.raises(ParamsError, match=re.escape(words)):
+        load_params(folder_dataset_params(tmp_path, classes))
+
+
+def test_the_default_grid_fits_the_synthetic_sets():
+    """Every p the default mix and study ask for fits generate.per_class (issue: p = 1.0 needed 102 of 100)."""
+    from diffaug.config import mix_counts
+
+    params = load_params(REPO / "params.yaml")
+    for p in params.study.p + [params.mix.p]:
+        assert mix_counts(params.split.original_per_class, params.mix, p)["synthetic"] <= params.generate.per_class
+
+
+def test_a_study_p_the_sets_cannot_fill_names_both_keys(tmp_path):
+    with pytest.raises(ParamsError) as info:
+        load_params(write_params(tmp_path, generate__per_class=100))
+    message = str(info.value)
+    assert message.startswith("params.yaml: study.p = 1.0 is not allowed") and "generate.per_class = 100" in message
+    assert "round(1 x 102) = 102" in message and "raise generate.per_class to at least 102" in message
+    with pytest.raises(ParamsError, match=r"mix\.n_per_class = 500 is not allowed.*102 \(split\.original_per_class"):
+        load_params(write_params(tmp_path, mix__n_per_class=500, mix__mode="add"))

@@ -9,7 +9,8 @@ import torch
 
 from diffaug.errors import DiffaugError
 from diffaug.metrics.fid import fid, frechet_distance, kid
-from helpers import pattern, write_split_folder
+from diffaug.io import write_csv
+from helpers import params_file, pattern, write_split_folder
 
 CLASSES = ["zero", "one"]
 
@@ -68,20 +69,25 @@ def make_project(root, n=6):
 
     write_split_folder(root / "data/original", {c: [pattern(100 * k + i) for i in range(n)]
                                                 for k, c in enumerate(CLASSES)})
+    rows = []
     for k, c in enumerate(CLASSES):
         (root / "data/synthetic/vanilla" / c).mkdir(parents=True)
         for i in range(n - 1):
             pattern(1000 + 100 * k + i, size=48).save(root / "data/synthetic/vanilla" / c / f"{i:04d}.png")
+            rows.append({"class": c, "file": f"{c}/{i:04d}.png"})
+    write_csv(root / "data/synthetic/vanilla/manifest.csv", rows, ["class", "file"])
     torch.manual_seed(0)
     model = build_model(len(CLASSES), "scratch", small_stem=False)
     save_classifier(root / "models/reference", Result(model.state_dict(), 1, None),
                     {"classes": CLASSES, "image_size": 32, "small_stem": False})
-    (root / "params.yaml").write_text("classes: [zero, one]\nfid: {kid_subsets: 4, kid_subset_size: 50, device: cpu}\n")
+    params_file(root, classes=CLASSES, scrape={"source": "folder", "path": "x"}, mix={"source": "none"},
+                split={"original_per_class": None}, fid={"kid_subsets": 4, "kid_subset_size": 50, "device": "cpu"},
+                train={"device": "cpu"})
 
 
 def test_stages_write_fid_and_kid_per_class_with_their_extractor(tmp_path, monkeypatch):
-    from diffaug.stages import fid as fid_stage
     from diffaug.stages import fid_reference
+    from diffaug.stages import measure as fid_stage
 
     make_project(tmp_path)
     monkeypatch.chdir(tmp_path)
@@ -90,8 +96,10 @@ def test_stages_write_fid_and_kid_per_class_with_their_extractor(tmp_path, monke
     assert meta["extractor"] == "reference" and meta["images"] == {"zero": 6, "one": 6}
     assert (tmp_path / "plots/samples/original.png").is_file()
 
-    monkeypatch.setattr(sys, "argv", ["fid", "vanilla"])
+    monkeypatch.setattr(sys, "argv", ["measure", "vanilla"])
     fid_stage.main()
+    recognised = json.loads((tmp_path / "metrics/recognise/vanilla.json").read_text())
+    assert recognised["images"] == 10 and set(recognised["per_class"]) == set(CLASSES)
     out = tmp_path / "metrics/fid/vanilla.json"
     first = out.read_bytes()
     report = json.loads(first)
@@ -150,14 +158,13 @@ def test_inception_features_through_pytorch_fid_loading_path(tmp_path, monkeypat
     assert features.shape == (3, 2048) and np.isfinite(features).all()
 
 
-@pytest.mark.parametrize("text, words", [
-    ("fid: {features: clip}", "fid.features"),
-    ("fid: {kid_subset_size: 1}", "fid.kid_subset_size"),
-    ("clip: {template: a photo}", "clip.template"),
+@pytest.mark.parametrize("sections, words", [
+    ({"fid": {"features": "clip"}}, "fid.features"),
+    ({"fid": {"kid_subset_size": 1}}, "fid.kid_subset_size"),
+    ({"clip": {"template": "a photo"}}, "clip.template"),
 ])
-def test_bad_fid_and_clip_params_name_the_key(tmp_path, text, words):
+def test_bad_fid_and_clip_params_name_the_key(tmp_path, sections, words):
     from diffaug.config import ParamsError, load_params
 
-    (tmp_path / "params.yaml").write_text(text + "\n")
     with pytest.raises(ParamsError, match=words):
-        load_params(tmp_path / "params.yaml")
+        load_params(params_file(tmp_path, **sections))

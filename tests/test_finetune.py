@@ -1,19 +1,18 @@
 """Fine-tuning: DreamBooth (full and LoRA) and Textual Inversion on the tiny model, saved and reloaded."""
-import dataclasses
 from pathlib import Path
 
 import pytest
 import torch
 
-from diffaug.config import DreamBooth, TextualInversion
+from diffaug.config import token_of
 from diffaug.diffusion.dreambooth import DreamBoothWeights, save_dreambooth, train_dreambooth
 from diffaug.diffusion.finetune import load_pixels, native_resolution, pick_instances
 from diffaug.diffusion.pipeline import load_pipeline, read_source
-from diffaug.diffusion.textual_inversion import (EMBEDS_FILE, add_token, fill, placeholder, save_embeds,
+from diffaug.diffusion.textual_inversion import (EMBEDS_FILE, add_token, fill, save_embeds,
                                                  train_textual_inversion)
 from diffaug.errors import DiffaugError
 from diffaug.io import write_json
-from helpers import pattern
+from helpers import pattern, section
 
 CPU = torch.device("cpu")
 QUIET = dict(log=lambda *_: None)
@@ -54,7 +53,7 @@ def test_pick_instances_is_seeded_per_class(tmp_path):
 
 
 def test_dreambooth_lowers_the_instance_loss_and_reloads(tiny_base, instances, tmp_path):
-    params = DreamBooth(steps=30, lr=1.0e-3, batch_size=2, seed=0)
+    params = section("dreambooth", steps=30, lr=1.0e-3, batch_size=2, seed=0)
     pipe = fresh(tiny_base)
     prior = instances.flip(-1)  # stand-in class images: the prior term is part of the loss under test
     record = train_dreambooth(pipe, instances, "a photo of sks seven", prior, "a photo of seven", params, **QUIET)
@@ -75,7 +74,7 @@ def test_dreambooth_lowers_the_instance_loss_and_reloads(tiny_base, instances, t
 
 
 def test_dreambooth_training_is_deterministic(tiny_base, instances):
-    params = DreamBooth(steps=3, lr=1.0e-3, batch_size=2, seed=1, prior_preservation=False)
+    params = section("dreambooth", steps=3, lr=1.0e-3, batch_size=2, seed=1, prior_preservation=False)
     weights = []
     for _ in range(2):
         pipe = fresh(tiny_base)
@@ -85,7 +84,7 @@ def test_dreambooth_training_is_deterministic(tiny_base, instances):
 
 
 def test_dreambooth_lora_saves_megabytes_not_a_unet_and_reloads(tiny_base, instances, tmp_path):
-    params = DreamBooth(mode="lora", lora_rank=4, steps=20, lr=5.0e-3, batch_size=2, seed=0,
+    params = section("dreambooth", mode="lora", lora_rank=4, steps=20, lora_lr=5.0e-3, batch_size=2, seed=0,
                         train_text_encoder=True)
     pipe = fresh(tiny_base)
     base_unet = {k: v.clone() for k, v in fresh(tiny_base).unet.state_dict().items()}
@@ -109,13 +108,13 @@ def test_dreambooth_lora_saves_megabytes_not_a_unet_and_reloads(tiny_base, insta
 
 
 def test_textual_inversion_changes_only_the_new_token(tiny_base, instances, tmp_path):
-    params = TextualInversion(steps=10, lr=5.0e-2, batch_size=2, num_vectors=2, scale_lr=False,
+    params = section("textual_inversion", steps=10, lr=5.0e-2, batch_size=2, num_vectors=2, scale_lr=False,
                               gradient_accumulation=1, seed=0)
     pipe = fresh(tiny_base)
     before = {name: {k: v.clone() for k, v in getattr(pipe, name).state_dict().items()}
               for name in ("unet", "vae", "text_encoder")}
     vocab = len(pipe.tokenizer)
-    token = placeholder("seven")
+    token = token_of("seven")
     record, learned = train_textual_inversion(pipe, instances, "seven", params, **QUIET)
     assert learned.shape == (2, pipe.text_encoder.config.hidden_size) and record["trainable_parameters"] == learned.numel()
     for name in ("unet", "vae"):
@@ -144,8 +143,8 @@ def test_textual_inversion_changes_only_the_new_token(tiny_base, instances, tmp_
 
 def test_textual_inversion_init_reg_keeps_the_token_near_its_word(tiny_base, instances):
     def drift(init_reg: float) -> float:
-        params = TextualInversion(steps=10, lr=5.0e-2, batch_size=2, scale_lr=False, gradient_accumulation=1,
-                                  init_reg=init_reg, templates=("a photo of the {} digit {class}",))
+        params = section("textual_inversion", steps=10, lr=5.0e-2, batch_size=2, scale_lr=False, gradient_accumulation=1,
+                                  init_reg=init_reg, templates=["a photo of the {} digit {class}"])
         pipe = fresh(tiny_base)
         word = pipe.text_encoder.get_input_embeddings().weight[pipe.tokenizer("seven", add_special_tokens=False).input_ids]
         word = word.detach().clone()

@@ -6,12 +6,11 @@ from pathlib import Path
 import pytest
 import yaml
 
-from diffaug.config import Mix
 from diffaug.data.mix import mix_class, round_half_up, synthetic_files
 from diffaug.errors import DiffaugError
 from diffaug.io import read_csv, sha256_file
 
-from helpers import pattern, write_split_folder
+from helpers import pattern, section, write_split_folder
 
 REPO = Path(__file__).resolve().parents[1]
 REAL = [f"data/original/cat/{i:03d}.png" for i in range(40)]
@@ -24,7 +23,7 @@ def origins(pairs):
 
 @pytest.mark.parametrize("p", [0.0, 0.25, 0.5, 0.75, 1.0, 0.3])
 def test_replace_mode_exact_counts_without_replacement(p):
-    params = Mix(source="vanilla", p=p, n_per_class=30, val_fraction=0.25)
+    params = section("mix", source="vanilla", p=p, n_per_class=30, val_fraction=0.25)
     train, val = mix_class("cat", REAL, SYN, params)
     assert origins(train).count("synthetic") == round_half_up(p * 30)
     assert len(train) == 30
@@ -38,37 +37,41 @@ def test_round_half_up_not_bankers():
 
 
 def test_only_original_baseline_keeps_the_real_part():
-    train, _ = mix_class("cat", REAL, [], Mix(source="none", p=0.5, n_per_class=30, val_fraction=0.25))
+    train, _ = mix_class("cat", REAL, [], section("mix", source="none", p=0.5, n_per_class=30, val_fraction=0.25))
     assert len(train) == 15 and set(origins(train)) == {"original"}
 
 
 def test_add_mode_puts_synthetic_on_top():
-    train, _ = mix_class("cat", REAL, SYN, Mix(source="vanilla", p=0.5, mode="add", val_fraction=0.25))
+    train, _ = mix_class("cat", REAL, SYN, section("mix", source="vanilla", p=0.5, mode="add", val_fraction=0.25))
     assert origins(train).count("original") == 30 and origins(train).count("synthetic") == 15
 
 
 def test_paper_mode_draws_validation_from_the_mixed_set():
-    params = Mix(source="vanilla", p=1.0, val_from="mixed", val_fraction=0.2)
+    params = section("mix", source="vanilla", p=1.0, val_from="mixed", val_fraction=0.2)
     train, val = mix_class("cat", REAL, SYN, params)
     assert set(origins(val)) == {"synthetic"} and len(train) + len(val) == 40
 
 
 def test_seeded():
-    a = mix_class("cat", REAL, SYN, Mix(source="vanilla", p=0.5, seed=0))
-    assert a == mix_class("cat", REAL, SYN, Mix(source="vanilla", p=0.5, seed=0))
-    assert a != mix_class("cat", REAL, SYN, Mix(source="vanilla", p=0.5, seed=1))
+    a = mix_class("cat", REAL, SYN, section("mix", source="vanilla", p=0.5, seed=0))
+    assert a == mix_class("cat", REAL, SYN, section("mix", source="vanilla", p=0.5, seed=0))
+    assert a != mix_class("cat", REAL, SYN, section("mix", source="vanilla", p=0.5, seed=1))
 
 
 def test_not_enough_images_is_a_clear_error():
     with pytest.raises(DiffaugError, match=r"class 'cat' has 50 vanilla images but the mix needs 60"):
-        mix_class("cat", REAL, SYN, Mix(source="vanilla", p=1.0, n_per_class=60, val_fraction=0.0))
+        mix_class("cat", REAL, SYN, section("mix", source="vanilla", p=1.0, n_per_class=60, val_fraction=0.0))
     with pytest.raises(DiffaugError, match=r"class 'cat' has 34 real training images but the mix needs 35"):
-        mix_class("cat", REAL, SYN, Mix(source="vanilla", p=0.0, n_per_class=35))
+        mix_class("cat", REAL, SYN, section("mix", source="vanilla", p=0.0, n_per_class=35))
 
 
-def test_missing_source_names_the_stage(tmp_path):
+def test_missing_source_names_its_stage_from_the_registry():
+    from diffaug.config import load_params
+
+    sources = load_params(REPO / "params.yaml").sources
+    assert [sources.stage(s) for s in ("vanilla", "dreambooth")] == ["generate@vanilla", "generate_finetuned@dreambooth"]
     with pytest.raises(DiffaugError, match=r"dvc repro generate_finetuned@dreambooth"):
-        synthetic_files(tmp_path, "dreambooth", ["cat"])
+        synthetic_files(REPO / "nowhere", "dreambooth", ["cat"], sources.stage("dreambooth"))
 
 
 def test_stage_writes_manifests_with_hashes(tmp_path):
@@ -91,3 +94,4 @@ def test_stage_writes_manifests_with_hashes(tmp_path):
     assert not list((tmp_path / "data/mixed").glob("*.png"))
     report = yaml.safe_load((tmp_path / "metrics/mix.json").read_text())
     assert report["synthetic_images"] == 10 and report["val_synthetic_images"] == 0
+    assert report["composition"] == "10 real + 10 vanilla (p = 0.5)" and report["real_images"] == 10

@@ -41,7 +41,7 @@ def test_paper_profile_is_the_study():
     assert p.base.model == "CompVis/stable-diffusion-v1-4"
     assert p.generate.per_class == 700 and p.generate.guidance == 7.5 and p.generate.resolution is None
     assert dict(p.study.regimes) == {"scratch": 200, "finetune": 20, "frozen": 20}
-    assert p.study.p == (0.0, 0.25, 0.5, 0.75, 1.0)
+    assert p.study.p == [0.0, 0.25, 0.5, 0.75, 1.0]
     assert (p.train.lr, p.train.momentum, p.mix.val_fraction) == (1.0e-3, 0.9, 0.15)
     text = PAPER.read_text()
     assert "scheduler: lms" in text and "steps: 50" in text  # the paper's generation settings, as the option
@@ -50,7 +50,9 @@ def test_paper_profile_is_the_study():
 def test_switch_checks_the_profile_first(tmp_path):
     (tmp_path / "profiles").mkdir()
     (tmp_path / "params.yaml").write_text("classes: [zero]\n")
-    (tmp_path / "profiles" / "bad.yaml").write_text("mix: {p: 2.0}\n")
+    bad = yaml.safe_load((REPO / "params.yaml").read_text())
+    bad["mix"]["p"] = 2.0
+    (tmp_path / "profiles" / "bad.yaml").write_text(yaml.safe_dump(bad))
     with pytest.raises(DiffaugError, match="mix.p"):
         switch("bad", tmp_path)
     with pytest.raises(DiffaugError, match="available: bad"):
@@ -99,7 +101,7 @@ def test_dvc_repro_dry_lists_the_full_study(tmp_path):
         stages = set(re.findall(r"Running stage '([^']+)'", proc.stdout))
         # Every stage of dvc.yaml (matrix stages as name@item) would run.
         assert {s.split("@")[0] for s in stages} == declared
-        assert {"scrape", "split", "base_model", "prompts", "generate_vanilla", "mix", "train", "evaluate"} <= stages
+        assert {"scrape", "split", "base_model", "prompts", "generate@vanilla", "check", "mix", "train", "evaluate"} <= stages
         return stages
 
     # A fresh clone: DVC's dry run looks up its run-cache, which needs the upstream outputs to exist

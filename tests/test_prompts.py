@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from diffaug.config import Prompts
 from diffaug.diffusion.prompts import build_prompts, clean, dedupe, from_templates
+from helpers import section
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -59,7 +59,7 @@ def test_dedupe_ignores_case_and_punctuation():
 
 
 def test_llm_expansion_is_seeded_and_clean(tiny_gpt2):
-    params = Prompts(templates=("a photo of a {}",), llm=tiny_gpt2, llm_per_question=2, max_new_tokens=12, seed=3)
+    params = section("prompts", templates=["a photo of a {}"], llm=tiny_gpt2, llm_per_question=2, max_new_tokens=12, seed=3)
     records = build_prompts(["cat", "dog"], params)
     assert records == build_prompts(["cat", "dog"], params)
     llm = [r for r in records if r["origin"].startswith("llm")]

@@ -5,12 +5,11 @@ import numpy as np
 import pytest
 from PIL import Image, ImageEnhance
 
-from diffaug.config import Split
 from diffaug.data.images import hamming_matrix, phash
 from diffaug.data.split import split
 from diffaug.errors import DiffaugError
 
-from helpers import pattern
+from helpers import pattern, section
 
 
 def make_raw(tmp_path: Path, twins: bool) -> tuple[Path, list[dict]]:
@@ -32,7 +31,7 @@ def make_raw(tmp_path: Path, twins: bool) -> tuple[Path, list[dict]]:
 
 def test_counts_and_seeded(tmp_path):
     raw, rows = make_raw(tmp_path, twins=False)
-    params = Split(original_per_class=6, test_per_class=4, dedupe_distance=4, seed=1)
+    params = section("split", original_per_class=6, test_per_class=4, dedupe_distance=4, seed=1)
     original, test, report = split(raw, rows, ("cat", "dog"), params)
     assert {c: len(v) for c, v in original.items()} == {"cat": 6, "dog": 6}
     assert {c: len(v) for c, v in test.items()} == {"cat": 4, "dog": 4}
@@ -40,14 +39,14 @@ def test_counts_and_seeded(tmp_path):
         assert not set(original[c]) & set(test[c])
         assert all(f.startswith(c + "/") for f in original[c] + test[c])
     assert split(raw, rows, ("cat", "dog"), params)[:2] == (original, test)
-    other = split(raw, rows, ("cat", "dog"), Split(original_per_class=6, test_per_class=4, seed=2))
+    other = split(raw, rows, ("cat", "dog"), section("split", original_per_class=6, test_per_class=4, seed=2))
     assert other[1] != test
     assert report["near_duplicates_removed"] == 0
 
 
 def test_near_duplicates_of_test_images_never_reach_original(tmp_path):
     raw, rows = make_raw(tmp_path, twins=True)
-    params = Split(original_per_class=None, test_per_class=6, dedupe_distance=6, seed=0)
+    params = section("split", original_per_class=None, test_per_class=6, dedupe_distance=6, seed=0)
     original, test, report = split(raw, rows, ("cat", "dog"), params)
 
     def hashes(files):
@@ -66,6 +65,6 @@ def test_near_duplicates_of_test_images_never_reach_original(tmp_path):
 def test_not_enough_images_names_class_and_fix(tmp_path):
     raw, rows = make_raw(tmp_path, twins=False)
     with pytest.raises(DiffaugError, match=r"class 'cat'.*split.original_per_class"):
-        split(raw, rows, ("cat", "dog"), Split(original_per_class=9, test_per_class=4))
+        split(raw, rows, ("cat", "dog"), section("split", original_per_class=9, test_per_class=4))
     with pytest.raises(DiffaugError, match=r"class 'cat' has 12 images.*split.test_per_class"):
-        split(raw, rows, ("cat", "dog"), Split(original_per_class=None, test_per_class=12))
+        split(raw, rows, ("cat", "dog"), section("split", original_per_class=None, test_per_class=12))

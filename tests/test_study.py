@@ -13,6 +13,7 @@ import yaml
 
 import diffaug
 from diffaug.study import grid, main
+from helpers import params_file
 
 SRC = Path(diffaug.__file__).resolve().parents[1]
 
@@ -36,9 +37,8 @@ def test_grid_has_the_baseline_once_and_no_empty_mixes():
 
 
 def test_dry_run_prints_typed_overrides(tmp_path, monkeypatch, capsys):
-    (tmp_path / "params.yaml").write_text(yaml.safe_dump({"study": {
-        "sources": ["vanilla"], "p": [0.0, 1], "regimes": {"finetune": 20, "scratch": None}, "seeds": [3],
-        "randaugment": False}}))
+    params_file(tmp_path, study={"sources": ["vanilla"], "p": [0.0, 1], "regimes": {"finetune": 20, "scratch": None},
+                                 "seeds": [3], "randaugment": False})
     monkeypatch.chdir(tmp_path)
     main(["--dry-run"])
     lines = capsys.readouterr().out.splitlines()
@@ -129,9 +129,8 @@ def test_study_queues_runs_and_reports_in_a_real_repo(tmp_path):
 def test_study_params_are_checked(tmp_path, study, key):
     from diffaug.config import ParamsError, load_params
 
-    (tmp_path / "params.yaml").write_text(yaml.safe_dump({"study": study}))
     with pytest.raises(ParamsError, match=key.replace(".", r"\.")):
-        load_params(tmp_path / "params.yaml")
+        load_params(params_file(tmp_path, study=study))
 
 
 STATUS = """\

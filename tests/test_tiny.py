@@ -5,7 +5,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from diffaug.diffusion.tiny import DIGIT_WORDS, build_tokenizer, pretrain, render_digit
+from diffaug.config import DIGIT_WORDS
+from diffaug.diffusion.tiny.pretrain import pretrain
+from diffaug.diffusion.tiny.render import render_digit
+from diffaug.diffusion.tiny.tokenizer import build_tokenizer
 
 SMALL = dict(n_images=64, vae_steps=3, vae_batch=8, unet_steps=3, unet_batch=8)
 
@@ -31,7 +34,7 @@ def test_pretrain_is_deterministic_and_loads_as_a_pipeline(tmp_path):
 
 def test_tokenizer_written_by_the_project(tmp_path):
     tok = build_tokenizer(tmp_path)
-    for word in DIGIT_WORDS + ["photo", "digit", "sks"]:
+    for word in [*DIGIT_WORDS, "photo", "digit", "sks"]:
         assert len(tok(word, add_special_tokens=False).input_ids) == 1
     # Any text tokenises (byte fallback), and new tokens can be added as Textual Inversion does.
     assert len(tok("a zebra-striped Ünïcode thing", add_special_tokens=False).input_ids) > 3

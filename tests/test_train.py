@@ -1,5 +1,5 @@
 """The classifier: regimes, weights offline, best-validation copy, determinism, evaluation."""
-import dataclasses
+
 import hashlib
 
 import numpy as np
@@ -7,16 +7,16 @@ import pytest
 import torch
 from torchvision.models import resnet18
 
+from helpers import section
 from diffaug.classify.data import Augment
 from diffaug.classify.evaluate import score
 from diffaug.classify.model import build_model, imagenet_weights_path, use_small_stem
 from diffaug.classify.train import fit, predict, seed_everything
-from diffaug.config import Train
 from diffaug.device import autocast_dtype, pick_device
 from diffaug.errors import DiffaugError
 
 CPU = torch.device("cpu")
-CFG = Train(epochs=3, batch_size=16, lr=0.05, image_size=16, small_stem="false", augment="standard")
+CFG = section("train", epochs=3, batch_size=16, lr=0.05, image_size=16, small_stem="false", augment="standard")
 
 
 def stripes(n: int, seed: int):
@@ -41,7 +41,7 @@ def digest(state: dict) -> str:
 
 
 def test_learns_and_keeps_the_best_validation_epoch():
-    model, result = train_once(dataclasses.replace(CFG, epochs=4), n=128)
+    model, result = train_once(CFG.model_copy(update=dict(epochs=4)), n=128)
     accs = [h["val_accuracy"] for h in result.history]
     assert result.best_val_accuracy == max(accs) >= 0.9
     assert result.history[result.best_epoch - 1]["val_accuracy"] == max(accs)
@@ -52,10 +52,10 @@ def test_learns_and_keeps_the_best_validation_epoch():
 
 
 def test_same_seed_same_bytes_other_seed_other_bytes():
-    cfg = dataclasses.replace(CFG, epochs=1)
+    cfg = CFG.model_copy(update=dict(epochs=1))
     a = digest(train_once(cfg)[1].state_dict)
     assert a == digest(train_once(cfg)[1].state_dict)
-    assert a != digest(train_once(dataclasses.replace(cfg, seed=1))[1].state_dict)
+    assert a != digest(train_once(cfg.model_copy(update=dict(seed=1)))[1].state_dict)
 
 
 def test_small_stem_for_small_images():
@@ -94,7 +94,7 @@ def test_finetune_loads_placed_weights(tmp_path, monkeypatch):
 
 def test_frozen_regime_trains_only_the_head(tmp_path, monkeypatch):
     state = place_weights(tmp_path, monkeypatch)
-    cfg = dataclasses.replace(CFG, regime="frozen", epochs=2)
+    cfg = CFG.model_copy(update=dict(regime="frozen", epochs=2))
     model, result = train_once(cfg, build_model(2, "frozen", small_stem=False))
     changed = {k for k, v in result.state_dict.items() if not k.startswith("fc.") and not torch.equal(v, state[k])}
     assert changed == set()  # weights and batch-norm statistics stay ImageNet's

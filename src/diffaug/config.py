@@ -1,516 +1,608 @@
-"""Typed, validated parameters: one dataclass per `params.yaml` section.
+"""Typed, validated parameters: one pydantic model per `params.yaml` section.
 
-Every stage calls `load_params()` first, so a bad value stops the run in a second, with one
-sentence naming the key, the value and what is allowed, before any output is touched.
+params.yaml is the only place a default is written: every field here is required, so a params file
+missing a key stops with a sentence naming it instead of silently getting another value. Bounds and
+allowed values sit beside each field; rules that relate two sections are the validators of `Params`.
+A bad value stops with one sentence naming the key, the value and what is allowed.
+
+This module imports nothing from the project but the error type, so every stage can load params
+without pulling in the scraper, torch or diffusers.
 """
 from __future__ import annotations
 
-import dataclasses
 import math
-from dataclasses import dataclass, field
+import re
+import typing
+import unicodedata
 from pathlib import Path
-from typing import Any, Optional
+from typing import Annotated, Any, Literal, Optional
 
 import yaml
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
 
 from diffaug.errors import DiffaugError
 
 DIGIT_WORDS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
-SYNTHETIC_SOURCES = ("vanilla", "dreambooth", "textual_inversion")
-# The stage that writes each synthetic source, for the "source is missing" error.
-SOURCE_STAGE = {
-    "vanilla": "generate_vanilla",
-    "dreambooth": "generate_finetuned@dreambooth",
-    "textual_inversion": "generate_finetuned@textual_inversion",
-}
+# Files that live beside the class folders (data/raw, data/original, data/test, data/synthetic/<source>).
+RESERVED_NAMES = ("manifest.csv", "classes.json", "report.json")
+# Characters the shell still reads inside the double quotes dvc.yaml puts around a class name.
+SHELL_SPECIAL = '"$`\\'
+# The scraper's vocabularies (data/search.py asserts that its tables match these).
+SEARCH_ENGINES = ("bing",)
+LICENCES = ("any", "creative_commons", "public_domain", "free_to_share_and_use",
+            "free_to_share_and_use_commercially", "free_to_modify_share_and_use",
+            "free_to_modify_share_and_use_commercially")
 
 
 class ParamsError(DiffaugError):
     """A value in params.yaml that is not allowed."""
 
 
-@dataclass(frozen=True)
-class Scrape:
-    source: str = "digits"  # digits | folder | urls | search
-    path: Optional[str] = None  # folder: class sub-folders; urls: CSV of url,label rows
-    digits_size: int = 32  # digits: the 8x8 scans are upscaled to this side
-    max_side: int = 0  # downscale larger images to this longest side; 0 keeps them
-    workers: int = 8
-    timeout: float = 10.0  # seconds per request, connect and whole body
-    retries: int = 3
-    max_bytes: int = 20_000_000
-    # search: an image search engine queried per class (the paper scraped the web)
-    engine: str = "bing"
-    endpoint: Optional[str] = None  # None: the engine's own address; tests point it at a local server
-    queries: tuple[str, ...] = ("{} photo",)  # query templates, tried in order until per_class is reached
-    per_class: int = 100  # usable (valid, unique) images to collect per class
-    licence: str = "any"  # the engine's licence filter (engines do not report an image's licence)
-    delay: float = 1.0  # seconds between two requests to the same host (search engine or image host)
+# ------------------------------------------------------------------------------------------------
+# Field types: each carries its own check, so a section only names them.
+# ------------------------------------------------------------------------------------------------
 
-
-@dataclass(frozen=True)
-class Split:
-    original_per_class: Optional[int] = 120  # None: everything left after the test split
-    test_per_class: int = 50
-    dedupe_distance: int = 2  # pHash Hamming distance that counts as a near-duplicate
-    seed: int = 0
-
-
-@dataclass(frozen=True)
-class Mix:
-    source: str = "none"  # none | vanilla | dreambooth | textual_inversion
-    p: float = 0.0
-    n_per_class: Optional[int] = None  # None: all real training images of the class
-    mode: str = "replace"  # replace: p*n synthetic + (1-p)*n real; add: n real + p*n synthetic
-    val_fraction: float = 0.15
-    val_from: str = "original"  # original: real images only; mixed: the paper's behaviour
-    seed: int = 0
-
-
-@dataclass(frozen=True)
-class Train:
-    regime: str = "scratch"  # scratch | finetune | frozen
-    epochs: int = 15
-    batch_size: int = 128
-    lr: float = 0.05
-    momentum: float = 0.9
-    weight_decay: float = 5.0e-4
-    lr_schedule: str = "cosine"  # constant | cosine
-    image_size: int = 32
-    small_stem: str = "auto"  # auto (<= 64 px) | true | false: 3x3 stem, no max-pool
-    augment: str = "standard"  # none | standard | randaugment
-    hflip: bool = False  # horizontal flips (off for digits and text)
-    device: str = "auto"  # auto | cpu | cuda | cuda:N | mps
-    seed: int = 0
-
-
-@dataclass(frozen=True)
-class Reference:
-    """A classifier of d_original alone: it scores how recognisable synthetic images are."""
-    epochs: int = 15
-    image_size: int = 32
-    small_stem: str = "auto"
-    seed: int = 0
-
-
-@dataclass(frozen=True)
-class Evaluate:
-    batch_size: int = 256
-
-
-@dataclass(frozen=True)
-class Fid:
-    """FID and KID between d_original and each synthetic source (stages fid_reference, fid@<source>)."""
-    features: str = "reference"  # reference (offline: the reference ResNet-18) | inception (pytorch-fid, the paper)
-    batch_size: int = 50
-    kid_subsets: int = 100  # KID: random subsets averaged (torch-fidelity's default)
-    kid_subset_size: int = 1000  # capped at the smaller set of each comparison
-    device: str = "auto"
-    seed: int = 0
-
-
-@dataclass(frozen=True)
-class Clip:
-    """Zero-shot CLIP on data/test (stage clip_zero_shot), the paper's second baseline."""
-    model: Optional[str] = None  # None: skipped; a hub id (e.g. openai/clip-vit-base-patch32) or a local folder
-    revision: str = "main"  # pin a commit for a reproducible number
-    template: str = "a photo of a {}"
-    batch_size: int = 64
-    device: str = "auto"
-
-
-LLM_QUESTIONS = (  # the paper's GPT-3 templates
-    "Describe what a {} looks like?",
-    "How can you identify a {}?",
-    "What does a {} look like?",
-    "Describe an image from the internet of a {}?",
-    "A caption of an image of {}:",
-)
-
-
-@dataclass(frozen=True)
-class Base:
-    model: str = "builtin:tiny"  # builtin:tiny | a hub model id
-    revision: str = "main"  # hub: branch, tag or commit; resolved to a commit and recorded
-    tiny_steps: int = 800  # builtin: denoiser pretraining steps
-    seed: int = 0
-
-
-@dataclass(frozen=True)
-class Prompts:
-    templates: tuple[str, ...] = ("a photo of a {}",)
-    llm: Optional[str] = None  # a transformers text-generation model: local path or hub id
-    llm_revision: str = "main"
-    llm_questions: tuple[str, ...] = LLM_QUESTIONS
-    llm_per_question: int = 2
-    temperature: float = 0.9
-    max_new_tokens: int = 40
-    seed: int = 0
-
-
-@dataclass(frozen=True)
-class Generate:
-    per_class: int = 100
-    scheduler: str = "dpm++"  # dpm++ | lms | ddim | pndm | euler | euler_a
-    steps: int = 20
-    guidance: float = 7.5
-    negative_prompt: str = ""
-    resolution: Optional[int] = None  # None: the model's native size
-    save_size: Optional[int] = None  # None: keep the generated size
-    batch_size: int = 16
-    dtype: str = "auto"  # auto | float32 | float16 | bfloat16
-    compile: bool = False
-    cpu_offload: bool = False
-    safety_checker: bool = False
-    device: str = "auto"
-    launcher: str = "python"  # or e.g. "accelerate launch --num_processes 4" for several GPUs
-    seed: int = 0
-
-
-@dataclass(frozen=True)
-class DreamBooth:
-    """One fine-tuned model per class (DreamBooth: Ruiz et al. 2023; the diffusers example's options)."""
-    instance_images: int = 5  # real images per class, drawn (seeded) from d_original
-    prompt: str = "a photo of sks {}"  # instance prompt with the rare identifier; also the generation prompt
-    class_prompt: str = "a photo of {}"  # prior preservation prompt
-    prior_preservation: bool = True
-    class_images: int = 50  # prior images generated by the base model
-    prior_loss_weight: float = 1.0
-    prior_steps: int = 20  # generation steps for the prior images (DPM-Solver++)
-    prior_guidance: float = 7.5
-    mode: str = "full"  # full (the whole UNet) | lora
-    lora_rank: int = 4
-    train_text_encoder: bool = False
-    steps: int = 400
-    lr: float = 5.0e-6
-    scale_lr: bool = False  # lr x batch_size x gradient_accumulation x processes
-    batch_size: int = 1
-    gradient_accumulation: int = 1
-    mixed_precision: str = "auto"  # auto (bf16/fp16 on CUDA, none on CPU) | no | fp16 | bf16
-    gradient_checkpointing: bool = False
-    use_8bit_adam: bool = False
-    resolution: Optional[int] = None  # None: the model's native size
-    device: str = "auto"
-    launcher: str = "python"
-    seed: int = 0
-
-
-@dataclass(frozen=True)
-class TextualInversion:
-    """A new token per class whose embedding alone learns the class (Gal et al. 2022)."""
-    images: int = 5  # real images per class, drawn (seeded) from d_original
-    num_vectors: int = 1  # embedding vectors behind the token <class>
-    init_word: Optional[str] = None  # None: the class name
-    templates: tuple[str, ...] = ("object",)  # object: diffusers' object templates; or your own, {} = token
-    prompt: str = "a photo of a {}"  # generation prompt; {} = the learned token
-    init_reg: float = 0.0  # weight of the squared L2 pull of the embedding toward its init word's
-    steps: int = 3000
-    lr: float = 5.0e-4
-    scale_lr: bool = True  # lr x batch_size x gradient_accumulation x processes (the diffusers default)
-    batch_size: int = 1
-    gradient_accumulation: int = 4
-    mixed_precision: str = "auto"
-    gradient_checkpointing: bool = False
-    resolution: Optional[int] = None
-    device: str = "auto"
-    launcher: str = "python"
-    seed: int = 0
-
-
-@dataclass(frozen=True)
-class Study:
-    """`python -m diffaug.study`: the grid it queues as DVC experiments. No stage reads it."""
-    sources: tuple[str, ...] = ("vanilla",)  # synthetic sources; the `none` baseline is always added
-    p: tuple[float, ...] = (0.0, 0.25, 0.5, 0.75, 1.0)
-    regimes: tuple[tuple[str, Optional[int]], ...] = (("scratch", None),)  # (regime, epochs; None: train.epochs)
-    seeds: tuple[int, ...] = (0,)  # each sets train.seed and mix.seed
-    jobs: int = 1  # experiments run in parallel (`dvc queue start -j`)
-    randaugment: bool = True  # also queue the paper's RandAugment baseline (only original, p = 0)
-
-
-def _study(raw: Any) -> Study:
-    """The study section has lists of numbers and a regime -> epochs mapping, which `_section` does not type."""
-    raw = {} if raw is None else raw
-    if not isinstance(raw, dict):
-        _fail("study", raw, "it must be a mapping of keys to values")
-    known = [f.name for f in dataclasses.fields(Study)]
-    for key in raw:
-        if key not in known:
-            _fail(f"study.{key}", raw[key], f"known keys are {', '.join(known)}")
-    d = Study()
-    sources = raw.get("sources", list(d.sources))
-    if not isinstance(sources, list) or not all(isinstance(x, str) for x in sources):
-        _fail("study.sources", sources, "use a list of synthetic sources")
-    p = raw.get("p", list(d.p))
-    if not isinstance(p, list) or not p or not all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in p):
-        _fail("study.p", p, "use a non-empty list of proportions")
-    regimes = raw.get("regimes", dict(d.regimes))
-    if not isinstance(regimes, dict) or not regimes or not all(
-            e is None or (isinstance(e, int) and not isinstance(e, bool)) for e in regimes.values()):
-        _fail("study.regimes", regimes, "use a mapping of regime to epochs, e.g. {scratch: 200, finetune: 20}")
-    seeds = raw.get("seeds", list(d.seeds))
-    if not isinstance(seeds, list) or not seeds or not all(isinstance(x, int) and not isinstance(x, bool) for x in seeds):
-        _fail("study.seeds", seeds, "use a non-empty list of whole numbers")
-    jobs = raw.get("jobs", d.jobs)
-    if not isinstance(jobs, int) or isinstance(jobs, bool):
-        _fail("study.jobs", jobs, "use a whole number")
-    randaugment = raw.get("randaugment", d.randaugment)
-    if not isinstance(randaugment, bool):
-        _fail("study.randaugment", randaugment, "use true or false")
-    return Study(tuple(sources), tuple(float(x) for x in p), tuple(regimes.items()), tuple(seeds), jobs, randaugment)
-
-
-@dataclass(frozen=True)
-class Params:
-    classes: tuple[str, ...] = DIGIT_WORDS
-    scrape: Scrape = field(default_factory=Scrape)
-    base: Base = field(default_factory=Base)
-    prompts: Prompts = field(default_factory=Prompts)
-    generate: Generate = field(default_factory=Generate)
-    dreambooth: DreamBooth = field(default_factory=DreamBooth)
-    textual_inversion: TextualInversion = field(default_factory=TextualInversion)
-    split: Split = field(default_factory=Split)
-    mix: Mix = field(default_factory=Mix)
-    train: Train = field(default_factory=Train)
-    evaluate: Evaluate = field(default_factory=Evaluate)
-    reference: Reference = field(default_factory=Reference)
-    fid: Fid = field(default_factory=Fid)
-    clip: Clip = field(default_factory=Clip)
-    study: Study = field(default_factory=Study)
-
-
-def _fail(key: str, value: Any, allowed: str) -> None:
-    raise ParamsError(f"params.yaml: {key} = {value!r} is not allowed; {allowed}.")
-
-
-def _coerce(key: str, value: Any, default: Any, annotation: str) -> Any:
-    """Check a value's type against its field; ints are accepted where floats are expected."""
-    optional = annotation.startswith("Optional")
-    if value is None:
-        if optional:
-            return None
-        _fail(key, value, "it needs a value")
-    base = type(default) if default is not None else (str if "str" in annotation else int)
-    if base is tuple:
-        if not isinstance(value, (list, tuple)) or not value or not all(isinstance(v, str) for v in value):
-            _fail(key, value, "use a non-empty list of text")
-        return tuple(value)
-    if base is bool:
-        if not isinstance(value, bool):
-            _fail(key, value, "use true or false")
-        return value
-    if base is float:
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-            _fail(key, value, "use a number (write 1.0e-4, not 1e-4, which YAML reads as text)")
-        return float(value)
-    if base is int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            _fail(key, value, "use a whole number")
-        return value
-    if isinstance(value, bool):  # `small_stem: true` is written as YAML's boolean
-        return str(value).lower()
-    if not isinstance(value, str):
-        _fail(key, value, "use text")
+def _device(value: str) -> str:
+    if not (value in ("auto", "cpu", "cuda", "mps") or re.fullmatch(r"cuda:\d+", value)):
+        raise ValueError("allowed: auto, cpu, cuda, cuda:N, mps")
     return value
 
 
-def _section(cls: type, name: str, raw: Any) -> Any:
-    if raw is None:
-        raw = {}
-    if not isinstance(raw, dict):
-        _fail(name, raw, "it must be a mapping of keys to values")
-    fields = {f.name: f for f in dataclasses.fields(cls)}
-    unknown = sorted(set(raw) - set(fields))
-    if unknown:
-        _fail(f"{name}.{unknown[0]}", raw[unknown[0]], f"known keys are {', '.join(fields)}")
-    values = {}
-    for fname, f in fields.items():
-        default = f.default
-        values[fname] = _coerce(f"{name}.{fname}", raw.get(fname, default), default, str(f.type))
-    return cls(**values)
+def _launcher(value: str) -> str:
+    # The launcher is pasted into a shell command line by dvc.yaml: only these words may appear.
+    if value != "python" and not re.fullmatch(r"accelerate launch( --[a-z_]+(=| )[\w.,:-]+| --[a-z_]+)*", value):
+        raise ValueError("use python, or accelerate launch with its --options (letters, digits and .,:- only)")
+    return value
 
 
-def _one_of(key: str, value: Any, allowed: tuple) -> None:
-    if value not in allowed:
-        _fail(key, value, "allowed: " + ", ".join(str(a) for a in allowed))
+def _multiple_of_8(value: Optional[int]) -> Optional[int]:
+    if value is not None and (value < 8 or value % 8):
+        raise ValueError("use a multiple of 8 (or null)")
+    return value
 
 
-def _at_least(key: str, value: Optional[float], low: float, strict: bool = False) -> None:
-    if value is not None and (value <= low if strict else value < low):
-        _fail(key, value, f"it must be {'greater than' if strict else 'at least'} {low:g}")
+def _template(*fields: str):
+    """A prompt template: exactly one {} (the class or its token) and only the named {fields}."""
+    def check(text: str) -> str:
+        if text.count("{}") != 1:
+            raise ValueError("a prompt template needs exactly one {} where the class (or its token) goes")
+        try:
+            text.format("", **{f: "" for f in fields})
+        except (KeyError, IndexError, ValueError):
+            named = " and " + ", ".join("{" + f + "}" for f in fields) if fields else ""
+            raise ValueError(f"a prompt template may hold only {{}}{named}; double other braces ({{{{ }}}})") from None
+        return text
+    return check
 
 
-def _check_device(key: str, value: str) -> None:
-    if not (value in ("auto", "cpu", "cuda", "mps") or (value.startswith("cuda:") and value[5:].isdigit())):
-        _fail(key, value, "allowed: auto, cpu, cuda, cuda:N, mps")
+def _hub_or_folder(value: str) -> str:
+    """A hub id (owner/name) or an existing local folder: anything else would reach the hub as a bad id."""
+    if re.fullmatch(r"[\w][\w.-]*/[\w][\w.-]*", value) and ".." not in value:
+        return value
+    if Path(value).is_dir():
+        return value
+    raise ValueError("use a hub id like owner/name or an existing local folder")
 
 
-def _check_launcher(key: str, value: str) -> None:
-    if not (value == "python" or value.startswith("accelerate launch")):
-        _fail(key, value, "use python, or accelerate launch with its options")
+def _stem(value: Any) -> Any:
+    return str(value).lower() if isinstance(value, bool) else value  # YAML writes true/false as booleans
 
 
-def _check_template(key: str, text: str, fields: tuple[str, ...] = ()) -> None:
-    if text.count("{}") != 1:
-        _fail(key, text, "a prompt template needs exactly one {} where the class (or its token) goes")
-    try:
-        text.format("", **{f: "" for f in fields})
-    except (KeyError, IndexError, ValueError):
-        named = " and " + ", ".join("{" + f + "}" for f in fields) if fields else ""
-        _fail(key, text, f"a prompt template may hold only {{}}{named}; double other braces ({{{{ }}}})")
+def _proportion(value: float) -> float:
+    if not 0.0 <= value <= 1.0:
+        raise ValueError("use a proportion between 0.0 and 1.0")
+    return value
 
 
-def validate(params: Params) -> Params:
-    """Check the relations between values that types alone cannot express."""
-    classes = params.classes
-    if not classes:
-        _fail("classes", list(classes), "list at least one class name")
-    if len(set(classes)) != len(classes):
-        _fail("classes", list(classes), "class names must be unique")
-    for c in classes:
-        if not c or "/" in c or "\\" in c or c.startswith("."):
-            _fail("classes", c, "a class name must be a plain folder name")
+def _non_empty(values: list) -> list:
+    if not values:
+        raise ValueError("list at least one")
+    return values
 
-    s = params.scrape
-    _one_of("scrape.source", s.source, ("digits", "folder", "urls", "search"))
-    if s.source == "digits":
+
+Count = Annotated[int, Field(ge=1)]
+Seed = Annotated[int, Field(ge=0)]
+Proportion = Annotated[float, AfterValidator(_proportion)]
+Device = Annotated[str, AfterValidator(_device)]
+Launcher = Annotated[str, AfterValidator(_launcher)]
+Size8 = Annotated[Optional[int], AfterValidator(_multiple_of_8)]
+Template = Annotated[str, AfterValidator(_template())]
+Templates = Annotated[list[Template], AfterValidator(_non_empty)]
+SmallStem = Annotated[Literal["auto", "true", "false"], BeforeValidator(_stem)]
+Precision = Literal["auto", "no", "fp16", "bf16"]
+Regime = Literal["scratch", "finetune", "frozen"]
+
+
+class Section(BaseModel):
+    # strict: `true` is not a number and "3" is not a count; ints are still accepted for floats.
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+
+# ------------------------------------------------------------------------------------------------
+# Sections, in pipeline order
+# ------------------------------------------------------------------------------------------------
+
+class Scrape(Section):
+    source: Literal["digits", "folder", "urls", "search"] = Field(
+        description="`digits` (built in, offline), `folder` (`<path>/<class>/...`), `urls` (CSV of `url,label`), "
+                    "`search` (an image search engine)")
+    path: Optional[str] = Field(description="the folder or CSV for `folder` / `urls`")
+    digits_size: int = Field(ge=8, description="digits: side in px the 8x8 scans are upscaled to")
+    max_side: int = Field(ge=0, description="shrink larger images to this longest side (0 keeps them)")
+    workers: Count = Field(description="parallel downloads")
+    timeout: float = Field(gt=0, description="seconds per download attempt")
+    retries: int = Field(ge=0, description="further attempts after a transient failure")
+    max_bytes: Count = Field(description="larger downloads are refused")
+    engine: Literal[SEARCH_ENGINES] = Field(description="search: the image search engine")
+    endpoint: Optional[str] = Field(description="search: the engine's address (`null`: its own)")
+    queries: Annotated[list[Template], AfterValidator(_non_empty)] = Field(
+        description="search: query templates, tried in order")
+    per_class: Count = Field(description="search: usable images to collect per class")
+    licence: Literal[LICENCES] = Field(description="search: the engine's licence filter (recorded, unverified)")
+    delay: float = Field(ge=0, description="search: seconds between two requests to one host")
+
+    @model_validator(mode="after")
+    def _path_given(self):
+        if self.source in ("folder", "urls") and not self.path:
+            raise _fail("scrape.path", self.path, f"scrape.source={self.source} needs a path to read from")
+        return self
+
+
+class Split(Section):
+    original_per_class: Optional[Count] = Field(
+        description="images per class in `d_original` (paper: 700); `null` = all that remain after the test split")
+    test_per_class: Count = Field(description="held-out test images per class (paper: 300)")
+    dedupe_distance: int = Field(ge=0, le=64, description="pHash Hamming distance counted as a near-duplicate "
+                                                          "of a test image")
+    seed: Seed = Field(description="seed of the split")
+
+
+class Base(Section):
+    model: str = Field(description="`builtin:tiny` (offline, trained here), a hub id, or a local diffusers folder")
+    revision: str = Field(description="hub: branch, tag or commit; pinned to its commit in models/base/source.json")
+    tiny_steps: Count = Field(description="builtin:tiny: pretraining steps of the denoiser")
+    seed: Seed = Field(description="seed of the built-in model's pretraining")
+
+    @model_validator(mode="after")
+    def _model_known(self):
+        if self.model.startswith("builtin:"):
+            if self.model != "builtin:tiny":
+                raise _fail("base.model", self.model, "allowed built-in model: builtin:tiny")
+            return self
+        try:
+            _hub_or_folder(self.model)
+        except ValueError:
+            raise _fail("base.model", self.model, "use builtin:tiny, a hub id like "
+                        "stable-diffusion-v1-5/stable-diffusion-v1-5, or an existing local folder") from None
+        return self
+
+
+class Prompts(Section):
+    templates: Templates = Field(description="one prompt per template and class (`{}` = the class name)")
+    llm: Optional[str] = Field(description="optional text-generation model (hub id or folder) that expands prompts")
+    llm_revision: str = Field(description="revision of `llm`")
+    llm_questions: Templates = Field(description="questions put to `llm` (the paper's GPT-3 templates)")
+    llm_per_question: Count = Field(description="answers kept per question and class")
+    temperature: float = Field(gt=0, description="sampling temperature of `llm`")
+    max_new_tokens: Count = Field(description="length limit of each answer")
+    seed: Seed = Field(description="seed of `llm` sampling")
+
+
+class Generate(Section):
+    per_class: Count = Field(description="synthetic images per class of each generated source (paper: 700)")
+    scheduler: Literal["dpm++", "lms", "ddim", "pndm", "euler", "euler_a"] = Field(
+        description="sampler (the paper: `lms`)")
+    steps: Count = Field(description="denoising steps (the paper: 50)")
+    guidance: float = Field(ge=0, description="classifier-free guidance scale")
+    negative_prompt: str = Field(description="negative prompt (empty: none)")
+    resolution: Size8 = Field(description="generated side in px; `null` = the model's native size")
+    save_size: Size8 = Field(description="saved side in px; `null` keeps the generated size")
+    batch_size: Count = Field(description="images per pipeline call (halves itself on CUDA out-of-memory)")
+    dtype: Literal["auto", "float32", "float16", "bfloat16"] = Field(
+        description="`auto`: bf16/fp16 on a GPU, fp32 on the CPU")
+    compile: bool = Field(description="torch.compile the UNet (CUDA)")
+    cpu_offload: bool = Field(description="keep models on the CPU until used (small GPUs)")
+    safety_checker: bool = Field(description="run the model's safety checker (hub models only)")
+    device: Device = Field(description="`auto`, `cpu`, `cuda`, `cuda:N` or `mps`")
+    launcher: Launcher = Field(description="`python`, or `accelerate launch --num_processes N` for several GPUs")
+    seed: Seed = Field(description="seed of the per-image seeds")
+
+
+class _Finetune(Section):
+    """What DreamBooth and Textual Inversion share (the diffusers examples' options)."""
+    steps: Count = Field(description="optimizer steps")
+    lr: float = Field(gt=0, description="learning rate")
+    scale_lr: bool = Field(description="multiply lr by batch size x gradient accumulation x processes")
+    batch_size: Count = Field(description="images per step")
+    gradient_accumulation: Count = Field(description="steps accumulated per optimizer step")
+    mixed_precision: Precision = Field(description="`auto` (bf16/fp16 on CUDA, none on the CPU), `no`, `fp16`, `bf16`")
+    gradient_checkpointing: bool = Field(description="less GPU memory, about 20% slower")
+    resolution: Size8 = Field(description="training side in px; `null` = the model's native size")
+    device: Device = Field(description="`auto`, `cpu`, `cuda`, `cuda:N` or `mps`")
+    launcher: Launcher = Field(description="`python`, or `accelerate launch --num_processes N`")
+    seed: Seed = Field(description="seed of the instance draw, noise and timesteps")
+
+
+class DreamBooth(_Finetune):
+    instance_images: Count = Field(description="real images per class the model learns (the paper: about 5)")
+    prompt: Template = Field(description="instance prompt with the identifier `sks`; also the generation prompt")
+    class_prompt: Template = Field(description="prior-preservation prompt: what the base model draws for the class")
+    prior_preservation: bool = Field(description="add the base model's own class images to the loss")
+    class_images: Count = Field(description="prior images per class")
+    prior_loss_weight: float = Field(ge=0, description="weight of the prior loss")
+    prior_steps: Count = Field(description="DPM-Solver++ steps of the prior images")
+    prior_guidance: float = Field(ge=0, description="guidance of the prior images")
+    mode: Literal["full", "lora"] = Field(description="`full` (the whole UNet) or `lora` (adapters through peft)")
+    lora_rank: Count = Field(description="rank of the LoRA adapters")
+    lora_lr: float = Field(gt=0, description="learning rate in `lora` mode (`lr` is full mode's)")
+    train_text_encoder: bool = Field(description="also fine-tune the text encoder")
+    use_8bit_adam: bool = Field(description="bitsandbytes 8-bit AdamW (CUDA only)")
+
+
+class TextualInversion(_Finetune):
+    images: Count = Field(description="real images per class the token learns")
+    num_vectors: Count = Field(description="embedding vectors behind the token `<class>`")
+    init_word: Optional[str] = Field(description="the embedding starts as this word's; `null` = the class name")
+    templates: Annotated[list[str], AfterValidator(_non_empty)] = Field(
+        description="`object` (the diffusers example's 27 templates) or your own (`{}` = token, `{class}` = class)")
+    prompt: Annotated[str, AfterValidator(_template("class"))] = Field(
+        description="generation prompt (`{}` = the token, `{class}` = the class name)")
+    init_reg: float = Field(ge=0, description="weight of an L2 pull of the token toward `init_word`")
+
+    @model_validator(mode="after")
+    def _templates(self):
+        for text in self.templates:
+            if text != "object":
+                try:
+                    _template("class")(text)
+                except ValueError as e:
+                    raise _fail("textual_inversion.templates", text, str(e)) from None
+        return self
+
+
+class Mix(Section):
+    source: str = Field(description="`none` (the paper's \"only original\" baseline: the real part alone) or a "
+                                    "synthetic source of `sources`")
+    p: Proportion = Field(description="proportion of synthetic images, 0.0 to 1.0")
+    n_per_class: Optional[Count] = Field(
+        description="fixed per-class total `n` (`null`: all real training images)")
+    mode: Literal["replace", "add"] = Field(
+        description="`replace`: round(p·n) synthetic + n − round(p·n) real; `add`: all n real + round(p·n) synthetic")
+    val_fraction: float = Field(ge=0.0, lt=1.0, description="validation share, for model selection")
+    val_from: Literal["original", "mixed"] = Field(
+        description="`original`: real images only; `mixed`: the paper's code (validation drawn from the mixed set)")
+    seed: Seed = Field(description="seed of the draw (the study sets it with `train.seed`)")
+
+
+class _Classifier(Section):
+    """A ResNet-18 trained with SGD: what `train` and the `reference` classifier share."""
+    epochs: Count = Field(description="training epochs")
+    batch_size: int = Field(ge=2, description="images per SGD step")
+    lr: float = Field(gt=0, description="SGD learning rate (the paper: 1.0e-3)")
+    momentum: float = Field(ge=0, lt=1, description="SGD momentum (the paper: 0.9)")
+    weight_decay: float = Field(ge=0, description="SGD weight decay")
+    lr_schedule: Literal["constant", "cosine"] = Field(description="`constant` (the paper) or `cosine`")
+    image_size: int = Field(ge=8, description="side in px images are resized to")
+    small_stem: SmallStem = Field(description="3x3 stride-1 stem without max-pool: `auto` (at <= 64 px), true, false")
+    augment: Literal["none", "standard", "randaugment"] = Field(
+        description="`none`, `standard` (random crop), `randaugment` (then the same crop)")
+    hflip: bool = Field(description="horizontal flips with standard augmentation (wrong for digits and text)")
+    seed: Seed = Field(description="seed of initialisation, order and augmentation")
+
+
+class Train(_Classifier):
+    regime: Regime = Field(description="`scratch`, `finetune` (ImageNet weights), `frozen` (only the head trains)")
+    device: Device = Field(description="`auto` (CUDA > MPS > CPU), `cpu`, `cuda`, `cuda:N`, `mps`")
+
+
+class Evaluate(Section):
+    batch_size: Count = Field(description="images per forward pass when scoring")
+
+
+class Reference(_Classifier):
+    """A classifier of d_original alone (from scratch): it scores how recognisable synthetic images are,
+    and gives the offline FID features."""
+    val_fraction: float = Field(ge=0.0, lt=1.0, description="share of d_original held out to pick its best epoch")
+
+    def as_train(self, device: str) -> Train:
+        return Train.model_validate({**self.model_dump(exclude={"val_fraction"}), "regime": "scratch",
+                                     "device": device})
+
+
+class Fid(Section):
+    features: Literal["reference", "inception"] = Field(
+        description="`reference` (offline: the reference ResNet-18's 512-d features) or `inception` "
+                    "(pytorch-fid's InceptionV3, 2048-d, the paper)")
+    batch_size: Count = Field(description="images per forward pass (does not change the numbers)")
+    kid_subsets: Count = Field(description="KID: random subsets averaged (their std is reported)")
+    kid_subset_size: int = Field(ge=2, description="KID: images per subset, capped at the smaller set")
+    device: Device = Field(description="`auto`, `cpu`, `cuda`, `cuda:N` or `mps`")
+    seed: Seed = Field(description="seed of the KID subsets")
+
+
+class Clip(Section):
+    """Zero-shot CLIP on data/test (stage clip_zero_shot), the paper's second baseline."""
+    model: Optional[Annotated[str, AfterValidator(_hub_or_folder)]] = Field(
+        description="`null` (skipped, offline) or a CLIP model: hub id or folder")
+    revision: str = Field(description="pin a commit for a reproducible number")
+    template: Template = Field(description="one prompt per class (`{}` = class name)")
+    batch_size: Count = Field(description="images per forward pass")
+    device: Device = Field(description="`auto`, `cpu`, `cuda`, `cuda:N` or `mps`")
+
+
+class Study(Section):
+    """`python -m diffaug.study`: the grid it queues as DVC experiments. No stage reads it."""
+    sources: list[str] = Field(description="synthetic sources of the grid (the `none` baseline is always added)")
+    p: Annotated[list[Proportion], AfterValidator(_non_empty)] = Field(description="values of p")
+    regimes: Annotated[dict[Regime, Optional[Count]], AfterValidator(_non_empty)] = Field(
+        description="regime: epochs (`null` keeps `train.epochs`)")
+    seeds: Annotated[list[Seed], AfterValidator(_non_empty)] = Field(
+        description="seeds; each experiment sets `train.seed` and `mix.seed` to one")
+    jobs: Count = Field(description="experiments run at once (`dvc queue start -j`)")
+    randaugment: bool = Field(description="also run the RandAugment baseline (only original, p = 0)")
+
+
+# ------------------------------------------------------------------------------------------------
+# Synthetic sources: one declaration that dvc.yaml, mix, the study, the report and cost read
+# ------------------------------------------------------------------------------------------------
+
+class Txt2Img(Section):
+    """The base model draws each class from data/prompts.json (stage generate@<name>)."""
+
+
+class Finetuned(Section):
+    """The base model with each class's fine-tuned weights (stage generate_finetuned@<name>)."""
+    method: Literal["dreambooth", "textual_inversion"] = Field(description="whose per-class models draw the images")
+
+
+SOURCE_KINDS = {  # kind in params.yaml -> the stage group that writes its sources
+    "txt2img": "generate", "finetuned": "generate_finetuned",
+}
+
+
+class Sources(Section):
+    txt2img: dict[str, Txt2Img] = Field(description="text-to-image sources: the base model and the class prompts")
+    finetuned: dict[str, Finetuned] = Field(description="sources drawn by the per-class DreamBooth or Textual "
+                                                        "Inversion models")
+
+    def kinds(self) -> dict[str, str]:
+        """Every source name -> its kind, in the order params.yaml declares them."""
+        return {name: kind for kind in SOURCE_KINDS for name in getattr(self, kind)}
+
+    def names(self) -> list[str]:
+        return list(self.kinds())
+
+    def entry(self, kind: str, name: str, **expect) -> Section:
+        """The settings of source `name` of `kind` (a stage's argument), with the fields in `expect`."""
+        entry = getattr(self, kind).get(name)
+        if entry is None or any(getattr(entry, k) != v for k, v in expect.items()):
+            raise ParamsError(f"{name!r} is not a {kind} source{' of ' + str(expect) if expect else ''} in "
+                              f"params.yaml's sources; dvc.yaml and params.yaml disagree: run `dvc repro` again.")
+        return entry
+
+    def stage(self, name: str) -> str:
+        """The DVC stage that writes data/synthetic/<name>."""
+        return f"{SOURCE_KINDS[self.kinds()[name]]}@{name}"
+
+    @model_validator(mode="after")
+    def _names(self):
+        seen: dict[str, str] = {}
+        for kind in SOURCE_KINDS:
+            for name in getattr(self, kind):
+                if name in seen:
+                    raise _fail(f"sources.{kind}.{name}", name, f"the name is already a {seen[name]} source")
+                if name == "none" or not re.fullmatch(r"[a-z][a-z0-9_]*", name):
+                    raise _fail(f"sources.{kind}", name, "a source name is lower-case letters, digits and _, "
+                                "starting with a letter, and not `none` (the baseline)")
+                seen[name] = kind
+        return self
+
+
+# ------------------------------------------------------------------------------------------------
+# The whole file, and the rules that relate sections
+# ------------------------------------------------------------------------------------------------
+
+def token_of(label: str) -> str:
+    """The Textual Inversion placeholder token of a class: `<hot-dog>` for "hot dog"."""
+    return "<" + "-".join(label.split()) + ">"
+
+
+def round_half_up(x: float) -> int:
+    return int(math.floor(x + 0.5))
+
+
+def mix_counts(n_original: int, mix: Mix, p: Optional[float] = None) -> dict[str, int]:
+    """How a class of `n_original` real images is mixed at `p` (default `mix.p`): validation images,
+    the per-class total n, and how many real and synthetic training images the mix takes."""
+    p = mix.p if p is None else p
+    n_val = round_half_up(mix.val_fraction * n_original) if mix.val_from == "original" else 0
+    available = n_original - n_val
+    n = mix.n_per_class or available
+    synthetic = round_half_up(p * n)
+    return {"val": n_val, "available": available, "n": n, "synthetic": synthetic,
+            "real": n if mix.mode == "add" else n - synthetic}
+
+
+def _class_name_problem(name: str) -> Optional[str]:
+    if not name.strip():
+        return "a class name needs a visible character"
+    if name != name.strip():
+        return "remove the spaces at its start or end"
+    if unicodedata.normalize("NFC", name) != name:
+        return f"write it in composed (NFC) form, {unicodedata.normalize('NFC', name)!r}"
+    if not all(c.isprintable() for c in name):
+        return "a class name holds only printable characters"
+    if any(c in name for c in "/" + SHELL_SPECIAL):
+        return "a class name may not hold / \\ \" $ or ` (it names folders and goes into shell commands)"
+    if name.startswith(".") or name.lower() in RESERVED_NAMES:
+        return "it would be a hidden file or collide with a manifest or report file; rename the class"
+    if len(name.encode()) > 200:
+        return "a class name must be at most 200 bytes (it names folders and files)"
+    return None
+
+
+class Params(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+    classes: list[str] = Field(description="class names in label order; they name the folders and the prompts")
+    scrape: Scrape
+    split: Split
+    base: Base
+    prompts: Prompts
+    generate: Generate
+    dreambooth: DreamBooth
+    textual_inversion: TextualInversion
+    sources: Sources
+    mix: Mix
+    train: Train
+    evaluate: Evaluate
+    reference: Reference
+    fid: Fid
+    clip: Clip
+    study: Study
+
+    @model_validator(mode="after")
+    def _classes(self):
+        classes = self.classes
+        if len(classes) < 2:
+            raise _fail("classes", classes, "list at least two class names (a classifier needs two)")
+        folded: dict[str, str] = {}
+        tokens: dict[str, str] = {}
         for c in classes:
-            _one_of("classes", c, DIGIT_WORDS)
-    elif s.source == "search":
-        from diffaug.data.search import ENGINES, LICENCE_FILTERS
+            problem = _class_name_problem(c)
+            if problem:
+                raise _fail("classes", c, problem)
+            key = unicodedata.normalize("NFC", c).casefold()
+            if key in folded:
+                what = "the same name" if folded[key] == c else "the same name up to case"
+                raise _fail("classes", c, f"it is {what} as {folded[key]!r} (folders and tokens would collide); "
+                                          "class names must be unique")
+            folded[key] = c
+            token = token_of(c).casefold()
+            if token in tokens:
+                raise _fail("classes", c, f"its Textual Inversion token {token_of(c)} is also {tokens[token]!r}'s; "
+                                          "rename one of them")
+            tokens[token] = c
+        if self.scrape.source == "digits":
+            for c in classes:
+                if c not in DIGIT_WORDS:
+                    raise _fail("classes", c, "scrape.source=digits has these classes: " + ", ".join(DIGIT_WORDS))
+        return self
 
-        _one_of("scrape.engine", s.engine, tuple(ENGINES))
-        _one_of("scrape.licence", s.licence, tuple(LICENCE_FILTERS))
-        for query in s.queries:
-            _check_template("scrape.queries", query)
-        _at_least("scrape.per_class", s.per_class, 1)
-        _at_least("scrape.delay", s.delay, 0)
-    elif not s.path:
-        _fail("scrape.path", s.path, f"scrape.source={s.source} needs a path to read from")
-    _at_least("scrape.digits_size", s.digits_size, 8)
-    _at_least("scrape.max_side", s.max_side, 0)
-    _at_least("scrape.workers", s.workers, 1)
-    _at_least("scrape.timeout", s.timeout, 0, strict=True)
-    _at_least("scrape.retries", s.retries, 0)
-    _at_least("scrape.max_bytes", s.max_bytes, 1)
+    @model_validator(mode="after")
+    def _sources_named(self):
+        names = self.sources.names()
+        if self.mix.source != "none" and self.mix.source not in names:
+            raise _fail("mix.source", self.mix.source, "allowed: none, " + ", ".join(names))
+        for s in self.study.sources:
+            if s not in names:
+                raise _fail("study.sources", s, "allowed (the none baseline is always included): " + ", ".join(names))
+        return self
 
-    sp = params.split
-    _at_least("split.original_per_class", sp.original_per_class, 1)
-    _at_least("split.test_per_class", sp.test_per_class, 1)
-    if not 0 <= sp.dedupe_distance <= 64:
-        _fail("split.dedupe_distance", sp.dedupe_distance, "use 0 to 64 bits (0 = exact pHash match)")
+    @model_validator(mode="after")
+    def _grid_fits(self):
+        """Every mix the current params and the study grid ask for fits the images there will be."""
+        n_original = self.split.original_per_class
+        if n_original is None:  # known only after the split; `mix` checks it then
+            return self
+        for key, count in (("dreambooth.instance_images", self.dreambooth.instance_images),
+                           ("textual_inversion.images", self.textual_inversion.images)):
+            if count > n_original:
+                raise _fail(key, count, f"split.original_per_class is {n_original}; use at most that many")
+        asks = [("mix.p", self.mix.source, self.mix.p)]
+        asks += [("study.p", s, p) for s in ["none", *self.study.sources] for p in self.study.p
+                 if (p < 1.0 if s == "none" else p > 0.0)]  # the grid study.py queues
+        for key, source, p in asks:
+            c = mix_counts(n_original, self.mix, p)
+            if c["real"] > c["available"]:
+                raise _fail("mix.n_per_class", self.mix.n_per_class,
+                            f"at {key} = {p:g} the mix keeps {c['real']} real images per class but there are "
+                            f"{c['available']} (split.original_per_class = {n_original} minus {c['val']} for "
+                            "validation); lower mix.n_per_class or raise split.original_per_class")
+            if source == "none":
+                continue
+            have, have_key = self.source_count(source)
+            if c["synthetic"] > have:
+                raise _fail(key, p, f"the mix needs round({p:g} x {c['n']}) = {c['synthetic']} {source} images per "
+                                    f"class (n = {c['n']}: split.original_per_class = {n_original} minus {c['val']} "
+                                    f"for validation) but {have_key} = {have}; raise {have_key} to at least "
+                                    f"{c['synthetic']} or lower split.original_per_class")
+        return self
 
-    m = params.mix
-    _one_of("mix.source", m.source, ("none",) + SYNTHETIC_SOURCES)
-    if not 0.0 <= m.p <= 1.0:
-        _fail("mix.p", m.p, "use a proportion between 0.0 and 1.0")
-    _at_least("mix.n_per_class", m.n_per_class, 1)
-    _one_of("mix.mode", m.mode, ("replace", "add"))
-    if not 0.0 <= m.val_fraction < 1.0:
-        _fail("mix.val_fraction", m.val_fraction, "use a fraction from 0.0 up to (not including) 1.0")
-    _one_of("mix.val_from", m.val_from, ("original", "mixed"))
+    def source_count(self, name: str) -> tuple[int, str]:
+        """(images per class the source will hold, the key that sets it)."""
+        return self.generate.per_class, "generate.per_class"
 
-    b = params.base
-    if not b.model or not (b.model.startswith("builtin:") or b.model.count("/") == 1 or Path(b.model).is_dir()):
-        _fail("base.model", b.model, "use builtin:tiny, a hub id like stable-diffusion-v1-5/stable-diffusion-v1-5, "
-              "or a local folder")
-    if b.model.startswith("builtin:"):
-        _one_of("base.model", b.model, ("builtin:tiny",))
-    _at_least("base.tiny_steps", b.tiny_steps, 1)
 
-    pr = params.prompts
-    for key, texts in (("prompts.templates", pr.templates), ("prompts.llm_questions", pr.llm_questions)):
-        for text in texts:
-            _check_template(key, text)
-    _at_least("prompts.llm_per_question", pr.llm_per_question, 1)
-    _at_least("prompts.temperature", pr.temperature, 0, strict=True)
-    _at_least("prompts.max_new_tokens", pr.max_new_tokens, 1)
+# ------------------------------------------------------------------------------------------------
+# Loading, and one sentence per error
+# ------------------------------------------------------------------------------------------------
 
-    g = params.generate
-    _at_least("generate.per_class", g.per_class, 1)
-    _one_of("generate.scheduler", g.scheduler, ("dpm++", "lms", "ddim", "pndm", "euler", "euler_a"))
-    _at_least("generate.steps", g.steps, 1)
-    _at_least("generate.guidance", g.guidance, 0)
-    for key in ("resolution", "save_size"):
-        value = getattr(g, key)
-        if value is not None and (value < 8 or value % 8):
-            _fail(f"generate.{key}", value, "use a multiple of 8 (or null)")
-    _at_least("generate.batch_size", g.batch_size, 1)
-    _one_of("generate.dtype", g.dtype, ("auto", "float32", "float16", "bfloat16"))
-    _check_device("generate.device", g.device)
-    _check_launcher("generate.launcher", g.launcher)
+class _Refused(ValueError):
+    """A rule's own sentence, raised inside a validator and passed through unchanged."""
 
-    d = params.dreambooth
-    _at_least("dreambooth.instance_images", d.instance_images, 1)
-    _check_template("dreambooth.prompt", d.prompt)
-    _check_template("dreambooth.class_prompt", d.class_prompt)
-    _at_least("dreambooth.class_images", d.class_images, 1)
-    _at_least("dreambooth.prior_loss_weight", d.prior_loss_weight, 0)
-    _at_least("dreambooth.prior_steps", d.prior_steps, 1)
-    _at_least("dreambooth.prior_guidance", d.prior_guidance, 0)
-    _one_of("dreambooth.mode", d.mode, ("full", "lora"))
-    _at_least("dreambooth.lora_rank", d.lora_rank, 1)
-    ti = params.textual_inversion
-    _at_least("textual_inversion.images", ti.images, 1)
-    _at_least("textual_inversion.num_vectors", ti.num_vectors, 1)
-    _at_least("textual_inversion.init_reg", ti.init_reg, 0)
-    for template in ti.templates:
-        if template != "object":
-            _check_template("textual_inversion.templates", template, ("class",))
-    _check_template("textual_inversion.prompt", ti.prompt, ("class",))
-    for name, f in (("dreambooth", d), ("textual_inversion", ti)):
-        _at_least(f"{name}.steps", f.steps, 1)
-        _at_least(f"{name}.lr", f.lr, 0, strict=True)
-        _at_least(f"{name}.batch_size", f.batch_size, 1)
-        _at_least(f"{name}.gradient_accumulation", f.gradient_accumulation, 1)
-        _one_of(f"{name}.mixed_precision", f.mixed_precision, ("auto", "no", "fp16", "bf16"))
-        if f.resolution is not None and (f.resolution < 8 or f.resolution % 8):
-            _fail(f"{name}.resolution", f.resolution, "use a multiple of 8 (or null)")
-        _check_device(f"{name}.device", f.device)
-        _check_launcher(f"{name}.launcher", f.launcher)
 
-    t = params.train
-    _one_of("train.regime", t.regime, ("scratch", "finetune", "frozen"))
-    _at_least("train.epochs", t.epochs, 1)
-    _at_least("train.batch_size", t.batch_size, 1)
-    _at_least("train.lr", t.lr, 0, strict=True)
-    _at_least("train.momentum", t.momentum, 0)
-    _at_least("train.weight_decay", t.weight_decay, 0)
-    _one_of("train.lr_schedule", t.lr_schedule, ("constant", "cosine"))
-    _at_least("train.image_size", t.image_size, 8)
-    _one_of("train.small_stem", t.small_stem, ("auto", "true", "false"))
-    _one_of("train.augment", t.augment, ("none", "standard", "randaugment"))
-    _check_device("train.device", t.device)
+def _fail(key: str, value: Any, allowed: str) -> _Refused:
+    return _Refused(f"params.yaml: {key} = {value!r} is not allowed; {allowed}.")
 
-    st = params.study
-    for source in st.sources:
-        _one_of("study.sources", source, SYNTHETIC_SOURCES)
-    for p in st.p:
-        if not 0.0 <= p <= 1.0:
-            _fail("study.p", p, "use proportions between 0.0 and 1.0")
-    for regime, epochs in st.regimes:
-        _one_of("study.regimes", regime, ("scratch", "finetune", "frozen"))
-        _at_least(f"study.regimes.{regime}", epochs, 1)
-    _at_least("study.jobs", st.jobs, 1)
 
-    _at_least("evaluate.batch_size", params.evaluate.batch_size, 1)
-    _at_least("reference.epochs", params.reference.epochs, 1)
-    _at_least("reference.image_size", params.reference.image_size, 8)
-    _one_of("reference.small_stem", params.reference.small_stem, ("auto", "true", "false"))
+TYPE_TEXT = {
+    "int_type": "use a whole number", "int_from_float": "use a whole number",
+    "float_type": "use a number (write 1.0e-4, not 1e-4, which YAML reads as text)",
+    "finite_number": "use a finite number",
+    "bool_type": "use true or false", "string_type": "use text", "list_type": "use a list",
+    "dict_type": "it must be a mapping of keys to values", "model_type": "it must be a mapping of keys to values",
+    "model_attributes_type": "it must be a mapping of keys to values",
+}
 
-    f = params.fid
-    _one_of("fid.features", f.features, ("reference", "inception"))
-    _at_least("fid.batch_size", f.batch_size, 1)
-    _at_least("fid.kid_subsets", f.kid_subsets, 1)
-    _at_least("fid.kid_subset_size", f.kid_subset_size, 2)
-    _check_device("fid.device", f.device)
-    cl = params.clip
-    if cl.model is not None and not (cl.model.count("/") == 1 or Path(cl.model).is_dir()):
-        _fail("clip.model", cl.model, "use null, a hub id like openai/clip-vit-base-patch32, or a local folder")
-    _check_template("clip.template", cl.template)
-    _at_least("clip.batch_size", cl.batch_size, 1)
-    _check_device("clip.device", cl.device)
-    return params
+
+def _known_keys(loc: tuple) -> list[str]:
+    model: Any = Params
+    for part in loc[:-1]:
+        field = model.model_fields.get(part) if isinstance(model, type) and issubclass(model, BaseModel) else None
+        if field is None:
+            return []
+        model = field.annotation
+    return list(model.model_fields) if isinstance(model, type) and issubclass(model, BaseModel) else []
+
+
+def _sentence(error: dict) -> str:
+    """pydantic's first error as `params.yaml: <key> = <value> is not allowed; <what is allowed>.`"""
+    loc = tuple(str(part) for part in error["loc"] if not isinstance(part, int))
+    key, kind, ctx, value = ".".join(loc) or "params.yaml", error["type"], error.get("ctx") or {}, error.get("input")
+    if kind == "value_error" and isinstance(ctx.get("error"), _Refused):
+        return str(ctx["error"])
+    if kind == "missing":
+        return (f"params.yaml: {key} is missing; params.yaml is the only place defaults are written, so copy the "
+                "key from the repository's params.yaml (or a profile) and set its value.")
+    if kind == "extra_forbidden":
+        return f"params.yaml: {key} = {value!r} is not allowed; known keys are {', '.join(_known_keys(error['loc']))}."
+    if kind == "literal_error":
+        allowed = re.findall(r"'([^']*)'", ctx.get("expected", ""))
+        return f"params.yaml: {key} = {value!r} is not allowed; allowed: {', '.join(allowed)}."
+    bounds = {"greater_than_equal": ("at least", "ge"), "greater_than": ("greater than", "gt"),
+              "less_than_equal": ("at most", "le"), "less_than": ("less than", "lt")}
+    if kind in bounds:
+        word, name = bounds[kind]
+        limit = ctx.get(name)
+        return f"params.yaml: {key} = {value!r} is not allowed; it must be {word} {limit:g}."
+    if kind == "value_error":
+        return f"params.yaml: {key} = {value!r} is not allowed; {str(ctx.get('error', error['msg']))}."
+    if kind in TYPE_TEXT:
+        return f"params.yaml: {key} = {value!r} is not allowed; {TYPE_TEXT[kind]}."
+    return f"params.yaml: {key} = {value!r} is not allowed; {error['msg']}."
+
+
+def parse_params(raw: Any, where: str = "params.yaml") -> Params:
+    """Validate a params mapping (as params.yaml holds it); raise ParamsError with one sentence that
+    starts with `where`, the file."""
+    if not isinstance(raw, dict):
+        raise ParamsError(f"{where} must be a mapping of sections.")
+    try:
+        return Params.model_validate(raw)
+    except ValidationError as e:
+        sentence = _sentence(e.errors(include_url=False)[0])
+        raise ParamsError(where + sentence.removeprefix("params.yaml")) from None
 
 
 def load_params(path: str | Path = "params.yaml") -> Params:
@@ -520,31 +612,34 @@ def load_params(path: str | Path = "params.yaml") -> Params:
     try:
         raw = yaml.safe_load(path.read_text()) or {}
     except yaml.YAMLError as e:
-        raise ParamsError(f"{path} is not valid YAML ({e}).") from None
-    if not isinstance(raw, dict):
-        raise ParamsError(f"{path} must be a mapping of sections.")
-    sections = {f.name: f for f in dataclasses.fields(Params)}
-    unknown = sorted(set(raw) - set(sections))
-    if unknown:
-        _fail(unknown[0], raw[unknown[0]], f"known sections are {', '.join(sections)}")
-    classes = raw.get("classes", list(DIGIT_WORDS))
-    if not isinstance(classes, list) or not all(isinstance(c, str) for c in classes):
-        _fail("classes", classes, "use a list of class names")
-    params = Params(
-        classes=tuple(classes),
-        scrape=_section(Scrape, "scrape", raw.get("scrape")),
-        base=_section(Base, "base", raw.get("base")),
-        prompts=_section(Prompts, "prompts", raw.get("prompts")),
-        generate=_section(Generate, "generate", raw.get("generate")),
-        dreambooth=_section(DreamBooth, "dreambooth", raw.get("dreambooth")),
-        textual_inversion=_section(TextualInversion, "textual_inversion", raw.get("textual_inversion")),
-        split=_section(Split, "split", raw.get("split")),
-        mix=_section(Mix, "mix", raw.get("mix")),
-        train=_section(Train, "train", raw.get("train")),
-        evaluate=_section(Evaluate, "evaluate", raw.get("evaluate")),
-        reference=_section(Reference, "reference", raw.get("reference")),
-        fid=_section(Fid, "fid", raw.get("fid")),
-        clip=_section(Clip, "clip", raw.get("clip")),
-        study=_study(raw.get("study")),
-    )
-    return validate(params)
+        raise ParamsError(f"{path} is not valid YAML ({' '.join(str(e).split())}).") from None
+    return parse_params(raw, str(path) if path.name != "params.yaml" else "params.yaml")
+
+
+# ------------------------------------------------------------------------------------------------
+# The README's params table, from the field descriptions (a test keeps the README equal to it)
+# ------------------------------------------------------------------------------------------------
+
+def _is_model(annotation) -> bool:
+    return isinstance(annotation, type) and issubclass(annotation, BaseModel)
+
+
+def _rows(model: type[BaseModel], prefix: str):
+    for name, field in model.model_fields.items():
+        annotation, key = field.annotation, f"{prefix}{name}"
+        if _is_model(annotation) and not field.description:
+            yield from _rows(annotation, f"{key}.")
+            continue
+        yield f"| `{key}` | {field.description} |"
+        entry = typing.get_args(annotation)[-1] if typing.get_origin(annotation) is dict else None
+        if _is_model(entry):  # a registry: name -> settings
+            yield from _rows(entry, f"{key}.<name>.")
+
+
+def params_table() -> str:
+    """Markdown: one row per key of params.yaml with its description."""
+    return "\n".join(["| key | meaning |", "|---|---|", *_rows(Params, "")]) + "\n"
+
+
+if __name__ == "__main__":
+    print(params_table(), end="")

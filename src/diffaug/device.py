@@ -1,6 +1,8 @@
 """Device and precision choice, shared by every stage that runs a network."""
 from __future__ import annotations
 
+import time
+
 import torch
 
 from diffaug.errors import DiffaugError
@@ -29,3 +31,28 @@ def autocast_dtype(device: torch.device) -> torch.dtype | None:
     if device.type != "cuda":
         return None
     return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+
+
+def device_name(device: torch.device) -> str:
+    """The GPU's model name on CUDA (what a cost record needs), else `cpu` or `mps`."""
+    return torch.cuda.get_device_name(device) if device.type == "cuda" else device.type
+
+
+class Cost:
+    """Wall time, throughput and peak GPU memory of a run: what a stage cost, for its metrics and
+    `python -m diffaug.cost`."""
+
+    def __init__(self, device: torch.device):
+        self.device = device
+        if device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(device)
+        self.start = time.perf_counter()
+
+    def report(self, done: int, unit: str) -> dict:
+        """`done` units of work (steps, images) since the start: seconds, <unit>_per_second, device, peak GPU GB."""
+        seconds = time.perf_counter() - self.start
+        cuda = self.device.type == "cuda"
+        return {"seconds": round(seconds, 1),
+                f"{unit}_per_second": round(done / seconds, 3) if done else None,
+                "device": device_name(self.device),
+                "peak_memory_gb": round(torch.cuda.max_memory_allocated(self.device) / 2**30, 2) if cuda else None}

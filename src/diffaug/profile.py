@@ -11,9 +11,9 @@ import subprocess
 import sys
 from pathlib import Path
 
+from diffaug.cli import run
 from diffaug.config import load_params
 from diffaug.errors import DiffaugError
-from diffaug.stages import run
 
 
 def has_local_edits(path: Path) -> bool:

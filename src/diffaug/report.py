@@ -287,6 +287,6 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    from diffaug.stages import run
+    from diffaug.cli import run
 
     run(main)

@@ -25,9 +25,9 @@ import time
 from dataclasses import dataclass
 from typing import Optional
 
+from diffaug.cli import run
 from diffaug.config import load_params
 from diffaug.errors import DiffaugError
-from diffaug.stages import run
 
 POLL_SECONDS = 5.0
 
@@ -138,7 +138,7 @@ def main(argv: Optional[list[str]] = None) -> None:
     a = ap.parse_args(argv)
     sources = tuple(a.sources.split(",")) if a.sources else study.sources
     ps = tuple(float(x) for x in a.p.split(",")) if a.p else study.p
-    regimes = study.regimes
+    regimes = tuple(study.regimes.items())
     if a.regimes:
         regimes = tuple((r, int(e) if e else None) for r, _, e in (x.partition("=") for x in a.regimes.split(",")))
     seeds = tuple(int(x) for x in a.seeds.split(",")) if a.seeds else study.seeds

@@ -8,28 +8,24 @@ judged on real data; `val_from: mixed` reproduces the paper's code, which split 
 """
 from __future__ import annotations
 
-import math
 from pathlib import Path
 
-from diffaug.config import SOURCE_STAGE, Mix
+from diffaug.config import Mix, mix_counts, round_half_up
 from diffaug.errors import DiffaugError
-from diffaug.rng import class_rng
 from diffaug.io import list_images
+from diffaug.rng import class_rng
 
-MANIFEST_COLUMNS = ["class", "file", "origin", "sha256"]
-
-
-def round_half_up(x: float) -> int:
-    return int(math.floor(x + 0.5))
+MIXED_COLUMNS = ["class", "file", "origin", "sha256"]
 
 
-def synthetic_files(root: Path, source: str, classes: list[str]) -> dict[str, list[str]]:
-    """`data/synthetic/<source>/<class>/*`: whatever images are there, however they were made."""
+def synthetic_files(root: Path, source: str, classes: list[str], stage: str) -> dict[str, list[str]]:
+    """`data/synthetic/<source>/<class>/*`: whatever images are there, however they were made
+    (`stage` is the DVC stage that writes them, for the error)."""
     folder = root / source
     if not folder.is_dir():
         raise DiffaugError(
-            f"mix.source={source} but {folder} does not exist; produce it with `dvc repro "
-            f"{SOURCE_STAGE[source]}`, or put images in {folder}/<class>/."
+            f"mix.source={source} but {folder} does not exist; produce it with `dvc repro {stage}`, "
+            f"or put images in {folder}/<class>/."
         )
     return {c: [str(p) for p in list_images(folder / c)] if (folder / c).is_dir() else [] for c in classes}
 
@@ -42,13 +38,9 @@ def mix_class(name: str, real: list[str], synthetic: list[str], params: Mix) -> 
     """Return ([(file, origin)] for training, [(file, origin)] for validation) for one class."""
     rng = class_rng(params.seed, name)
     real = _take(rng, sorted(real), len(real))  # a seeded shuffle
-    val = []
-    if params.val_from == "original":
-        n_val = round_half_up(params.val_fraction * len(real))
-        val, real = [(f, "original") for f in real[:n_val]], real[n_val:]
-    n = params.n_per_class or len(real)
-    n_syn = round_half_up(params.p * n)
-    n_real = n if params.mode == "add" else n - n_syn
+    counts = mix_counts(len(real), params)
+    n_val, n, n_syn, n_real = counts["val"], counts["n"], counts["synthetic"], counts["real"]
+    val, real = [(f, "original") for f in real[:n_val]], real[n_val:]
     if n_real > len(real):
         raise DiffaugError(
             f"class '{name}' has {len(real)} real training images but the mix needs {n_real} "

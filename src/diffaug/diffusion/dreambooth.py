@@ -14,8 +14,11 @@ import torch
 from safetensors.torch import load_file
 
 from diffaug.config import DreamBooth
-from diffaug.diffusion.finetune import (Cost, Latents, accelerator, adamw, batches, denoising_loss, encode_prompts,
+from diffaug.device import Cost, pick_device
+from diffaug.diffusion.finetune import (Latents, accelerator, adamw, batches, denoising_loss, encode_prompts,
                                         n_trainable, noise_and_target, scaled_lr, training_scheduler)
+from diffaug.diffusion.generate import Settings, cache_key, cached_path, generate, plan
+from diffaug.diffusion.pipeline import fingerprint, load_pipeline, pick_dtype, speed_up
 from diffaug.io import read_json
 
 UNET_LORA_TARGETS = ["to_k", "to_q", "to_v", "to_out.0"]
@@ -23,6 +26,29 @@ TEXT_LORA_TARGETS = ["q_proj", "k_proj", "v_proj", "out_proj"]
 UNET_FILE = "unet/diffusion_pytorch_model.safetensors"
 TEXT_FILE = "text_encoder/model.safetensors"
 LORA_FILE = "pytorch_lora_weights.safetensors"
+
+
+def prior_images(source: dict, prompt: str, label: str, params: DreamBooth, resolution: int) -> list[Path]:
+    """The class images of prior preservation: the base model's own drawings of the class prompt,
+    made (and cached) by the generation library in the GPU's fast precision."""
+    device = pick_device(params.device)
+    dtype = pick_dtype(device)
+    settings = Settings(model=fingerprint(source), scheduler="dpm++", steps=params.prior_steps,
+                        guidance=params.prior_guidance, negative_prompt="", height=resolution, width=resolution,
+                        save_size=None, dtype=str(dtype).removeprefix("torch."))
+    jobs = plan({label: [prompt]}, params.class_images, params.seed)
+    paths = [cached_path(cache_key(j, settings)) for j in jobs]
+    if not all(p.exists() for p in paths):
+        pipe = speed_up(load_pipeline(source, device, dtype, "dpm++"), device, 8)
+        generate(pipe, jobs, settings, batch_size=8)
+        del pipe
+    return paths
+
+
+def learning_rate(params: DreamBooth) -> float:
+    """Adapters learn with their own rate: LoRA at the full fine-tune's rate barely moves (the diffusers
+    examples use about 20x more for LoRA than for the whole UNet)."""
+    return params.lora_lr if params.mode == "lora" else params.lr
 
 
 @torch.no_grad()
@@ -74,7 +100,8 @@ def train_dreambooth(pipe, instance: torch.Tensor, prompt: str, prior: Optional[
         if train_text:
             text_encoder.gradient_checkpointing_enable()
     trainable = [p for m in (unet, text_encoder) for p in m.parameters() if p.requires_grad]
-    lr = scaled_lr(params.lr, params.scale_lr, params.batch_size, params.gradient_accumulation, acc.num_processes)
+    lr = scaled_lr(learning_rate(params), params.scale_lr, params.batch_size, params.gradient_accumulation,
+                   acc.num_processes)
     opt = adamw(trainable, lr, params.use_8bit_adam, device)
     models = acc.prepare(unet, text_encoder, opt) if train_text else acc.prepare(unet, opt)
     unet_t, opt = models[0], models[-1]
@@ -105,7 +132,7 @@ def train_dreambooth(pipe, instance: torch.Tensor, prompt: str, prior: Optional[
             opt.step()
             opt.zero_grad(set_to_none=True)
         losses.append(loss.item())
-    record = cost.report(params.steps)
+    record = cost.report(params.steps, "steps")
     pipe.unet = acc.unwrap_model(unet_t).eval()
     pipe.text_encoder = acc.unwrap_model(text_t).eval()
     after = instance_loss(pipe, inst, prompt, params.seed)
@@ -154,3 +181,8 @@ class DreamBoothWeights:
             self.base_text = {k: v.clone() for k, v in pipe.text_encoder.state_dict().items()}
         text = folder / TEXT_FILE
         pipe.text_encoder.load_state_dict(load_file(text) if text.exists() else self.base_text)
+
+
+def generation_prompts(prompt: str, classes: list[str]) -> dict[str, list[str]]:
+    """The instance prompt per class ("a photo of sks seven"): what each class's model learned."""
+    return {c: [prompt.format(c)] for c in classes}

@@ -1,10 +1,9 @@
 """What DreamBooth and Textual Inversion share: the instance images, cached latents, the noising
 step of the training loss, `accelerate` set-up (mixed precision, gradient accumulation, several
-GPUs), the optimizer, and the cost record (wall time, steps/s, peak GPU memory).
+GPUs) and the optimizer.
 """
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator, Optional
@@ -76,10 +75,12 @@ class Latents:
         return (mean + std * torch.randn(mean.shape, generator=gen)) * self.scaling
 
 
-def noise_and_target(scheduler, z0: torch.Tensor, gen: torch.Generator):
-    """The denoising loss's inputs: noisy latents, timesteps, and what the UNet must predict."""
+def noise_and_target(scheduler, z0: torch.Tensor, gen: torch.Generator, timesteps: Optional[tuple[int, int]] = None):
+    """The denoising loss's inputs: noisy latents, timesteps (drawn from `timesteps`, default all of
+    the schedule's), and what the UNet must predict."""
     noise = torch.randn(z0.shape, generator=gen)
-    t = torch.randint(0, scheduler.config.num_train_timesteps, (len(z0),), generator=gen)
+    low, high = timesteps or (0, scheduler.config.num_train_timesteps)
+    t = torch.randint(low, high, (len(z0),), generator=gen)
     zt = scheduler.add_noise(z0, noise, t)
     kind = scheduler.config.prediction_type
     if kind == "epsilon":
@@ -146,23 +147,6 @@ def batches(n: int, batch_size: int, steps: int, gen: torch.Generator) -> Iterat
     """Indices of `steps` seeded random batches (with replacement across steps: 5 images, 400 steps)."""
     for _ in range(steps):
         yield torch.randint(0, n, (batch_size,), generator=gen)
-
-
-class Cost:
-    """Wall time, steps/s and peak GPU memory of a training run: what one class costs."""
-
-    def __init__(self, device: torch.device):
-        self.device = device
-        if device.type == "cuda":
-            torch.cuda.reset_peak_memory_stats(device)
-        self.start = time.perf_counter()
-
-    def report(self, steps: int) -> dict:
-        seconds = time.perf_counter() - self.start
-        cuda = self.device.type == "cuda"
-        return {"seconds": round(seconds, 1), "steps_per_second": round(steps / seconds, 2),
-                "device": torch.cuda.get_device_name(self.device) if cuda else self.device.type,
-                "peak_memory_gb": round(torch.cuda.max_memory_allocated(self.device) / 2**30, 2) if cuda else None}
 
 
 def encode_prompts(pipe, prompts: list[str], device: Optional[torch.device] = None, text_encoder=None) -> torch.Tensor:

@@ -50,6 +50,12 @@ def fingerprint(source: dict, base: Path = BASE) -> str:
     return f"{source['model']}@{sha256_tree(base / 'pipeline')[:16]}"
 
 
+def model_meta(source: dict, method: str = "") -> dict:
+    """The manifest's model and revision columns: which weights drew an image (`+method` when fine-tuned)."""
+    return {"model": source["model"] + (f"+{method}" if method else ""),
+            "revision": source.get("commit") or source.get("revision") or ""}
+
+
 def set_scheduler(pipe, name: str) -> None:
     import diffusers
 

@@ -1,11 +1,11 @@
 """One synthetic source end to end: plan the images, generate what the cache lacks, write the set.
 
-Used by `generate_vanilla` and `generate_finetuned`; runs alone or under `accelerate launch`
+Used by `generate@<source>` and `generate_finetuned@<source>`; runs alone or under `accelerate launch`
 (each process takes every N-th batch; the main process assembles the output).
 """
 from __future__ import annotations
 
-import time
+import sys
 from pathlib import Path
 from typing import Callable, Optional
 
@@ -13,10 +13,12 @@ import torch
 from tqdm import tqdm
 
 from diffaug.config import Generate
-from diffaug.device import pick_device
+from diffaug.device import Cost, pick_device
 from diffaug.diffusion.generate import Settings, cache_key, cached_path, collect, generate, plan
-from diffaug.diffusion.pipeline import pick_dtype, speed_up
-from diffaug.io import atomic_dir, write_json
+from diffaug.diffusion.pipeline import fingerprint, model_meta, pick_dtype, speed_up
+from diffaug.diffusion.tiny.tokenizer import unknown_words
+from diffaug.errors import DiffaugError
+from diffaug.io import atomic_dir, read_json, sha256_tree, write_json
 from diffaug.plots import sample_grid
 
 
@@ -27,16 +29,36 @@ def prompts_by_class(records: list[dict]) -> dict[str, list[str]]:
     return out
 
 
-def synthesize(name: str, prompts: dict[str, list[str]], params: Generate, model_id: str, meta: dict,
-               load: Callable[[torch.device, torch.dtype], object], out: Path, metrics: Path, grid: Path,
-               weights: Optional[dict[str, str]] = None, switch: Optional[Callable[[object, str], None]] = None) -> dict:
-    """Make `out/<class>/<index>.png` + manifest for one source; `load` builds the pipeline.
+def vocabulary_check(source: dict, prompts: dict[str, list[str]]) -> list[str]:
+    """The built-in model knows only its digit captions' words: for other words it draws a digit
+    anyway. Say so loudly (and record it), so a smoke test on your own classes is not mistaken
+    for a result."""
+    if source["model"] != "builtin:tiny":
+        return []
+    unknown = unknown_words([p for ps in prompts.values() for p in ps])
+    if unknown:
+        print(f"WARNING: the built-in base model never learned the prompt words {', '.join(unknown)}: it will draw "
+              "digits for them. For your own classes set base.model to a hub model (see README, "
+              "\"Models that fit a CPU or a small GPU\").", file=sys.stderr)
+    return unknown
+
+
+def synthesize(name: str, prompts: dict[str, list[str]], params: Generate, source: dict, method: str,
+               load: Callable[[torch.device, torch.dtype], object], weights: Optional[dict[str, str]] = None,
+               switch: Optional[Callable[[object, str], None]] = None) -> dict:
+    """Make data/synthetic/<name>/<class>/<index>.png + manifest, metrics/generate/<name>.json and the
+    sample grid plots/samples/<name>.png for one source drawn by the base model `source` (models/base's
+    source.json), fine-tuned by `method` if not empty; `load` builds the pipeline.
 
     Fine-tuned sources pass `weights` (a fingerprint per class, part of each image's cache key) and
     `switch`, which puts a class's weights into the pipeline.
     """
     from accelerate import PartialState
 
+    out, metrics, grid = Path("data/synthetic") / name, Path("metrics/generate") / f"{name}.json", \
+        Path("plots/samples") / f"{name}.png"
+    model_id, meta = fingerprint(source), model_meta(source, method)
+    unknown = vocabulary_check(source, prompts)
     state = PartialState()
     device = state.device if state.num_processes > 1 else pick_device(params.device)
     dtype = pick_dtype(device, params.dtype)
@@ -45,9 +67,7 @@ def synthesize(name: str, prompts: dict[str, list[str]], params: Generate, model
                         negative_prompt=params.negative_prompt, height=params.resolution, width=params.resolution,
                         save_size=params.save_size, dtype=str(dtype).removeprefix("torch."))
     missing = sum(not cached_path(cache_key(j, settings)).exists() for j in jobs)
-    start = time.perf_counter()
-    if device.type == "cuda":
-        torch.cuda.reset_peak_memory_stats(device)
+    cost = Cost(device)
     counts = {"generated": 0, "reused": len(jobs), "batch_size": params.batch_size}
     if missing:  # a complete cache needs no model at all
         pipe = speed_up(load(device, dtype), device, params.batch_size, params.compile, params.cpu_offload,
@@ -56,20 +76,26 @@ def synthesize(name: str, prompts: dict[str, list[str]], params: Generate, model
                   disable=not state.is_local_main_process) as bar:
             counts = generate(pipe, jobs, settings, params.batch_size, state.process_index,
                               state.num_processes, progress=bar.update, switch=switch)
-    seconds = time.perf_counter() - start
+    record = cost.report(counts["generated"], "images")
     state.wait_for_everyone()
-    report = {"images": len(jobs), **counts, "seconds": round(seconds, 1), "device": device_name(device),
-              "images_per_second": round(counts["generated"] / seconds, 3) if counts["generated"] else None,
-              "peak_memory_gb": round(torch.cuda.max_memory_allocated(device) / 2**30, 2) if device.type == "cuda" else None,
-              "processes": state.num_processes}
+    report = {"images": len(jobs), **counts, **record, "processes": state.num_processes, "unknown_words": unknown}
     if state.is_main_process:
         with atomic_dir(out) as tmp:
             collect(jobs, settings, tmp, meta)
         grid.parent.mkdir(parents=True, exist_ok=True)
         sample_grid(out, list(prompts)).save(grid)
         write_json(metrics, report)
+        print(f"{name}: {report['images']} images ({report['generated']} generated, {report['reused']} from the "
+              f"cache) on {report['device']}")
     return report
 
 
-def device_name(device: torch.device) -> str:
-    return torch.cuda.get_device_name(device) if device.type == "cuda" else device.type
+def finetuned_models(method: str, classes: list[str]) -> tuple[Path, dict[str, dict], dict[str, str]]:
+    """models/<method>/<class> of every class: (the root, each class's trained.json, a fingerprint of
+    each class's weights, which goes into its images' cache keys)."""
+    root, trained = Path("models") / method, {}
+    for c in classes:
+        if not (root / c / "trained.json").exists():
+            raise DiffaugError(f"{root / c} is missing; run `dvc repro train_{method}@{c}` first.")
+        trained[c] = read_json(root / c / "trained.json")
+    return root, trained, {c: sha256_tree(root / c)[:16] for c in classes}

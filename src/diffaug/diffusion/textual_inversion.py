@@ -11,8 +11,9 @@ from __future__ import annotations
 import torch
 from safetensors.torch import save_file
 
-from diffaug.config import TextualInversion
-from diffaug.diffusion.finetune import (Cost, Latents, accelerator, adamw, batches, denoising_loss, encode_prompts,
+from diffaug.config import TextualInversion, token_of
+from diffaug.device import Cost
+from diffaug.diffusion.finetune import (Latents, accelerator, adamw, batches, denoising_loss, encode_prompts,
                                         noise_and_target, scaled_lr, training_scheduler)
 from diffaug.errors import DiffaugError
 
@@ -28,10 +29,6 @@ OBJECT_TEMPLATES = [
     "a good photo of a {}", "a photo of the nice {}", "a photo of the small {}", "a photo of the weird {}",
     "a photo of the large {}", "a photo of a cool {}", "a photo of a small {}",
 ]
-
-
-def placeholder(label: str) -> str:
-    return "<" + "-".join(label.split()) + ">"
 
 
 def token_text(token: str, num_vectors: int) -> str:
@@ -68,7 +65,7 @@ def add_token(pipe, token: str, num_vectors: int, init_word: str) -> list[int]:
 def train_textual_inversion(pipe, pixels: torch.Tensor, label: str, params: TextualInversion,
                             log=print) -> tuple[dict, torch.Tensor]:
     """Learn the embedding of the token `<label>` on `pixels` (N,3,H,W in [-1, 1]); returns (record, learned rows)."""
-    token, init_word = placeholder(label), params.init_word or label
+    token, init_word = token_of(label), params.init_word or label
     acc = accelerator(params.mixed_precision, params.gradient_accumulation, params.device)
     device = acc.device
     gen = torch.Generator().manual_seed(params.seed + acc.process_index)
@@ -113,7 +110,7 @@ def train_textual_inversion(pipe, pixels: torch.Tensor, label: str, params: Text
             with torch.no_grad():  # only the new rows may change
                 embeddings.weight[keep] = original[keep].to(embeddings.weight.dtype)
         losses.append(loss.item())
-    record = cost.report(params.steps)
+    record = cost.report(params.steps, "steps")
     pipe.text_encoder = acc.unwrap_model(text_t).eval()
     pipe.text_encoder.requires_grad_(False)
     learned = embeddings.weight[ids].detach().float().cpu().clone()
@@ -126,3 +123,14 @@ def train_textual_inversion(pipe, pixels: torch.Tensor, label: str, params: Text
 def save_embeds(path, token: str, learned: torch.Tensor) -> None:
     """The diffusers format: {token: (num_vectors, dim)}; `load_textual_inversion` expands the vectors."""
     save_file({token: learned.contiguous()}, str(path))
+
+
+def load_tokens(pipe, root, classes: list[str], trained: dict[str, dict]) -> None:
+    """Put every class's learned token (models/textual_inversion/<class>) into a loaded pipeline."""
+    pipe.load_textual_inversion([str(root / c) for c in classes], token=[trained[c]["token"] for c in classes],
+                                weight_name=EMBEDS_FILE, use_safetensors=True, local_files_only=True)
+
+
+def generation_prompts(prompt: str, trained: dict[str, dict]) -> dict[str, list[str]]:
+    """The generation prompt per class, around its learned token ("a photo of a <seven>")."""
+    return {c: [fill(prompt, info["token"], c)] for c, info in trained.items()}

@@ -1,24 +1,4 @@
 """One thin entry module per DVC stage: `python -m diffaug.stages.<name>`.
 
-Each reads params, calls library code, and writes its outputs. `run` turns a `DiffaugError` into
-one sentence on stderr and exit code 2, so the user sees the problem and the fix, not a traceback.
+Each reads its params, calls library code, and writes its outputs (the frame is `diffaug.cli.run`).
 """
-from __future__ import annotations
-
-import sys
-import time
-from pathlib import Path
-from typing import Callable
-
-from diffaug.errors import DiffaugError
-
-
-def run(main: Callable[[], None]) -> None:
-    start = time.perf_counter()
-    try:
-        main()
-    except DiffaugError as e:
-        print(f"error: {e}", file=sys.stderr)
-        sys.exit(2)
-    name = Path(sys.argv[0]).stem
-    print(f"{name}: done in {time.perf_counter() - start:.1f} s", file=sys.stderr)

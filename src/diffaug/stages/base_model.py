@@ -9,9 +9,9 @@ import shutil
 import time
 from pathlib import Path
 
+from diffaug.cli import run
 from diffaug.config import load_params
 from diffaug.io import atomic_dir, write_json
-from diffaug.stages import run
 
 BASE = Path("models/base")
 
@@ -21,7 +21,7 @@ def main() -> None:
     start = time.perf_counter()
     with atomic_dir(BASE) as out:
         if params.model == "builtin:tiny":
-            from diffaug.diffusion.tiny import pretrain
+            from diffaug.diffusion.tiny.pretrain import pretrain
 
             report = pretrain(out / "pipeline", seed=params.seed, unet_steps=params.tiny_steps)
             write_json("metrics/base_model.json", {"seconds": report["seconds"]["total"],

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import numpy as np
 
+from diffaug.cli import run
 from diffaug.config import load_params
 from diffaug.io import read_csv, read_json, write_json
-from diffaug.stages import run
 
 TEST, METRICS = Path("data/test"), Path("metrics/clip.json")
 

@@ -3,10 +3,10 @@ from pathlib import Path
 
 from diffaug.classify.classifier import classify_manifest
 from diffaug.classify.evaluate import score
+from diffaug.cli import run
 from diffaug.config import load_params
 from diffaug.device import pick_device
 from diffaug.io import atomic_dir, read_csv, read_json, write_json
-from diffaug.stages import run
 
 MODEL, TEST, PLOTS = Path("models/classifier"), Path("data/test"), Path("plots/evaluate")
 

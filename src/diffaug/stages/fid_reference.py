@@ -1,14 +1,14 @@
-"""Stage `fid_reference`: features of d_original per class, computed once for every `fid@<source>`
+"""Stage `fid_reference`: features of d_original per class, computed once for every `measure_<kind>@<source>`
 (data/original -> models/fid_reference), and the sample grid of the real images."""
 from pathlib import Path
 
+from diffaug.cli import run
 from diffaug.config import load_params
 from diffaug.device import pick_device
 from diffaug.io import read_csv, read_json
 from diffaug.metrics.compare import class_features, save_features
 from diffaug.metrics.features import make_extractor
 from diffaug.plots import sample_grid
-from diffaug.stages import run
 
 ORIGINAL, REFERENCE, OUT = Path("data/original"), Path("models/reference"), Path("models/fid_reference")
 GRID = Path("plots/samples/original.png")

@@ -1,21 +1,23 @@
 """Stage `mix`: data/original + data/synthetic/<mix.source> -> data/mixed (manifests, not copies)."""
 from pathlib import Path
 
+from diffaug.cli import run
 from diffaug.config import load_params
-from diffaug.data.mix import MANIFEST_COLUMNS, mix_class, synthetic_files
+from diffaug.data.mix import MIXED_COLUMNS, mix_class, synthetic_files
 from diffaug.io import atomic_dir, read_csv, read_json, sha256_file, write_csv, write_json
-from diffaug.stages import run
 
 ORIGINAL, SYNTHETIC, MIXED = Path("data/original"), Path("data/synthetic"), Path("data/mixed")
 
 
 def main() -> None:
-    params = load_params().mix
+    all_params = load_params()
+    params = all_params.mix
     classes = read_json(ORIGINAL / "classes.json")
     original = read_csv(ORIGINAL / "manifest.csv")
     real_hash = {str(ORIGINAL / r["file"]): r["sha256"] for r in original}
     real = {c: [str(ORIGINAL / r["file"]) for r in original if r["class"] == c] for c in classes}
-    synthetic = synthetic_files(SYNTHETIC, params.source, classes) if params.source != "none" else {}
+    synthetic = {} if params.source == "none" else \
+        synthetic_files(SYNTHETIC, params.source, classes, all_params.sources.stage(params.source))
 
     # The manifests carry each file's hash, so `train` reruns if any image it uses changes.
     def rows(pairs, c):
@@ -29,19 +31,24 @@ def main() -> None:
         counts[c] = {"original": sum(o == "original" for _, o in t), "synthetic": sum(o == "synthetic" for _, o in t),
                      "val": len(v)}
     with atomic_dir(MIXED) as out:
-        write_csv(out / "train.csv", train, MANIFEST_COLUMNS)
-        write_csv(out / "val.csv", val, MANIFEST_COLUMNS)
+        write_csv(out / "train.csv", train, MIXED_COLUMNS)
+        write_csv(out / "val.csv", val, MIXED_COLUMNS)
         write_json(out / "classes.json", classes)
         write_json(out / "report.json", counts)
+    synthetic_images = sum(r["origin"] == "synthetic" for r in train)
+    # One line that says what trained the model: `none` at p > 0 adds nothing, a source at p = 0 neither.
+    composition = f"{len(train) - synthetic_images} real + {synthetic_images} {params.source} (p = {params.p:g})"
     report = {
+        "composition": composition,
+        "source": params.source,
         "train_images": len(train),
-        "synthetic_images": sum(r["origin"] == "synthetic" for r in train),
+        "real_images": len(train) - synthetic_images,
+        "synthetic_images": synthetic_images,
         "val_images": len(val),
         "val_synthetic_images": sum(r["origin"] == "synthetic" for r in val),
     }
     write_json("metrics/mix.json", report)
-    print(f"mix: {report['train_images']} training images ({report['synthetic_images']} synthetic), "
-          f"{report['val_images']} validation")
+    print(f"mix: {composition} training images, {report['val_images']} validation")
 
 
 if __name__ == "__main__":

@@ -1,10 +1,10 @@
 """Stage `prompts`: classes -> data/prompts.json (templates, optionally expanded by a language model)."""
 from collections import Counter
 
+from diffaug.cli import run
 from diffaug.config import load_params
 from diffaug.diffusion.prompts import build_prompts
 from diffaug.io import write_json
-from diffaug.stages import run
 
 
 def main() -> None:

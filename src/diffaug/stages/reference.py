@@ -1,17 +1,16 @@
 """Stage `reference`: a ResNet-18 trained on d_original alone (data/original -> models/reference).
 
 It answers "does this synthetic image look like its class to a model of the real data?" for the
-`recognise` stages, independently of any mix or training regime.
+`measure` stages, independently of any mix or training regime, and gives the offline FID features.
 """
-import dataclasses
 from pathlib import Path
 
 from diffaug.classify.classifier import save_classifier, train_classifier
-from diffaug.config import Mix, Train, load_params
+from diffaug.cli import run
+from diffaug.config import Mix, load_params
 from diffaug.data.mix import mix_class
 from diffaug.device import pick_device
 from diffaug.io import read_csv, read_json, write_json
-from diffaug.stages import run
 
 ORIGINAL, MODEL = Path("data/original"), Path("models/reference")
 
@@ -19,11 +18,12 @@ ORIGINAL, MODEL = Path("data/original"), Path("models/reference")
 def main() -> None:
     params = load_params()
     ref = params.reference
-    cfg = dataclasses.replace(Train(), epochs=ref.epochs, image_size=ref.image_size, small_stem=ref.small_stem,
-                              seed=ref.seed, device=params.train.device)
+    cfg = ref.as_train(params.train.device)
     classes = read_json(ORIGINAL / "classes.json")
     rows = read_csv(ORIGINAL / "manifest.csv")
-    split = Mix(source="none", val_fraction=0.15, seed=ref.seed)  # validation from the real images only
+    # Validation from the real images only, as `mix` draws it.
+    split = Mix(source="none", p=0.0, n_per_class=None, mode="replace", val_fraction=ref.val_fraction,
+                val_from="original", seed=ref.seed)
     train, val = [], []
     for c in classes:
         t, v = mix_class(c, [r["file"] for r in rows if r["class"] == c], [], split)

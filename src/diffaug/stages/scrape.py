@@ -1,10 +1,10 @@
 """Stage `scrape`: collect `d_raw` into data/raw/<class>/ with a provenance manifest."""
 from pathlib import Path
 
+from diffaug.cli import run
 from diffaug.config import load_params
 from diffaug.data.scrape import scrape
 from diffaug.io import atomic_dir, write_json
-from diffaug.stages import run
 
 RAW = Path("data/raw")
 

@@ -2,10 +2,10 @@
 import shutil
 from pathlib import Path
 
+from diffaug.cli import run
 from diffaug.config import load_params
 from diffaug.data.split import split
 from diffaug.io import atomic_dir, read_csv, read_json, sha256_file, write_csv, write_json
-from diffaug.stages import run
 
 RAW, ORIGINAL, TEST = Path("data/raw"), Path("data/original"), Path("data/test")
 

@@ -8,31 +8,12 @@ from pathlib import Path
 import torch
 from accelerate import PartialState
 
+from diffaug.cli import run
 from diffaug.config import load_params
-from diffaug.device import pick_device
-from diffaug.diffusion.dreambooth import save_dreambooth, train_dreambooth
+from diffaug.diffusion.dreambooth import prior_images, save_dreambooth, train_dreambooth
 from diffaug.diffusion.finetune import check_8bit_adam, class_label, load_pixels, native_resolution, pick_instances
-from diffaug.diffusion.generate import Settings, cache_key, cached_path, generate, plan
-from diffaug.diffusion.pipeline import fingerprint, load_pipeline, pick_dtype, read_source, speed_up
+from diffaug.diffusion.pipeline import fingerprint, load_pipeline, read_source
 from diffaug.io import atomic_dir, sha256_tree, write_json
-from diffaug.stages import run
-
-
-def prior_images(source: dict, prompt: str, label: str, params, resolution: int) -> list[Path]:
-    """The class images of prior preservation: the base model's own drawings of the class prompt,
-    made (and cached) by the generation library in the GPU's fast precision."""
-    device = pick_device(params.device)
-    dtype = pick_dtype(device)
-    settings = Settings(model=fingerprint(source), scheduler="dpm++", steps=params.prior_steps,
-                        guidance=params.prior_guidance, negative_prompt="", height=resolution, width=resolution,
-                        save_size=None, dtype=str(dtype).removeprefix("torch."))
-    jobs = plan({label: [prompt]}, params.class_images, params.seed)
-    paths = [cached_path(cache_key(j, settings)) for j in jobs]
-    if not all(p.exists() for p in paths):
-        pipe = speed_up(load_pipeline(source, device, dtype, "dpm++"), device, 8)
-        generate(pipe, jobs, settings, batch_size=8)
-        del pipe
-    return paths
 
 
 def main() -> None:
@@ -61,8 +42,8 @@ def main() -> None:
             "prior_preservation": d.prior_preservation, "class_images": d.class_images if prior is not None else 0,
             "instance_images": [f.name for f in files], "train_text_encoder": d.train_text_encoder,
             "steps": d.steps, "lr": record["lr"], "batch_size": d.batch_size, "resolution": resolution,
-            "base": fingerprint(source), "final_loss": record["final_loss"],
-            "instance_loss_before": record["instance_loss_before"], "instance_loss_after": record["instance_loss_after"]})
+            "base": fingerprint(source), **{k: record[k] for k in ("final_loss", "instance_loss_before",
+                                                                    "instance_loss_after")}})
     size = sum(f.stat().st_size for f in out.rglob("*") if f.is_file())
     write_json(Path("metrics/dreambooth") / f"{label}.json", {
         **{k: v for k, v in record.items() if k != "cost"}, **record["cost"], "steps": d.steps,

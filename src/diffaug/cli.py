@@ -1,0 +1,22 @@
+"""The command-line frame of every entry point (stages, study, report, profile): a `DiffaugError`
+becomes one sentence on stderr and exit code 2, so the user sees the problem and the fix, not a
+traceback."""
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+from typing import Callable
+
+from diffaug.errors import DiffaugError
+
+
+def run(main: Callable[[], None]) -> None:
+    start = time.perf_counter()
+    try:
+        main()
+    except DiffaugError as e:
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(2)
+    name = Path(sys.argv[0]).stem
+    print(f"{name}: done in {time.perf_counter() - start:.1f} s", file=sys.stderr)

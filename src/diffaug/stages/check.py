@@ -1,0 +1,23 @@
+"""Stage `check`: params.yaml against its models, before any stage with outputs runs.
+
+DVC deletes a stage's outputs before running its command, so a check inside `mix` would come too
+late: `dvc exp run -S mix.p=1.5` would already have removed data/mixed. Every other stage depends
+on this stage's output, so DVC runs it first; its output is the same bytes whenever the params are
+valid, so a change that passes reruns nothing downstream by itself.
+"""
+from pathlib import Path
+
+from diffaug.cli import run
+from diffaug.config import load_params
+from diffaug.io import atomic_write_bytes
+
+CHECKED = Path("params.checked")
+
+
+def main() -> None:
+    load_params()
+    atomic_write_bytes(CHECKED, b"params.yaml passed its checks (diffaug.config)\n")
+
+
+if __name__ == "__main__":
+    run(main)

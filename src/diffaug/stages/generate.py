@@ -1,0 +1,27 @@
+"""Stage `generate@<source>`: models/base + data/prompts.json -> data/synthetic/<source>, for the
+text-to-image sources of params.yaml's `sources.txt2img` (vanilla Stable Diffusion).
+
+Multi-GPU: `generate.launcher: "accelerate launch --num_processes 4"` splits the batches between GPUs.
+"""
+import sys
+
+from diffaug.cli import run
+from diffaug.config import load_params
+from diffaug.diffusion.pipeline import load_pipeline, read_source
+from diffaug.diffusion.synthesize import prompts_by_class, synthesize
+from diffaug.io import read_json
+
+
+def main() -> None:
+    name = sys.argv[1]
+    params = load_params()
+    params.sources.entry("txt2img", name)
+    g = params.generate
+    source = read_source()
+    prompts = prompts_by_class(read_json("data/prompts.json"))
+    synthesize(name, prompts, g, source, "",
+               lambda device, dtype: load_pipeline(source, device, dtype, g.scheduler, g.safety_checker))
+
+
+if __name__ == "__main__":
+    run(main)

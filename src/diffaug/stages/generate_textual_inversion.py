@@ -1,0 +1,34 @@
+"""Stage `generate_finetuned@<source>` of a Textual Inversion source (`sources.finetuned.<source>.method:
+textual_inversion`): models/base + models/textual_inversion/<class> -> data/synthetic/<source>.
+
+The generation library, seeds, cache and batching of `generate@<source>`, with every class's
+learned token loaded into the pipeline and the prompt around it ("a photo of a <seven>").
+"""
+import sys
+
+from diffaug.cli import run
+from diffaug.config import load_params
+from diffaug.diffusion.pipeline import load_pipeline, read_source
+from diffaug.diffusion.synthesize import finetuned_models, synthesize
+from diffaug.diffusion.textual_inversion import generation_prompts, load_tokens
+
+
+def main() -> None:
+    name = sys.argv[1]
+    params = load_params()
+    params.sources.entry("finetuned", name, method="textual_inversion")
+    g, classes = params.generate, list(params.classes)
+    root, trained, weights = finetuned_models("textual_inversion", classes)
+    source = read_source()
+
+    def load(device, dtype):
+        pipe = load_pipeline(source, device, dtype, g.scheduler, g.safety_checker)
+        load_tokens(pipe, root, classes, trained)
+        return pipe
+
+    synthesize(name, generation_prompts(params.textual_inversion.prompt, trained), g, source, "textual_inversion",
+               load, weights=weights)
+
+
+if __name__ == "__main__":
+    run(main)

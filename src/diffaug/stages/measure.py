@@ -1,0 +1,64 @@
+"""Stage `measure_<kind>@<source>`: how data/synthetic/<source> compares with d_original.
+
+- metrics/recognise/<source>.json: how often the reference classifier (trained on d_original)
+  assigns a synthetic image to the class it was made for, overall and per class (chance = 1/classes);
+- metrics/fid/<source>.json: FID and KID between d_original's features (models/fid_reference) and
+  the source's, per class and overall.
+One process for both: the reference network is loaded once, and a source costs one process start.
+"""
+import sys
+from pathlib import Path
+
+from diffaug.classify.classifier import classify_manifest
+from diffaug.classify.evaluate import score
+from diffaug.cli import run
+from diffaug.config import load_params
+from diffaug.device import pick_device
+from diffaug.errors import DiffaugError
+from diffaug.io import read_csv, write_json
+from diffaug.metrics.compare import OVERALL, class_features, compare, folder_files, load_features
+from diffaug.metrics.features import make_extractor
+
+REFERENCE, FEATURES, SYNTHETIC = Path("models/reference"), Path("models/fid_reference"), Path("data/synthetic")
+
+
+def recognised(params, folder: Path, classes: list[str]) -> dict:
+    y_true, y_pred = classify_manifest(REFERENCE, read_csv(folder / "manifest.csv"), classes,
+                                       pick_device(params.train.device), params.evaluate.batch_size, folder)
+    metrics, _, _ = score(y_true, y_pred, classes)
+    return {"recognised": metrics["accuracy"], "images": metrics["test_images"],
+            "per_class": metrics["per_class_accuracy"]}
+
+
+def distances(params, folder: Path, source: str, original: dict, meta: dict) -> dict:
+    f = params.fid
+    extractor = make_extractor(f.features, REFERENCE, pick_device(f.device))
+    if extractor.identity != meta["extractor_id"]:  # never compare features of two different networks
+        raise DiffaugError(f"{FEATURES} was made with {meta['extractor_id']}, fid.features gives "
+                           f"{extractor.identity}; run `dvc repro fid_reference`.")
+    classes = meta["classes"]
+    synthetic = class_features(extractor, folder_files(folder, classes), f.batch_size)
+    scores = compare(original, synthetic, classes, f.kid_subsets, f.kid_subset_size, f.seed)
+    overall = scores.pop(OVERALL)
+    return {"source": source, "extractor": meta["extractor"], "extractor_id": meta["extractor_id"],
+            **overall, "per_class": scores}
+
+
+def main() -> None:
+    source = sys.argv[1]
+    params = load_params()
+    folder = SYNTHETIC / source
+    if not (folder / "manifest.csv").is_file():
+        stage = params.sources.stage(source) if source in params.sources.names() else "the stage that writes it"
+        raise DiffaugError(f"{folder} does not exist; produce it with `dvc repro {stage}`.")
+    original, meta = load_features(FEATURES)  # d_original's features and classes, from fid_reference
+    recognise = recognised(params, folder, meta["classes"])
+    write_json(f"metrics/recognise/{source}.json", recognise)
+    fid = distances(params, folder, source, original, meta)
+    write_json(f"metrics/fid/{source}.json", fid)
+    print(f"measure {source}: {recognise['recognised']:.1%} of {recognise['images']} images recognised as their "
+          f"class; FID {fid['fid']:.2f}, KID {fid['kid']:.4f} ± {fid['kid_std']:.4f} ({fid['extractor']} features)")
+
+
+if __name__ == "__main__":
+    run(main)

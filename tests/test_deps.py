@@ -1,0 +1,134 @@
+"""dvc.yaml against the code: every project file a stage's entry module reaches is a dep of that stage.
+
+Imports are followed with `ast` (module level and inside functions), through `from package import
+module` too, so the check also holds for stages added later: DVC reruns a stage when a file it
+lists changes, and a file it reaches but does not list could change its results unseen.
+"""
+from __future__ import annotations
+
+import ast
+import re
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SRC = REPO / "src"
+
+# Shared helpers that cannot change a stage's results, so adding to them must not rerun Stable
+# Diffusion: the params models (their verdicts are the `check` stage's, which lists config.py),
+# file helpers (atomic writes, JSON/CSV formats), the error type, the command-line frame, and
+# package __init__ files (docstrings).
+EXEMPT = {"diffaug/config.py", "diffaug/io.py", "diffaug/errors.py", "diffaug/cli.py"}
+
+
+def module_file(name: str) -> Path | None:
+    base = SRC / Path(*name.split("."))
+    for candidate in (base.with_suffix(".py"), base / "__init__.py"):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def imports_of(path: Path) -> set[str]:
+    """Project modules imported anywhere in `path` (absolute `diffaug...` imports; the project uses no others)."""
+    names = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            names |= {a.name for a in node.names if a.name.startswith("diffaug")}
+        elif isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("diffaug"):
+            assert node.level == 0, f"{path}: relative import"
+            names.add(node.module)
+            # `from diffaug.x import y` imports the module diffaug.x.y when y is one
+            names |= {f"{node.module}.{a.name}" for a in node.names if module_file(f"{node.module}.{a.name}")}
+    # A package's modules need its __init__ (and the parents') loaded first.
+    return {".".join(n.split(".")[:i]) for n in names for i in range(1, n.count(".") + 2)}
+
+
+def closure(module: str) -> set[str]:
+    """Files (relative to src/) reached from `module`, itself included."""
+    seen, todo = set(), [module]
+    while todo:
+        path = module_file(todo.pop())
+        if path is None or path in seen:
+            continue
+        seen.add(path)
+        todo += imports_of(path)
+    return {p.relative_to(SRC).as_posix() for p in seen}
+
+
+def import_graph() -> dict[str, set[str]]:
+    graph = {}
+    for path in sorted((SRC / "diffaug").rglob("*.py")):
+        name = ".".join(path.relative_to(SRC).with_suffix("").parts).removesuffix(".__init__")
+        graph[name] = {n for n in imports_of(path) if n != name and not n.startswith(name + ".")
+                       and module_file(n) and not module_file(n).name == "__init__.py"}
+    return graph
+
+
+def stages() -> dict:
+    """dvc.yaml's stages as DVC resolves them (matrix, foreach and ${} filled in from params.yaml)."""
+    from dvc.repo import Repo
+
+    with Repo(str(REPO)) as repo:
+        return {s.addressing: s for s in repo.index.stages}
+
+
+def entry_module(cmd: str) -> str | None:
+    m = re.search(r"-m (diffaug\.stages\.\w+)", cmd)
+    return m.group(1) if m else None
+
+
+def test_every_file_a_stage_imports_is_a_dep():
+    missing = {}
+    for name, stage in stages().items():
+        module = entry_module(stage.cmd)
+        assert module, f"stage {name} does not run a diffaug.stages module: {stage.cmd}"
+        deps = {d.def_path for d in stage.deps}
+        needed = {f"src/{f}" for f in closure(module)
+                  if f not in EXEMPT and not f.endswith("__init__.py")}
+        if needed - deps:
+            missing[name] = sorted(needed - deps)
+    assert not missing, f"stages reach files they do not list as deps: {missing}"
+
+
+def test_every_listed_code_dep_is_reached():
+    """The other direction: a listed module the stage never imports reruns it for nothing."""
+    extra = {}
+    for name, stage in stages().items():
+        reached = {f"src/{f}" for f in closure(entry_module(stage.cmd))}
+        listed = {d.def_path for d in stage.deps if d.def_path.startswith("src/")}
+        if listed - reached:
+            extra[name] = sorted(listed - reached)
+    assert not extra, f"stages list code they never import: {extra}"
+
+
+def test_config_is_a_dep_of_the_check_stage_only():
+    for name, stage in stages().items():
+        listed = {d.def_path for d in stage.deps}
+        assert ("src/diffaug/config.py" in listed) == (name == "check"), name
+        if name != "check":
+            assert "params.checked" in listed, f"{name} does not wait for the params check"
+
+
+def test_the_import_graph_has_no_cycle():
+    graph = import_graph()
+    state: dict[str, int] = {}
+
+    def visit(node, path):
+        state[node] = 1
+        for nxt in sorted(graph.get(node, ())):
+            if state.get(nxt) == 1:
+                pytest.fail("import cycle: " + " -> ".join(path[path.index(nxt):] + [nxt]) if nxt in path
+                            else f"import cycle through {nxt}")
+            if nxt not in state:
+                visit(nxt, path + [nxt])
+        state[node] = 2
+
+    for node in sorted(graph):
+        if node not in state:
+            visit(node, [node])
+
+
+def test_config_imports_nothing_from_the_project_but_the_error_type():
+    assert imports_of(SRC / "diffaug/config.py") <= {"diffaug", "diffaug.errors"}
