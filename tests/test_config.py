@@ -45,7 +45,7 @@ def test_committed_params_are_valid():
         ({"classes": []}, ["classes", "at least two"]),
         ({"classes": ["zero"]}, ["classes", "at least two"]),
         ({"classes": ["one", "one"]}, ["classes", "unique"]),
-        ({"scrape__source": "folder"}, ["scrape.path", "needs a path"]),
+        ({"scrape__source": "folder", "scrape__path": "no/such/folder"}, ["scrape.path", "no/such/folder", "class sub-folders"]),
         ({"split__test_per_class": 0}, ["split.test_per_class", "at least 1"]),
         ({"mix__typo": 1}, ["mix.typo", "known keys"]),
         ({"mix__val_fraction": 1.0}, ["mix.val_fraction", "1.0"]),
@@ -123,7 +123,7 @@ def test_class_names_any_folder_can_hold(tmp_path, name, words):
 def folder_dataset_params(tmp_path, classes):
     raw = yaml.safe_load((REPO / "params.yaml").read_text())
     raw["classes"] = classes
-    raw["scrape"].update(source="folder", path="x")
+    raw["scrape"].update(source="folder", path=str(tmp_path))
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(raw, allow_unicode=True))
     return tmp_path / "params.yaml"
 

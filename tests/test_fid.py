@@ -80,7 +80,7 @@ def make_project(root, n=6):
     model = build_model(len(CLASSES), "scratch", small_stem=False)
     save_classifier(root / "models/reference", Result(model.state_dict(), 1, None),
                     {"classes": CLASSES, "image_size": 32, "small_stem": False})
-    params_file(root, classes=CLASSES, scrape={"source": "folder", "path": "x"}, mix={"source": "none"},
+    params_file(root, classes=CLASSES, scrape={"source": "folder", "path": str(root)}, mix={"source": "none"},
                 split={"original_per_class": None}, fid={"kid_subsets": 4, "kid_subset_size": 50, "device": "cpu"},
                 train={"device": "cpu"})
 

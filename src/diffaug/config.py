@@ -126,7 +126,8 @@ class Scrape(Section):
     source: Literal["digits", "folder", "urls", "search"] = Field(
         description="`digits` (built in, offline), `folder` (`<path>/<class>/...`), `urls` (CSV of `url,label`), "
                     "`search` (an image search engine)")
-    path: Optional[str] = Field(description="the folder or CSV for `folder` / `urls`")
+    path: str = Field(description="the input, a dependency of `scrape`: the folder (`folder`) or CSV (`urls`); "
+                                  "`data/input` for `digits` and `search`")
     digits_size: int = Field(ge=8, description="digits: side in px the 8x8 scans are upscaled to")
     max_side: int = Field(ge=0, description="shrink larger images to this longest side (0 keeps them)")
     workers: Count = Field(description="parallel downloads")
@@ -142,9 +143,12 @@ class Scrape(Section):
     delay: float = Field(ge=0, description="search: seconds between two requests to one host")
 
     @model_validator(mode="after")
-    def _path_given(self):
-        if self.source in ("folder", "urls") and not self.path:
-            raise _fail("scrape.path", self.path, f"scrape.source={self.source} needs a path to read from")
+    def _path_exists(self):
+        want = {"folder": ("a folder of class sub-folders", Path.is_dir),
+                "urls": ("a CSV file of url,label rows", Path.is_file)}.get(self.source)
+        if want and not want[1](Path(self.path)):
+            raise _fail("scrape.path", self.path, f"scrape.source={self.source} reads {want[0]} there, and it does "
+                                                  "not exist (relative paths start at the repository's root)")
         return self
 
 

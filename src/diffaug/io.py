@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import functools
 import hashlib
 import json
 import os
@@ -18,30 +19,86 @@ from typing import Iterable, Iterator
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
 
 
+TMP = ".diffaug-tmp"  # in the workspace, outside every folder DVC hashes (see .dvcignore and .gitignore)
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _clean_leftovers(folder: Path) -> None:
+    """Remove what killed runs left behind: temporary paths whose process is gone."""
+    for leftover in folder.glob(".*.tmp-*"):
+        pid = leftover.name.rpartition(".tmp-")[2].split("-")[0]
+        if pid.isdigit() and not _pid_alive(int(pid)):
+            shutil.rmtree(leftover, ignore_errors=True) if leftover.is_dir() else leftover.unlink(missing_ok=True)
+
+
+@functools.lru_cache(maxsize=None)
+def _workspace_temp(cwd: Path) -> Path:
+    folder = cwd / TMP
+    folder.mkdir(exist_ok=True)
+    _clean_leftovers(folder)  # once per process
+    return folder
+
+
+def temp_path(final: str | Path) -> Path:
+    """Where `final` is built before it is renamed into place: the workspace's .diffaug-tmp/ when `final`
+    is inside the current directory (so a killed run leaves nothing inside a DVC dependency such as
+    data/synthetic), else beside `final` (the download and image caches). Same filesystem either way."""
+    final = Path(final).absolute()
+    try:
+        final.relative_to(Path.cwd())
+        folder = _workspace_temp(Path.cwd())
+    except ValueError:
+        folder = final.parent
+        folder.mkdir(parents=True, exist_ok=True)
+    return folder / f".{final.name}.tmp-{os.getpid()}-{threading.get_ident()}"
+
+
+@contextlib.contextmanager
+def atomic_dirs(*finals: str | Path) -> Iterator[list[Path]]:
+    """Yield empty temporary folders that replace `finals` only if the block succeeds, one right after
+    the other (split's d_original and test set change together or not at all)."""
+    finals_ = [Path(f) for f in finals]
+    temps = []
+    try:
+        for final in finals_:
+            tmp = temp_path(final)
+            shutil.rmtree(tmp, ignore_errors=True)
+            tmp.mkdir()
+            temps.append(tmp)
+        yield temps
+    except BaseException:
+        for tmp in temps:
+            shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    for final, tmp in zip(finals_, temps):
+        final.parent.mkdir(parents=True, exist_ok=True)
+        if final.is_dir() and not final.is_symlink():
+            shutil.rmtree(final)
+        elif final.exists() or final.is_symlink():
+            final.unlink()
+        tmp.rename(final)
+
+
 @contextlib.contextmanager
 def atomic_dir(final: str | Path) -> Iterator[Path]:
     """Yield an empty temporary folder that replaces `final` only if the block succeeds."""
-    final = Path(final)
-    final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = final.parent / f".{final.name}.tmp-{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir()
-    try:
+    with atomic_dirs(final) as (tmp,):
         yield tmp
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    if final.is_dir() and not final.is_symlink():
-        shutil.rmtree(final)
-    elif final.exists() or final.is_symlink():
-        final.unlink()
-    tmp.rename(final)
 
 
 def atomic_write_bytes(path: str | Path, data: bytes) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.parent / f".{path.name}.tmp-{os.getpid()}-{threading.get_ident()}"
+    tmp = temp_path(path)
     tmp.write_bytes(data)
     tmp.replace(path)
 
@@ -58,7 +115,7 @@ def read_json(path: str | Path):
 def write_csv(path: str | Path, rows: Iterable[dict], columns: list[str]) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.parent / f".{path.name}.tmp-{os.getpid()}"
+    tmp = temp_path(path)
     with open(tmp, "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=columns, lineterminator="\n")
         writer.writeheader()

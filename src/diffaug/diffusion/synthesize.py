@@ -19,7 +19,7 @@ from diffaug.diffusion.pipeline import fingerprint, model_meta, pick_dtype, spee
 from diffaug.diffusion.tiny.tokenizer import unknown_words
 from diffaug.errors import DiffaugError
 from diffaug.io import atomic_dir, read_json, sha256_tree, write_json
-from diffaug.plots import sample_grid
+from diffaug.plots import sample_grid, save_grid
 
 
 def prompts_by_class(records: list[dict]) -> dict[str, list[str]]:
@@ -82,8 +82,7 @@ def synthesize(name: str, prompts: dict[str, list[str]], params: Generate, sourc
     if state.is_main_process:
         with atomic_dir(out) as tmp:
             collect(jobs, settings, tmp, meta)
-        grid.parent.mkdir(parents=True, exist_ok=True)
-        sample_grid(out, list(prompts)).save(grid)
+        save_grid(sample_grid(out, list(prompts)), grid)
         write_json(metrics, report)
         print(f"{name}: {report['images']} images ({report['generated']} generated, {report['reused']} from the "
               f"cache) on {report['device']}")

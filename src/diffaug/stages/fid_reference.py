@@ -8,7 +8,7 @@ from diffaug.device import pick_device
 from diffaug.io import read_csv, read_json
 from diffaug.metrics.compare import class_features, save_features
 from diffaug.metrics.features import make_extractor
-from diffaug.plots import sample_grid
+from diffaug.plots import sample_grid, save_grid
 
 ORIGINAL, REFERENCE, OUT = Path("data/original"), Path("models/reference"), Path("models/fid_reference")
 GRID = Path("plots/samples/original.png")
@@ -24,8 +24,7 @@ def main() -> None:
     meta = {"extractor": extractor.name, "extractor_id": extractor.identity, "image_size": extractor.image_size,
             "classes": classes, "images": {c: len(f) for c, f in features.items()}}
     save_features(OUT, features, meta)
-    GRID.parent.mkdir(parents=True, exist_ok=True)
-    sample_grid(ORIGINAL, classes).save(GRID)
+    save_grid(sample_grid(ORIGINAL, classes), GRID)
     print(f"fid_reference: {sum(meta['images'].values())} original images, {extractor.name} features")
 
 
