@@ -64,8 +64,11 @@ def folder(root: str | Path, classes: tuple[str, ...]) -> Iterator[Candidate]:
             f"class '{missing[0]}' has no folder {root / missing[0]}; create it or remove the class from `classes`."
         )
     for c in classes:
-        for path in sorted(p for p in (root / c).rglob("*") if p.is_file() and not p.name.startswith(".")):
-            yield Candidate(c, str(path), data=path.read_bytes())
+        for path in sorted(p for p in (root / c).rglob("*") if p.is_file()):
+            if path.name.startswith("."):  # .DS_Store and friends: counted, so nothing disappears unexplained
+                yield Candidate(c, str(path), error="a hidden file", reason="hidden_file")
+            else:
+                yield Candidate(c, str(path), data=path.read_bytes())
 
 
 def read_url_list(path: str | Path) -> list[tuple[str, str]]:
