@@ -20,7 +20,7 @@ def test_cost_summary_adds_generation_and_finetuning(tmp_path):
     put(tmp_path / "generate/textual_inversion.json", {"images": 10, "generated": 0, "seconds": 0.1, "device": "cpu"})
     put(tmp_path / "train/metrics.json", {"seconds": 360.0, "device": "cpu"})
     (tmp_path / "generate/broken.json").write_text("{not json")
-    s = cost_summary(tmp_path)
+    s = cost_summary(tmp_path, {"dreambooth": "dreambooth", "textual_inversion": "textual_inversion"})
     assert s["sources"]["vanilla"]["generation_hours"] == 2.0  # 1 h on each of 2 GPUs
     assert s["sources"]["vanilla"]["seconds_per_image"] == round(7200 / 7000, 3)
     db = s["sources"]["dreambooth"]
@@ -33,4 +33,4 @@ def test_cost_summary_adds_generation_and_finetuning(tmp_path):
 
 
 def test_cost_summary_of_an_empty_folder(tmp_path):
-    assert cost_summary(tmp_path / "nothing") == {"stages": {}, "sources": {}, "gpu_hours": 0.0, "cpu_hours": 0.0}
+    assert cost_summary(tmp_path / "nothing", {}) == {"stages": {}, "sources": {}, "gpu_hours": 0.0, "cpu_hours": 0.0}

@@ -157,3 +157,23 @@ def test_wait_reads_the_queue_and_gives_up_without_workers(monkeypatch):
     assert study.wait(["spiry-grot", "aided-coat", "sharp-mako"], poll=0.0) == {
         "spiry-grot": ("6b373af", "Success"), "aided-coat": ("119a9a7", "Success"),
         "sharp-mako": ("75a2dcd", "Failed")}
+
+
+def test_every_experiment_of_the_default_study_has_valid_params(monkeypatch, capsys):
+    """The documented default (`--seeds 0,1,2`) as the queue would get it: every point's params load."""
+    from diffaug.config import parse_params
+    from diffaug.study import with_sets
+
+    monkeypatch.chdir(SRC.parent)
+    main(["--dry-run", "--seeds", "0,1,2"])
+    raw = yaml.safe_load((SRC.parent / "params.yaml").read_text())
+    points = []
+    for line in capsys.readouterr().out.splitlines():
+        sets = dict(s.split("=", 1) for s in line.split(" -S ")[1:])
+        for p in sets["mix.p"].split(","):
+            points.append({**{k: yaml.safe_load(v) for k, v in sets.items()}, "mix.p": float(p)})
+    assert len(points) == 3 * 17  # 3 seeds x (none at 4 p, 3 sources at 4 p, RandAugment)
+    assert {pt["mix.source"] for pt in points} == {"none", "vanilla", "dreambooth", "textual_inversion"}
+    for point in points:
+        params = parse_params(with_sets(raw, point))
+        assert params.train.seed == params.mix.seed == point["train.seed"]

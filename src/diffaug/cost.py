@@ -3,8 +3,8 @@
 Every generation and fine-tuning stage writes `seconds` and `device` (and generation its number of
 processes) into its metrics; `cost_summary` adds them up for one experiment's `metrics/` folder.
 A synthetic image's cost is its share of the generation run plus its share of the fine-tuning of its
-method (all classes' DreamBooth or Textual Inversion runs). Hours on `cpu` or `mps` are reported
-apart from GPU hours.
+method (all classes' DreamBooth or Textual Inversion runs; which method a source uses comes from
+params.yaml's `sources`). Hours on `cpu` or `mps` are reported apart from GPU hours.
 """
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import json
 from pathlib import Path
 from typing import Optional
 
-FINETUNED = ("dreambooth", "textual_inversion")  # metrics/<method>/<class>.json
+FINETUNED = ("dreambooth", "textual_inversion")  # the fine-tuning methods: metrics/<method>/<class>.json
 
 
 def _read(path: Path) -> Optional[dict]:
@@ -31,8 +31,15 @@ def _is_gpu(m: dict) -> bool:
     return str(m.get("device") or "cpu") not in ("cpu", "mps")
 
 
-def cost_summary(metrics_dir: str | Path = "metrics") -> dict:
-    """{"stages": {name: {hours, gpu, device}}, "sources": {source: {...per image}}, "gpu_hours", "cpu_hours"}."""
+def cost_summary(metrics_dir: str | Path = "metrics", methods: Optional[dict[str, str]] = None) -> dict:
+    """{"stages": {name: {hours, gpu, device}}, "sources": {source: {...per image}}, "gpu_hours", "cpu_hours"}.
+
+    `methods`: each fine-tuned source's method (default: params.yaml's `sources.finetuned`).
+    """
+    if methods is None:
+        from diffaug.config import load_params
+
+        methods = {name: e.method for name, e in load_params().sources.finetuned.items()}
     root = Path(metrics_dir)
     stages: dict[str, dict] = {}
 
@@ -53,7 +60,8 @@ def cost_summary(metrics_dir: str | Path = "metrics") -> dict:
 
     sources = {}
     for source, m in generated.items():
-        finetune = sum(s["hours"] for n, s in stages.items() if n.startswith(f"train_{source}@"))
+        method = methods.get(source)
+        finetune = sum(s["hours"] for n, s in stages.items() if method and n.startswith(f"train_{method}@"))
         made, images = int(m.get("generated") or 0), int(m.get("images") or 0)
         hours = _hours(m)
         sources[source] = {

@@ -17,16 +17,20 @@ Experiments that ran before are restored from DVC's run-cache instead of recompu
 from __future__ import annotations
 
 import argparse
+import copy
 import importlib.util
 import re
 import subprocess
 import sys
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Optional
 
+import yaml
+
 from diffaug.cli import run
-from diffaug.config import load_params
+from diffaug.config import ParamsError, load_params, parse_params
 from diffaug.errors import DiffaugError
 
 POLL_SECONDS = 5.0
@@ -42,14 +46,47 @@ class Sweep:
     seed: int
     augment: Optional[str] = None  # None keeps the workspace's train.augment
 
-    def args(self) -> list[str]:
-        sets = [f"mix.source={self.source}", "mix.p=" + ",".join(repr(float(p)) for p in self.p),
-                f"train.regime={self.regime}", f"train.seed={self.seed}", f"mix.seed={self.seed}"]
+    def sets(self, p: Optional[float] = None) -> dict[str, object]:
+        """The params this sweep sets (`mix.p` to `p` if given, else to every p of the sweep)."""
+        out = {"mix.source": self.source, "mix.p": float(p) if p is not None else list(self.p),
+               "train.regime": self.regime, "train.seed": self.seed, "mix.seed": self.seed}
         if self.augment is not None:
-            sets.append(f"train.augment={self.augment}")
+            out["train.augment"] = self.augment
         if self.epochs is not None:
-            sets.append(f"train.epochs={self.epochs}")
-        return [a for s in sets for a in ("-S", s)]
+            out["train.epochs"] = self.epochs
+        return out
+
+    def args(self) -> list[str]:
+        def text(v):  # 1.0, not 1: DVC would store an int
+            return ",".join(repr(float(x)) for x in v) if isinstance(v, list) else str(v)
+        return [a for k, v in self.sets().items() for a in ("-S", f"{k}={text(v)}")]
+
+
+def with_sets(raw: dict, sets: dict[str, object]) -> dict:
+    """params.yaml's contents with dotted keys set, as `dvc exp run -S` writes them."""
+    out = copy.deepcopy(raw)
+    for key, value in sets.items():
+        *path, last = key.split(".")
+        node = out
+        for part in path:
+            node = node[part]
+        node[last] = value
+    return out
+
+
+def check_points(raw: dict, sweeps: list[Sweep]) -> int:
+    """Validate the params of every experiment of the grid before queueing any; return how many."""
+    n = 0
+    for sweep in sweeps:
+        for p in sweep.p:
+            sets = sweep.sets(p)
+            try:
+                parse_params(with_sets(raw, sets))
+            except ParamsError as e:
+                raise ParamsError(f"the study's experiment {' '.join(f'{k}={v}' for k, v in sets.items())} would "
+                                  f"fail: {e}") from None
+            n += 1
+    return n
 
 
 def grid(sources: tuple[str, ...], ps: tuple[float, ...], regimes: tuple[tuple[str, Optional[int]], ...],
@@ -123,8 +160,21 @@ def wait(names: list[str], poll: float = POLL_SECONDS, patience: int = 3) -> dic
         time.sleep(poll)
 
 
+def up_to_date() -> None:
+    """Run the pipeline once at the workspace's params, so every experiment restores the shared stages
+    (data, base model, fine-tuning, generation, FID) from the DVC cache instead of recomputing them."""
+    if subprocess.run(["dvc", "status", "--quiet"], capture_output=True).returncode:  # 1: not up to date
+        print("study: the pipeline is not up to date; running `dvc repro` once, so the experiments share its outputs",
+              file=sys.stderr)
+        proc = subprocess.run(["dvc", "repro"])
+        if proc.returncode:
+            raise DiffaugError("`dvc repro` failed at the workspace's params; fix that first (its output is above), "
+                               "then run the study again.")
+
+
 def main(argv: Optional[list[str]] = None) -> None:
-    study = load_params().study
+    raw = yaml.safe_load(Path("params.yaml").read_text()) if Path("params.yaml").is_file() else None
+    study = parse_params(raw).study if raw is not None else load_params().study
     ap = argparse.ArgumentParser(prog="python -m diffaug.study", description=__doc__.split("\n")[0])
     ap.add_argument("--sources", help="synthetic sources, comma-separated (default: study.sources)")
     ap.add_argument("--p", help="proportions, comma-separated, e.g. 0.0,0.5,1.0 (default: study.p)")
@@ -136,27 +186,29 @@ def main(argv: Optional[list[str]] = None) -> None:
     ap.add_argument("--dry-run", action="store_true", help="print the dvc commands, queue nothing")
     ap.add_argument("--no-report", action="store_true", help="do not run python -m diffaug.report at the end")
     a = ap.parse_args(argv)
-    sources = tuple(a.sources.split(",")) if a.sources else study.sources
-    ps = tuple(float(x) for x in a.p.split(",")) if a.p else study.p
-    regimes = tuple(study.regimes.items())
+    # The options override the study section and go through the same checks as params.yaml's values.
+    overrides = {"jobs": a.jobs, "randaugment": a.randaugment}
+    if a.sources:
+        overrides["sources"] = a.sources.split(",")
+    if a.p:
+        overrides["p"] = [float(x) for x in a.p.split(",")]
     if a.regimes:
-        regimes = tuple((r, int(e) if e else None) for r, _, e in (x.partition("=") for x in a.regimes.split(",")))
-    seeds = tuple(int(x) for x in a.seeds.split(",")) if a.seeds else study.seeds
-    if a.jobs < 1:
-        raise DiffaugError(f"--jobs {a.jobs} is not allowed; run at least 1 experiment at a time.")
-    for source in sources:
-        if source not in ("vanilla", "dreambooth", "textual_inversion"):
-            raise DiffaugError(f"source {source!r} is not a synthetic source; use vanilla, dreambooth or "
-                               "textual_inversion (the none baseline is always included).")
-
-    sweeps = grid(sources, ps, regimes, seeds, a.randaugment)
+        overrides["regimes"] = {r: int(e) if e else None for r, _, e in (x.partition("=") for x in a.regimes.split(","))}
+    if a.seeds:
+        overrides["seeds"] = [int(x) for x in a.seeds.split(",")]
+    raw = with_sets(raw, {f"study.{k}": v for k, v in overrides.items()})
+    study = parse_params(raw).study
+    sweeps = grid(tuple(study.sources), tuple(study.p), tuple(study.regimes.items()), tuple(study.seeds),
+                  study.randaugment)
+    count = check_points(raw, sweeps)
     if a.dry_run:
         for sweep in sweeps:
             print("dvc exp run --queue " + " ".join(sweep.args()))
         return
+    up_to_date()
     names = queue(sweeps)
-    print(f"study: queued {len(names)} experiments; running {a.jobs} at a time", file=sys.stderr)
-    dvc("queue", "start", "-j", str(a.jobs))
+    print(f"study: queued {len(names)} of {count} experiments; running {study.jobs} at a time", file=sys.stderr)
+    dvc("queue", "start", "-j", str(study.jobs))
     try:
         result = wait(names)
     finally:

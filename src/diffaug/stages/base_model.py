@@ -18,14 +18,14 @@ BASE = Path("models/base")
 
 def main() -> None:
     params = load_params().base
-    start = time.perf_counter()
+    start, metrics = time.perf_counter(), {}
     with atomic_dir(BASE) as out:
         if params.model == "builtin:tiny":
             from diffaug.diffusion.tiny.pretrain import pretrain
 
             report = pretrain(out / "pipeline", seed=params.seed, unet_steps=params.tiny_steps)
-            write_json("metrics/base_model.json", {"seconds": report["seconds"]["total"],
-                                                    "unet_loss": round(report["unet_loss"], 6)})
+            metrics = {"unet_loss": round(report["unet_loss"], 6),
+                       "conditioning_gap": round(report["conditioning_gap"], 6)}
             report.pop("seconds")
             source = {"model": params.model, "revision": None, "commit": None, "training": report}
         elif Path(params.model).is_dir():  # a diffusers pipeline folder of your own
@@ -37,6 +37,8 @@ def main() -> None:
             commit, _ = resolve(params.model, params.revision)
             source = {"model": params.model, "revision": params.revision, "commit": commit}
         write_json(out / "source.json", source)
+    write_json("metrics/base_model.json", {"model": params.model, "seconds": round(time.perf_counter() - start, 1),
+                                           **metrics})
     print(f"base_model: {params.model} ready in {time.perf_counter() - start:.0f} s"
           + (f" (commit {source['commit']})" if source["commit"] else ""))
 
