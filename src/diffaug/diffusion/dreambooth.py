@@ -173,7 +173,14 @@ class DreamBoothWeights:
         info = read_json(folder / "trained.json")
         if info["mode"] == "lora":
             pipe.unload_lora_weights()
-            pipe.load_lora_weights(str(folder), weight_name=LORA_FILE)
+            # diffusers' load_lora_weights, minus the text encoder when it was not trained: loading it
+            # anyway only prints a warning that there are no keys for it.
+            state, alphas, metadata = pipe.lora_state_dict(str(folder), weight_name=LORA_FILE,
+                                                           return_lora_metadata=True)
+            pipe.load_lora_into_unet(state, network_alphas=alphas, unet=pipe.unet, metadata=metadata, _pipeline=pipe)
+            if info["train_text_encoder"]:
+                pipe.load_lora_into_text_encoder(state, network_alphas=alphas, text_encoder=pipe.text_encoder,
+                                                 lora_scale=pipe.lora_scale, metadata=metadata, _pipeline=pipe)
             return
         unet = getattr(pipe.unet, "_orig_mod", pipe.unet)  # a torch.compile'd UNet wraps the module
         unet.load_state_dict(load_file(folder / UNET_FILE))
