@@ -27,12 +27,12 @@ import yaml
 from PIL import Image
 
 import diffaug
-from diffaug.config import DIGIT_WORDS, Scrape
+from diffaug.config import DIGIT_WORDS
 from diffaug.data.scrape import MANIFEST_COLUMNS, scrape
 from diffaug.errors import DiffaugError
 from diffaug.io import read_csv
 
-from helpers import pattern
+from helpers import pattern, section
 
 SRC = Path(diffaug.__file__).resolve().parents[1]  # the code under test, also for subprocesses
 
@@ -126,7 +126,7 @@ def test_digits_subset_writes_only_those_classes_reproducibly(tmp_path):
     out1, out2 = tmp_path / "a", tmp_path / "b"
     out1.mkdir()
     out2.mkdir()
-    report = scrape(Scrape(source="digits"), classes, out1)
+    report = scrape(section("scrape", source="digits"), classes, out1)
     rows = check_output(out1, report, classes)
 
     assert {p.name for p in out1.iterdir()} == {"three", "seven", "manifest.csv"}
@@ -146,13 +146,13 @@ def test_digits_subset_writes_only_those_classes_reproducibly(tmp_path):
     # dark ink on a white page
     assert all(pixels(out1, r).mean() > 127 for r in rows[:20])
 
-    report2 = scrape(Scrape(source="digits"), classes, out2)
+    report2 = scrape(section("scrape", source="digits"), classes, out2)
     assert report2 == report
     assert tree(out1) == tree(out2)  # byte-identical files and manifest
 
 
 def test_digits_size_sets_the_image_side(tmp_path):
-    report = scrape(Scrape(source="digits", digits_size=16), ("zero",), tmp_path)
+    report = scrape(section("scrape", source="digits", digits_size=16), ("zero",), tmp_path)
     rows = check_output(tmp_path, report, ("zero",))
     assert rows and all((int(r["width"]), int(r["height"])) == (16, 16) for r in rows)
 
@@ -229,15 +229,17 @@ def test_folder_normalises_filters_and_dedupes(tmp_path):
     out.mkdir()
     p = build_folder(root)
     classes = ("cat", "dog")
-    report = scrape(Scrape(source="folder", path=str(root), max_side=100), classes, out)
+    report = scrape(section("scrape", source="folder", path=str(root), max_side=100), classes, out)
     rows = check_output(out, report, classes)
     src = by_source(rows)
 
     assert set(src) == {str(p[k]) for k in ("rgba", "palette", "gray", "large", "deep", "dog1", "dog2")}
     assert report["per_class"] == {"cat": 5, "dog": 2}
     assert report["images"] == 7
-    assert report["skipped"] == {"not_an_image": 4, "duplicate": 1}
-    assert "not_an_image" in report["skipped_examples"]
+    assert report["skipped"] == {"not_an_image": 3, "too_many_pixels": 1, "duplicate": 1}
+    assert set(report["skipped_examples"]) == set(report["skipped"])  # an example of each reason
+    assert str(p["bomb"]) in report["skipped_examples"]["too_many_pixels"]
+    assert str(p["rgba"]) in report["skipped_examples"]["duplicate"]  # names the copy it repeats
     assert not (out / "fox").exists()
 
     # transparency becomes white, opaque pixels keep their colour
@@ -268,7 +270,7 @@ def test_folder_without_max_side_keeps_size(tmp_path):
     (root / "cat").mkdir(parents=True)
     out.mkdir()
     pattern(1, 400).crop((0, 0, 400, 200)).save(root / "cat" / "big.png")
-    report = scrape(Scrape(source="folder", path=str(root)), ("cat",), out)
+    report = scrape(section("scrape", source="folder", path=str(root)), ("cat",), out)
     (row,) = check_output(out, report, ("cat",))
     assert (int(row["width"]), int(row["height"])) == (400, 200)
     # same pixels as the source
@@ -280,7 +282,7 @@ def test_folder_missing_class_folder_names_the_class(tmp_path):
     out.mkdir()
     build_folder(root)
     with pytest.raises(DiffaugError) as e:
-        scrape(Scrape(source="folder", path=str(root)), ("cat", "bird", "dog"), out)
+        scrape(section("scrape", source="folder", path=str(root)), ("cat", "bird", "dog"), out)
     assert "'bird'" in str(e.value)
     assert "'cat'" not in str(e.value) and "'dog'" not in str(e.value)
     assert list(out.iterdir()) == []  # checked before anything is written
@@ -297,7 +299,7 @@ def test_folder_class_without_usable_images_names_the_class(tmp_path, contents):
         (fish / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0" + os.urandom(300))
         (fish / "readme.txt").write_text("hello")
     with pytest.raises(DiffaugError) as e:
-        scrape(Scrape(source="folder", path=str(root)), ("cat", "fish", "dog"), out)
+        scrape(section("scrape", source="folder", path=str(root)), ("cat", "fish", "dog"), out)
     msg = str(e.value)
     assert "'fish'" in msg
     assert "'cat'" not in msg and "'dog'" not in msg
@@ -307,7 +309,7 @@ def test_folder_class_without_usable_images_names_the_class(tmp_path, contents):
 
 def test_folder_path_that_is_not_a_folder(tmp_path):
     with pytest.raises(DiffaugError) as e:
-        scrape(Scrape(source="folder", path=str(tmp_path / "nope")), ("cat",), tmp_path)
+        scrape(section("scrape", source="folder", path=str(tmp_path / "nope")), ("cat",), tmp_path)
     assert "nope" in str(e.value)
 
 
@@ -317,7 +319,7 @@ def test_folder_16bit_grayscale_keeps_its_tones(tmp_path):
     out.mkdir()
     ramp = np.tile(np.linspace(0, 65535, 64).astype(np.uint16), (16, 1))
     Image.fromarray(ramp).save(root / "cat" / "ramp16.png")  # saved as a 16-bit grayscale PNG
-    report = scrape(Scrape(source="folder", path=str(root)), ("cat",), out)
+    report = scrape(section("scrape", source="folder", path=str(root)), ("cat",), out)
     (row,) = check_output(out, report, ("cat",))
     tones = pixels(out, row)[0, :, 0].astype(int)
     assert tones[0] < 10 and tones[-1] > 245
@@ -332,7 +334,7 @@ def test_folder_report_is_identical_across_runs(tmp_path):
     reports = []
     for name in ("out1", "out2"):
         (tmp_path / name).mkdir()
-        reports.append(scrape(Scrape(source="folder", path=str(root)), ("cat",), tmp_path / name))
+        reports.append(scrape(section("scrape", source="folder", path=str(root)), ("cat",), tmp_path / name))
     assert tree(tmp_path / "out1") == tree(tmp_path / "out2")
     assert reports[0]["skipped"] == {"not_an_image": 1}
     # the stage saves this report as JSON (stable keys): it must not change from run to run
@@ -352,6 +354,7 @@ class Server:
     def __init__(self):
         self.routes: dict = {}
         self.hits: Counter = Counter()
+        self.log: list[tuple[str, str, float]] = []  # (Host header, path, time) of every request
         self.lock = threading.Lock()
         self.stop = threading.Event()
         server = self
@@ -362,6 +365,7 @@ class Server:
 
             def do_GET(self):
                 with server.lock:
+                    server.log.append((self.headers.get("Host", ""), self.path, time.monotonic()))
                     server.hits[self.path] += 1
                     n = server.hits[self.path]
                 route = server.routes.get(self.path)
@@ -402,6 +406,15 @@ def ok(data: bytes, ctype: str = "image/png", length: bool = True, chunk: int = 
 def status(code: int):
     def route(h, n):
         h.send_response(code)
+        h.send_header("Content-Length", "0")
+        h.end_headers()
+    return route
+
+
+def redirect(location: str, code: int = 302):
+    def route(h, n):
+        h.send_response(code)
+        h.send_header("Location", location)
         h.send_header("Content-Length", "0")
         h.end_headers()
     return route
@@ -511,7 +524,7 @@ def test_urls_counts_every_outcome(tmp_path, server):
     ])
     out = tmp_path / "out"
     out.mkdir()
-    params = Scrape(source="urls", path=str(csv_path), timeout=1.0, retries=1, workers=8, max_bytes=MAX_BYTES)
+    params = section("scrape", source="urls", path=str(csv_path), timeout=1.0, retries=1, workers=8, max_bytes=MAX_BYTES)
     start = time.monotonic()
     report = scrape(params, ("cat", "dog"), out)
     elapsed = time.monotonic() - start
@@ -527,11 +540,19 @@ def test_urls_counts_every_outcome(tmp_path, server):
     assert report["skipped"] == {
         "duplicate": 2,
         "not_an_image": 1,
-        "download_failed": 6,
+        "http_404": 1,
+        "timeout": 2,
+        "too_large": 2,
+        "unsupported_scheme": 1,
         "label_not_in_classes": 1,
     }
-    assert "404" in report["skipped_examples"]["download_failed"]  # the first failure, with its reason
-    assert u("/page.png") in report["skipped_examples"]["not_an_image"]
+    examples = report["skipped_examples"]
+    assert set(examples) == set(report["skipped"])  # an example of each, naming the row and the cause
+    assert examples["http_404"].startswith(u("/missing.png")) and "HTTP 404" in examples["http_404"]
+    assert u("/page.png") in examples["not_an_image"]
+    assert "timed out after 1 s" in examples["timeout"]
+    assert "scrape.max_bytes" in examples["too_large"]
+    assert examples["unsupported_scheme"].startswith("file:///etc/passwd")
 
     # slow servers cost about the timeout per attempt (2 attempts + backoff), never their 20 s
     assert elapsed < 6.0, f"scrape took {elapsed:.1f} s"
@@ -559,7 +580,7 @@ def fast_routes(server: Server) -> list[tuple[str, str]]:
 
 def test_urls_second_run_uses_the_download_cache(tmp_path, server, private_cache):
     csv_path = write_list(tmp_path / "urls.csv", fast_routes(server))
-    params = Scrape(source="urls", path=str(csv_path), timeout=1.0, retries=1)
+    params = section("scrape", source="urls", path=str(csv_path), timeout=1.0, retries=1)
     out1, out2 = tmp_path / "out1", tmp_path / "out2"
     out1.mkdir()
     out2.mkdir()
@@ -572,9 +593,10 @@ def test_urls_second_run_uses_the_download_cache(tmp_path, server, private_cache
     assert not any(p.suffix == ".bin" for p in out1.rglob("*")), "cache leaked into the output"
 
     report2 = scrape(params, ("cat", "dog"), out2)
-    for path in ("/a.png", "/a-copy.png", "/b.jpg", "/page.png", "/flaky.png"):
+    for path in ("/a.png", "/a-copy.png", "/b.jpg", "/flaky.png"):
         assert server.hits[path] == first[path], f"{path} downloaded again"
     assert server.hits["/missing.png"] == 2  # failures get another chance
+    assert server.hits["/page.png"] == 2  # a cached body that is no image is not trusted: asked again
     assert without_examples(report2) == without_examples(report1)
     assert report2["skipped_examples"].keys() == report1["skipped_examples"].keys()
     assert tree(out1) == tree(out2)
@@ -584,13 +606,13 @@ def test_urls_rerun_fetches_only_what_failed(tmp_path, server):
     rows = fast_routes(server)
     server.routes["/flaky.png"] = status(503)  # down for the whole first run
     csv_path = write_list(tmp_path / "urls.csv", rows)
-    params = Scrape(source="urls", path=str(csv_path), timeout=1.0, retries=1)
+    params = section("scrape", source="urls", path=str(csv_path), timeout=1.0, retries=1)
     out1, out2 = tmp_path / "out1", tmp_path / "out2"
     out1.mkdir()
     out2.mkdir()
     report1 = scrape(params, ("cat", "dog"), out1)
     assert report1["per_class"] == {"cat": 1, "dog": 1}
-    assert report1["skipped"]["download_failed"] == 2
+    assert report1["skipped"]["http_503"] == 1 and report1["skipped"]["http_404"] == 1
     first = dict(server.hits)
     assert first["/flaky.png"] == 2
 
@@ -598,7 +620,7 @@ def test_urls_rerun_fetches_only_what_failed(tmp_path, server):
     report2 = scrape(params, ("cat", "dog"), out2)
     rows2 = check_output(out2, report2, ("cat", "dog"))
     assert server.hits["/flaky.png"] == 3  # one more request, and it worked
-    for path in ("/a.png", "/a-copy.png", "/b.jpg", "/page.png"):
+    for path in ("/a.png", "/a-copy.png", "/b.jpg"):
         assert server.hits[path] == first[path], f"{path} downloaded again"
     assert report2["per_class"] == {"cat": 1, "dog": 2}
     assert server.url("/flaky.png") in by_source(rows2)
@@ -613,7 +635,7 @@ def test_urls_trickling_server_is_cut_off_at_the_timeout(tmp_path, server):
     server.routes.update({"/a.png": ok(PNG_A), "/trickle.png": trickle(server.stop, PNG_C)})
     csv_path = write_list(tmp_path / "urls.csv", [(server.url("/a.png"), "cat"),
                                                   (server.url("/trickle.png"), "cat")])
-    params = Scrape(source="urls", path=str(csv_path), timeout=1.0, retries=0)
+    params = section("scrape", source="urls", path=str(csv_path), timeout=1.0, retries=0)
     result = {}
 
     def run():
@@ -624,7 +646,7 @@ def test_urls_trickling_server_is_cut_off_at_the_timeout(tmp_path, server):
     worker.start()
     worker.join(3.0)  # timeout 1 s, no retries
     assert not worker.is_alive(), "still downloading a trickling response 3 s after a 1 s timeout"
-    assert result["report"]["skipped"] == {"download_failed": 1}
+    assert result["report"]["skipped"] == {"timeout": 1}
 
 
 def test_urls_non_http_schemes_are_refused(tmp_path, server):
@@ -638,12 +660,12 @@ def test_urls_non_http_schemes_are_refused(tmp_path, server):
     ])
     out = tmp_path / "out"
     out.mkdir()
-    report = scrape(Scrape(source="urls", path=str(csv_path), timeout=1.0, retries=1), ("cat",), out)
+    report = scrape(section("scrape", source="urls", path=str(csv_path), timeout=1.0, retries=1), ("cat",), out)
     rows = check_output(out, report, ("cat",))
     assert [r["source"] for r in rows] == [server.url("/a.png")]
-    assert report["skipped"] == {"download_failed": 2}
-    assert "file:///etc/passwd" in report["skipped_examples"]["download_failed"]
-    assert "http" in report["skipped_examples"]["download_failed"]
+    assert report["skipped"] == {"unsupported_scheme": 2}
+    assert "file:///etc/passwd" in report["skipped_examples"]["unsupported_scheme"]
+    assert "http" in report["skipped_examples"]["unsupported_scheme"]
 
 
 def test_urls_list_without_header_and_with_comments(tmp_path, server):
@@ -652,7 +674,7 @@ def test_urls_list_without_header_and_with_comments(tmp_path, server):
     csv_path.write_text(f"# my images\n\n {server.url('/a.png')} , cat \n{server.url('/b.jpg')},dog\n")
     out = tmp_path / "out"
     out.mkdir()
-    report = scrape(Scrape(source="urls", path=str(csv_path), timeout=1.0), ("cat", "dog"), out)
+    report = scrape(section("scrape", source="urls", path=str(csv_path), timeout=1.0), ("cat", "dog"), out)
     check_output(out, report, ("cat", "dog"))
     assert report["per_class"] == {"cat": 1, "dog": 1}
     assert report["skipped"] == {}
@@ -665,7 +687,7 @@ def test_urls_row_without_label_names_the_line(tmp_path, server):
     out = tmp_path / "out"
     out.mkdir()
     with pytest.raises(DiffaugError) as e:
-        scrape(Scrape(source="urls", path=str(csv_path), timeout=1.0), ("cat",), out)
+        scrape(section("scrape", source="urls", path=str(csv_path), timeout=1.0), ("cat",), out)
     assert "line 3" in str(e.value)
     assert "label" in str(e.value)
     assert sum(server.hits.values()) == 0, "downloaded before the list was checked"
@@ -674,7 +696,7 @@ def test_urls_row_without_label_names_the_line(tmp_path, server):
 
 def test_urls_missing_list_file(tmp_path):
     with pytest.raises(DiffaugError) as e:
-        scrape(Scrape(source="urls", path=str(tmp_path / "nope.csv")), ("cat",), tmp_path)
+        scrape(section("scrape", source="urls", path=str(tmp_path / "nope.csv")), ("cat",), tmp_path)
     assert "nope.csv" in str(e.value)
 
 
@@ -685,7 +707,7 @@ def test_urls_class_with_only_failed_downloads_names_the_class(tmp_path, server)
     out = tmp_path / "out"
     out.mkdir()
     with pytest.raises(DiffaugError) as e:
-        scrape(Scrape(source="urls", path=str(csv_path), timeout=1.0, retries=1), ("cat", "dog"), out)
+        scrape(section("scrape", source="urls", path=str(csv_path), timeout=1.0, retries=1), ("cat", "dog"), out)
     assert "'dog'" in str(e.value) and "404" in str(e.value)
 
 
@@ -725,7 +747,7 @@ def check_good_run(work: Path) -> dict[str, bytes]:
     assert Counter(r["class"] for r in rows) == {"cat": 5, "dog": 2}
     metrics = json.loads((work / "metrics" / "scrape.json").read_text())
     assert metrics["images"] == 7
-    assert metrics["skipped"] == {"duplicate": 1, "not_an_image": 4}
+    assert metrics["skipped"] == {"duplicate": 1, "not_an_image": 3, "too_many_pixels": 1}
     assert sorted(p.name for p in (work / "data").iterdir()) == ["raw"]
     return tree(raw)
 

@@ -35,8 +35,9 @@ class Scrape:
     path: Optional[str] = None  # folder: class sub-folders; urls: CSV of url,label rows
     digits_size: int = 32  # digits: the 8x8 scans are upscaled to this side
     max_side: int = 0  # downscale larger images to this longest side; 0 keeps them
+    max_pixels: int = 40_000_000  # larger images (width x height, read from the header) are refused
     workers: int = 8
-    timeout: float = 10.0  # seconds per request, connect and whole body
+    timeout: float = 10.0  # seconds per attempt: lookup, connect, every redirect, headers and body together
     retries: int = 3
     max_bytes: int = 20_000_000
     # search: an image search engine queried per class (the paper scraped the web)
@@ -389,6 +390,11 @@ def validate(params: Params) -> Params:
         _fail("scrape.path", s.path, f"scrape.source={s.source} needs a path to read from")
     _at_least("scrape.digits_size", s.digits_size, 8)
     _at_least("scrape.max_side", s.max_side, 0)
+    _at_least("scrape.max_pixels", s.max_pixels, 1)
+    from PIL import Image  # Pillow's own bomb guard stays the ceiling, so the param means what it says
+
+    if s.max_pixels > Image.MAX_IMAGE_PIXELS:
+        _fail("scrape.max_pixels", s.max_pixels, f"it must be at most {Image.MAX_IMAGE_PIXELS} (Pillow's limit)")
     _at_least("scrape.workers", s.workers, 1)
     _at_least("scrape.timeout", s.timeout, 0, strict=True)
     _at_least("scrape.retries", s.retries, 0)

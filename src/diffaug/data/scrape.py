@@ -1,13 +1,16 @@
 """Collecting `d_raw`: the sources and the shared validate / dedupe / write step.
 
-Every source yields `Candidate`s (a label, where it came from, and its bytes or pixels); `collect`
-turns them into `<out>/<class>/<sha256[:16]>.png` files and a provenance manifest.
+Every source yields `Candidate`s (a label, where it came from, and the file to decode or trusted pixels);
+`collect` turns them into `<out>/<class>/<sha256[:16]>.png` files and a provenance manifest. Downloads
+stay in the cache folder until `collect` decodes them, one at a time, so memory does not grow with the
+number of rows.
 """
 from __future__ import annotations
 
 import csv
 from collections import Counter
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Iterable, Iterator, Optional
 
@@ -16,7 +19,7 @@ from PIL import Image
 
 from diffaug.config import DIGIT_WORDS, Scrape
 from diffaug.data.download import fetch_all
-from diffaug.data.images import NotAnImage, decode_image, png_bytes
+from diffaug.data.images import NotAnImage, decode_image, is_complete_image, png_bytes
 from diffaug.errors import DiffaugError
 from diffaug.io import cache_dir, sha256_bytes, write_csv
 
@@ -30,10 +33,10 @@ DIGITS_LICENCE = "CC BY 4.0 (UCI optical recognition of handwritten digits)"
 class Candidate:
     label: str
     source: str  # URL, path, or dataset reference: provenance for the manifest
-    data: Optional[bytes] = None  # encoded bytes to validate, or
+    file: Optional[Path] = None  # the encoded image to validate (a dataset file, a cached download), or
     image: Optional[Image.Image] = None  # pixels from a trusted in-memory dataset
-    error: Optional[str] = None  # why it could not be obtained
-    reason: str = "download_failed"  # the report's skip reason when `error` is set
+    error: str = ""  # why it could not be obtained
+    reason: str = ""  # the report's skip reason when `error` is set: timeout, http_404, ...
     page_url: str = ""
     licence: str = ""
 
@@ -65,7 +68,7 @@ def folder(root: str | Path, classes: tuple[str, ...]) -> Iterator[Candidate]:
         )
     for c in classes:
         for path in sorted(p for p in (root / c).rglob("*") if p.is_file() and not p.name.startswith(".")):
-            yield Candidate(c, str(path), data=path.read_bytes())
+            yield Candidate(c, str(path), file=path)
 
 
 def read_url_list(path: str | Path) -> list[tuple[str, str]]:
@@ -86,45 +89,61 @@ def read_url_list(path: str | Path) -> list[tuple[str, str]]:
     return rows
 
 
+def reusable_image(params: Scrape):
+    """A cached download is reused only while it is a whole image; anything else is fetched again."""
+    return partial(is_complete_image, max_pixels=params.max_pixels)
+
+
 def urls(csv_path: str | Path, classes: tuple[str, ...], params: Scrape) -> Iterator[Candidate]:
-    """Download every row (in parallel, resumable through a cache outside the DVC output)."""
+    """Download every row (in parallel, resumable through a cache outside the DVC output).
+
+    The user wrote these URLs, so they may name a host on their own network (`trusted`); where such a
+    host redirects is checked like any other redirect.
+    """
     rows = read_url_list(csv_path)
     unique = list(dict.fromkeys(url for url, label in rows if label in classes))  # others are not fetched
     fetched = fetch_all(unique, cache_dir("downloads"), params.timeout, params.max_bytes, params.retries,
-                        params.workers)
+                        params.workers, trusted=True, reusable=reusable_image(params))
     by_url = {f.url: f for f in fetched}
     for url, label in rows:
         f = by_url.get(url)
-        yield Candidate(label, url, data=f and f.data, error=f and f.error)
+        yield Candidate(label, url) if f is None else Candidate(label, url, f.path, error=f.error, reason=f.reason)
 
 
-def collect(candidates: Iterable[Candidate], classes: tuple[str, ...], out: Path, max_side: int,
-            source_name: str) -> tuple[list[dict], dict]:
-    """Validate, normalise to RGB PNG, dedupe by content hash, write; return manifest and report."""
-    rows, seen, skipped = [], set(), Counter()
+def collect(candidates: Iterable[Candidate], classes: tuple[str, ...], out: Path,
+            params: Scrape) -> tuple[list[dict], dict]:
+    """Validate, normalise to RGB PNG, dedupe by content hash, write; return manifest and report.
+
+    Every skipped candidate is counted under its reason, with the first one as the reason's example.
+    """
+    rows, first_source, skipped = [], {}, Counter()
     per_class = Counter({c: 0 for c in classes})
     examples: dict[str, str] = {}
+
+    def skip(reason: str, cand: Candidate, why: str) -> None:
+        skipped[reason] += 1
+        examples.setdefault(reason, f"{cand.source}: {why}")
+
     for cand in candidates:
         if cand.label not in per_class:
-            skipped["label_not_in_classes"] += 1
+            skip("label_not_in_classes", cand, f"label '{cand.label}'")
             continue
         if cand.error:
-            skipped[cand.reason] += 1
-            examples.setdefault(cand.reason, f"{cand.source}: {cand.error}")
+            skip(cand.reason, cand, cand.error)
             continue
         try:
-            image = cand.image if cand.image is not None else decode_image(cand.data, max_side)
+            image = cand.image if cand.image is not None else decode_image(cand.file, params.max_side,
+                                                                           params.max_pixels)
         except NotAnImage as e:
-            skipped["not_an_image"] += 1
-            examples.setdefault("not_an_image", f"{cand.source}: {e}")
+            skip(e.reason, cand, str(e))
             continue
         data = png_bytes(image)
         digest = sha256_bytes(data)
-        if digest in seen:
-            skipped["duplicate"] += 1
+        if digest in first_source:
+            skip("duplicate", cand, f"the same image as {first_source[digest]}")
             continue
-        seen.add(digest)
-        rel = f"{cand.label}/{digest[:16]}.png"
+        first_source[digest] = cand.source
+        rel = f"{cand.label}/{digest[:16]}.png"  # named by content: nothing of a URL or path becomes a name
         (out / cand.label).mkdir(parents=True, exist_ok=True)
         (out / rel).write_bytes(data)
         per_class[cand.label] += 1
@@ -133,9 +152,9 @@ def collect(candidates: Iterable[Candidate], classes: tuple[str, ...], out: Path
                      "licence": cand.licence})
     empty = [c for c in classes if per_class[c] == 0]
     if empty:
-        why = "; ".join(f"{k}: {v}" for k, v in sorted(examples.items())) or "no candidates"
+        why = "; ".join(f"{k}: {v}" for k, v in sorted(examples.items()) if k != "label_not_in_classes")
         raise DiffaugError(
-            f"class '{empty[0]}' has no usable images from scrape.source={source_name} ({why}); "
+            f"class '{empty[0]}' has no usable images from scrape.source={params.source} ({why or 'no candidates'}); "
             "add images for it or remove it from `classes`."
         )
     rows.sort(key=lambda r: (classes.index(r["class"]), r["file"]))
@@ -156,6 +175,6 @@ def scrape(params: Scrape, classes: tuple[str, ...], out: Path) -> dict:
         candidates = search(classes, params)
     else:
         candidates = urls(params.path, classes, params)
-    rows, report = collect(candidates, classes, out, params.max_side, params.source)
+    rows, report = collect(candidates, classes, out, params)
     write_csv(out / "manifest.csv", rows, MANIFEST_COLUMNS)
     return report
