@@ -11,6 +11,7 @@ import io
 import json
 import os
 import re
+import socket
 import struct
 import subprocess
 import sys
@@ -28,6 +29,9 @@ from PIL import Image
 
 import diffaug
 from diffaug.config import DIGIT_WORDS
+from diffaug.data import download
+from diffaug.data.download import Address
+from diffaug.data.images import TooManyPixels, decode_image, png_bytes
 from diffaug.data.scrape import MANIFEST_COLUMNS, scrape
 from diffaug.errors import DiffaugError
 from diffaug.io import read_csv
@@ -666,6 +670,371 @@ def test_urls_non_http_schemes_are_refused(tmp_path, server):
     assert report["skipped"] == {"unsupported_scheme": 2}
     assert "file:///etc/passwd" in report["skipped_examples"]["unsupported_scheme"]
     assert "http" in report["skipped_examples"]["unsupported_scheme"]
+
+
+# --------------------------------------------------------------------------------------------
+# hostile hosts: one deadline per attempt, redirects checked hop by hop, private addresses, retries
+
+
+def header_tarpit(stop: threading.Event, every: float = 0.5):
+    """The status line and headers one byte every `every` s: each read is quick, the response never ends."""
+    def route(h, n):
+        head = b"HTTP/1.1 200 OK\r\nContent-Type: image/png\r\nContent-Length: 10\r\n\r\n"
+        for i in range(len(head)):
+            h.wfile.write(head[i:i + 1])
+            h.wfile.flush()
+            if stop.wait(every):
+                return
+    return route
+
+
+def endless_redirect(stop: threading.Event, location: str):
+    """A 302 whose body never ends (no Content-Length): a client reading it would never follow it."""
+    def route(h, n):
+        h.send_response(302)
+        h.send_header("Location", location)
+        h.end_headers()
+        block = b"<html>" + b"x" * 65530
+        while not stop.is_set():
+            h.wfile.write(block)
+    return route
+
+
+def public_host(monkeypatch, name: str = "public.example") -> str:
+    """Make `name` resolve to 127.0.0.1 while the policy sees a public address (the resolver hook)."""
+    real = download.resolve
+    monkeypatch.setattr(download, "resolve", lambda host, port: [Address("127.0.0.1", public=True)]
+                        if host == name else real(host, port))
+    return name
+
+
+def test_urls_header_tarpit_ends_within_timeout_times_attempts(tmp_path, server):
+    server.routes.update({"/a.png": ok(PNG_A), "/tarpit.png": header_tarpit(server.stop)})
+    csv_path = write_list(tmp_path / "urls.csv", [(server.url("/tarpit.png"), "cat"), (server.url("/a.png"), "cat")])
+    (tmp_path / "out").mkdir()
+    start = time.monotonic()
+    report = scrape(section("scrape", source="urls", path=str(csv_path), timeout=1.0, retries=1),
+                    ("cat",), tmp_path / "out")
+    elapsed = time.monotonic() - start
+    assert report["images"] == 1 and report["skipped"] == {"timeout": 1}
+    assert server.hits["/tarpit.png"] == 2  # a timeout is worth another try
+    # timeout x (retries + 1) = 2 s, the backoff between the two (at most 0.75 s), and a small margin
+    assert elapsed < 2.0 + 0.75 + 0.75, f"scrape took {elapsed:.1f} s"
+
+
+def test_urls_dns_lookup_that_never_answers_is_abandoned_at_the_deadline(tmp_path, server, monkeypatch):
+    release = threading.Event()
+    real = download.resolve
+
+    def hanging(host, port):
+        if host == "slow-dns.example":
+            release.wait(30)
+        return real(host, port)
+
+    monkeypatch.setattr(download, "resolve", hanging)
+    server.routes["/a.png"] = ok(PNG_A)
+    csv_path = write_list(tmp_path / "urls.csv", [("http://slow-dns.example/a.png", "cat"), (server.url("/a.png"), "cat")])
+    (tmp_path / "out").mkdir()
+    start = time.monotonic()
+    try:
+        report = scrape(section("scrape", source="urls", path=str(csv_path), timeout=0.5, retries=0),
+                        ("cat",), tmp_path / "out")
+    finally:
+        release.set()
+    assert time.monotonic() - start < 1.5
+    assert report["skipped"] == {"timeout": 1}
+    assert "looking up slow-dns.example" in report["skipped_examples"]["timeout"]
+
+
+def test_urls_redirect_body_is_never_read(tmp_path, server):
+    server.routes.update({"/a.png": ok(PNG_A), "/moved": endless_redirect(server.stop, server.url("/a.png"))})
+    csv_path = write_list(tmp_path / "urls.csv", [(server.url("/moved"), "cat")])
+    (tmp_path / "out").mkdir()
+    start = time.monotonic()
+    report = scrape(section("scrape", source="urls", path=str(csv_path), timeout=5.0, retries=0),
+                    ("cat",), tmp_path / "out")
+    assert time.monotonic() - start < 2.0  # followed at once, not after the 5 s deadline
+    rows = check_output(tmp_path / "out", report, ("cat",))
+    assert [r["source"] for r in rows] == [server.url("/moved")]
+    assert (pixels(tmp_path / "out", rows[0]) == np.asarray(pattern(1))).all()
+
+
+def test_urls_redirect_from_a_public_host_to_loopback_is_refused(tmp_path, server, monkeypatch):
+    port = server.httpd.server_address[1]
+    public = lambda path: f"http://{public_host(monkeypatch)}:{port}{path}"
+    server.routes.update({
+        "/a.png": ok(PNG_A), "/b.jpg": ok(JPEG_B, "image/jpeg"), "/c.png": ok(PNG_C),
+        "/to-loopback": redirect(server.url("/a.png")),
+        "/to-localhost": redirect(f"http://localhost:{port}/a.png"),
+        "/to-public": redirect(public("/c.png")),
+        "/local-to-local": redirect(server.url("/b.jpg")),  # the user's own host may send them on at home
+    })
+    csv_path = write_list(tmp_path / "urls.csv", [(public("/to-loopback"), "cat"), (public("/to-localhost"), "cat"),
+                                                  (public("/to-public"), "cat"), (server.url("/local-to-local"), "cat")])
+    out = tmp_path / "out"
+    out.mkdir()
+    report = scrape(section("scrape", source="urls", path=str(csv_path), timeout=1.0, retries=2), ("cat",), out)
+    rows = check_output(out, report, ("cat",))
+    assert {r["source"] for r in rows} == {public("/to-public"), server.url("/local-to-local")}
+    assert report["skipped"] == {"redirect_refused": 2}
+    example = report["skipped_examples"]["redirect_refused"]
+    assert example.startswith(public("/to-loopback")) and "127.0.0.1" in example and "loopback" in example
+    assert server.hits["/a.png"] == 0  # never asked for
+    assert server.hits["/to-loopback"] == server.hits["/to-localhost"] == 1  # a refusal is final
+
+
+def test_urls_redirects_to_other_schemes_and_loops_are_final(tmp_path, server):
+    server.routes.update({"/a.png": ok(PNG_A), "/to-file": redirect("file:///etc/passwd"),
+                          "/to-ftp": redirect("ftp://example.org/a.png"), "/loop": redirect("/loop")})
+    csv_path = write_list(tmp_path / "urls.csv", [(server.url(p), "cat") for p in ("/a.png", "/to-file", "/to-ftp", "/loop")])
+    (tmp_path / "out").mkdir()
+    report = scrape(section("scrape", source="urls", path=str(csv_path), timeout=1.0, retries=2),
+                    ("cat",), tmp_path / "out")
+    assert report["skipped"] == {"unsupported_scheme": 2, "too_many_redirects": 1}
+    assert server.hits["/to-file"] == server.hits["/to-ftp"] == 1
+    assert server.hits["/loop"] == download.MAX_REDIRECTS + 1  # one attempt, never retried
+
+
+def test_urls_retry_after_is_honoured_up_to_its_cap(tmp_path, server):
+    def busy(seconds: str, then):
+        def route(h, n):
+            if n > 1 and then:
+                return then(h, n)
+            h.send_response(503 if then is None else 429)
+            h.send_header("Retry-After", seconds)
+            h.send_header("Content-Length", "0")
+            h.end_headers()
+        return route
+
+    server.routes.update({"/busy.png": busy("1", ok(PNG_C)), "/away.png": busy("3600", None), "/a.png": ok(PNG_A)})
+    csv_path = write_list(tmp_path / "urls.csv", [(server.url(p), "cat") for p in ("/busy.png", "/away.png", "/a.png")])
+    (tmp_path / "out").mkdir()
+    start = time.monotonic()
+    report = scrape(section("scrape", source="urls", path=str(csv_path), timeout=1.0, retries=2),
+                    ("cat",), tmp_path / "out")
+    assert time.monotonic() - start < 3.0
+    assert report["images"] == 2 and report["skipped"] == {"http_503": 1}
+    asked = [t for _, path, t in server.log if path == "/busy.png"]
+    assert len(asked) == 2 and asked[1] - asked[0] >= 1.0  # the backoff alone would be 0.5-0.75 s
+    assert server.hits["/away.png"] == 1  # an hour is past the cap: not waited for, not retried
+    assert "3600" in report["skipped_examples"]["http_503"]
+
+
+def test_urls_tls_failure_is_final(tmp_path, server):
+    """A host that does not speak TLS on an https URL: one connection, no retries."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    listener.settimeout(0.05)
+    connections, done = [], threading.Event()
+
+    def serve():
+        end = time.monotonic() + 10  # bounded in time and in connections
+        while not done.is_set() and time.monotonic() < end and len(connections) < 4:
+            try:
+                conn, _ = listener.accept()
+            except (socket.timeout, OSError):
+                continue
+            connections.append(conn)
+            conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")  # plain text where TLS is expected
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    server.routes["/a.png"] = ok(PNG_A)
+    tls_url = f"https://127.0.0.1:{listener.getsockname()[1]}/a.png"
+    csv_path = write_list(tmp_path / "urls.csv", [(tls_url, "cat"), (server.url("/a.png"), "cat")])
+    (tmp_path / "out").mkdir()
+    try:
+        report = scrape(section("scrape", source="urls", path=str(csv_path), timeout=1.0, retries=3),
+                        ("cat",), tmp_path / "out")
+    finally:
+        done.set()
+        thread.join(5)
+        listener.close()
+        for conn in connections:
+            conn.close()
+    assert report["skipped"] == {"tls_error": 1}
+    assert len(connections) == 1
+
+
+@pytest.mark.parametrize("address, public", [
+    ("8.8.8.8", True), ("2606:4700:4700::1111", True),
+    ("127.0.0.1", False), ("10.1.2.3", False), ("172.16.0.1", False), ("192.168.1.1", False),
+    ("169.254.169.254", False), ("100.64.0.1", False), ("0.0.0.0", False), ("224.0.0.1", False),
+    ("240.0.0.1", False), ("255.255.255.255", False), ("::1", False), ("fe80::1%2", False), ("fc00::1", False),
+    ("ff02::1", False), ("::ffff:127.0.0.1", False), ("::", False),
+])
+def test_only_globally_routable_addresses_count_as_public(address, public):
+    assert download.is_public(address) is public
+
+
+def test_urls_path_traversal_rows_write_nothing_outside_cache_and_output(tmp_path, server, private_cache):
+    server.routes.update({"/../../escape.png": ok(PNG_A), "/%2e%2e/%2e%2e/escape.png": ok(PNG_C)})
+    csv_path = write_list(tmp_path / "urls.csv", [
+        (server.url("/../../escape.png"), "cat"), (server.url("/%2e%2e/%2e%2e/escape.png"), "cat"),
+        ("../../escape.png", "cat"), ("/etc/passwd", "cat")])
+    out = tmp_path / "out"
+    out.mkdir()
+    before = {p for p in tmp_path.parent.rglob("*") if not p.is_relative_to(private_cache) and not p.is_relative_to(out)}
+    report = scrape(section("scrape", source="urls", path=str(csv_path), timeout=1.0, retries=0), ("cat",), out)
+    after = {p for p in tmp_path.parent.rglob("*") if not p.is_relative_to(private_cache) and not p.is_relative_to(out)}
+    assert after == before  # nothing appeared outside the cache and the output
+    assert report["images"] == 2 and report["skipped"] == {"unsupported_scheme": 2}
+    check_output(out, report, ("cat",))  # <class>/<sha256[:16]>.png only
+    assert all(re.fullmatch(r"[0-9a-f]{64}\.bin", p.name) for p in (private_cache / "downloads").iterdir())
+
+
+@pytest.mark.parametrize("damage", ["empty", "html", "truncated"])
+def test_urls_bad_cached_download_is_fetched_again(tmp_path, server, private_cache, damage):
+    server.routes["/a.png"] = ok(PNG_A)
+    csv_path = write_list(tmp_path / "urls.csv", [(server.url("/a.png"), "cat")])
+    params = section("scrape", source="urls", path=str(csv_path), timeout=1.0, retries=0)
+    runs = [tmp_path / f"out{i}" for i in range(3)]
+    for o in runs:
+        o.mkdir()
+    scrape(params, ("cat",), runs[0])
+    cached = download.cached_path(server.url("/a.png"), private_cache / "downloads")
+    assert cached.read_bytes() == PNG_A
+    cached.write_bytes({"empty": b"", "html": HTML, "truncated": PNG_A[: len(PNG_A) // 2]}[damage])
+
+    report = scrape(params, ("cat",), runs[1])
+    assert server.hits["/a.png"] == 2  # not reused: fetched again
+    assert report["images"] == 1 and cached.read_bytes() == PNG_A
+    scrape(params, ("cat",), runs[2])
+    assert server.hits["/a.png"] == 2  # a sound cached copy is reused
+    assert tree(runs[1]) == tree(runs[0])
+
+
+def padded_png(i: int, pad: int) -> bytes:
+    """A 4x4 PNG, unique for i < 65536, carrying `pad` bytes in a private ancillary chunk decoders skip."""
+    png = encode(Image.new("RGB", (4, 4), (i % 256, i // 256, 7)))
+    data = bytes(pad)
+    chunk = struct.pack(">I", pad) + b"prVt" + data + struct.pack(">I", zlib.crc32(b"prVt" + data))
+    return png[:33] + chunk + png[33:]  # after IHDR (8 + 25 bytes)
+
+
+class ManyImages(dict):
+    """Routes: /n/<i>.png serves padded_png(i), made on the fly so the test holds no bodies itself."""
+
+    def __init__(self, pad: int):
+        super().__init__()
+        self.pad = pad
+
+    def get(self, path, default=None):
+        m = re.fullmatch(r"/n/(\d+)\.png", path)
+        return ok(padded_png(int(m.group(1)), self.pad)) if m else default
+
+
+@pytest.mark.parametrize("rows", [1000, pytest.param(5000, marks=pytest.mark.slow)])
+def test_urls_memory_stays_flat_in_the_number_of_rows(tmp_path, server, rows):
+    """Rows of 20 kB bodies (20 MB, 100 MB in all): the scrape's peak Python memory stays a few MB.
+
+    Bodies go from the socket to the cache one chunk at a time, and `collect` decodes one file at a time,
+    so what grows with the rows is their URLs and manifest lines. (About 7 s, or 33 s for 5,000 rows.)
+    """
+    import tracemalloc
+
+    pad = 20_000
+    server.routes = ManyImages(pad)
+    csv_path = write_list(tmp_path / "urls.csv", [(server.url(f"/n/{i}.png"), "cat") for i in range(rows)])
+    (tmp_path / "out").mkdir()
+    tracemalloc.start()
+    try:
+        report = scrape(section("scrape", source="urls", path=str(csv_path), timeout=5.0, retries=0),
+                        ("cat",), tmp_path / "out")
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert report["images"] == rows and report["skipped"] == {}
+    assert peak < 5_000_000 + 2_000 * rows, f"peak {peak / 1e6:.1f} MB for {rows * pad / 1e6:.0f} MB of bodies"
+
+
+def flat_png(width: int, height: int) -> bytes:
+    """A black RGB PNG written row by row (never the whole image in memory): tiny file, huge image."""
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    z = zlib.compressobj(9)
+    row = bytes(1 + 3 * width)  # filter byte 0, then black pixels
+    idat = b"".join(z.compress(row) for _ in range(height)) + z.flush()
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", idat) + chunk(b"IEND", b"")
+
+
+def test_urls_small_file_with_too_many_pixels_is_refused_before_decoding(tmp_path, server, monkeypatch):
+    from PIL import ImageFile
+
+    big = flat_png(10000, 5000)
+    assert len(big) < 200_000  # about 145 kB for 150 MB of pixels
+    decoded = []
+    real_load = ImageFile.ImageFile.load
+    monkeypatch.setattr(ImageFile.ImageFile, "load", lambda im: decoded.append(im.size) or real_load(im))
+    server.routes.update({"/bomb.png": ok(big), "/a.png": ok(PNG_A)})
+    csv_path = write_list(tmp_path / "urls.csv", [(server.url("/bomb.png"), "cat"), (server.url("/a.png"), "cat")])
+    (tmp_path / "out").mkdir()
+    params = section("scrape", source="urls", path=str(csv_path), timeout=2.0, retries=0)
+    assert params.max_pixels == 40_000_000  # params.yaml's default
+    report = scrape(params, ("cat",), tmp_path / "out")
+    assert report["images"] == 1 and report["skipped"] == {"too_many_pixels": 1}
+    assert "10000x5000 = 50,000,000 pixels, more than scrape.max_pixels = 40,000,000" in \
+        report["skipped_examples"]["too_many_pixels"]
+    assert (10000, 5000) not in decoded  # refused from the header: the 150 MB were never allocated
+
+
+def test_max_pixels_is_the_limit(tmp_path):
+    image = flat_png(200, 100)
+    assert decode_image(image, 0, 20_000).size == (200, 100)
+    with pytest.raises(TooManyPixels):
+        decode_image(image, 0, 19_999)
+
+
+# --------------------------------------------------------------------------------------------
+# image decoding: formats and colour profiles
+
+
+def test_only_the_listed_formats_are_opened(tmp_path, monkeypatch):
+    from PIL import EpsImagePlugin
+
+    opened = []
+    monkeypatch.setattr(EpsImagePlugin.EpsImageFile, "_open", lambda self: opened.append(self) or 1 / 0)
+    root, out = tmp_path / "src", tmp_path / "out"
+    (root / "cat").mkdir(parents=True)
+    out.mkdir()
+    for i, (fmt, kw) in enumerate([("PNG", {}), ("JPEG", {"quality": 95}), ("WEBP", {"lossless": True}),
+                                   ("BMP", {}), ("TIFF", {})]):
+        pattern(20 + i).save(root / "cat" / f"{i}.{fmt.lower()}", format=fmt, **kw)
+    red, blue = Image.new("RGB", (16, 16), (255, 0, 0)), Image.new("RGB", (16, 16), (0, 0, 255))
+    red.save(root / "cat" / "anim.gif", save_all=True, append_images=[blue], duration=100)
+    (root / "cat" / "drawing.eps").write_bytes(b"%!PS-Adobe-3.0 EPSF-3.0\n%%BoundingBox: 0 0 8 8\nshowpage\n")
+    report = scrape(section("scrape", source="folder", path=str(root)), ("cat",), out)
+    rows = check_output(out, report, ("cat",))
+    assert report["images"] == 6 and report["skipped"] == {"not_an_image": 1}
+    assert "drawing.eps" in report["skipped_examples"]["not_an_image"]
+    assert opened == []  # Pillow's EPS plugin (it runs Ghostscript) was never reached
+    gif = next(r for r in rows if r["source"].endswith("anim.gif"))
+    assert (pixels(out, gif) == (255, 0, 0)).all()  # the first frame
+
+
+def test_same_pixels_with_and_without_an_icc_profile_give_the_same_bytes(tmp_path):
+    from PIL import ImageCms
+
+    srgb = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+    root, out = tmp_path / "src", tmp_path / "out"
+    (root / "cat").mkdir(parents=True)
+    out.mkdir()
+    image = pattern(5)
+    image.save(root / "cat" / "a_plain.png")
+    image.save(root / "cat" / "b_srgb.png", icc_profile=srgb)
+    image.save(root / "cat" / "c_broken_profile.png", icc_profile=b"not a colour profile")
+    image.save(root / "cat" / "d_plain.jpg", quality=95)
+    image.save(root / "cat" / "e_srgb.jpg", quality=95, icc_profile=srgb)
+    report = scrape(section("scrape", source="folder", path=str(root)), ("cat",), out)
+    rows = check_output(out, report, ("cat",))
+    assert report["skipped"] == {"duplicate": 3}  # one PNG and one JPEG kept: their tagged copies are the same
+    assert sorted(Path(r["source"]).name for r in rows) == ["a_plain.png", "d_plain.jpg"]
+    for r in rows:
+        assert b"iCCP" not in (out / r["file"]).read_bytes()  # no profile written into the output
+    with Image.open(root / "cat" / "b_srgb.png") as tagged:
+        assert tagged.info.get("icc_profile")  # the input did carry one
+    assert png_bytes(decode_image(root / "cat" / "b_srgb.png", 0, 10**6)) == png_bytes(image)
 
 
 def test_urls_list_without_header_and_with_comments(tmp_path, server):
