@@ -456,15 +456,20 @@ def delay_body(stop: threading.Event, data: bytes, seconds: float = 20.0):
     return route
 
 
+def dribble(h, data: bytes, stop: threading.Event, every: float) -> None:
+    """`data` one byte at a time, `every` seconds apart (until the test ends)."""
+    for i in range(len(data)):
+        h.wfile.write(data[i:i + 1])
+        h.wfile.flush()
+        if stop.wait(every):
+            return
+
+
 def trickle(stop: threading.Event, data: bytes, every: float = 0.2):
     """Headers at once, then one byte at a time: each read is quick, the whole body never ends."""
     def route(h, n):
         png_headers(h, data)
-        for i in range(len(data)):
-            h.wfile.write(data[i:i + 1])
-            h.wfile.flush()
-            if stop.wait(every):
-                return
+        dribble(h, data, stop, every)
     return route
 
 
@@ -679,12 +684,7 @@ def test_urls_non_http_schemes_are_refused(tmp_path, server):
 def header_tarpit(stop: threading.Event, every: float = 0.5):
     """The status line and headers one byte every `every` s: each read is quick, the response never ends."""
     def route(h, n):
-        head = b"HTTP/1.1 200 OK\r\nContent-Type: image/png\r\nContent-Length: 10\r\n\r\n"
-        for i in range(len(head)):
-            h.wfile.write(head[i:i + 1])
-            h.wfile.flush()
-            if stop.wait(every):
-                return
+        dribble(h, b"HTTP/1.1 200 OK\r\nContent-Type: image/png\r\nContent-Length: 10\r\n\r\n", stop, every)
     return route
 
 
@@ -984,6 +984,15 @@ def test_max_pixels_is_the_limit(tmp_path):
     assert decode_image(image, 0, 20_000).size == (200, 100)
     with pytest.raises(TooManyPixels):
         decode_image(image, 0, 19_999)
+
+
+@pytest.mark.parametrize("value", [0, 10**9])
+def test_max_pixels_param_is_checked(tmp_path, value):
+    from diffaug.config import ParamsError, load_params
+
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump({"classes": ["zero", "one"], "scrape": {"max_pixels": value}}))
+    with pytest.raises(ParamsError, match=r"scrape\.max_pixels"):
+        load_params(tmp_path / "params.yaml")
 
 
 # --------------------------------------------------------------------------------------------

@@ -50,7 +50,7 @@ def to_srgb(im: Image.Image) -> Image.Image:
 
 
 def to_rgb(im: Image.Image) -> Image.Image:
-    if im.mode in ("RGBA", "LA", "P", "PA") or "transparency" in im.info:
+    if im.mode in ("RGBA", "LA", "P", "PA") or (im.mode in ("RGB", "L") and "transparency" in im.info):
         # Transparent pixels become white, not black, as a browser shows them.
         rgba = im.convert("RGBA")
         rgb = Image.new("RGB", rgba.size, (255, 255, 255))
@@ -85,7 +85,8 @@ def decode_image(source: Path | bytes, max_side: int, max_pixels: int) -> Image.
     except UnidentifiedImageError:
         raise NotAnImage("not an image in an allowed format (" + ", ".join(FORMATS) + ")") from None
     except (Image.DecompressionBombWarning, Image.DecompressionBombError):
-        raise TooManyPixels(f"more than Pillow's limit of {Image.MAX_IMAGE_PIXELS:,} pixels") from None
+        # Pillow's guard, checked while opening, sits above max_pixels (config.validate): the same verdict.
+        raise TooManyPixels(f"more than scrape.max_pixels = {max_pixels:,} pixels") from None
     except (OSError, SyntaxError, ValueError, EOFError) as e:
         if isinstance(e, NotAnImage):
             raise
