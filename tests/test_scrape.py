@@ -700,12 +700,19 @@ def endless_redirect(stop: threading.Event, location: str):
     return route
 
 
-def public_host(monkeypatch, name: str = "public.example") -> str:
-    """Make `name` resolve to 127.0.0.1 while the policy sees a public address (the resolver hook)."""
-    real = download.resolve
-    monkeypatch.setattr(download, "resolve", lambda host, port: [Address("127.0.0.1", public=True)]
-                        if host == name else real(host, port))
-    return name
+def public_host(monkeypatch, name: str = "public.example") -> list[str]:
+    """Make `name` resolve to 127.0.0.1 while the policy sees a public address (the resolver hook).
+    Returns the list of its lookups."""
+    real, lookups = download.resolve, []
+
+    def resolve(host, port):
+        if host != name:
+            return real(host, port)
+        lookups.append(host)
+        return [Address("127.0.0.1", public=True)]
+
+    monkeypatch.setattr(download, "resolve", resolve)
+    return lookups
 
 
 def test_urls_header_tarpit_ends_within_timeout_times_attempts(tmp_path, server):
@@ -761,7 +768,8 @@ def test_urls_redirect_body_is_never_read(tmp_path, server):
 
 def test_urls_redirect_from_a_public_host_to_loopback_is_refused(tmp_path, server, monkeypatch):
     port = server.httpd.server_address[1]
-    public = lambda path: f"http://{public_host(monkeypatch)}:{port}{path}"
+    lookups = public_host(monkeypatch)
+    public = lambda path: f"http://public.example:{port}{path}"
     server.routes.update({
         "/a.png": ok(PNG_A), "/b.jpg": ok(JPEG_B, "image/jpeg"), "/c.png": ok(PNG_C),
         "/to-loopback": redirect(server.url("/a.png")),
@@ -781,6 +789,9 @@ def test_urls_redirect_from_a_public_host_to_loopback_is_refused(tmp_path, serve
     assert example.startswith(public("/to-loopback")) and "127.0.0.1" in example and "loopback" in example
     assert server.hits["/a.png"] == 0  # never asked for
     assert server.hits["/to-loopback"] == server.hits["/to-localhost"] == 1  # a refusal is final
+    # one lookup per hop to public.example (3 rows, one of them redirected there again): the address
+    # checked is the address connected to, so a second answer (DNS rebinding) is never asked for
+    assert len(lookups) == 4
 
 
 def test_urls_redirects_to_other_schemes_and_loops_are_final(tmp_path, server):
