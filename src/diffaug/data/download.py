@@ -18,10 +18,11 @@ import socket
 import ssl
 import threading
 import time
+from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Callable, Iterable, Iterator, Optional
 from urllib.parse import quote, urljoin, urlsplit
 
 from diffaug.io import sha256_bytes
@@ -34,6 +35,7 @@ MAX_REDIRECTS = 5
 RETRY_STATUS = {408, 425, 429, 500, 502, 503, 504}
 # A 429/503 Retry-After is honoured up to this many seconds; a server asking for longer is not retried.
 MAX_RETRY_AFTER = 30.0
+IN_FLIGHT = 8  # downloads submitted ahead of the one awaited, per worker: enough to keep workers busy
 
 
 @dataclass(frozen=True)
@@ -151,19 +153,26 @@ TLS = _tls()
 
 
 class _Connection(http.client.HTTPConnection):
-    """http.client over a socket to the address that was checked (no second DNS lookup), TLS for https."""
+    """http.client over a socket to an address that was checked (no second DNS lookup), TLS for https."""
 
-    def __init__(self, host: str, port: int, address: Address, tls: bool, watchdog: _Watchdog):
+    def __init__(self, host: str, port: int, addresses: list[Address], tls: bool, watchdog: _Watchdog):
         super().__init__(host, port, timeout=watchdog.remaining())
-        self.address, self.tls, self.watchdog = address, tls, watchdog
+        self.addresses, self.tls, self.watchdog = addresses, tls, watchdog
 
     def connect(self) -> None:
-        ip = self.address.ip.split("%", 1)[0]
-        sock = socket.socket(socket.AF_INET6 if ":" in ip else socket.AF_INET, socket.SOCK_STREAM)
-        self.sock = sock  # closed with the connection, whatever happens next
-        self.watchdog.watch(sock)
-        sock.settimeout(max(0.001, self.watchdog.remaining()))
-        sock.connect((ip, self.port))
+        for n, address in enumerate(self.addresses):  # in the resolver's order, as browsers do
+            ip = address.ip.split("%", 1)[0]
+            sock = socket.socket(socket.AF_INET6 if ":" in ip else socket.AF_INET, socket.SOCK_STREAM)
+            try:
+                self.watchdog.watch(sock)
+                sock.settimeout(max(0.001, self.watchdog.remaining()))
+                sock.connect((ip, self.port))
+                break
+            except OSError as e:
+                sock.close()
+                if self.watchdog.expired or isinstance(e, TimeoutError) or n == len(self.addresses) - 1:
+                    raise
+        self.sock = sock
         if self.tls:
             # The handshake is done after the watchdog holds the TLS socket (wrapping detaches the plain one).
             self.sock = TLS.wrap_socket(sock, server_hostname=self.host, do_handshake_on_connect=False)
@@ -217,10 +226,10 @@ def _target(parts) -> str:
     return quote(path + (f"?{parts.query}" if parts.query else ""), safe="!#$%&'()*+,/:;=?@[]~")
 
 
-def _hop(url: str, dest: Path, seconds: float, max_bytes: int, may_be_private: bool,
+def _hop(url: str, dest: Path, seconds: float, timeout: float, max_bytes: int, may_be_private: bool,
          first: bool) -> Optional[tuple[str, bool]]:
     """One request. Returns (the redirect's target, whether this host is public), or None once the body
-    is in `dest`. Every step shares the `seconds` a watchdog enforces."""
+    is in `dest`. Every step shares the `seconds` left of the attempt's `timeout`, which a watchdog enforces."""
     parts = urlsplit(url)
     try:
         host, port = parts.hostname, parts.port or (443 if parts.scheme == "https" else 80)
@@ -240,7 +249,7 @@ def _hop(url: str, dest: Path, seconds: float, max_bytes: int, may_be_private: b
             raise Failure("address_refused" if first else "redirect_refused",
                           ("" if first else "redirect from a public host to ") + f"{where}, a {_kind(blocked)} "
                           "address, refused")
-        conn = _Connection(host, port, addresses[0], parts.scheme == "https", watchdog)
+        conn = _Connection(host, port, addresses, parts.scheme == "https", watchdog)
         conn.request("GET", _target(parts), headers={
             "User-Agent": USER_AGENT, "Accept": "image/*,*/*;q=0.5", "Accept-Encoding": "identity",
             "Connection": "close"})
@@ -259,7 +268,7 @@ def _hop(url: str, dest: Path, seconds: float, max_bytes: int, may_be_private: b
     except Failure:
         raise
     except Exception as e:  # what a network can do: give it a reason
-        raise _failure(e, watchdog.expired, seconds) from None
+        raise _failure(e, watchdog.expired, timeout) from None
     finally:
         watchdog.stop()  # before the socket is closed: the watchdog must never touch a reused descriptor
         for closable in (response, conn):  # a redirect's or an error's body is dropped unread
@@ -267,9 +276,9 @@ def _hop(url: str, dest: Path, seconds: float, max_bytes: int, may_be_private: b
                 closable.close()
 
 
-def _failure(e: Exception, expired: bool, seconds: float) -> Failure:
+def _failure(e: Exception, expired: bool, timeout: float) -> Failure:
     if expired or isinstance(e, (socket.timeout, TimeoutError)):
-        return Failure("timeout", f"timed out after {seconds:g} s", retry=True)
+        return Failure("timeout", f"timed out after {timeout:g} s", retry=True)
     if isinstance(e, ssl.SSLError):  # a bad certificate or protocol does not fix itself
         return Failure("tls_error", f"TLS failed ({getattr(e, 'reason', None) or type(e).__name__})")
     if isinstance(e, http.client.InvalidURL):
@@ -313,7 +322,7 @@ def _attempt(url: str, dest: Path, timeout: float, max_bytes: int, trusted: bool
             raise Failure("timeout", f"timed out after {timeout:g} s", retry=True)
         start = time.monotonic()
         try:
-            redirect = _hop(url, dest, budget, max_bytes, may_be_private, first=hop == 0)
+            redirect = _hop(url, dest, budget, timeout, max_bytes, may_be_private, first=hop == 0)
         finally:
             budget -= time.monotonic() - start
         if redirect is None:
@@ -373,9 +382,23 @@ def fetch(url: str, cache: Path, timeout: float, max_bytes: int, retries: int, p
     return Fetched(url, None, failure.reason, message)
 
 
+def fetch_each(urls: Iterable[str], cache: Path, timeout: float, max_bytes: int, retries: int, workers: int,
+               pacer: Optional[Pacer] = None, trusted: bool = False,
+               reusable: Callable[[Path], bool] = _nonempty) -> Iterator[Fetched]:
+    """Parallel downloads, yielded in the order of `urls` while later ones go on; a bounded number is
+    in flight, so memory does not grow with the number of URLs."""
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        pending: deque = deque()
+        for url in urls:
+            pending.append(pool.submit(fetch, url, cache, timeout, max_bytes, retries, pacer, trusted, reusable))
+            if len(pending) >= IN_FLIGHT * workers:
+                yield pending.popleft().result()
+        while pending:
+            yield pending.popleft().result()
+
+
 def fetch_all(urls: list[str], cache: Path, timeout: float, max_bytes: int, retries: int, workers: int,
               pacer: Optional[Pacer] = None, trusted: bool = False,
               reusable: Callable[[Path], bool] = _nonempty) -> list[Fetched]:
     """Parallel downloads; results come back in the order of `urls`."""
-    with ThreadPoolExecutor(max_workers=workers) as pool:
-        return list(pool.map(lambda u: fetch(u, cache, timeout, max_bytes, retries, pacer, trusted, reusable), urls))
+    return list(fetch_each(urls, cache, timeout, max_bytes, retries, workers, pacer, trusted, reusable))

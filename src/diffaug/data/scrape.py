@@ -18,7 +18,7 @@ import numpy as np
 from PIL import Image
 
 from diffaug.config import DIGIT_WORDS, Scrape
-from diffaug.data.download import fetch_all
+from diffaug.data.download import Fetched, fetch_each
 from diffaug.data.images import NotAnImage, decode_image, is_complete_image, png_bytes
 from diffaug.errors import DiffaugError
 from diffaug.io import cache_dir, sha256_bytes, write_csv
@@ -97,17 +97,24 @@ def reusable_image(params: Scrape):
 def urls(csv_path: str | Path, classes: tuple[str, ...], params: Scrape) -> Iterator[Candidate]:
     """Download every row (in parallel, resumable through a cache outside the DVC output).
 
-    The user wrote these URLs, so they may name a host on their own network (`trusted`); where such a
-    host redirects is checked like any other redirect.
+    Rows are yielded as their downloads finish, in list order, so `collect` decodes while later rows
+    download and nothing of the finished ones but their manifest line stays in memory. The user wrote
+    these URLs, so they may name a host on their own network (`trusted`); where such a host redirects
+    is checked like any other redirect.
     """
     rows = read_url_list(csv_path)
-    unique = list(dict.fromkeys(url for url, label in rows if label in classes))  # others are not fetched
-    fetched = fetch_all(unique, cache_dir("downloads"), params.timeout, params.max_bytes, params.retries,
-                        params.workers, trusted=True, reusable=reusable_image(params))
-    by_url = {f.url: f for f in fetched}
+    listed = Counter(url for url, label in rows if label in classes)  # others are not fetched
+    results = fetch_each(listed, cache_dir("downloads"), params.timeout, params.max_bytes, params.retries,
+                         params.workers, trusted=True, reusable=reusable_image(params))
+    repeated: dict[str, Fetched] = {}  # results of URLs listed more than once, for their later rows
     for url, label in rows:
-        f = by_url.get(url)
-        yield Candidate(label, url) if f is None else Candidate(label, url, f.path, error=f.error, reason=f.reason)
+        if label not in classes:
+            yield Candidate(label, url)  # counted by `collect`
+            continue
+        f = repeated.get(url) or next(results)  # `listed` keeps first-listing order: the next result is this URL's
+        if listed[url] > 1:
+            repeated[url] = f
+        yield Candidate(label, url, f.path, error=f.error, reason=f.reason)
 
 
 def collect(candidates: Iterable[Candidate], classes: tuple[str, ...], out: Path,
