@@ -866,6 +866,21 @@ def test_urls_tls_failure_is_final(tmp_path, server):
     assert len(connections) == 1
 
 
+def test_urls_refused_connection_is_retried_and_named(tmp_path, server):
+    closed = socket.create_server(("127.0.0.1", 0))
+    port = closed.getsockname()[1]
+    closed.close()  # nothing listens there now
+    server.routes["/a.png"] = ok(PNG_A)
+    csv_path = write_list(tmp_path / "urls.csv", [(f"http://127.0.0.1:{port}/a.png", "cat"), (server.url("/a.png"), "cat")])
+    (tmp_path / "out").mkdir()
+    start = time.monotonic()
+    report = scrape(section("scrape", source="urls", path=str(csv_path), timeout=1.0, retries=1),
+                    ("cat",), tmp_path / "out")
+    assert report["skipped"] == {"connection_failed": 1}
+    assert "ConnectionRefusedError" in report["skipped_examples"]["connection_failed"]
+    assert time.monotonic() - start >= 0.5  # retried after the backoff: the host may come back
+
+
 @pytest.mark.parametrize("address, public", [
     ("8.8.8.8", True), ("2606:4700:4700::1111", True),
     ("127.0.0.1", False), ("10.1.2.3", False), ("172.16.0.1", False), ("192.168.1.1", False),

@@ -89,7 +89,7 @@ def setup_web(web: Server) -> None:
     }
 
 
-def params(web: Server, **kw) -> Scrape:
+def params(web: Server, **kw):
     base = dict(source="search", endpoint=web.url("/images/async"), queries=("{} photo", "a {}"), per_class=3,
                 delay=0.0, timeout=2.0, retries=0, workers=4)
     return section("scrape", **{**base, **kw})

@@ -87,11 +87,12 @@ def decode_image(source: Path | bytes, max_side: int, max_pixels: int) -> Image.
     except (Image.DecompressionBombWarning, Image.DecompressionBombError):
         # Pillow's guard, checked while opening, sits above max_pixels (config.validate): the same verdict.
         raise TooManyPixels(f"more than scrape.max_pixels = {max_pixels:,} pixels") from None
+    except NotAnImage:  # too many pixels
+        raise
     except (OSError, SyntaxError, ValueError, EOFError) as e:
-        if isinstance(e, NotAnImage):
-            raise
         # Pillow's messages may embed object addresses; keep reports byte-identical across runs.
-        raise NotAnImage("truncated or corrupt: " + re.sub(r" at 0x[0-9a-fA-F]+", "", str(e) or type(e).__name__)) from None
+        why = re.sub(r" at 0x[0-9a-fA-F]+", "", str(e) or type(e).__name__)
+        raise NotAnImage(f"truncated or corrupt: {why}") from None
     if rgb.width < 1 or rgb.height < 1:
         raise NotAnImage("image has no pixels")
     if max_side and max(rgb.size) > max_side:
@@ -105,7 +106,8 @@ def decode_image(source: Path | bytes, max_side: int, max_pixels: int) -> Image.
 def check_pixels(size: tuple[int, int], max_pixels: int) -> None:
     width, height = size
     if width * height > max_pixels:
-        raise TooManyPixels(f"{width}x{height} = {width * height:,} pixels, more than scrape.max_pixels = {max_pixels:,}")
+        raise TooManyPixels(f"{width}x{height} = {width * height:,} pixels, "
+                            f"more than scrape.max_pixels = {max_pixels:,}")
 
 
 def is_complete_image(path: Path, max_pixels: int) -> bool:
