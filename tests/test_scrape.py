@@ -954,7 +954,7 @@ def test_urls_memory_stays_flat_in_the_number_of_rows(tmp_path, server, rows):
     """Rows of 20 kB bodies (20 MB, 100 MB in all): the scrape's peak Python memory stays a few MB.
 
     Bodies go from the socket to the cache one chunk at a time, and `collect` decodes one file at a time,
-    so what grows with the rows is their URLs and manifest lines. (About 7 s, or 33 s for 5,000 rows.)
+    so what grows with the rows is their URLs and manifest lines. (5,000 rows take 30-50 s here: slow.)
     """
     import tracemalloc
 
