@@ -118,13 +118,10 @@ def test_stages_write_fid_and_kid_per_class_with_their_extractor(tmp_path, monke
 
 
 def test_inception_offline_says_which_file_and_where(tmp_path, monkeypatch):
-    import pytorch_fid.inception
-
     from diffaug.metrics.features import inception_extractor
 
     monkeypatch.setenv("TORCH_HOME", str(tmp_path))
-    monkeypatch.setattr(pytorch_fid.inception, "load_state_dict_from_url",
-                        lambda *a, **k: (_ for _ in ()).throw(OSError("offline")))
+    monkeypatch.setattr(torch.hub, "download_url_to_file", lambda *a, **k: (_ for _ in ()).throw(OSError("offline")))
     with pytest.raises(DiffaugError) as info:
         inception_extractor(torch.device("cpu"))
     message = str(info.value)
@@ -132,30 +129,100 @@ def test_inception_offline_says_which_file_and_where(tmp_path, monkeypatch):
     assert str(tmp_path / "hub" / "checkpoints") in message and "fid.features=reference" in message
 
 
-def test_inception_features_through_pytorch_fid_loading_path(tmp_path, monkeypatch):
-    """Random weights placed where torch.hub looks; pytorch-fid builds and loads them as the real file."""
+@pytest.fixture(scope="module")
+def fake_inception_state():
+    """pytorch-fid's FID InceptionV3 with random weights (built without fetching anything)."""
     import pytorch_fid.inception
     import torchvision
 
-    from diffaug.metrics.features import extract, inception_extractor, inception_weights_path
-
-    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
-    with monkeypatch.context() as m:  # build the FID architecture once without loading anything
+    with pytest.MonkeyPatch.context() as m:
         m.setattr(pytorch_fid.inception, "load_state_dict_from_url", lambda *a, **k: None)
         m.setattr(torchvision.models.inception.Inception3, "load_state_dict", lambda self, *a, **k: None)
         torch.manual_seed(0)
-        state = pytorch_fid.inception.fid_inception_v3().state_dict()
+        return pytorch_fid.inception.fid_inception_v3().state_dict()
+
+
+def place_weights(tmp_path, monkeypatch, obj):
+    from diffaug.metrics.features import inception_weights_path
+
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
     path = inception_weights_path()
-    path.parent.mkdir(parents=True)
-    torch.save(state, path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save(obj, path)
+    return path
+
+
+def spy_torch_load(monkeypatch) -> list[dict]:
+    calls, real = [], torch.load
+    monkeypatch.setattr(torch, "load", lambda *a, **k: calls.append(k) or real(*a, **k))
+    return calls
+
+
+def test_inception_weights_with_another_hash_are_refused_unopened(tmp_path, monkeypatch, fake_inception_state):
+    from pytorch_fid.inception import FID_WEIGHTS_URL
+
+    from diffaug.metrics.features import INCEPTION_SHA256, inception_extractor
+
+    path = place_weights(tmp_path, monkeypatch, fake_inception_state)  # right shape, not the real weights
+    loads = spy_torch_load(monkeypatch)
+    with pytest.raises(DiffaugError) as info:
+        inception_extractor(torch.device("cpu"))
+    message = str(info.value)
+    assert str(path) in message and INCEPTION_SHA256 in message and FID_WEIGHTS_URL in message
+    assert message.count(". ") == 0 and message.endswith(".")  # one sentence
+    assert loads == []  # never unpickled
+
+
+def test_inception_weights_with_the_known_hash_load_weights_only_as_pytorch_fid(tmp_path, monkeypatch,
+                                                                                 fake_inception_state):
+    """Our FID Inception, from pytorch-fid's blocks, gives pytorch-fid's own InceptionV3 features."""
+    import pytorch_fid.inception
+
+    from diffaug.io import sha256_file
+    from diffaug.metrics import features
+    from diffaug.metrics.features import extract, inception_extractor
+
+    path = place_weights(tmp_path, monkeypatch, fake_inception_state)
+    monkeypatch.setattr(features, "INCEPTION_SHA256", sha256_file(path))  # plays the real file
+    loads = spy_torch_load(monkeypatch)
     extractor = inception_extractor(torch.device("cpu"))
+    assert [k.get("weights_only") for k in loads] == [True]
     assert extractor.name == "inception" and extractor.image_size == 299
-    files = []
-    for i in range(3):
-        pattern(i).save(tmp_path / f"{i}.png")
-        files.append(tmp_path / f"{i}.png")
-    features = extract(extractor, files, batch_size=2)
-    assert features.shape == (3, 2048) and np.isfinite(features).all()
+    pattern(0).save(tmp_path / "0.png")
+    files = [tmp_path / "0.png"]  # one image: a forward pass at 299 px takes seconds on a small CPU
+    ours = extract(extractor, files, batch_size=2)
+    assert ours.shape == (1, 2048) and np.isfinite(ours).all()
+
+    monkeypatch.setattr(pytorch_fid.inception, "load_state_dict_from_url", lambda *a, **k: fake_inception_state)
+    theirs = pytorch_fid.inception.InceptionV3([3]).eval()
+    images = features.load_images(files, 299).float() / 255.0
+    with torch.no_grad():
+        expected = theirs(images)[0].flatten(1).numpy()
+    np.testing.assert_allclose(ours, expected, rtol=1e-4, atol=1e-5)
+
+
+TRIGGERED = []
+
+
+def _unpickled():
+    TRIGGERED.append(True)
+
+
+class Gadget:
+    def __reduce__(self):
+        return (_unpickled, ())
+
+
+def test_inception_file_with_the_known_hash_still_cannot_run_code(tmp_path, monkeypatch):
+    from diffaug.io import sha256_file
+    from diffaug.metrics import features
+    from diffaug.metrics.features import inception_extractor
+
+    path = place_weights(tmp_path, monkeypatch, {"Conv2d_1a_3x3.conv.weight": torch.zeros(1), "x": Gadget()})
+    monkeypatch.setattr(features, "INCEPTION_SHA256", sha256_file(path))
+    with pytest.raises(DiffaugError, match="could not be loaded as plain weights"):
+        inception_extractor(torch.device("cpu"))
+    assert TRIGGERED == []  # weights_only: the pickle's code was not called
 
 
 @pytest.mark.parametrize("sections, words", [

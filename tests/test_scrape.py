@@ -11,6 +11,7 @@ import io
 import json
 import os
 import re
+import socket
 import struct
 import subprocess
 import sys
@@ -27,12 +28,15 @@ import yaml
 from PIL import Image
 
 import diffaug
-from diffaug.config import DIGIT_WORDS, Scrape
+from diffaug.config import DIGIT_WORDS
+from diffaug.data import download
+from diffaug.data.download import Address
+from diffaug.data.images import TooManyPixels, decode_image, png_bytes
 from diffaug.data.scrape import MANIFEST_COLUMNS, scrape
 from diffaug.errors import DiffaugError
 from diffaug.io import read_csv
 
-from helpers import pattern
+from helpers import pattern, section
 
 SRC = Path(diffaug.__file__).resolve().parents[1]  # the code under test, also for subprocesses
 
@@ -126,7 +130,7 @@ def test_digits_subset_writes_only_those_classes_reproducibly(tmp_path):
     out1, out2 = tmp_path / "a", tmp_path / "b"
     out1.mkdir()
     out2.mkdir()
-    report = scrape(Scrape(source="digits"), classes, out1)
+    report = scrape(section("scrape", source="digits"), classes, out1)
     rows = check_output(out1, report, classes)
 
     assert {p.name for p in out1.iterdir()} == {"three", "seven", "manifest.csv"}
@@ -146,13 +150,13 @@ def test_digits_subset_writes_only_those_classes_reproducibly(tmp_path):
     # dark ink on a white page
     assert all(pixels(out1, r).mean() > 127 for r in rows[:20])
 
-    report2 = scrape(Scrape(source="digits"), classes, out2)
+    report2 = scrape(section("scrape", source="digits"), classes, out2)
     assert report2 == report
     assert tree(out1) == tree(out2)  # byte-identical files and manifest
 
 
 def test_digits_size_sets_the_image_side(tmp_path):
-    report = scrape(Scrape(source="digits", digits_size=16), ("zero",), tmp_path)
+    report = scrape(section("scrape", source="digits", digits_size=16), ("zero",), tmp_path)
     rows = check_output(tmp_path, report, ("zero",))
     assert rows and all((int(r["width"]), int(r["height"])) == (16, 16) for r in rows)
 
@@ -229,15 +233,17 @@ def test_folder_normalises_filters_and_dedupes(tmp_path):
     out.mkdir()
     p = build_folder(root)
     classes = ("cat", "dog")
-    report = scrape(Scrape(source="folder", path=str(root), max_side=100), classes, out)
+    report = scrape(section("scrape", source="folder", path=str(root), max_side=100), classes, out)
     rows = check_output(out, report, classes)
     src = by_source(rows)
 
     assert set(src) == {str(p[k]) for k in ("rgba", "palette", "gray", "large", "deep", "dog1", "dog2")}
     assert report["per_class"] == {"cat": 5, "dog": 2}
     assert report["images"] == 7
-    assert report["skipped"] == {"not_an_image": 4, "duplicate": 1}
-    assert "not_an_image" in report["skipped_examples"]
+    assert report["skipped"] == {"not_an_image": 3, "too_many_pixels": 1, "duplicate": 1}
+    assert set(report["skipped_examples"]) == set(report["skipped"])  # an example of each reason
+    assert str(p["bomb"]) in report["skipped_examples"]["too_many_pixels"]
+    assert str(p["rgba"]) in report["skipped_examples"]["duplicate"]  # names the copy it repeats
     assert not (out / "fox").exists()
 
     # transparency becomes white, opaque pixels keep their colour
@@ -268,7 +274,7 @@ def test_folder_without_max_side_keeps_size(tmp_path):
     (root / "cat").mkdir(parents=True)
     out.mkdir()
     pattern(1, 400).crop((0, 0, 400, 200)).save(root / "cat" / "big.png")
-    report = scrape(Scrape(source="folder", path=str(root)), ("cat",), out)
+    report = scrape(section("scrape", source="folder", path=str(root)), ("cat",), out)
     (row,) = check_output(out, report, ("cat",))
     assert (int(row["width"]), int(row["height"])) == (400, 200)
     # same pixels as the source
@@ -280,7 +286,7 @@ def test_folder_missing_class_folder_names_the_class(tmp_path):
     out.mkdir()
     build_folder(root)
     with pytest.raises(DiffaugError) as e:
-        scrape(Scrape(source="folder", path=str(root)), ("cat", "bird", "dog"), out)
+        scrape(section("scrape", source="folder", path=str(root)), ("cat", "bird", "dog"), out)
     assert "'bird'" in str(e.value)
     assert "'cat'" not in str(e.value) and "'dog'" not in str(e.value)
     assert list(out.iterdir()) == []  # checked before anything is written
@@ -297,7 +303,7 @@ def test_folder_class_without_usable_images_names_the_class(tmp_path, contents):
         (fish / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0" + os.urandom(300))
         (fish / "readme.txt").write_text("hello")
     with pytest.raises(DiffaugError) as e:
-        scrape(Scrape(source="folder", path=str(root)), ("cat", "fish", "dog"), out)
+        scrape(section("scrape", source="folder", path=str(root)), ("cat", "fish", "dog"), out)
     msg = str(e.value)
     assert "'fish'" in msg
     assert "'cat'" not in msg and "'dog'" not in msg
@@ -307,7 +313,7 @@ def test_folder_class_without_usable_images_names_the_class(tmp_path, contents):
 
 def test_folder_path_that_is_not_a_folder(tmp_path):
     with pytest.raises(DiffaugError) as e:
-        scrape(Scrape(source="folder", path=str(tmp_path / "nope")), ("cat",), tmp_path)
+        scrape(section("scrape", source="folder", path=str(tmp_path / "nope")), ("cat",), tmp_path)
     assert "nope" in str(e.value)
 
 
@@ -317,7 +323,7 @@ def test_folder_16bit_grayscale_keeps_its_tones(tmp_path):
     out.mkdir()
     ramp = np.tile(np.linspace(0, 65535, 64).astype(np.uint16), (16, 1))
     Image.fromarray(ramp).save(root / "cat" / "ramp16.png")  # saved as a 16-bit grayscale PNG
-    report = scrape(Scrape(source="folder", path=str(root)), ("cat",), out)
+    report = scrape(section("scrape", source="folder", path=str(root)), ("cat",), out)
     (row,) = check_output(out, report, ("cat",))
     tones = pixels(out, row)[0, :, 0].astype(int)
     assert tones[0] < 10 and tones[-1] > 245
@@ -332,7 +338,7 @@ def test_folder_report_is_identical_across_runs(tmp_path):
     reports = []
     for name in ("out1", "out2"):
         (tmp_path / name).mkdir()
-        reports.append(scrape(Scrape(source="folder", path=str(root)), ("cat",), tmp_path / name))
+        reports.append(scrape(section("scrape", source="folder", path=str(root)), ("cat",), tmp_path / name))
     assert tree(tmp_path / "out1") == tree(tmp_path / "out2")
     assert reports[0]["skipped"] == {"not_an_image": 1}
     # the stage saves this report as JSON (stable keys): it must not change from run to run
@@ -352,6 +358,7 @@ class Server:
     def __init__(self):
         self.routes: dict = {}
         self.hits: Counter = Counter()
+        self.log: list[tuple[str, str, float]] = []  # (Host header, path, time) of every request
         self.lock = threading.Lock()
         self.stop = threading.Event()
         server = self
@@ -362,6 +369,7 @@ class Server:
 
             def do_GET(self):
                 with server.lock:
+                    server.log.append((self.headers.get("Host", ""), self.path, time.monotonic()))
                     server.hits[self.path] += 1
                     n = server.hits[self.path]
                 route = server.routes.get(self.path)
@@ -407,6 +415,15 @@ def status(code: int):
     return route
 
 
+def redirect(location: str, code: int = 302):
+    def route(h, n):
+        h.send_response(code)
+        h.send_header("Location", location)
+        h.send_header("Content-Length", "0")
+        h.end_headers()
+    return route
+
+
 def fails_first(k: int, code: int, then):
     def route(h, n):
         (status(code) if n <= k else then)(h, n)
@@ -439,15 +456,20 @@ def delay_body(stop: threading.Event, data: bytes, seconds: float = 20.0):
     return route
 
 
+def dribble(h, data: bytes, stop: threading.Event, every: float) -> None:
+    """`data` one byte at a time, `every` seconds apart (until the test ends)."""
+    for i in range(len(data)):
+        h.wfile.write(data[i:i + 1])
+        h.wfile.flush()
+        if stop.wait(every):
+            return
+
+
 def trickle(stop: threading.Event, data: bytes, every: float = 0.2):
     """Headers at once, then one byte at a time: each read is quick, the whole body never ends."""
     def route(h, n):
         png_headers(h, data)
-        for i in range(len(data)):
-            h.wfile.write(data[i:i + 1])
-            h.wfile.flush()
-            if stop.wait(every):
-                return
+        dribble(h, data, stop, every)
     return route
 
 
@@ -511,7 +533,7 @@ def test_urls_counts_every_outcome(tmp_path, server):
     ])
     out = tmp_path / "out"
     out.mkdir()
-    params = Scrape(source="urls", path=str(csv_path), timeout=1.0, retries=1, workers=8, max_bytes=MAX_BYTES)
+    params = section("scrape", source="urls", path=str(csv_path), timeout=1.0, retries=1, workers=8, max_bytes=MAX_BYTES)
     start = time.monotonic()
     report = scrape(params, ("cat", "dog"), out)
     elapsed = time.monotonic() - start
@@ -527,11 +549,19 @@ def test_urls_counts_every_outcome(tmp_path, server):
     assert report["skipped"] == {
         "duplicate": 2,
         "not_an_image": 1,
-        "download_failed": 6,
+        "http_404": 1,
+        "timeout": 2,
+        "too_large": 2,
+        "unsupported_scheme": 1,
         "label_not_in_classes": 1,
     }
-    assert "404" in report["skipped_examples"]["download_failed"]  # the first failure, with its reason
-    assert u("/page.png") in report["skipped_examples"]["not_an_image"]
+    examples = report["skipped_examples"]
+    assert set(examples) == set(report["skipped"])  # an example of each, naming the row and the cause
+    assert examples["http_404"].startswith(u("/missing.png")) and "HTTP 404" in examples["http_404"]
+    assert u("/page.png") in examples["not_an_image"]
+    assert "timed out after 1 s" in examples["timeout"]
+    assert "scrape.max_bytes" in examples["too_large"]
+    assert examples["unsupported_scheme"].startswith("file:///etc/passwd")
 
     # slow servers cost about the timeout per attempt (2 attempts + backoff), never their 20 s
     assert elapsed < 6.0, f"scrape took {elapsed:.1f} s"
@@ -559,7 +589,7 @@ def fast_routes(server: Server) -> list[tuple[str, str]]:
 
 def test_urls_second_run_uses_the_download_cache(tmp_path, server, private_cache):
     csv_path = write_list(tmp_path / "urls.csv", fast_routes(server))
-    params = Scrape(source="urls", path=str(csv_path), timeout=1.0, retries=1)
+    params = section("scrape", source="urls", path=str(csv_path), timeout=1.0, retries=1)
     out1, out2 = tmp_path / "out1", tmp_path / "out2"
     out1.mkdir()
     out2.mkdir()
@@ -572,9 +602,10 @@ def test_urls_second_run_uses_the_download_cache(tmp_path, server, private_cache
     assert not any(p.suffix == ".bin" for p in out1.rglob("*")), "cache leaked into the output"
 
     report2 = scrape(params, ("cat", "dog"), out2)
-    for path in ("/a.png", "/a-copy.png", "/b.jpg", "/page.png", "/flaky.png"):
+    for path in ("/a.png", "/a-copy.png", "/b.jpg", "/flaky.png"):
         assert server.hits[path] == first[path], f"{path} downloaded again"
     assert server.hits["/missing.png"] == 2  # failures get another chance
+    assert server.hits["/page.png"] == 2  # a cached body that is no image is not trusted: asked again
     assert without_examples(report2) == without_examples(report1)
     assert report2["skipped_examples"].keys() == report1["skipped_examples"].keys()
     assert tree(out1) == tree(out2)
@@ -584,13 +615,13 @@ def test_urls_rerun_fetches_only_what_failed(tmp_path, server):
     rows = fast_routes(server)
     server.routes["/flaky.png"] = status(503)  # down for the whole first run
     csv_path = write_list(tmp_path / "urls.csv", rows)
-    params = Scrape(source="urls", path=str(csv_path), timeout=1.0, retries=1)
+    params = section("scrape", source="urls", path=str(csv_path), timeout=1.0, retries=1)
     out1, out2 = tmp_path / "out1", tmp_path / "out2"
     out1.mkdir()
     out2.mkdir()
     report1 = scrape(params, ("cat", "dog"), out1)
     assert report1["per_class"] == {"cat": 1, "dog": 1}
-    assert report1["skipped"]["download_failed"] == 2
+    assert report1["skipped"]["http_503"] == 1 and report1["skipped"]["http_404"] == 1
     first = dict(server.hits)
     assert first["/flaky.png"] == 2
 
@@ -598,7 +629,7 @@ def test_urls_rerun_fetches_only_what_failed(tmp_path, server):
     report2 = scrape(params, ("cat", "dog"), out2)
     rows2 = check_output(out2, report2, ("cat", "dog"))
     assert server.hits["/flaky.png"] == 3  # one more request, and it worked
-    for path in ("/a.png", "/a-copy.png", "/b.jpg", "/page.png"):
+    for path in ("/a.png", "/a-copy.png", "/b.jpg"):
         assert server.hits[path] == first[path], f"{path} downloaded again"
     assert report2["per_class"] == {"cat": 1, "dog": 2}
     assert server.url("/flaky.png") in by_source(rows2)
@@ -613,7 +644,7 @@ def test_urls_trickling_server_is_cut_off_at_the_timeout(tmp_path, server):
     server.routes.update({"/a.png": ok(PNG_A), "/trickle.png": trickle(server.stop, PNG_C)})
     csv_path = write_list(tmp_path / "urls.csv", [(server.url("/a.png"), "cat"),
                                                   (server.url("/trickle.png"), "cat")])
-    params = Scrape(source="urls", path=str(csv_path), timeout=1.0, retries=0)
+    params = section("scrape", source="urls", path=str(csv_path), timeout=1.0, retries=0)
     result = {}
 
     def run():
@@ -624,7 +655,7 @@ def test_urls_trickling_server_is_cut_off_at_the_timeout(tmp_path, server):
     worker.start()
     worker.join(3.0)  # timeout 1 s, no retries
     assert not worker.is_alive(), "still downloading a trickling response 3 s after a 1 s timeout"
-    assert result["report"]["skipped"] == {"download_failed": 1}
+    assert result["report"]["skipped"] == {"timeout": 1}
 
 
 def test_urls_non_http_schemes_are_refused(tmp_path, server):
@@ -638,12 +669,407 @@ def test_urls_non_http_schemes_are_refused(tmp_path, server):
     ])
     out = tmp_path / "out"
     out.mkdir()
-    report = scrape(Scrape(source="urls", path=str(csv_path), timeout=1.0, retries=1), ("cat",), out)
+    report = scrape(section("scrape", source="urls", path=str(csv_path), timeout=1.0, retries=1), ("cat",), out)
     rows = check_output(out, report, ("cat",))
     assert [r["source"] for r in rows] == [server.url("/a.png")]
-    assert report["skipped"] == {"download_failed": 2}
-    assert "file:///etc/passwd" in report["skipped_examples"]["download_failed"]
-    assert "http" in report["skipped_examples"]["download_failed"]
+    assert report["skipped"] == {"unsupported_scheme": 2}
+    assert "file:///etc/passwd" in report["skipped_examples"]["unsupported_scheme"]
+    assert "http" in report["skipped_examples"]["unsupported_scheme"]
+
+
+# --------------------------------------------------------------------------------------------
+# hostile hosts: one deadline per attempt, redirects checked hop by hop, private addresses, retries
+
+
+def header_tarpit(stop: threading.Event, every: float = 0.5):
+    """The status line and headers one byte every `every` s: each read is quick, the response never ends."""
+    def route(h, n):
+        dribble(h, b"HTTP/1.1 200 OK\r\nContent-Type: image/png\r\nContent-Length: 10\r\n\r\n", stop, every)
+    return route
+
+
+def endless_redirect(stop: threading.Event, location: str):
+    """A 302 whose body never ends (no Content-Length): a client reading it would never follow it."""
+    def route(h, n):
+        h.send_response(302)
+        h.send_header("Location", location)
+        h.end_headers()
+        block = b"<html>" + b"x" * 65530
+        while not stop.is_set():
+            h.wfile.write(block)
+    return route
+
+
+def public_host(monkeypatch, name: str = "public.example") -> list[str]:
+    """Make `name` resolve to 127.0.0.1 while the policy sees a public address (the resolver hook).
+    Returns the list of its lookups."""
+    real, lookups = download.resolve, []
+
+    def resolve(host, port):
+        if host != name:
+            return real(host, port)
+        lookups.append(host)
+        return [Address("127.0.0.1", public=True)]
+
+    monkeypatch.setattr(download, "resolve", resolve)
+    return lookups
+
+
+def test_urls_header_tarpit_ends_within_timeout_times_attempts(tmp_path, server):
+    server.routes.update({"/a.png": ok(PNG_A), "/tarpit.png": header_tarpit(server.stop)})
+    csv_path = write_list(tmp_path / "urls.csv", [(server.url("/tarpit.png"), "cat"), (server.url("/a.png"), "cat")])
+    (tmp_path / "out").mkdir()
+    start = time.monotonic()
+    report = scrape(section("scrape", source="urls", path=str(csv_path), timeout=1.0, retries=1),
+                    ("cat",), tmp_path / "out")
+    elapsed = time.monotonic() - start
+    assert report["images"] == 1 and report["skipped"] == {"timeout": 1}
+    assert server.hits["/tarpit.png"] == 2  # a timeout is worth another try
+    # timeout x (retries + 1) = 2 s, the backoff between the two (at most 0.75 s), and a small margin
+    assert elapsed < 2.0 + 0.75 + 0.75, f"scrape took {elapsed:.1f} s"
+
+
+def test_urls_dns_lookup_that_never_answers_is_abandoned_at_the_deadline(tmp_path, server, monkeypatch):
+    release = threading.Event()
+    real = download.resolve
+
+    def hanging(host, port):
+        if host == "slow-dns.example":
+            release.wait(30)
+        return real(host, port)
+
+    monkeypatch.setattr(download, "resolve", hanging)
+    server.routes["/a.png"] = ok(PNG_A)
+    csv_path = write_list(tmp_path / "urls.csv", [("http://slow-dns.example/a.png", "cat"), (server.url("/a.png"), "cat")])
+    (tmp_path / "out").mkdir()
+    start = time.monotonic()
+    try:
+        report = scrape(section("scrape", source="urls", path=str(csv_path), timeout=0.5, retries=0),
+                        ("cat",), tmp_path / "out")
+    finally:
+        release.set()
+    assert time.monotonic() - start < 1.5
+    assert report["skipped"] == {"timeout": 1}
+    assert "looking up slow-dns.example" in report["skipped_examples"]["timeout"]
+
+
+def test_urls_redirect_body_is_never_read(tmp_path, server):
+    server.routes.update({"/a.png": ok(PNG_A), "/moved": endless_redirect(server.stop, server.url("/a.png"))})
+    csv_path = write_list(tmp_path / "urls.csv", [(server.url("/moved"), "cat")])
+    (tmp_path / "out").mkdir()
+    start = time.monotonic()
+    report = scrape(section("scrape", source="urls", path=str(csv_path), timeout=5.0, retries=0),
+                    ("cat",), tmp_path / "out")
+    assert time.monotonic() - start < 2.0  # followed at once, not after the 5 s deadline
+    rows = check_output(tmp_path / "out", report, ("cat",))
+    assert [r["source"] for r in rows] == [server.url("/moved")]
+    assert (pixels(tmp_path / "out", rows[0]) == np.asarray(pattern(1))).all()
+
+
+def test_urls_redirect_from_a_public_host_to_loopback_is_refused(tmp_path, server, monkeypatch):
+    port = server.httpd.server_address[1]
+    lookups = public_host(monkeypatch)
+    public = lambda path: f"http://public.example:{port}{path}"
+    server.routes.update({
+        "/a.png": ok(PNG_A), "/b.jpg": ok(JPEG_B, "image/jpeg"), "/c.png": ok(PNG_C),
+        "/to-loopback": redirect(server.url("/a.png")),
+        "/to-localhost": redirect(f"http://localhost:{port}/a.png"),
+        "/to-public": redirect(public("/c.png")),
+        "/local-to-local": redirect(server.url("/b.jpg")),  # the user's own host may send them on at home
+    })
+    csv_path = write_list(tmp_path / "urls.csv", [(public("/to-loopback"), "cat"), (public("/to-localhost"), "cat"),
+                                                  (public("/to-public"), "cat"), (server.url("/local-to-local"), "cat")])
+    out = tmp_path / "out"
+    out.mkdir()
+    report = scrape(section("scrape", source="urls", path=str(csv_path), timeout=1.0, retries=2), ("cat",), out)
+    rows = check_output(out, report, ("cat",))
+    assert {r["source"] for r in rows} == {public("/to-public"), server.url("/local-to-local")}
+    assert report["skipped"] == {"redirect_refused": 2}
+    example = report["skipped_examples"]["redirect_refused"]
+    assert example.startswith(public("/to-loopback")) and "127.0.0.1" in example and "loopback" in example
+    assert server.hits["/a.png"] == 0  # never asked for
+    assert server.hits["/to-loopback"] == server.hits["/to-localhost"] == 1  # a refusal is final
+    # one lookup per hop to public.example (3 rows, one of them redirected there again): the address
+    # checked is the address connected to, so a second answer (DNS rebinding) is never asked for
+    assert len(lookups) == 4
+
+
+def test_urls_redirects_to_other_schemes_and_loops_are_final(tmp_path, server):
+    server.routes.update({"/a.png": ok(PNG_A), "/to-file": redirect("file:///etc/passwd"),
+                          "/to-ftp": redirect("ftp://example.org/a.png"), "/loop": redirect("/loop")})
+    csv_path = write_list(tmp_path / "urls.csv", [(server.url(p), "cat") for p in ("/a.png", "/to-file", "/to-ftp", "/loop")])
+    (tmp_path / "out").mkdir()
+    report = scrape(section("scrape", source="urls", path=str(csv_path), timeout=1.0, retries=2),
+                    ("cat",), tmp_path / "out")
+    assert report["skipped"] == {"unsupported_scheme": 2, "too_many_redirects": 1}
+    assert server.hits["/to-file"] == server.hits["/to-ftp"] == 1
+    assert server.hits["/loop"] == download.MAX_REDIRECTS + 1  # one attempt, never retried
+
+
+def test_urls_retry_after_is_honoured_up_to_its_cap(tmp_path, server):
+    def busy(seconds: str, then):
+        def route(h, n):
+            if n > 1 and then:
+                return then(h, n)
+            h.send_response(503 if then is None else 429)
+            h.send_header("Retry-After", seconds)
+            h.send_header("Content-Length", "0")
+            h.end_headers()
+        return route
+
+    server.routes.update({"/busy.png": busy("1", ok(PNG_C)), "/away.png": busy("3600", None), "/a.png": ok(PNG_A)})
+    csv_path = write_list(tmp_path / "urls.csv", [(server.url(p), "cat") for p in ("/busy.png", "/away.png", "/a.png")])
+    (tmp_path / "out").mkdir()
+    start = time.monotonic()
+    report = scrape(section("scrape", source="urls", path=str(csv_path), timeout=1.0, retries=2),
+                    ("cat",), tmp_path / "out")
+    assert time.monotonic() - start < 3.0
+    assert report["images"] == 2 and report["skipped"] == {"http_503": 1}
+    asked = [t for _, path, t in server.log if path == "/busy.png"]
+    assert len(asked) == 2 and asked[1] - asked[0] >= 1.0  # the backoff alone would be 0.5-0.75 s
+    assert server.hits["/away.png"] == 1  # an hour is past the cap: not waited for, not retried
+    assert "3600" in report["skipped_examples"]["http_503"]
+
+
+def test_urls_tls_failure_is_final(tmp_path, server):
+    """A host that does not speak TLS on an https URL: one connection, no retries."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    listener.settimeout(0.05)
+    connections, done = [], threading.Event()
+
+    def serve():
+        end = time.monotonic() + 10  # bounded in time and in connections
+        while not done.is_set() and time.monotonic() < end and len(connections) < 4:
+            try:
+                conn, _ = listener.accept()
+            except (socket.timeout, OSError):
+                continue
+            connections.append(conn)
+            conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")  # plain text where TLS is expected
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    server.routes["/a.png"] = ok(PNG_A)
+    tls_url = f"https://127.0.0.1:{listener.getsockname()[1]}/a.png"
+    csv_path = write_list(tmp_path / "urls.csv", [(tls_url, "cat"), (server.url("/a.png"), "cat")])
+    (tmp_path / "out").mkdir()
+    try:
+        report = scrape(section("scrape", source="urls", path=str(csv_path), timeout=1.0, retries=3),
+                        ("cat",), tmp_path / "out")
+    finally:
+        done.set()
+        thread.join(5)
+        listener.close()
+        for conn in connections:
+            conn.close()
+    assert report["skipped"] == {"tls_error": 1}
+    assert len(connections) == 1
+
+
+def test_urls_refused_connection_is_retried_and_named(tmp_path, server):
+    closed = socket.create_server(("127.0.0.1", 0))
+    port = closed.getsockname()[1]
+    closed.close()  # nothing listens there now
+    server.routes["/a.png"] = ok(PNG_A)
+    csv_path = write_list(tmp_path / "urls.csv", [(f"http://127.0.0.1:{port}/a.png", "cat"), (server.url("/a.png"), "cat")])
+    (tmp_path / "out").mkdir()
+    start = time.monotonic()
+    report = scrape(section("scrape", source="urls", path=str(csv_path), timeout=1.0, retries=1),
+                    ("cat",), tmp_path / "out")
+    assert report["skipped"] == {"connection_failed": 1}
+    assert "ConnectionRefusedError" in report["skipped_examples"]["connection_failed"]
+    assert time.monotonic() - start >= 0.5  # retried after the backoff: the host may come back
+
+
+@pytest.mark.parametrize("address, public", [
+    ("8.8.8.8", True), ("2606:4700:4700::1111", True),
+    ("127.0.0.1", False), ("10.1.2.3", False), ("172.16.0.1", False), ("192.168.1.1", False),
+    ("169.254.169.254", False), ("100.64.0.1", False), ("0.0.0.0", False), ("224.0.0.1", False),
+    ("240.0.0.1", False), ("255.255.255.255", False), ("::1", False), ("fe80::1%2", False), ("fc00::1", False),
+    ("ff02::1", False), ("::ffff:127.0.0.1", False), ("::", False),
+])
+def test_only_globally_routable_addresses_count_as_public(address, public):
+    assert download.is_public(address) is public
+
+
+def test_urls_path_traversal_rows_write_nothing_outside_cache_and_output(tmp_path, server, private_cache):
+    server.routes.update({"/../../escape.png": ok(PNG_A), "/%2e%2e/%2e%2e/escape.png": ok(PNG_C)})
+    csv_path = write_list(tmp_path / "urls.csv", [
+        (server.url("/../../escape.png"), "cat"), (server.url("/%2e%2e/%2e%2e/escape.png"), "cat"),
+        ("../../escape.png", "cat"), ("/etc/passwd", "cat")])
+    out = tmp_path / "out"
+    out.mkdir()
+    before = {p for p in tmp_path.parent.rglob("*") if not p.is_relative_to(private_cache) and not p.is_relative_to(out)}
+    report = scrape(section("scrape", source="urls", path=str(csv_path), timeout=1.0, retries=0), ("cat",), out)
+    after = {p for p in tmp_path.parent.rglob("*") if not p.is_relative_to(private_cache) and not p.is_relative_to(out)}
+    assert after == before  # nothing appeared outside the cache and the output
+    assert report["images"] == 2 and report["skipped"] == {"unsupported_scheme": 2}
+    check_output(out, report, ("cat",))  # <class>/<sha256[:16]>.png only
+    assert all(re.fullmatch(r"[0-9a-f]{64}\.bin", p.name) for p in (private_cache / "downloads").iterdir())
+
+
+@pytest.mark.parametrize("damage", ["empty", "html", "truncated"])
+def test_urls_bad_cached_download_is_fetched_again(tmp_path, server, private_cache, damage):
+    server.routes["/a.png"] = ok(PNG_A)
+    csv_path = write_list(tmp_path / "urls.csv", [(server.url("/a.png"), "cat")])
+    params = section("scrape", source="urls", path=str(csv_path), timeout=1.0, retries=0)
+    runs = [tmp_path / f"out{i}" for i in range(3)]
+    for o in runs:
+        o.mkdir()
+    scrape(params, ("cat",), runs[0])
+    cached = download.cached_path(server.url("/a.png"), private_cache / "downloads")
+    assert cached.read_bytes() == PNG_A
+    cached.write_bytes({"empty": b"", "html": HTML, "truncated": PNG_A[: len(PNG_A) // 2]}[damage])
+
+    report = scrape(params, ("cat",), runs[1])
+    assert server.hits["/a.png"] == 2  # not reused: fetched again
+    assert report["images"] == 1 and cached.read_bytes() == PNG_A
+    scrape(params, ("cat",), runs[2])
+    assert server.hits["/a.png"] == 2  # a sound cached copy is reused
+    assert tree(runs[1]) == tree(runs[0])
+
+
+def padded_png(i: int, pad: int) -> bytes:
+    """A 4x4 PNG, unique for i < 65536, carrying `pad` bytes in a private ancillary chunk decoders skip."""
+    png = encode(Image.new("RGB", (4, 4), (i % 256, i // 256, 7)))
+    data = bytes(pad)
+    chunk = struct.pack(">I", pad) + b"prVt" + data + struct.pack(">I", zlib.crc32(b"prVt" + data))
+    return png[:33] + chunk + png[33:]  # after IHDR (8 + 25 bytes)
+
+
+class ManyImages(dict):
+    """Routes: /n/<i>.png serves padded_png(i), made on the fly so the test holds no bodies itself."""
+
+    def __init__(self, pad: int):
+        super().__init__()
+        self.pad = pad
+
+    def get(self, path, default=None):
+        m = re.fullmatch(r"/n/(\d+)\.png", path)
+        return ok(padded_png(int(m.group(1)), self.pad)) if m else default
+
+
+@pytest.mark.parametrize("rows", [1000, pytest.param(5000, marks=pytest.mark.slow)])
+def test_urls_memory_stays_flat_in_the_number_of_rows(tmp_path, server, rows):
+    """Rows of 20 kB bodies (20 MB, 100 MB in all): the scrape's peak Python memory stays a few MB.
+
+    Bodies go from the socket to the cache one chunk at a time, and `collect` decodes one file at a time,
+    so what grows with the rows is their URLs and manifest lines. (5,000 rows take 30-50 s here: slow.)
+    """
+    import tracemalloc
+
+    pad = 20_000
+    server.routes = ManyImages(pad)
+    csv_path = write_list(tmp_path / "urls.csv", [(server.url(f"/n/{i}.png"), "cat") for i in range(rows)])
+    (tmp_path / "out").mkdir()
+    tracemalloc.start()
+    try:
+        report = scrape(section("scrape", source="urls", path=str(csv_path), timeout=5.0, retries=0),
+                        ("cat",), tmp_path / "out")
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert report["images"] == rows and report["skipped"] == {}
+    assert peak < 5_000_000 + 2_000 * rows, f"peak {peak / 1e6:.1f} MB for {rows * pad / 1e6:.0f} MB of bodies"
+
+
+def flat_png(width: int, height: int) -> bytes:
+    """A black RGB PNG written row by row (never the whole image in memory): tiny file, huge image."""
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    z = zlib.compressobj(9)
+    row = bytes(1 + 3 * width)  # filter byte 0, then black pixels
+    idat = b"".join(z.compress(row) for _ in range(height)) + z.flush()
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", idat) + chunk(b"IEND", b"")
+
+
+def test_urls_small_file_with_too_many_pixels_is_refused_before_decoding(tmp_path, server, monkeypatch):
+    from PIL import ImageFile
+
+    big = flat_png(10000, 5000)
+    assert len(big) < 200_000  # about 145 kB for 150 MB of pixels
+    decoded = []
+    real_load = ImageFile.ImageFile.load
+    monkeypatch.setattr(ImageFile.ImageFile, "load", lambda im: decoded.append(im.size) or real_load(im))
+    server.routes.update({"/bomb.png": ok(big), "/a.png": ok(PNG_A)})
+    csv_path = write_list(tmp_path / "urls.csv", [(server.url("/bomb.png"), "cat"), (server.url("/a.png"), "cat")])
+    (tmp_path / "out").mkdir()
+    params = section("scrape", source="urls", path=str(csv_path), timeout=2.0, retries=0)
+    assert params.max_pixels == 40_000_000  # params.yaml's default
+    report = scrape(params, ("cat",), tmp_path / "out")
+    assert report["images"] == 1 and report["skipped"] == {"too_many_pixels": 1}
+    assert "10000x5000 = 50,000,000 pixels, more than scrape.max_pixels = 40,000,000" in \
+        report["skipped_examples"]["too_many_pixels"]
+    assert (10000, 5000) not in decoded  # refused from the header: the 150 MB were never allocated
+
+
+def test_max_pixels_is_the_limit(tmp_path):
+    image = flat_png(200, 100)
+    assert decode_image(image, 0, 20_000).size == (200, 100)
+    with pytest.raises(TooManyPixels):
+        decode_image(image, 0, 19_999)
+
+
+@pytest.mark.parametrize("value", [0, 10**9])
+def test_max_pixels_param_is_checked(tmp_path, value):
+    from diffaug.config import ParamsError, load_params
+
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump({"classes": ["zero", "one"], "scrape": {"max_pixels": value}}))
+    with pytest.raises(ParamsError, match=r"scrape\.max_pixels"):
+        load_params(tmp_path / "params.yaml")
+
+
+# --------------------------------------------------------------------------------------------
+# image decoding: formats and colour profiles
+
+
+def test_only_the_listed_formats_are_opened(tmp_path, monkeypatch):
+    from PIL import EpsImagePlugin
+
+    opened = []
+    monkeypatch.setattr(EpsImagePlugin.EpsImageFile, "_open", lambda self: opened.append(self) or 1 / 0)
+    root, out = tmp_path / "src", tmp_path / "out"
+    (root / "cat").mkdir(parents=True)
+    out.mkdir()
+    for i, (fmt, kw) in enumerate([("PNG", {}), ("JPEG", {"quality": 95}), ("WEBP", {"lossless": True}),
+                                   ("BMP", {}), ("TIFF", {})]):
+        pattern(20 + i).save(root / "cat" / f"{i}.{fmt.lower()}", format=fmt, **kw)
+    red, blue = Image.new("RGB", (16, 16), (255, 0, 0)), Image.new("RGB", (16, 16), (0, 0, 255))
+    red.save(root / "cat" / "anim.gif", save_all=True, append_images=[blue], duration=100)
+    (root / "cat" / "drawing.eps").write_bytes(b"%!PS-Adobe-3.0 EPSF-3.0\n%%BoundingBox: 0 0 8 8\nshowpage\n")
+    report = scrape(section("scrape", source="folder", path=str(root)), ("cat",), out)
+    rows = check_output(out, report, ("cat",))
+    assert report["images"] == 6 and report["skipped"] == {"not_an_image": 1}
+    assert "drawing.eps" in report["skipped_examples"]["not_an_image"]
+    assert opened == []  # Pillow's EPS plugin (it runs Ghostscript) was never reached
+    gif = next(r for r in rows if r["source"].endswith("anim.gif"))
+    assert (pixels(out, gif) == (255, 0, 0)).all()  # the first frame
+
+
+def test_same_pixels_with_and_without_an_icc_profile_give_the_same_bytes(tmp_path):
+    from PIL import ImageCms
+
+    srgb = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+    root, out = tmp_path / "src", tmp_path / "out"
+    (root / "cat").mkdir(parents=True)
+    out.mkdir()
+    image = pattern(5)
+    image.save(root / "cat" / "a_plain.png")
+    image.save(root / "cat" / "b_srgb.png", icc_profile=srgb)
+    image.save(root / "cat" / "c_broken_profile.png", icc_profile=b"not a colour profile")
+    image.save(root / "cat" / "d_plain.jpg", quality=95)
+    image.save(root / "cat" / "e_srgb.jpg", quality=95, icc_profile=srgb)
+    report = scrape(section("scrape", source="folder", path=str(root)), ("cat",), out)
+    rows = check_output(out, report, ("cat",))
+    assert report["skipped"] == {"duplicate": 3}  # one PNG and one JPEG kept: their tagged copies are the same
+    assert sorted(Path(r["source"]).name for r in rows) == ["a_plain.png", "d_plain.jpg"]
+    for r in rows:
+        assert b"iCCP" not in (out / r["file"]).read_bytes()  # no profile written into the output
+    with Image.open(root / "cat" / "b_srgb.png") as tagged:
+        assert tagged.info.get("icc_profile")  # the input did carry one
+    assert png_bytes(decode_image(root / "cat" / "b_srgb.png", 0, 10**6)) == png_bytes(image)
 
 
 def test_urls_list_without_header_and_with_comments(tmp_path, server):
@@ -652,7 +1078,7 @@ def test_urls_list_without_header_and_with_comments(tmp_path, server):
     csv_path.write_text(f"# my images\n\n {server.url('/a.png')} , cat \n{server.url('/b.jpg')},dog\n")
     out = tmp_path / "out"
     out.mkdir()
-    report = scrape(Scrape(source="urls", path=str(csv_path), timeout=1.0), ("cat", "dog"), out)
+    report = scrape(section("scrape", source="urls", path=str(csv_path), timeout=1.0), ("cat", "dog"), out)
     check_output(out, report, ("cat", "dog"))
     assert report["per_class"] == {"cat": 1, "dog": 1}
     assert report["skipped"] == {}
@@ -665,7 +1091,7 @@ def test_urls_row_without_label_names_the_line(tmp_path, server):
     out = tmp_path / "out"
     out.mkdir()
     with pytest.raises(DiffaugError) as e:
-        scrape(Scrape(source="urls", path=str(csv_path), timeout=1.0), ("cat",), out)
+        scrape(section("scrape", source="urls", path=str(csv_path), timeout=1.0), ("cat",), out)
     assert "line 3" in str(e.value)
     assert "label" in str(e.value)
     assert sum(server.hits.values()) == 0, "downloaded before the list was checked"
@@ -674,7 +1100,7 @@ def test_urls_row_without_label_names_the_line(tmp_path, server):
 
 def test_urls_missing_list_file(tmp_path):
     with pytest.raises(DiffaugError) as e:
-        scrape(Scrape(source="urls", path=str(tmp_path / "nope.csv")), ("cat",), tmp_path)
+        scrape(section("scrape", source="urls", path=str(tmp_path / "nope.csv")), ("cat",), tmp_path)
     assert "nope.csv" in str(e.value)
 
 
@@ -685,7 +1111,7 @@ def test_urls_class_with_only_failed_downloads_names_the_class(tmp_path, server)
     out = tmp_path / "out"
     out.mkdir()
     with pytest.raises(DiffaugError) as e:
-        scrape(Scrape(source="urls", path=str(csv_path), timeout=1.0, retries=1), ("cat", "dog"), out)
+        scrape(section("scrape", source="urls", path=str(csv_path), timeout=1.0, retries=1), ("cat", "dog"), out)
     assert "'dog'" in str(e.value) and "404" in str(e.value)
 
 
@@ -725,7 +1151,7 @@ def check_good_run(work: Path) -> dict[str, bytes]:
     assert Counter(r["class"] for r in rows) == {"cat": 5, "dog": 2}
     metrics = json.loads((work / "metrics" / "scrape.json").read_text())
     assert metrics["images"] == 7
-    assert metrics["skipped"] == {"duplicate": 1, "not_an_image": 4}
+    assert metrics["skipped"] == {"duplicate": 1, "not_an_image": 3, "too_many_pixels": 1}
     assert sorted(p.name for p in (work / "data").iterdir()) == ["raw"]
     return tree(raw)
 

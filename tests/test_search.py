@@ -8,13 +8,19 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
-from diffaug.config import Scrape
+from diffaug.data import download
 from diffaug.data import search as search_module
+from diffaug.data.download import Address
 from diffaug.data.scrape import scrape
 from diffaug.data.search import parse_bing
 from diffaug.errors import DiffaugError
-from helpers import pattern
-from test_scrape import Server, check_output, encode, ok, status
+from helpers import pattern, section
+from test_scrape import Server, check_output, encode, ok, redirect, status
+
+# Result pages are written by strangers, so image URLs must lead to public addresses. The test's image host
+# plays a public one: the resolver hook sends its name to 127.0.0.1 and calls it public; the search engine's
+# address (scrape.endpoint) is the user's choice and stays 127.0.0.1.
+IMAGE_HOST = "img.example"
 
 
 def result_page(hits: list[tuple[str, str]]) -> bytes:
@@ -52,6 +58,10 @@ def web(monkeypatch, tmp_path):
     monkeypatch.setattr(search_module, "PAGE", 4)  # small pages, so paging is exercised
     s = Server()
     s.routes = Routes(s)
+    real = download.resolve
+    monkeypatch.setattr(download, "resolve", lambda host, port: [Address("127.0.0.1", public=True)]
+                        if host == IMAGE_HOST else real(host, port))
+    s.image_url = lambda path: f"http://{IMAGE_HOST}:{s.httpd.server_address[1]}{path}"
     yield s
     s.close()
 
@@ -61,12 +71,12 @@ DOG = [encode(pattern(i, 48), "JPEG", quality=95) for i in range(10, 13)]
 
 
 def setup_web(web: Server) -> None:
-    u = web.url
+    u = web.image_url
     web.routes.update({f"/cat/{i}.png": ok(d) for i, d in enumerate(CAT)})
     web.routes.update({f"/dog/{i}.jpg": ok(d, "image/jpeg") for i, d in enumerate(DOG)})
     web.routes.update({"/cat/copy.png": ok(CAT[0]), "/cat/page.png": ok(b"<html>login</html>", "text/html"),
                        "/cat/half.png": ok(CAT[1][: len(CAT[1]) // 2]), "/cat/gone.png": status(404)})
-    page = lambda n: u(f"/pages/{n}.html")
+    page = lambda n: web.url(f"/pages/{n}.html")  # never fetched
     web.routes.results = {
         "cat photo": [(u("/cat/0.png"), page(0)), (u("/cat/gone.png"), page(1)), (u("/cat/copy.png"), page(2)),
                       (u("/cat/page.png"), page(3)), (u("/cat/0.png"), page(4)),  # the same URL listed twice
@@ -79,10 +89,10 @@ def setup_web(web: Server) -> None:
     }
 
 
-def params(web: Server, **kw) -> Scrape:
+def params(web: Server, **kw):
     base = dict(source="search", endpoint=web.url("/images/async"), queries=("{} photo", "a {}"), per_class=3,
                 delay=0.0, timeout=2.0, retries=0, workers=4)
-    return Scrape(**{**base, **kw})
+    return section("scrape", **{**base, **kw})
 
 
 def test_parse_bing_reads_image_and_page_urls():
@@ -102,13 +112,13 @@ def test_search_collects_per_class_valid_unique_images_with_provenance(web, tmp_
     # cat: 0.png, then gone (404), copy (duplicate content), page (HTML), half (truncated), 1.png, 2.png;
     # the second listing of 0.png is not fetched again and 3.png, 4.png are never needed.
     assert [r["source"] for r in rows if r["class"] == "cat"] == sorted(
-        [web.url("/cat/0.png"), web.url("/cat/1.png"), web.url("/cat/2.png")],
+        [web.image_url("/cat/0.png"), web.image_url("/cat/1.png"), web.image_url("/cat/2.png")],
         key=lambda s: next(r["file"] for r in rows if r["source"] == s))
     assert web.hits["/cat/3.png"] == web.hits["/cat/4.png"] == 0
-    assert report["skipped"] == {"download_failed": 1, "duplicate": 2, "not_an_image": 2}
+    assert report["skipped"] == {"http_404": 1, "duplicate": 2, "not_an_image": 2}
     by_src = {r["source"]: r for r in rows}
-    assert by_src[web.url("/cat/1.png")]["page_url"] == web.url("/pages/6.html")
-    assert by_src[web.url("/dog/2.jpg")]["page_url"] == web.url("/pages/23.html")
+    assert by_src[web.image_url("/cat/1.png")]["page_url"] == web.url("/pages/6.html")
+    assert by_src[web.image_url("/dog/2.jpg")]["page_url"] == web.url("/pages/23.html")
     assert {r["licence"] for r in rows} == {"bing filter creative_commons (unverified)"}
     # the engine was asked with safe search and the licence filter
     asked = [p for p in web.hits if p.startswith("/images/async")]
@@ -123,8 +133,10 @@ def test_search_resumes_from_the_cache_without_any_request(web, tmp_path):
     first = scrape(params(web), ("cat", "dog"), outs[0])
     before = dict(web.hits)
     second = scrape(params(web), ("cat", "dog"), outs[1])
-    # Pages and images come from $DIFFAUG_CACHE; only the failed link is tried again.
-    assert {p: n - before.get(p, 0) for p, n in web.hits.items() if n != before.get(p, 0)} == {"/cat/gone.png": 1}
+    # Pages and images come from $DIFFAUG_CACHE; only the failed link and the cached bodies that are no
+    # image (an HTML page, a truncated PNG) are asked for again.
+    assert {p: n - before.get(p, 0) for p, n in web.hits.items() if n != before.get(p, 0)} == {
+        "/cat/gone.png": 1, "/cat/page.png": 1, "/cat/half.png": 1}
     assert first == second
     files = lambda o: {p.relative_to(o).as_posix(): p.read_bytes() for p in o.rglob("*") if p.is_file()}
     assert files(outs[0]) == files(outs[1])
@@ -135,9 +147,14 @@ def test_search_waits_between_requests_to_one_host(web, tmp_path):
     setup_web(web)
     out = tmp_path / "out"
     out.mkdir()
-    scrape(params(web, delay=0.08, per_class=2), ("cat",), out)
-    gaps = [b - a for a, b in zip(web.routes.times, web.routes.times[1:])]
-    assert len(gaps) >= 4 and min(gaps) >= 0.07  # parallel workers, yet one request at a time per host
+    web.routes.update({"/cat/moved.png": redirect(web.image_url("/cat/4.png"))})
+    web.routes.results["cat photo"][1] = (web.image_url("/cat/moved.png"), "")  # its target is paced too
+    scrape(params(web, delay=0.1, per_class=3), ("cat",), out)
+    assert web.hits["/cat/4.png"] == 1  # reached through the redirect
+    for host, requests in (("127.0.0.1", 2), (IMAGE_HOST, 6)):  # the search engine and the image host
+        times = [t for h, _, t in web.log if h.split(":")[0] == host]
+        gaps = [b - a for a, b in zip(times, times[1:])]
+        assert len(times) >= requests and min(gaps) >= 0.07, host  # parallel workers, one at a time (jitter: 30 ms)
 
 
 def test_search_engine_unreachable_names_the_class(web, tmp_path):
@@ -174,3 +191,25 @@ def test_search_page_without_results_is_reported_and_not_cached(web, tmp_path):
             scrape(params(web, endpoint=web.url("/blocked"), queries=("{} photo",)), ("cat",), out)
         assert "search_empty" in str(e.value) and "'cat'" in str(e.value)
     assert sum(n for p, n in web.hits.items() if p.startswith("/blocked")) == 2  # asked again, not cached
+
+
+def test_search_results_cannot_point_at_the_users_network(web, tmp_path):
+    """A result page may list loopback addresses, or a public host redirecting there: all refused, unfetched."""
+    port = web.httpd.server_address[1]
+    web.routes.update({"/cat/0.png": ok(CAT[0]), "/cat/1.png": ok(CAT[1]), "/cat/2.png": ok(CAT[2]),
+                       "/cat/3.png": ok(CAT[3]), "/go-home": redirect(web.url("/cat/1.png"))})
+    web.routes.results = {"cat photo": [
+        (web.url("/cat/0.png"), ""),  # 127.0.0.1 itself
+        (web.image_url("/go-home"), ""),  # a public host's 302 to 127.0.0.1
+        (f"http://localhost:{port}/cat/2.png", ""),  # a name that resolves to loopback
+        (web.image_url("/cat/3.png"), ""),
+    ]}
+    out = tmp_path / "out"
+    out.mkdir()
+    report = scrape(params(web, per_class=1, queries=("{} photo",), retries=2), ("cat",), out)
+    rows = check_output(out, report, ("cat",))
+    assert [r["source"] for r in rows] == [web.image_url("/cat/3.png")]
+    assert report["skipped"] == {"address_refused": 2, "redirect_refused": 1}
+    assert "loopback" in report["skipped_examples"]["redirect_refused"]
+    assert web.hits["/cat/0.png"] == web.hits["/cat/1.png"] == web.hits["/cat/2.png"] == 0
+    assert web.hits["/go-home"] == 1  # a refusal is final: not retried

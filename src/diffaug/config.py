@@ -130,8 +130,12 @@ class Scrape(Section):
                                   "`data/input` for `digits` and `search`")
     digits_size: int = Field(ge=8, description="digits: side in px the 8x8 scans are upscaled to")
     max_side: int = Field(ge=0, description="shrink larger images to this longest side (0 keeps them)")
+    # Pillow refuses (as a decompression bomb) from its own MAX_IMAGE_PIXELS, 89,478,485 by default.
+    max_pixels: int = Field(ge=1, le=89_478_485, description="larger images (width x height, read from the file's "
+                                                             "header before decoding) are refused as too_many_pixels")
     workers: Count = Field(description="parallel downloads")
-    timeout: float = Field(gt=0, description="seconds per download attempt")
+    timeout: float = Field(gt=0, description="seconds per download attempt: lookup, connect, every redirect, headers "
+                                             "and body together")
     retries: int = Field(ge=0, description="further attempts after a transient failure")
     max_bytes: Count = Field(description="larger downloads are refused")
     engine: Literal[SEARCH_ENGINES] = Field(description="search: the image search engine")

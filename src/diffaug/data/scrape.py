@@ -1,22 +1,25 @@
 """Collecting `d_raw`: the sources and the shared validate / dedupe / write step.
 
-Every source yields `Candidate`s (a label, where it came from, and its bytes or pixels); `collect`
-turns them into `<out>/<class>/<sha256[:16]>.png` files and a provenance manifest.
+Every source yields `Candidate`s (a label, where it came from, and the file to decode or trusted pixels);
+`collect` turns them into `<out>/<class>/<sha256[:16]>.png` files and a provenance manifest. Downloads
+stay in the cache folder until `collect` decodes them, one at a time, so memory does not grow with the
+number of rows.
 """
 from __future__ import annotations
 
 import csv
 from collections import Counter
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Iterator, Optional
+from typing import Iterable, Iterator
 
 import numpy as np
 from PIL import Image
 
 from diffaug.config import DIGIT_WORDS, Scrape
-from diffaug.data.download import fetch_all
+from diffaug.data.candidates import Candidate, reusable_image
+from diffaug.data.download import Fetched, fetch_each
 from diffaug.data.images import NotAnImage, decode_image, png_bytes
+from diffaug.data.search import search
 from diffaug.errors import DiffaugError
 from diffaug.io import cache_dir, sha256_bytes, write_csv
 
@@ -24,18 +27,6 @@ from diffaug.io import cache_dir, sha256_bytes, write_csv
 # nothing is (search engines do not report licences; the built-in digits are CC BY 4.0).
 MANIFEST_COLUMNS = ["class", "file", "source", "sha256", "width", "height", "page_url", "licence"]
 DIGITS_LICENCE = "CC BY 4.0 (UCI optical recognition of handwritten digits)"
-
-
-@dataclass
-class Candidate:
-    label: str
-    source: str  # URL, path, or dataset reference: provenance for the manifest
-    data: Optional[bytes] = None  # encoded bytes to validate, or
-    image: Optional[Image.Image] = None  # pixels from a trusted in-memory dataset
-    error: Optional[str] = None  # why it could not be obtained
-    reason: str = "download_failed"  # the report's skip reason when `error` is set
-    page_url: str = ""
-    licence: str = ""
 
 
 def digits(classes: tuple[str, ...], size: int) -> Iterator[Candidate]:
@@ -68,7 +59,7 @@ def folder(root: str | Path, classes: tuple[str, ...]) -> Iterator[Candidate]:
             if path.name.startswith("."):  # .DS_Store and friends: counted, so nothing disappears unexplained
                 yield Candidate(c, str(path), error="a hidden file", reason="hidden_file")
             else:
-                yield Candidate(c, str(path), data=path.read_bytes())
+                yield Candidate(c, str(path), file=path)
 
 
 def read_url_list(path: str | Path) -> list[tuple[str, str]]:
@@ -90,44 +81,62 @@ def read_url_list(path: str | Path) -> list[tuple[str, str]]:
 
 
 def urls(csv_path: str | Path, classes: tuple[str, ...], params: Scrape) -> Iterator[Candidate]:
-    """Download every row (in parallel, resumable through a cache outside the DVC output)."""
+    """Download every row (in parallel, resumable through a cache outside the DVC output).
+
+    Rows are yielded as their downloads finish, in list order, so `collect` decodes while later rows
+    download and nothing of the finished ones but their manifest line stays in memory. The user wrote
+    these URLs, so they may name a host on their own network (`trusted`); where such a host redirects
+    is checked like any other redirect.
+    """
     rows = read_url_list(csv_path)
-    unique = list(dict.fromkeys(url for url, label in rows if label in classes))  # others are not fetched
-    fetched = fetch_all(unique, cache_dir("downloads"), params.timeout, params.max_bytes, params.retries,
-                        params.workers)
-    by_url = {f.url: f for f in fetched}
+    listed = Counter(url for url, label in rows if label in classes)  # others are not fetched
+    results = fetch_each(listed, cache_dir("downloads"), params.timeout, params.max_bytes, params.retries,
+                         params.workers, trusted=True, reusable=reusable_image(params))
+    repeated: dict[str, Fetched] = {}  # results of URLs listed more than once, for their later rows
     for url, label in rows:
-        f = by_url.get(url)
-        yield Candidate(label, url, data=f and f.data, error=f and f.error)
+        if label not in classes:
+            yield Candidate(label, url)  # counted by `collect`
+            continue
+        f = repeated.get(url) or next(results)  # `listed` keeps first-listing order: the next result is this URL's
+        if listed[url] > 1:
+            repeated[url] = f
+        yield Candidate(label, url, f.path, error=f.error, reason=f.reason)
 
 
-def collect(candidates: Iterable[Candidate], classes: tuple[str, ...], out: Path, max_side: int,
-            source_name: str) -> tuple[list[dict], dict]:
-    """Validate, normalise to RGB PNG, dedupe by content hash, write; return manifest and report."""
-    rows, seen, skipped = [], set(), Counter()
+def collect(candidates: Iterable[Candidate], classes: tuple[str, ...], out: Path,
+            params: Scrape) -> tuple[list[dict], dict]:
+    """Validate, normalise to RGB PNG, dedupe by content hash, write; return manifest and report.
+
+    Every skipped candidate is counted under its reason, with the first one as the reason's example.
+    """
+    rows, first_source, skipped = [], {}, Counter()
     per_class = Counter({c: 0 for c in classes})
     examples: dict[str, str] = {}
+
+    def skip(reason: str, cand: Candidate, why: str) -> None:
+        skipped[reason] += 1
+        examples.setdefault(reason, f"{cand.source}: {why}")
+
     for cand in candidates:
         if cand.label not in per_class:
-            skipped["label_not_in_classes"] += 1
+            skip("label_not_in_classes", cand, f"label '{cand.label}'")
             continue
         if cand.error:
-            skipped[cand.reason] += 1
-            examples.setdefault(cand.reason, f"{cand.source}: {cand.error}")
+            skip(cand.reason, cand, cand.error)
             continue
         try:
-            image = cand.image if cand.image is not None else decode_image(cand.data, max_side)
+            image = cand.image if cand.image is not None else decode_image(cand.file, params.max_side,
+                                                                           params.max_pixels)
         except NotAnImage as e:
-            skipped["not_an_image"] += 1
-            examples.setdefault("not_an_image", f"{cand.source}: {e}")
+            skip(e.reason, cand, str(e))
             continue
         data = png_bytes(image)
         digest = sha256_bytes(data)
-        if digest in seen:
-            skipped["duplicate"] += 1
+        if digest in first_source:
+            skip("duplicate", cand, f"the same image as {first_source[digest]}")
             continue
-        seen.add(digest)
-        rel = f"{cand.label}/{digest[:16]}.png"
+        first_source[digest] = cand.source
+        rel = f"{cand.label}/{digest[:16]}.png"  # named by content: nothing of a URL or path becomes a name
         (out / cand.label).mkdir(parents=True, exist_ok=True)
         (out / rel).write_bytes(data)
         per_class[cand.label] += 1
@@ -136,9 +145,9 @@ def collect(candidates: Iterable[Candidate], classes: tuple[str, ...], out: Path
                      "licence": cand.licence})
     empty = [c for c in classes if per_class[c] == 0]
     if empty:
-        why = "; ".join(f"{k}: {v}" for k, v in sorted(examples.items())) or "no candidates"
+        why = "; ".join(f"{k}: {v}" for k, v in sorted(examples.items()) if k != "label_not_in_classes")
         raise DiffaugError(
-            f"class '{empty[0]}' has no usable images from scrape.source={source_name} ({why}); "
+            f"class '{empty[0]}' has no usable images from scrape.source={params.source} ({why or 'no candidates'}); "
             "add images for it or remove it from `classes`."
         )
     rows.sort(key=lambda r: (classes.index(r["class"]), r["file"]))
@@ -154,11 +163,9 @@ def scrape(params: Scrape, classes: tuple[str, ...], out: Path) -> dict:
     elif params.source == "folder":
         candidates = folder(params.path, classes)
     elif params.source == "search":
-        from diffaug.data.search import search  # it builds on this module
-
         candidates = search(classes, params)
     else:
         candidates = urls(params.path, classes, params)
-    rows, report = collect(candidates, classes, out, params.max_side, params.source)
+    rows, report = collect(candidates, classes, out, params)
     write_csv(out / "manifest.csv", rows, MANIFEST_COLUMNS)
     return report

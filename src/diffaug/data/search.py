@@ -7,7 +7,10 @@ hash are the ones of the other sources (`download.fetch_all`, `images.decode_ima
 
 Result pages are cached like the images ($DIFFAUG_CACHE/search): an interrupted scrape resumes
 where it stopped, and a rerun sees the same results even after the engine's ranking changed.
-Every request waits its turn per host (`scrape.delay`), search engine and image hosts alike.
+Every request waits its turn per host (`scrape.delay`), search engine and image hosts alike, redirects
+included. Result pages are written by strangers, so an image URL (and every redirect it leads to) must
+resolve to a public address: a page cannot point the scraper at the user's own network. The engine's
+address (`scrape.endpoint`) is the user's choice and may be anywhere.
 
 icrawler's crawlers were not used: they hard-code the engine's address, download with their own
 threads into their own storage without our checks, keep only `.jpg` URLs and drop the page the
@@ -23,10 +26,10 @@ from pathlib import Path
 from typing import Iterator
 from urllib.parse import urlencode
 
-from diffaug.config import Scrape
+from diffaug.config import LICENCES, SEARCH_ENGINES, Scrape
 from diffaug.data.download import Pacer, cached_path, fetch, fetch_all
 from diffaug.data.images import NotAnImage, decode_image, png_bytes
-from diffaug.data.scrape import Candidate
+from diffaug.data.candidates import Candidate, reusable_image
 from diffaug.io import cache_dir, sha256_bytes
 
 ENGINES = {"bing": "https://www.bing.com/images/async"}
@@ -41,6 +44,8 @@ LICENCE_FILTERS = {
     "free_to_modify_share_and_use": "+filterui:license-L2_L3_L5_L6",
     "free_to_modify_share_and_use_commercially": "+filterui:license-L2_L3",
 }
+# params.yaml is validated against config's copies of these names (config imports nothing from here).
+assert tuple(ENGINES) == SEARCH_ENGINES and tuple(LICENCE_FILTERS) == LICENCES, "config.py and search.py disagree"
 PAGE = 35  # results per request (Bing's page)
 MAX_RESULTS = 1000  # Bing serves no more than the first 1,000 results of a query
 
@@ -86,12 +91,12 @@ def licence_label(params: Scrape) -> str:
     return "" if params.licence == "any" else f"{params.engine} filter {params.licence} (unverified)"
 
 
-def _usable_hash(data: bytes | None, max_side: int) -> str | None:
-    """The content hash `collect` will dedupe on, or None if `collect` will skip the bytes."""
-    if not data:
+def _usable_hash(file: Path | None, params: Scrape) -> str | None:
+    """The content hash `collect` will dedupe on, or None if `collect` will skip the file."""
+    if file is None:
         return None
     try:
-        return sha256_bytes(png_bytes(decode_image(data, max_side)))
+        return sha256_bytes(png_bytes(decode_image(file, params.max_side, params.max_pixels)))
     except NotAnImage:
         return None
 
@@ -112,11 +117,11 @@ def search(classes: tuple[str, ...], params: Scrape) -> Iterator[Candidate]:
             first = 0
             while usable < params.per_class and first < MAX_RESULTS:
                 url = search_url(params, query, first)
-                page = fetch(url, pages, params.timeout, params.max_bytes, params.retries, pacer)
+                page = fetch(url, pages, params.timeout, params.max_bytes, params.retries, pacer, trusted=True)
                 if page.error:
                     yield Candidate(label, url, error=page.error, reason="search_failed")
                     break
-                listed = parse_bing(page.data)
+                listed = parse_bing(page.path.read_bytes())
                 if not listed:
                     # A page without results (a block page, a changed format, or past the end) is not
                     # kept: a rerun asks again. On a query's first page it is worth reporting.
@@ -138,15 +143,15 @@ def search(classes: tuple[str, ...], params: Scrape) -> Iterator[Candidate]:
                     chunk = hits[:max(params.per_class - usable, params.workers)]
                     hits = hits[len(chunk):]
                     fetched = fetch_all([h.image_url for h in chunk], images, params.timeout, params.max_bytes,
-                                        params.retries, params.workers, pacer)
+                                        params.retries, params.workers, pacer, reusable=reusable_image(params))
                     for hit, f in zip(chunk, fetched):
                         if usable == params.per_class:
                             break
-                        digest = _usable_hash(f.data, params.max_side)
+                        digest = _usable_hash(f.path, params)
                         if digest and digest not in seen:
                             seen.add(digest)
                             usable += 1
-                        yield Candidate(label, hit.image_url, data=f.data, error=f.error, page_url=hit.page_url,
-                                        licence=licence)
+                        yield Candidate(label, hit.image_url, f.path, error=f.error, reason=f.reason,
+                                        page_url=hit.page_url, licence=licence)
             if usable == params.per_class:
                 break
