@@ -1,0 +1,4 @@
+from diffaug.report.cli import main
+from diffaug.stages import run
+
+run(main)
