@@ -150,6 +150,22 @@ def test_only_finished_experiments_are_results_and_seeds_pool():
     assert not any(pt.p == 0.75 or pt.p == 0.25 for pt in pts)
 
 
+def test_unknown_words_in_any_form_dvc_shows_and_from_the_workspace(tmp_path):
+    from diffaug.report.experiments import workspace_unknown_words
+
+    runs = [rev("a", params("none", 0.0, 0), metrics(0.9, unknown=())),
+            rev("b", params("none", 0.5, 0), metrics(0.8, unknown=()))]
+    # DVC drops lists from the metrics it shows; a string or a dict of counts passes
+    runs[0]["data"]["metrics"]["metrics/generate/img2img.json"] = {"data": {"unknown_words": "circle, quadrat_ä"}}
+    runs[1]["data"]["metrics"]["metrics/generate/img2img.json"] = {"data": {"unknown_words": {"red": 3}}}
+    exps = experiments([dict(rev("main", params("none", 0.0, 0), {}), experiments=[exp_range(r, None) for r in runs])])
+    assert exps.unknown_words == {"img2img": ["circle", "quadrat_ä", "red"]}
+    (tmp_path / "metrics/generate").mkdir(parents=True)
+    (tmp_path / "metrics/generate/vanilla.json").write_text(json.dumps({"unknown_words": ["triangle"]}))
+    (tmp_path / "metrics/generate/dreambooth.json").write_text(json.dumps({"unknown_words": []}))
+    assert workspace_unknown_words(tmp_path) == {"vanilla": ["triangle"]}
+
+
 def test_runs_of_other_settings_are_not_averaged_as_seeds():
     runs = [rev("a", params("none", 0.0, 0, epochs=15), metrics(0.9)),
             rev("b", params("none", 0.0, 1, epochs=15), metrics(0.92)),
@@ -257,3 +273,121 @@ def test_command_reads_a_saved_exp_show_and_replaces_the_previous_report(tmp_pat
         write_report(experiments([]), tmp_path / "empty")
     with pytest.raises(DiffaugError, match="--input .* is not a readable"):
         main(["--input", str(tmp_path / "missing.json"), "--out", str(out)])
+
+
+# ------------------------------------------------------------------------------------------------
+# A real `dvc exp show --json`: a throwaway git + DVC repo, experiments run by DVC's queue
+# ------------------------------------------------------------------------------------------------
+
+GENERATE = """\
+import json, os
+os.makedirs("metrics/fid", exist_ok=True); os.makedirs("metrics/generate", exist_ok=True)
+per = {"zero": {"fid": 40.0, "kid": 0.01, "kid_std": 0.001}, "one": {"fid": 60.0, "kid": 0.03, "kid_std": 0.001}}
+for source, scale in (("vanilla", 1.0), ("img2img", 0.5)):
+    result = {"extractor": "reference", "extractor_id": "reference:x", "fid": 50.0 * scale, "kid": 0.02 * scale,
+              "kid_std": 0.001, "per_class": {c: {k: v * scale for k, v in r.items()} for c, r in per.items()}}
+    json.dump(result, open(f"metrics/fid/{source}.json", "w"))
+json.dump({"images": 20, "unknown_words": ["triangle"]}, open("metrics/generate/vanilla.json", "w"))
+"""
+TRAIN = """\
+import json, os, yaml
+p = yaml.safe_load(open("params.yaml"))
+mix, seed = p["mix"], p["train"]["seed"]
+# as mix does when a source has too few images for p = 1.0
+assert mix["p"] < 1.0, "class 'zero' has 100 vanilla images but the mix needs 102"
+acc = 0.90 - 0.10 * mix["p"] + (0.02 if mix["source"] != "none" else 0.0) + 0.01 * seed
+os.makedirs("metrics", exist_ok=True)
+json.dump({"accuracy": round(acc, 4), "per_class_accuracy": {"zero": round(acc + 0.02, 4), "one": round(acc - 0.02, 4)}},
+          open("metrics/evaluate.json", "w"))
+"""
+
+
+def git_dvc_repo(root: Path, env: dict) -> None:
+    """A repo of two stages with the metrics files of the real pipeline; its commit holds the
+    results of its own params (only original, p = 0, seed 0), as the project's commits do."""
+    root.mkdir()
+    (root / "params.yaml").write_text(yaml.safe_dump({
+        "classes": CLASSES, "mix": {"source": "none", "p": 0.0, "seed": 0, "mode": "replace"},
+        "train": {"regime": "scratch", "augment": "standard", "epochs": 1, "seed": 0}, "study": {"jobs": 1}}))
+    (root / "generate.py").write_text(GENERATE)
+    (root / "train.py").write_text(TRAIN)
+    (root / "dvc.yaml").write_text(yaml.safe_dump({
+        "metrics": ["metrics/evaluate.json", "metrics/fid", "metrics/generate"],
+        "stages": {
+            "generate": {"cmd": "python generate.py", "deps": ["generate.py"],
+                         "metrics": [{"metrics/fid": {"cache": False}}, {"metrics/generate": {"cache": False}}]},
+            "train": {"cmd": "python train.py", "deps": ["train.py", "metrics/generate"],
+                      "params": ["classes", "mix", "train"],
+                      "metrics": [{"metrics/evaluate.json": {"cache": False}}]}}}, sort_keys=False))
+    for cmd in (["git", "init", "-q"], ["dvc", "init", "-q"], ["dvc", "repro", "-q"], ["git", "add", "-A"],
+                ["git", "commit", "-qm", "only original, p = 0"]):
+        subprocess.run(cmd, cwd=root, env=env, check=True, capture_output=True)
+
+
+@pytest.mark.slow
+def test_report_of_a_real_queue_with_a_failed_experiment(tmp_path, monkeypatch):
+    """About 25 s: six queued experiments (two seeds), one of which fails on purpose, and one left queued."""
+    env = dict(os.environ, DVC_NO_ANALYTICS="1", GIT_AUTHOR_NAME="t", GIT_AUTHOR_EMAIL="t@example.com",
+               GIT_COMMITTER_NAME="t", GIT_COMMITTER_EMAIL="t@example.com")
+    repo = tmp_path / "repo"
+    git_dvc_repo(repo, env)
+
+    def dvc(*args, check=True):
+        return subprocess.run(["dvc", *args], cwd=repo, env=env, check=check, capture_output=True, text=True)
+
+    # Two seeds (train.seed; mix.seed stays 0) of only original and vanilla at p = 0.5, ...
+    dvc("exp", "run", "--queue", "-S", "mix.source=none,vanilla", "-S", "mix.p=0.5", "-S", "train.seed=0,1")
+    # ... the second seed of the commit's run, differing in study.* too (read by no stage: still a seed) ...
+    dvc("exp", "run", "--queue", "-S", "train.seed=1", "-S", "study.jobs=2")
+    # ... and vanilla at p = 1.0, which fails, as every p = 1.0 point of issue 11 did.
+    dvc("exp", "run", "--queue", "-S", "mix.source=vanilla", "-S", "mix.p=1.0")
+    start = time.perf_counter()
+    ran = dvc("exp", "run", "--run-all", "-j", "2", check=False)
+    assert time.perf_counter() - start < 120, ran.stderr
+    dvc("exp", "run", "--queue", "-S", "mix.p=0.25", "--name", "left-queued")
+    show = json.loads(dvc("exp", "show", "--json").stdout)
+    failed = [r["name"] for b in show for e in b.get("experiments") or [] if (e["executor"] or {}).get("state") ==
+              "failed" for r in e["revs"]]
+    assert len(failed) == 1, ran.stderr
+    # DVC itself carries the commit's 90% into the failed experiment, under its own params
+    failed_rev = next(r for b in show for e in b["experiments"] or [] for r in e["revs"] if r["name"] == failed[0])
+    assert failed_rev["data"]["metrics"]["metrics/evaluate.json"]["data"]["accuracy"] == 0.9
+    assert failed_rev["data"]["params"]["params.yaml"]["data"]["mix"] == {
+        "source": "vanilla", "p": 1.0, "seed": 0, "mode": "replace"}
+    # DVC shows no list in metrics: the report reads the unknown words from the workspace's file
+    assert failed_rev["data"]["metrics"]["metrics/generate/vanilla.json"]["data"] == {"images": 20}
+
+    monkeypatch.chdir(repo)
+    monkeypatch.setenv("DVC_NO_ANALYTICS", "1")
+    main(["--out", "reports"])  # reads `dvc exp show --json` itself
+    out = repo / "reports"
+    data = json.loads((out / "summary.json").read_text())
+    rows = {(r["source"], r["p"]): r for r in data["rows"]}
+    assert set(rows) == {("none", 0.0), ("none", 0.5), ("vanilla", 0.5)}  # no p = 1.0: it never ran
+    for (source, p), row in rows.items():
+        accuracy = 0.90 - 0.10 * p + (0.02 if source != "none" else 0.0)
+        assert row["n"] == 2 and row["mean"] == pytest.approx(accuracy + 0.005, abs=1e-6), row  # seeds 0 and 1
+        assert row["std"] == pytest.approx(0.01 / np.sqrt(2), abs=1e-6)
+        assert row["ci95"] == pytest.approx(12.7062047 * 0.005, abs=1e-5)
+        assert row["regime"] == "scratch" and row["augment"] == "standard" and "variant" not in row
+    assert sorted((r["name"], r["state"]) for r in data["not_run"]) == sorted([(failed[0], "failed"),
+                                                                              ("left-queued", "queued")])
+    (adding,), replacing = data["adding"], data["replacing"]
+    assert (adding["source"], adding["p"], adding["n"]) == ("vanilla", 0.5, 2)
+    assert adding["mean"] == pytest.approx(0.02, abs=1e-6)  # the same real images, paired by seed
+    assert [(d["p"], d["n"], round(d["mean"], 4)) for d in replacing] == [(0.5, 2, -0.03)]
+    assert data["warnings"] == [{"source": "vanilla", "unknown_words": ["triangle"]}]
+    assert list(data["fid"]["sources"]) == ["vanilla", "img2img"]
+
+    summary = (out / "summary.md").read_text()
+    tables, not_run = summary.split("## Not run")
+    assert failed[0] not in tables and "left-queued" not in tables and "p=1" not in tables
+    assert f"| {failed[0]} | failed | vanilla, p = 1, scratch, augment standard, seeds 0/0 | " \
+           f"`dvc queue logs {failed[0]}` |" in not_run
+    assert "| vanilla | 0.5 | only original at p = 0.5 | +2.0 [+2.0, +2.0] | 2 |" in tables
+    assert "**vanilla**: `triangle`" in tables and "| zero | 40.00 | 10.00 ± 1.00 | **20.00** |" in tables
+    # the failed experiment's log is where the report says
+    assert "the mix needs 102" in dvc("queue", "logs", failed[0], check=False).stdout
+    for name in ("accuracy_vs_p.png", "accuracy_vs_p_scratch.png", "class_accuracy_scratch.png", "fid_per_class.png"):
+        with Image.open(out / name) as im:
+            assert im.width > 300 and im.height > 200

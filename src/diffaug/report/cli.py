@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 from diffaug.errors import DiffaugError
-from diffaug.report.experiments import experiments, read_exp_show
+from diffaug.report.experiments import experiments, from_repo
 from diffaug.report.summary import write_report
 
 
@@ -26,7 +26,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out", type=Path, default=Path("reports"), help="folder for the report (default: reports)")
     parser.add_argument("--input", type=Path, help="a saved `dvc exp show --json` (default: run it)")
     args = parser.parse_args(argv)
-    exps = experiments(_load(args.input) if args.input else read_exp_show())
+    exps = experiments(_load(args.input)) if args.input else from_repo()
     for path in write_report(exps, args.out):
         print(path)
     print(f"report: {len(exps.runs)} finished experiments, {len(exps.not_run)} not run", file=sys.stderr)

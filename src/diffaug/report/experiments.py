@@ -125,11 +125,35 @@ def _setting(rev: dict) -> str:
             "seeds " + "/".join(str(params.get(k)) for k in SEED_KEYS))
 
 
+GENERATE = "metrics/generate/"
+
+
+def words_of(value) -> set[str]:
+    """`unknown_words` as a list (the stage's file), a dict of words or a comma-separated string."""
+    if isinstance(value, str):
+        return {w.strip() for w in value.split(",") if w.strip()}
+    return {str(w) for w in value or []}  # a list, or a dict's keys
+
+
 def _unknown_words(rev: dict, found: dict[str, set]) -> None:
     for path, result in _metrics(rev.get("data") or {}).items():
-        if path.startswith("metrics/generate/") and path.endswith(".json") and result.get("unknown_words"):
-            source = path[len("metrics/generate/"):-len(".json")]
-            found.setdefault(source, set()).update(str(w) for w in result["unknown_words"])
+        if path.startswith(GENERATE) and path.endswith(".json") and result.get("unknown_words"):
+            found.setdefault(path[len(GENERATE):-len(".json")], set()).update(words_of(result["unknown_words"]))
+
+
+def workspace_unknown_words(repo: Path = Path(".")) -> dict[str, list[str]]:
+    """The words in the workspace's own metrics/generate/<source>.json files: DVC drops lists from
+    the metrics it shows (only numbers, strings and dicts of them pass), so a list of words never
+    reaches `dvc exp show --json`."""
+    found = {}
+    for path in sorted((repo / GENERATE).glob("*.json")):
+        try:
+            words = words_of(json.loads(path.read_text()).get("unknown_words"))
+        except (OSError, ValueError, AttributeError):
+            continue
+        if words:
+            found[path.stem] = sorted(words)
+    return found
 
 
 def experiments(states: list[dict]) -> Experiments:
@@ -151,3 +175,12 @@ def experiments(states: list[dict]) -> Experiments:
             runs.append(run)
     not_run.sort(key=lambda r: (r.state, r.name))
     return Experiments(runs, not_run, {s: sorted(w) for s, w in sorted(words.items())})
+
+
+def from_repo(repo: Path = Path(".")) -> Experiments:
+    """The experiments of the repository at `repo`, with the words its workspace's generation did not know."""
+    exps = experiments(read_exp_show(repo))
+    for source, words in workspace_unknown_words(repo).items():
+        exps.unknown_words[source] = sorted(set(exps.unknown_words.get(source, [])) | set(words))
+    exps.unknown_words = dict(sorted(exps.unknown_words.items()))
+    return exps

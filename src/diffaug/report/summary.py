@@ -18,6 +18,10 @@ from diffaug.report.stats import Stat
 DIGITS = 6  # fractions in summary.json
 
 
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}{'' if n == 1 else 's'}"
+
+
 def _cell(s: Stat) -> str:
     return f"{pct(s.mean)} ± {100 * s.ci95:.1f} (n={s.n})" if s.ci95 is not None else f"{pct(s.mean)} (n=1)"
 
@@ -84,7 +88,7 @@ def _accuracy_tables(pts: list[Point]) -> list[str]:
 def _difference_table(title: str, what: str, diffs: list[Difference]) -> list[str]:
     out = [f"## {title}", "", what, ""]
     if not diffs:
-        return out + ["Not measured: no pair of runs with the same seeds.", ""]
+        return out + ["Not measured: no synthetic point has its baseline run with the same seeds.", ""]
     out += ["| regime | source | p | against | difference (points) [95% CI] | n |", "|---|---|---|---|---|---|"]
     for d in diffs:
         out.append(f"| {d.point.regime} | {label(*d.point.series)} | {d.point.p:g} | "
@@ -144,7 +148,7 @@ def _not_run_lines(not_run: list[NotRun]) -> list[str]:
     if not not_run:
         return []
     out = ["## Not run", "",
-           f"{len(not_run)} experiments did not finish; they are in no table and no figure. Read a log with "
+           f"{_count(len(not_run), 'experiment')} did not finish: in no table and no figure. Read a log with "
            "the command beside it.", "", "| experiment | state | setting | log |", "|---|---|---|---|"]
     out += [f"| {r.name} | {r.state} | {r.setting} | `{r.logs}` |" for r in not_run]
     return out + [""]
@@ -154,8 +158,9 @@ def summary_md(pts: list[Point], exps: Experiments, add: list[Difference], rep: 
                table: FidTable, clip, found: list[str], figures: list[str], class_names: list[str]) -> str:
     n_runs = sum(len(pt.runs) for pt in pts)
     lines_ = ["# Study report", "",
-              f"{n_runs} finished experiments pooled over seeds into {len(pts)} points"
-              + (f"; {len(exps.not_run)} did not finish (see [Not run](#not-run))." if exps.not_run else "."),
+              f"{_count(n_runs, 'finished experiment')} pooled over seeds into {_count(len(pts), 'point')}"
+              + (f"; {_count(len(exps.not_run), 'experiment')} did not finish (see [Not run](#not-run))."
+                 if exps.not_run else "."),
               "Test accuracy in %: mean ± half-width of the 95% Student-t confidence interval over seeds "
               "(n = seeds; one seed gives no interval). Differences are in points of accuracy, paired by seed "
               "(`train.seed`, `mix.seed`), with their 95% CI.", ""]
