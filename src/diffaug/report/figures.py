@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
+from diffaug.report.analysis import Study
 from diffaug.report.fid import OVERALL, FidTable
 from diffaug.report.points import BASELINE, RANDAUGMENT, Point, label, lines, regimes
 
@@ -186,11 +187,10 @@ def fid_figure(table: FidTable, path: Path) -> Path | None:
     return _save(fig, path)
 
 
-def write_figures(pts: list[Point], classes: list[str], table: FidTable, clip: float | None,
-                  out: Path) -> list[Path]:
-    style, names = styles(pts), regimes(pts)
-    written = [accuracy_figure(pts, names, style, clip, out / "accuracy_vs_p.png")]
-    written += [accuracy_figure(pts, [r], style, clip, out / f"accuracy_vs_p_{r}.png") for r in names]
-    written += [class_figure(pts, r, classes, style, out / f"class_accuracy_{r}.png") for r in names]
-    written.append(fid_figure(table, out / "fid_per_class.png"))
+def write_figures(study: Study, out: Path) -> list[Path]:
+    pts, style, names = study.points, styles(study.points), regimes(study.points)
+    written = [accuracy_figure(pts, names, style, study.clip, out / "accuracy_vs_p.png")]
+    written += [accuracy_figure(pts, [r], style, study.clip, out / f"accuracy_vs_p_{r}.png") for r in names]
+    written += [class_figure(pts, r, study.classes, style, out / f"class_accuracy_{r}.png") for r in names]
+    written.append(fid_figure(study.fid, out / "fid_per_class.png"))
     return [p for p in written if p is not None]

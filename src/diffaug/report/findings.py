@@ -5,8 +5,19 @@ when the CI lies on the other side, and is within noise when the CI holds 0; one
 """
 from __future__ import annotations
 
-from diffaug.report.points import (BASELINE, RANDAUGMENT, REPLACE, Difference, Point, at_largest_p, class_changes,
-                                   label, regime_gains, regimes, slopes)
+from diffaug.report.points import (
+    BASELINE,
+    RANDAUGMENT,
+    REPLACE,
+    Difference,
+    Point,
+    at_largest_p,
+    class_changes,
+    label,
+    regime_gains,
+    regimes,
+    slopes,
+)
 from diffaug.report.stats import Stat, paired
 
 SHOWN = 4  # differences named per verdict; the tables hold all of them
@@ -66,8 +77,9 @@ def _growth(pts: list[Point], with_regime: bool) -> str:
         return "whether it grows with p is not measured (it needs three values of p or more)"
     more = [f for f in fits if f[2].sign() == -1]
     others = [f for f in fits if f[2].sign() != -1]
-    span = (interval(fits[0][2]) if len(fits) == 1 else
-            f"{signed(min(f[2].mean for f in fits))} to {signed(max(f[2].mean for f in fits))}") + " points per unit of p"
+    means = [f[2].mean for f in fits]
+    span = (interval(fits[0][2]) if len(fits) == 1 else f"{signed(min(means))} to {signed(max(means))}") + \
+        " points per unit of p"
     count = ("the one line" if len(fits) == 1 else f"all {len(fits)} lines") if not others else \
         f"{len(more)} of {len(fits)} lines"
     text = (f"the loss grows with p on {count} (linear fit, {span})" if more else
@@ -88,7 +100,7 @@ def _pretrained(pts: list[Point]) -> str:
     head = "**ImageNet-pretrained regimes beat training from scratch**"
     others = [r for r in names if r != "scratch"]
     if "scratch" not in names or not others:
-        return f"{head}: not measured (only the {', '.join(names)} regime was run)."
+        return f"{head}: not measured" + (f" (only the {', '.join(names)} regime was run)." if names else ".")
     parts = [f"{r}: {judge(regime_gains(pts, r), +1, False)}" for r in others]
     return f"{head} (each point against the same point from scratch): " + "; ".join(parts) + "."
 
@@ -122,7 +134,8 @@ def _against_best(pts: list[Point], clip: float | None) -> str:
                             and pt.augment == RANDAUGMENT and pt.mode == REPLACE and pt.others == best.others), None)
         stat = paired(best.by_seed(), randaugment.by_seed()) if randaugment else None
         if stat is not None:
-            side = {1: "above it", -1: "below it", 0: "within noise", None: "one seed, no CI"}[stat.sign()]
+            side = {1: "the synthetic setting is better", -1: "RandAugment is better", 0: "within noise",
+                    None: "one seed, no CI"}[stat.sign()]
             text += f", {interval(stat)} points against RandAugment ({pct(randaugment.accuracy.mean)}%): {side}"
         else:
             text += ", RandAugment shares no seed with it" if randaugment else ", RandAugment not measured"

@@ -44,7 +44,8 @@ class Point:
     @property
     def variant(self) -> str:
         """What sets this point's line apart besides source and augment ("" for the study's own runs)."""
-        return ", ".join(([f"mix.mode={self.mode}"] if self.mode != REPLACE else []) + ([self.others] if self.others else []))
+        mode = [f"mix.mode={self.mode}"] if self.mode != REPLACE else []
+        return ", ".join(mode + ([self.others] if self.others else []))
 
     @property
     def key(self) -> tuple:
@@ -107,11 +108,6 @@ def points(runs: list[Run]) -> list[Point]:
 
 def regimes(pts: list[Point]) -> list[str]:
     return sorted({pt.regime for pt in pts}, key=regime_rank)
-
-
-def sources(pts: list[Point]) -> list[str]:
-    """Synthetic sources in report order."""
-    return sorted({pt.source for pt in pts if pt.source != BASELINE}, key=source_rank)
 
 
 def _index(pts: list[Point]) -> dict[tuple, Point]:

@@ -7,12 +7,12 @@ import shutil
 from pathlib import Path
 
 from diffaug.errors import DiffaugError
+from diffaug.report.analysis import Study, analyse
 from diffaug.report.experiments import Experiments, NotRun
-from diffaug.report.fid import OVERALL, FidTable, fid_table
+from diffaug.report.fid import OVERALL, FidTable
 from diffaug.report.figures import CI_NOTE, write_figures
-from diffaug.report.findings import findings, interval, pct
-from diffaug.report.points import (Difference, Point, adding, at_largest_p, class_changes, classes, label, lines,
-                                   points, regimes, replacing, slopes)
+from diffaug.report.findings import interval, pct
+from diffaug.report.points import Difference, Point, at_largest_p, class_changes, label, lines, regimes, slopes
 from diffaug.report.stats import Stat
 
 DIGITS = 6  # fractions in summary.json
@@ -26,9 +26,12 @@ def _cell(s: Stat) -> str:
     return f"{pct(s.mean)} ± {100 * s.ci95:.1f} (n={s.n})" if s.ci95 is not None else f"{pct(s.mean)} (n=1)"
 
 
+def _round(x: float | None) -> float | None:
+    return None if x is None else round(x, DIGITS)
+
+
 def _stat_json(s: Stat) -> dict:
-    r = lambda x: None if x is None else round(x, DIGITS)  # noqa: E731
-    return {"n": s.n, "mean": r(s.mean), "std": r(s.std), "ci95": r(s.ci95)}
+    return {"n": s.n, "mean": _round(s.mean), "std": _round(s.std), "ci95": _round(s.ci95)}
 
 
 def _where_json(pt: Point) -> dict:
@@ -36,10 +39,9 @@ def _where_json(pt: Point) -> dict:
     return dict(out, variant=pt.variant) if pt.variant else out
 
 
-def summary_json(pts: list[Point], exps: Experiments, add: list[Difference], rep: list[Difference],
-                 table: FidTable, clip: float | None, found: list[str], class_names: list[str]) -> dict:
+def summary_json(study: Study) -> dict:
     def row(pt: Point) -> dict:
-        per_class = {c: s.mean for c in class_names if (s := pt.class_accuracy(c)) is not None}
+        per_class = {c: s.mean for c in study.classes if (s := pt.class_accuracy(c)) is not None}
         return {**_where_json(pt), **_stat_json(pt.accuracy),
                 "per_class": {c: round(v, DIGITS) for c, v in per_class.items()},
                 "experiments": sorted(r.name for r in pt.runs)}
@@ -49,14 +51,15 @@ def summary_json(pts: list[Point], exps: Experiments, add: list[Difference], rep
                 **_stat_json(d.stat)}
 
     return {
-        "rows": [row(pt) for pt in pts],
-        "not_run": [{"name": r.name, "state": r.state, "setting": r.setting, "logs": r.logs} for r in exps.not_run],
-        "adding": [diff(d) for d in add],
-        "replacing": [diff(d) for d in rep],
-        "warnings": [{"source": s, "unknown_words": w} for s, w in exps.unknown_words.items()],
-        "fid": {"extractor": table.extractor, "sources": table.results},
-        "clip": clip,
-        "findings": found,
+        "rows": [row(pt) for pt in study.points],
+        "not_run": [{"name": r.name, "state": r.state, "setting": r.setting, "logs": r.logs}
+                    for r in study.exps.not_run],
+        "adding": [diff(d) for d in study.adding],
+        "replacing": [diff(d) for d in study.replacing],
+        "warnings": [{"source": s, "unknown_words": w} for s, w in study.exps.unknown_words.items()],
+        "fid": {"extractor": study.fid.extractor, "sources": study.fid.results},
+        "clip": study.clip,
+        "findings": study.findings,
     }
 
 
@@ -129,7 +132,7 @@ def _fid_lines(table: FidTable) -> list[str]:
     out = [f"## FID and KID per class ({table.extractor} features)", "",
            "FID is biased on small sets; KID (×10³, mean ± std over subsets) is not: read them together. "
            "Bold: the lowest of the row. Numbers of different feature extractors are not comparable.", "",
-           f"![FID per class](fid_per_class.png)", "",
+           "![FID per class](fid_per_class.png)", "",
            "| class | " + " | ".join(f"{s} FID | {s} KID×10³" for s in sources) + " |",
            "|---|" + "---|---|" * len(sources)]
     for row in table.classes + [OVERALL]:
@@ -154,8 +157,8 @@ def _not_run_lines(not_run: list[NotRun]) -> list[str]:
     return out + [""]
 
 
-def summary_md(pts: list[Point], exps: Experiments, add: list[Difference], rep: list[Difference],
-               table: FidTable, clip, found: list[str], figures: list[str], class_names: list[str]) -> str:
+def summary_md(study: Study, figures: list[str]) -> str:
+    pts, exps, rep = study.points, study.exps, study.replacing
     n_runs = sum(len(pt.runs) for pt in pts)
     lines_ = ["# Study report", "",
               f"{_count(n_runs, 'finished experiment')} pooled over seeds into {_count(len(pts), 'point')}"
@@ -165,7 +168,7 @@ def summary_md(pts: list[Point], exps: Experiments, add: list[Difference], rep: 
               "(n = seeds; one seed gives no interval). Differences are in points of accuracy, paired by seed "
               "(`train.seed`, `mix.seed`), with their 95% CI.", ""]
     lines_ += _warning(exps.unknown_words)
-    lines_ += ["## Findings", ""] + [f"- {f}" for f in found] + [""]
+    lines_ += ["## Findings", ""] + [f"- {f}" for f in study.findings] + [""]
     if pts:
         lines_ += ["## Accuracy vs p (the paper's Figures 3-5)", "", "![accuracy vs p](accuracy_vs_p.png)", "",
                    f"Lines: each synthetic source; only original (the real part alone); RandAugment and zero-shot "
@@ -173,7 +176,7 @@ def summary_md(pts: list[Point], exps: Experiments, add: list[Difference], rep: 
         lines_ += _accuracy_tables(pts)
     lines_ += _difference_table("Adding: synthetic images on top of the same real images",
                                 "A source at p against only original at the same p (both train on the same "
-                                "(1 − p)·n real images).", add)
+                                "(1 − p)·n real images).", study.adding)
     lines_ += _difference_table("Replacing: real images replaced by synthetic ones",
                                 "A source at p against p = 0 (all n images real).", rep)
     lines_ += _slope_lines(pts)
@@ -182,34 +185,21 @@ def summary_md(pts: list[Point], exps: Experiments, add: list[Difference], rep: 
         lines_ += ["## Class-wise accuracy vs p (the paper's Figure 6)", "",
                    "A panel per class, a line per source: mean over seeds.", ""]
         lines_ += [line for f in class_figures for line in (f"![class-wise accuracy]({f})", "")]
-        lines_ += _class_change_lines(rep, class_names)
-    lines_ += _fid_lines(table)
-    if clip is not None:
-        lines_ += ["## Zero-shot CLIP", "", f"{pct(clip)}% test accuracy.", ""]
+        lines_ += _class_change_lines(rep, study.classes)
+    lines_ += _fid_lines(study.fid)
+    if study.clip is not None:
+        lines_ += ["## Zero-shot CLIP", "", f"{pct(study.clip)}% test accuracy.", ""]
     lines_ += _not_run_lines(exps.not_run)
     return "\n".join(lines_)
 
 
-def _clip(exps: Experiments) -> float | None:
-    for run in exps.runs:
-        accuracy = (run.metrics.get("metrics/clip.json") or {}).get("accuracy")
-        if accuracy is not None:
-            return float(accuracy)
-    return None
-
-
 def _build(exps: Experiments, out: Path) -> list[str]:
     """Every file of the report into the empty folder `out`; returns their names, summary.json last."""
-    pts = points(exps.runs)
-    class_names = classes(exps.runs)
-    add, rep, clip = adding(pts), replacing(pts), _clip(exps)
-    table = fid_table(exps.runs, class_names)
-    found = findings(pts, add, rep, clip)
-    figures = [p.name for p in write_figures(pts, class_names, table, clip, out)] if pts else []
-    (out / "summary.md").write_text(summary_md(pts, exps, add, rep, table, clip, found, figures, class_names))
-    data = summary_json(pts, exps, add, rep, table, clip, found, class_names)
+    study = analyse(exps)
+    figures = [p.name for p in write_figures(study, out)] if study.points else []
+    (out / "summary.md").write_text(summary_md(study, figures))
     names = figures + ["summary.md", "summary.json"]
-    (out / "summary.json").write_text(json.dumps(dict(data, files=names), indent=2) + "\n")
+    (out / "summary.json").write_text(json.dumps(dict(summary_json(study), files=names), indent=2) + "\n")
     return names
 
 
