@@ -12,6 +12,8 @@ import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import yaml
+
 from diffaug.errors import DiffaugError
 
 # The params that place a run in the study (its point), and its seed identity: runs that differ
@@ -20,6 +22,7 @@ POINT_KEYS = ("mix.source", "mix.p", "train.regime", "train.augment", "mix.mode"
 SEED_KEYS = ("train.seed", "mix.seed")
 IGNORED_PREFIXES = ("study.",)
 FINISHED = (None, "success")  # executor.state of a finished run (None: run in the workspace)
+_Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # dvc.lock is large; the C loader is 10x faster
 
 
 @dataclass
@@ -44,10 +47,10 @@ class NotRun:
     name: str
     state: str
     setting: str  # its point and seeds, in words
+    logs: str  # the command that says why
 
-    @property
-    def logs(self) -> str:
-        return f"dvc queue logs {self.name}"
+
+WORKSPACE = "workspace"
 
 
 @dataclass
@@ -97,7 +100,7 @@ def _metrics(data: dict) -> dict[str, dict]:
 
 
 def _name(rev: dict) -> str:
-    return rev.get("name") or ("workspace" if rev.get("rev") == "workspace" else str(rev.get("rev", ""))[:7])
+    return rev.get("name") or (WORKSPACE if rev.get("rev") == WORKSPACE else str(rev.get("rev", ""))[:7])
 
 
 def _run(rev: dict) -> Run | None:
@@ -156,15 +159,21 @@ def workspace_unknown_words(repo: Path = Path(".")) -> dict[str, list[str]]:
     return found
 
 
-def experiments(states: list[dict]) -> Experiments:
+def experiments(states: list[dict], changed: list[str] = ()) -> Experiments:
     """Runs (finished, with a test accuracy), the experiments that did not finish, and the words
     the base model did not know. The workspace and a commit that repeat an experiment's params and
-    metrics exactly are one measurement and count once."""
+    metrics exactly are one measurement and count once. `changed`: the params the workspace holds
+    but has not run (see `changed_params`); its metrics are then not its results."""
     runs, not_run, seen, words = [], [], set(), {}
     for rev, state, baseline in _revisions(states):
         _unknown_words(rev, words)
         if not baseline and (state not in FINISHED or rev.get("error")):
-            not_run.append(NotRun(_name(rev), "failed" if rev.get("error") else state, _setting(rev)))
+            name = _name(rev)
+            not_run.append(NotRun(name, "failed" if rev.get("error") else state, _setting(rev),
+                                  f"dvc queue logs {name}"))
+            continue
+        if rev.get("rev") == WORKSPACE and changed:
+            not_run.append(NotRun(WORKSPACE, "params not run: " + ", ".join(changed), _setting(rev), "dvc status"))
             continue
         run = _run(rev)
         if run is None:
@@ -177,9 +186,26 @@ def experiments(states: list[dict]) -> Experiments:
     return Experiments(runs, not_run, {s: sorted(w) for s, w in sorted(words.items())})
 
 
+def changed_params(repo: Path = Path(".")) -> list[str]:
+    """The params whose value in the workspace's params.yaml is not the one its last run used (as
+    dvc.lock records it): an edit not run yet, or a `dvc exp run -S` that failed in the workspace.
+    Its metrics then belong to other params."""
+    try:
+        lock = yaml.load((repo / "dvc.lock").read_text(), Loader=_Loader) or {}
+        params = flatten(yaml.load((repo / "params.yaml").read_text(), Loader=_Loader) or {})
+    except (OSError, yaml.YAMLError):
+        return []
+    used = {}
+    for stage in (lock.get("stages") or {}).values():
+        used.update(flatten(((stage or {}).get("params") or {}).get("params.yaml") or {}))
+    missing = object()
+    return sorted(k for k, v in used.items() if params.get(k, missing) != v)
+
+
 def from_repo(repo: Path = Path(".")) -> Experiments:
-    """The experiments of the repository at `repo`, with the words its workspace's generation did not know."""
-    exps = experiments(read_exp_show(repo))
+    """The experiments of the repository at `repo`, with the words its workspace's generation did
+    not know; a workspace whose params were not run is not a result."""
+    exps = experiments(read_exp_show(repo), changed_params(repo))
     for source, words in workspace_unknown_words(repo).items():
         exps.unknown_words[source] = sorted(set(exps.unknown_words.get(source, [])) | set(words))
     exps.unknown_words = dict(sorted(exps.unknown_words.items()))
