@@ -22,7 +22,8 @@ POINT_KEYS = ("mix.source", "mix.p", "train.regime", "train.augment", "mix.mode"
 SEED_KEYS = ("train.seed", "mix.seed")
 IGNORED_PREFIXES = ("study.",)
 FINISHED = (None, "success")  # executor.state of a finished run (None: run in the workspace)
-_Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # dvc.lock is large; the C loader is 10x faster
+WORKSPACE, GENERATE = "workspace", "metrics/generate/"
+_Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # dvc.lock is large: the C loader where PyYAML has it
 
 
 @dataclass
@@ -49,8 +50,6 @@ class NotRun:
     setting: str  # its point and seeds, in words
     logs: str  # the command that says why
 
-
-WORKSPACE = "workspace"
 
 
 @dataclass
@@ -126,9 +125,6 @@ def _setting(rev: dict) -> str:
     return (f"{params.get('mix.source', 'none')}, p = {float(params.get('mix.p', 0.0)):g}, "
             f"{params.get('train.regime', 'scratch')}, augment {params.get('train.augment', 'standard')}, "
             "seeds " + "/".join(str(params.get(k)) for k in SEED_KEYS))
-
-
-GENERATE = "metrics/generate/"
 
 
 def words_of(value) -> set[str]:

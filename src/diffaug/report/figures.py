@@ -28,21 +28,21 @@ def _pyplot():
 
 
 def styles(pts: list[Point]) -> dict[tuple, dict]:
-    """One colour per source and one line style per (augment, variant) of it, the same in every figure."""
+    """One colour per source (black: only original, grey: RandAugment) and one line style per line of
+    that colour (its variants), the same in every figure."""
     from matplotlib import colormaps
 
     palette = [c for i, c in enumerate(colormaps["tab10"].colors) if i != 7]  # 7 is grey: RandAugment's
-    colour, out = {}, {}
+    colours, out = {}, {}
     for series in dict.fromkeys(pt.series for pt in pts):
         source, augment, _ = series
         if source == BASELINE:
-            randaugment = augment == RANDAUGMENT
-            out[series] = {"color": "grey" if randaugment else "black", "marker": "s",
-                           "linestyle": ":" if randaugment else "--"}
-            continue
-        colour.setdefault(source, palette[len(colour) % len(palette)])
-        k = sum(1 for s in out if s[0] == source)
-        out[series] = {"color": colour[source], "marker": "o", "linestyle": LINESTYLES[k % len(LINESTYLES)]}
+            colour, dashes = ("grey", (":", "-.")) if augment == RANDAUGMENT else ("black", ("--", ":"))
+        else:
+            colour, dashes = colours.setdefault(source, palette[len(colours) % len(palette)]), LINESTYLES
+        k = sum(1 for st in out.values() if st["color"] == colour)
+        out[series] = {"color": colour, "marker": "s" if source == BASELINE else "o",
+                       "linestyle": dashes[k % len(dashes)]}
     return out
 
 
@@ -110,7 +110,7 @@ def accuracy_figure(pts: list[Point], regime_names: list[str], style: dict, clip
                     path: Path) -> Path:
     """Figures 3-5: a panel per regime, side by side."""
     plt = _pyplot()
-    fig, axes = plt.subplots(1, len(regime_names), figsize=(4.8 * len(regime_names), 4.6), sharey=True,
+    fig, axes = plt.subplots(1, len(regime_names), figsize=(max(7.0, 4.8 * len(regime_names)), 4.6), sharey=True,
                              squeeze=False, layout="constrained")
     for ax, regime in zip(axes[0], regime_names):
         _accuracy_panel(ax, pts, regime, style, clip)
