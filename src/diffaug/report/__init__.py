@@ -6,5 +6,7 @@
 - `points`, `stats`: runs pooled over seeds into study points, and the paper's two questions
   (adding, replacing) as differences paired by seed, with 95% Student-t intervals;
 - `findings`: which of the paper's findings hold on this run, in words built from the numbers;
-- `figures`, `fid`, `summary`: the PNGs, Table 1, summary.md and summary.json.
+- `analysis`: all of it computed once; `figures`, `fid`, `summary`: the PNGs, Table 1, summary.md
+  and summary.json, written into `--out` only when complete;
+- `cli`: the command.
 """
