@@ -18,5 +18,6 @@ def run(main: Callable[[], None]) -> None:
     except DiffaugError as e:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(2)
-    name = Path(sys.argv[0]).stem
+    path = Path(sys.argv[0])
+    name = path.parent.name if path.stem == "__main__" else path.stem  # python -m diffaug.report
     print(f"{name}: done in {time.perf_counter() - start:.1f} s", file=sys.stderr)

@@ -1,0 +1,234 @@
+"""summary.md and summary.json, and writing the whole report into its folder."""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+from diffaug.errors import DiffaugError
+from diffaug.report.analysis import Study, analyse
+from diffaug.report.experiments import Experiments, NotRun
+from diffaug.report.fid import OVERALL, FidTable
+from diffaug.report.figures import CI_NOTE, write_figures
+from diffaug.report.findings import interval, pct
+from diffaug.report.points import Difference, Point, at_largest_p, class_changes, label, lines, regimes, slopes
+from diffaug.report.stats import Stat
+
+DIGITS = 6  # fractions in summary.json
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}{'' if n == 1 else 's'}"
+
+
+def _cell(s: Stat) -> str:
+    return f"{pct(s.mean)} ± {100 * s.ci95:.1f} (n={s.n})" if s.ci95 is not None else f"{pct(s.mean)} (n=1)"
+
+
+def _round(x: float | None) -> float | None:
+    return None if x is None else round(x, DIGITS)
+
+
+def _stat_json(s: Stat) -> dict:
+    return {"n": s.n, "mean": _round(s.mean), "std": _round(s.std), "ci95": _round(s.ci95)}
+
+
+def _where_json(pt: Point) -> dict:
+    out = {"source": pt.source, "p": pt.p, "regime": pt.regime, "augment": pt.augment}
+    return dict(out, variant=pt.variant) if pt.variant else out
+
+
+def summary_json(study: Study) -> dict:
+    def row(pt: Point) -> dict:
+        per_class = {c: s.mean for c in study.classes if (s := pt.class_accuracy(c)) is not None}
+        return {**_where_json(pt), **_stat_json(pt.accuracy),
+                "per_class": {c: round(v, DIGITS) for c, v in per_class.items()},
+                "experiments": sorted(r.name for r in pt.runs)}
+
+    def diff(d: Difference) -> dict:
+        return {**_where_json(d.point), "against": {"source": d.against.source, "p": d.against.p},
+                **_stat_json(d.stat)}
+
+    return {
+        "rows": [row(pt) for pt in study.points],
+        "not_run": [{"name": r.name, "state": r.state, "setting": r.setting, "logs": r.logs}
+                    for r in study.exps.not_run],
+        "adding": [diff(d) for d in study.adding],
+        "replacing": [diff(d) for d in study.replacing],
+        "warnings": [{"source": s, "unknown_words": w} for s, w in study.exps.unknown_words.items()],
+        "fid": {"extractor": study.fid.extractor, "sources": study.fid.results},
+        "clip": study.clip,
+        "findings": study.findings,
+    }
+
+
+def _warning(unknown: dict[str, list[str]]) -> list[str]:
+    if not unknown:
+        return []
+    lines_ = ["> **⚠ Warning: the base model did not know some prompt words.** It drew something else for "
+              "them, so these sources' images are not what their prompts ask for, and their results do not "
+              "measure synthetic data of those classes:", ">"]
+    lines_ += [f"> - **{s}**: " + ", ".join(f"`{w}`" for w in words) for s, words in unknown.items()]
+    return lines_ + [">", "> Use a hub model (`base.model`; the README names models that fit a CPU or a small "
+                     "GPU) and rerun `dvc repro`.", ""]
+
+
+def _accuracy_tables(pts: list[Point]) -> list[str]:
+    out = []
+    for regime in regimes(pts):
+        by_line = lines(pts, regime)
+        ps = sorted({p for by_p in by_line.values() for p in by_p})
+        out += [f"### {regime}", "", f"![accuracy vs p, {regime}](accuracy_vs_p_{regime}.png)", "",
+                "| setting | " + " | ".join(f"p={p:g}" for p in ps) + " |", "|---|" + "---|" * len(ps)]
+        for series, by_p in by_line.items():
+            out.append(f"| {label(*series)} | " + " | ".join(_cell(by_p[p].accuracy) if p in by_p else ""
+                                                             for p in ps) + " |")
+        out.append("")
+    return out
+
+
+def _difference_table(title: str, what: str, diffs: list[Difference]) -> list[str]:
+    out = [f"## {title}", "", what, ""]
+    if not diffs:
+        return out + ["Not measured: no synthetic point has its baseline run with the same seeds.", ""]
+    out += ["| regime | source | p | against | difference (points) [95% CI] | n |", "|---|---|---|---|---|---|"]
+    for d in diffs:
+        out.append(f"| {d.point.regime} | {label(*d.point.series)} | {d.point.p:g} | "
+                   f"{label(*d.against.series)} at p = {d.against.p:g} | {interval(d.stat)} | {d.stat.n} |")
+    return out + [""]
+
+
+def _slope_lines(pts: list[Point]) -> list[str]:
+    fits = slopes(pts)
+    if not fits:
+        return []
+    out = ["How the loss grows with p: a least-squares line of accuracy against p (p = 0 included) per seed, "
+           "its slope pooled over seeds.", "",
+           "| regime | source | points of accuracy per unit of p [95% CI] | n |", "|---|---|---|---|"]
+    out += [f"| {regime} | {label(*series)} | {interval(stat)} | {stat.n} |" for regime, series, stat in fits]
+    return out + [""]
+
+
+def _class_change_lines(rep: list[Difference], class_names: list[str]) -> list[str]:
+    """Per regime, a class x source table of the class accuracy change at the source's largest p."""
+    out = []
+    for regime in dict.fromkeys(d.point.regime for d in rep):
+        diffs = [d for d in at_largest_p(rep) if d.point.regime == regime]
+        changes = [class_changes(d) for d in diffs]
+        out += [f"Class accuracy at the largest p against p = 0, {regime} (points [95% CI]):", "",
+                "| class | " + " | ".join(f"{label(*d.point.series)} (p = {d.point.p:g})" for d in diffs) + " |",
+                "|---|" + "---|" * len(diffs)]
+        out += [f"| {c} | " + " | ".join(interval(ch[c]) if c in ch else "" for ch in changes) + " |"
+                for c in class_names]
+        out.append("")
+    return out
+
+
+def _fid_lines(table: FidTable) -> list[str]:
+    if not table.results:
+        return []
+    sources = list(table.results)
+    out = [f"## FID and KID per class ({table.extractor} features)", "",
+           "FID is biased on small sets; KID (×10³, mean ± std over subsets) is not: read them together. "
+           "Bold: the lowest of the row. Numbers of different feature extractors are not comparable.", "",
+           "![FID per class](fid_per_class.png)", "",
+           "| class | " + " | ".join(f"{s} FID | {s} KID×10³" for s in sources) + " |",
+           "|---|" + "---|---|" * len(sources)]
+    for row in table.classes + [OVERALL]:
+        best_fid, best_kid = table.best(row, "fid"), table.best(row, "kid")
+        cells = []
+        for s in sources:
+            res = table.cell(s, row)
+            fid = f"{res['fid']:.2f}" if "fid" in res else ""
+            kid = f"{res['kid'] * 1e3:.2f} ± {res.get('kid_std', 0.0) * 1e3:.2f}" if "kid" in res else ""
+            cells += [f"**{fid}**" if fid and s in best_fid else fid, f"**{kid}**" if kid and s in best_kid else kid]
+        out.append(f"| {'**overall**' if row == OVERALL else row} | " + " | ".join(cells) + " |")
+    return out + [""]
+
+
+def _not_run_lines(not_run: list[NotRun]) -> list[str]:
+    if not not_run:
+        return []
+    out = ["## Not run", "",
+           f"{_count(len(not_run), 'experiment')} did not finish: in no table and no figure. Read a log with "
+           "the command beside it.", "", "| experiment | state | setting | log |", "|---|---|---|---|"]
+    out += [f"| {r.name} | {r.state} | {r.setting} | `{r.logs}` |" for r in not_run]
+    return out + [""]
+
+
+def summary_md(study: Study, figures: list[str]) -> str:
+    pts, exps, rep = study.points, study.exps, study.replacing
+    n_runs = sum(len(pt.runs) for pt in pts)
+    lines_ = ["# Study report", "",
+              f"{_count(n_runs, 'finished experiment')} pooled over seeds into {_count(len(pts), 'point')}"
+              + (f"; {_count(len(exps.not_run), 'experiment')} did not finish (see [Not run](#not-run))."
+                 if exps.not_run else "."),
+              "Test accuracy in %: mean ± half-width of the 95% Student-t confidence interval over seeds "
+              "(n = seeds; one seed gives no interval). Differences are in points of accuracy, paired by seed "
+              "(`train.seed`, `mix.seed`), with their 95% CI.", ""]
+    lines_ += _warning(exps.unknown_words)
+    lines_ += ["## Findings", ""] + [f"- {f}" for f in study.findings] + [""]
+    if pts:
+        lines_ += ["## Accuracy vs p (the paper's Figures 3-5)", "", "![accuracy vs p](accuracy_vs_p.png)", "",
+                   f"Lines: each synthetic source; only original (the real part alone); RandAugment and zero-shot "
+                   f"CLIP as horizontal lines. {CI_NOTE[0].upper() + CI_NOTE[1:]}.", ""]
+        lines_ += _accuracy_tables(pts)
+    lines_ += _difference_table("Adding: synthetic images on top of the same real images",
+                                "A source at p against only original at the same p (both train on the same "
+                                "(1 − p)·n real images).", study.adding)
+    lines_ += _difference_table("Replacing: real images replaced by synthetic ones",
+                                "A source at p against p = 0 (all n images real).", rep)
+    lines_ += _slope_lines(pts)
+    class_figures = [f for f in figures if f.startswith("class_accuracy_")]
+    if class_figures or rep:
+        lines_ += ["## Class-wise accuracy vs p (the paper's Figure 6)", "",
+                   "A panel per class, a line per source: mean over seeds.", ""]
+        lines_ += [line for f in class_figures for line in (f"![class-wise accuracy]({f})", "")]
+        lines_ += _class_change_lines(rep, study.classes)
+    lines_ += _fid_lines(study.fid)
+    if study.clip is not None:
+        lines_ += ["## Zero-shot CLIP", "", f"{pct(study.clip)}% test accuracy.", ""]
+    lines_ += _not_run_lines(exps.not_run)
+    return "\n".join(lines_)
+
+
+def _build(exps: Experiments, out: Path) -> list[str]:
+    """Every file of the report into the empty folder `out`; returns their names, summary.json last."""
+    study = analyse(exps)
+    figures = [p.name for p in write_figures(study, out)] if study.points else []
+    (out / "summary.md").write_text(summary_md(study, figures))
+    names = figures + ["summary.md", "summary.json"]
+    (out / "summary.json").write_text(json.dumps(dict(summary_json(study), files=names), indent=2) + "\n")
+    return names
+
+
+def _previous_files(summary: Path) -> list[str]:
+    """The files a previous report listed: bare names only, never a path out of the folder."""
+    try:
+        names = json.loads(summary.read_text()).get("files", [])
+    except (OSError, ValueError, AttributeError):
+        return []
+    return [n for n in names if isinstance(n, str) and n and Path(n).name == n]
+
+
+def write_report(exps: Experiments, out: Path) -> list[Path]:
+    """Write the report to `out`. It is built in a temporary folder beside it and moved in only when
+    complete; the files of the previous report (listed in its summary.json) are removed first, so no
+    stale figure survives."""
+    if not exps.runs and not exps.not_run:
+        raise DiffaugError("no experiment has metrics/evaluate.json yet; run `dvc repro` or queue experiments first.")
+    out = out.resolve()
+    tmp = out.parent / f".{out.name}.tmp-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    try:
+        names = _build(exps, tmp)
+        out.mkdir(parents=True, exist_ok=True)
+        for name in _previous_files(out / "summary.json"):
+            (out / name).unlink(missing_ok=True)
+        for name in names:
+            (tmp / name).replace(out / name)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return [out / name for name in names]
