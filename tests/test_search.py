@@ -90,7 +90,7 @@ def setup_web(web: Server) -> None:
 
 
 def params(web: Server, **kw):
-    base = dict(source="search", endpoint=web.url("/images/async"), queries=("{} photo", "a {}"), per_class=3,
+    base = dict(source="search", endpoint=web.url("/images/async"), queries=["{} photo", "a {}"], per_class=3,
                 delay=0.0, timeout=2.0, retries=0, workers=4)
     return section("scrape", **{**base, **kw})
 
@@ -188,7 +188,7 @@ def test_search_page_without_results_is_reported_and_not_cached(web, tmp_path):
     out.mkdir()
     for _ in range(2):
         with pytest.raises(DiffaugError) as e:
-            scrape(params(web, endpoint=web.url("/blocked"), queries=("{} photo",)), ("cat",), out)
+            scrape(params(web, endpoint=web.url("/blocked"), queries=["{} photo"]), ("cat",), out)
         assert "search_empty" in str(e.value) and "'cat'" in str(e.value)
     assert sum(n for p, n in web.hits.items() if p.startswith("/blocked")) == 2  # asked again, not cached
 
@@ -206,7 +206,7 @@ def test_search_results_cannot_point_at_the_users_network(web, tmp_path):
     ]}
     out = tmp_path / "out"
     out.mkdir()
-    report = scrape(params(web, per_class=1, queries=("{} photo",), retries=2), ("cat",), out)
+    report = scrape(params(web, per_class=1, queries=["{} photo"], retries=2), ("cat",), out)
     rows = check_output(out, report, ("cat",))
     assert [r["source"] for r in rows] == [web.image_url("/cat/3.png")]
     assert report["skipped"] == {"address_refused": 2, "redirect_refused": 1}

@@ -70,11 +70,9 @@ def test_study_queues_runs_and_reports_in_a_real_repo(tmp_path):
     """About 30 s: a one-stage pipeline, five experiments, one of which (RandAugment) fails on purpose."""
     repo = tmp_path / "repo"
     (repo / "src" / "diffaug").mkdir(parents=True)
-    (repo / "params.yaml").write_text(yaml.safe_dump({
-        "mix": {"source": "none", "p": 0.0, "seed": 0},
-        "train": {"regime": "scratch", "epochs": 1, "seed": 0, "augment": "standard"},
-        "study": {"sources": ["vanilla"], "p": [0.0, 0.5, 1.0], "regimes": {"frozen": 2}, "seeds": [0], "jobs": 2},
-    }))
+    params_file(repo, mix={"source": "none", "p": 0.0, "seed": 0},
+                train={"regime": "scratch", "epochs": 1, "seed": 0, "augment": "standard"},
+                study={"sources": ["vanilla"], "p": [0.0, 0.5, 1.0], "regimes": {"frozen": 2}, "seeds": [0], "jobs": 2})
     (repo / "train.py").write_text(TRAIN)
     # The report module of this repo: what `python -m diffaug.report` would read, saved as a file.
     (repo / "src" / "diffaug" / "report.py").write_text(REPORT)
