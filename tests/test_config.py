@@ -155,3 +155,35 @@ def test_a_study_p_the_sets_cannot_fill_names_both_keys(tmp_path):
     assert "round(1 x 102) = 102" in message and "raise generate.per_class to at least 102" in message
     with pytest.raises(ParamsError, match=r"mix\.n_per_class = 500 is not allowed.*102 \(split\.original_per_class"):
         load_params(write_params(tmp_path, mix__n_per_class=500, mix__mode="add"))
+
+
+def test_new_sources_count_what_a_mix_can_use(tmp_path):
+    """img2img: children of validation parents do not count; a filtered source counts as its source's own
+    count, which makes `candidates` times more."""
+    params = load_params(REPO / "params.yaml")
+    assert params.made_count("vanilla") == 2 * params.generate.per_class  # vanilla_filtered's candidates: 2.0
+    assert params.made_count("dreambooth") == params.generate.per_class
+    assert params.source_count("vanilla_filtered", 120, 18) == (params.generate.per_class, "generate.per_class")
+    assert params.source_count("img2img", 120, 18) == (102, "img2img.per_class")  # 120 children, 18 to validation
+    assert params.source_count("img2img", 50, 8) == (120 - 8 * 3, "img2img.per_class")  # 20 parents with 3 children
+    with pytest.raises(ParamsError) as info:
+        load_params(write_params(tmp_path, img2img__per_class=110))
+    message = str(info.value)
+    assert message.startswith("params.yaml: study.p = 1.0 is not allowed") and "102 img2img images" in message
+    assert "img2img.per_class = 110, which gives 92 a mix can use; raise img2img.per_class" in message
+    with pytest.raises(ParamsError, match=r"set exactly one of img2img.per_image .* and img2img.per_class"):
+        load_params(write_params(tmp_path, img2img__per_image=2))
+    with pytest.raises(ParamsError, match=r"sources.filtered.f.of = 'nothing' is not allowed; name a txt2img"):
+        raw = yaml.safe_load((REPO / "params.yaml").read_text())
+        raw["sources"]["filtered"]["f"] = {"of": "nothing", "filter": "confidence", "candidates": 1.0}
+        load_params(write_params(tmp_path, sources=raw["sources"]))
+
+
+def test_balance_with_an_imbalanced_split_is_checked_for_the_smallest_class(tmp_path):
+    load_params(write_params(tmp_path, split__imbalance=0.5, mix__mode="balance", mix__source="img2img",
+                             study__sources=["vanilla"]))
+    with pytest.raises(ParamsError, match=r"mix.mode = 'balance' is not allowed; the mix needs 102 - 51 = 51 dreambooth"):
+        load_params(write_params(tmp_path, split__imbalance=0.5, mix__mode="balance", mix__source="dreambooth",
+                                 generate__per_class=40, study__sources=[]))
+    with pytest.raises(ParamsError, match=r"split.imbalance = 0.5 is not allowed; an imbalanced split needs"):
+        load_params(write_params(tmp_path, split__imbalance=0.5, split__original_per_class=None))

@@ -95,3 +95,38 @@ def test_stage_writes_manifests_with_hashes(tmp_path):
     report = yaml.safe_load((tmp_path / "metrics/mix.json").read_text())
     assert report["synthetic_images"] == 10 and report["val_synthetic_images"] == 0
     assert report["composition"] == "10 real + 10 vanilla (p = 0.5)" and report["real_images"] == 10
+
+
+def test_balance_fills_every_class_to_the_largest():
+    """Class-imbalance filling: all real images stay, synthetic ones top each class up to the largest
+    class's real training images (or to mix.n_per_class)."""
+    params = section("mix", source="vanilla", mode="balance", val_fraction=0.25)
+    sizes = {"zero": 40, "one": 20, "two": 8}
+    real = {c: [f"data/original/{c}/{i:03d}.png" for i in range(n)] for c, n in sizes.items()}
+    syn = {c: [f"data/synthetic/vanilla/{c}/{i:03d}.png" for i in range(50)] for c in sizes}
+    out = {c: mix_class(c, real[c], syn[c], params, n_largest=40) for c in sizes}
+    for c, (train, val) in out.items():
+        assert len(train) == 30  # 40 - 25% for validation
+        assert origins(train).count("original") == sizes[c] - round_half_up(0.25 * sizes[c])
+        assert set(origins(val)) == {"original"}
+    assert origins(out["zero"][0]).count("synthetic") == 0 and origins(out["two"][0]).count("synthetic") == 24
+    fixed = section("mix", source="vanilla", mode="balance", val_fraction=0.25, n_per_class=45)
+    assert len(mix_class("two", real["two"], syn["two"], fixed, n_largest=40)[0]) == 45
+    with pytest.raises(DiffaugError, match=r"has 50 vanilla images but the mix needs 54 \(mix.mode=balance, n=60\), "
+                                           r"4 missing; generate more"):
+        mix_class("two", real["two"], syn["two"], fixed.model_copy(update={"n_per_class": 60}), n_largest=40)
+
+
+def test_children_of_a_validation_image_never_reach_training():
+    """img2img: a synthetic image is its parent redrawn; if the parent validates, its children may not train."""
+    params = section("mix", source="img2img", p=1.0, val_fraction=0.25)
+    syn = [f"data/synthetic/img2img/cat/{i:05d}.png" for i in range(80)]
+    parents = {f: REAL[i % 40] for i, f in enumerate(syn)}  # two children per real image
+    train, val = mix_class("cat", REAL, syn, params, parents)
+    held_out = {f for f, _ in val}
+    assert len(val) == 10 and len(train) == 30
+    assert not {parents[f] for f, o in train if o == "synthetic"} & held_out
+    # Without the grouping some child of a validation image would have been drawn (60 of 80 are usable).
+    with pytest.raises(DiffaugError, match=r"has 60 usable \(children of validation images left out\) img2img images "
+                                           r"but the mix needs 70"):
+        mix_class("cat", REAL, syn, params.model_copy(update={"n_per_class": 70}), parents)

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from diffaug.io import read_csv
 from helpers import pattern
 
 REPO = Path(__file__).resolve().parents[1]
@@ -19,10 +20,11 @@ pytestmark = pytest.mark.slow
 # Three imbalanced classes: a space, a non-ASCII letter, mixed case.
 IMAGES = {"red circle": 26, "quadrat_ä": 22, "Triangle": 19}
 CLASSES = list(IMAGES)
-SOURCES = ["vanilla", "dreambooth", "textual_inversion"]
+SOURCES = ["vanilla", "dreambooth", "textual_inversion", "img2img", "vanilla_filtered"]
 FINETUNING = {*(f"train_{m}@{c}" for m in ("dreambooth", "textual_inversion") for c in CLASSES),
               "generate_finetuned@dreambooth", "generate_finetuned@textual_inversion"}
-MEASURE = {"measure_txt2img@vanilla", "measure_finetuned@dreambooth", "measure_finetuned@textual_inversion"}
+MEASURE = {"measure_txt2img@vanilla", "measure_finetuned@dreambooth", "measure_finetuned@textual_inversion",
+           "measure_img2img@img2img", "measure_filtered@vanilla_filtered"}
 
 
 def sh(args, cwd, env, ok=True):
@@ -80,6 +82,8 @@ def project(tmp_path_factory, tiny_base):
     # The built-in model's architecture with random weights: the wiring is under test, not the drawing.
     params["base"]["model"] = str(tiny_base / "pipeline")
     params["generate"].update(per_class=12, steps=2, batch_size=12)
+    params["img2img"].update(per_class=12, steps=2)
+    params["filter"]["threshold"] = 0.0  # the random-weight model's images: keep all (test_filter tests the rule)
     params["dreambooth"].update(instance_images=2, class_images=2, prior_steps=2, steps=2, batch_size=1)
     params["textual_inversion"].update(images=2, steps=2, batch_size=1)
     (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False, allow_unicode=True))
@@ -96,17 +100,24 @@ def test_repro_then_experiments(project):
     root, env = project
     out = sh(["dvc", "repro"], root, env)
     assert ran(out) == {"check", "scrape", "split", "base_model", "prompts", "generate@vanilla", "mix", "train",
-                        "evaluate", "reference", *FINETUNING, "fid_reference", *MEASURE, "clip_zero_shot"}
+                        "evaluate", "reference", *FINETUNING, "fid_reference", *MEASURE, "clip_zero_shot",
+                        "img2img@img2img", "filter@vanilla_filtered"}
     # Every bad file is counted under its reason; the good ones of all three classes are there.
     scrape = json.loads((root / "metrics/scrape.json").read_text())
     assert scrape["skipped"] == {"duplicate": 1, "not_an_image": 3, "hidden_file": 1}, scrape
     assert scrape["images"] == sum(IMAGES.values())
+    filtered = json.loads((root / "metrics/filter/vanilla_filtered.json").read_text())
     for source in SOURCES:
-        assert len(list((root / "data/synthetic" / source / "quadrat_ä").glob("*.png"))) == 12
+        count = {"vanilla": 24, "vanilla_filtered": 24}.get(source, 12)  # vanilla: 2 x 12 candidates for its filter
+        assert len(list((root / "data/synthetic" / source / "quadrat_ä").glob("*.png"))) == count
         fid = json.loads((root / f"metrics/fid/{source}.json").read_text())
         assert fid["fid"] >= 0 and set(fid["per_class"]) == set(CLASSES)
         assert set(json.loads((root / f"metrics/recognise/{source}.json").read_text())["per_class"]) == set(CLASSES)
     assert set(json.loads((root / "metrics/textual_inversion/red circle.json").read_text())) >= {"seconds"}
+    # img2img: every image is a redrawn real image of d_original; the filter counted every vanilla candidate.
+    originals = {r["file"] for r in read_csv(root / "data/original/manifest.csv")}
+    assert {r["parent"] for r in read_csv(root / "data/synthetic/img2img/manifest.csv")} == originals
+    assert all(v["kept"] + v["dropped"] == 24 for v in filtered["per_class"].values())
     metrics = json.loads((root / "metrics/evaluate.json").read_text())
     assert metrics["test_images"] == 5 * len(CLASSES) and set(metrics["per_class_accuracy"]) == set(CLASSES)
     assert json.loads((root / "metrics/mix.json").read_text())["composition"] == "30 real + 0 vanilla (p = 0)"
@@ -128,6 +139,16 @@ def test_repro_then_experiments(project):
     assert (mix["train_images"], mix["synthetic_images"]) == (30, 15)  # 3 classes x 10, of them 3 x 5
     diff = sh(["dvc", "metrics", "diff"], root, env)
     assert "metrics/mix.json" in diff and "synthetic_images" in diff
+
+    # img2img as the source: the children of validation images stay out of training.
+    out = sh(["dvc", "exp", "run", "-S", "mix.source=img2img", "-S", "mix.p=0.5"], root, env)
+    assert ran(out) == {"check", "mix", "train", "evaluate"}
+    val = {r["file"] for r in read_csv(root / "data/mixed/val.csv")}
+    parents = {f"data/synthetic/img2img/{r['file']}": f"data/original/{r['parent']}"
+               for r in read_csv(root / "data/synthetic/img2img/manifest.csv")}
+    trained = [r["file"] for r in read_csv(root / "data/mixed/train.csv") if r["origin"] == "synthetic"]
+    assert len(trained) == 15 and not {parents[f] for f in trained} & val
+    sh(["git", "checkout", "params.yaml"], root, env)
 
     # Setting p back restores every stage from the run-cache without recomputing.
     out = sh(["dvc", "exp", "run", "-S", "mix.p=0.0"], root, env)

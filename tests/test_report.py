@@ -415,3 +415,31 @@ def test_report_of_a_real_queue_with_a_failed_experiment(tmp_path, monkeypatch):
     for name in ("accuracy_vs_p.png", "accuracy_vs_p_scratch.png", "class_accuracy_scratch.png", "fid_per_class.png"):
         with Image.open(out / name) as im:
             assert im.width > 300 and im.height > 200
+
+
+def test_the_balance_experiment_is_its_own_table_with_an_honest_verdict(tmp_path):
+    """Imbalanced d_original alone against it balanced with synthetic images, per class and in balanced
+    accuracy, paired by seed; the study's usual runs (split.imbalance null) are not its partners."""
+    def imbalanced(source, seed, mode, zero, one):
+        prm = params(source, 0.0, seed, mode=mode)
+        prm["split"] = {"imbalance": 0.1}
+        mets = {"metrics/evaluate.json": {"accuracy": (zero + one) / 2 + 0.05, "balanced_accuracy": (zero + one) / 2,
+                                          "per_class_accuracy": {"zero": zero, "one": one}}}
+        return rev(f"{source}-{mode}-{seed}", prm, mets)
+
+    balanced = [{"split": {"imbalance": None}, **params("none", 0.0, s)} for s in (0, 1, 2)]
+    runs = [rev(f"plain-{s}", prm, metrics(0.9)) for s, prm in enumerate(balanced)]
+    for s in (0, 1, 2):
+        runs += [imbalanced("none", s, "replace", 0.95, 0.50 + 0.01 * s),
+                 imbalanced("img2img", s, "balance", 0.94, 0.70 + 0.02 * s)]
+    states = [dict(rev("main", *COMMIT), experiments=[exp_range(r, "success") for r in runs])]
+    files = write_report(experiments(states), tmp_path)
+    assert "balanced_accuracy.png" in {f.name for f in files}
+    summary = (tmp_path / "summary.md").read_text()
+    section = summary.split("## Class-imbalance filling")[1]
+    assert "### img2img, imbalance 0.1, scratch: balancing helped (+10.0 [" in section
+    assert "| one | 51.0 ± 2.5 (n=3) | 72.0 ± 5.0 (n=3) | +21.0 [" in section
+    assert "| zero | 95.0 ± 0.0 (n=3) | 94.0 ± 0.0 (n=3) | -1.0 [-1.0, -1.0] |" in section
+    data = json.loads((tmp_path / "summary.json").read_text())["balance"]
+    assert len(data) == 1 and data[0]["balanced_accuracy"]["difference"]["n"] == 3
+    assert data[0]["balanced_accuracy"]["difference"]["mean"] == pytest.approx(0.10)

@@ -68,3 +68,15 @@ def test_not_enough_images_names_class_and_fix(tmp_path):
         split(raw, rows, ("cat", "dog"), section("split", original_per_class=9, test_per_class=4))
     with pytest.raises(DiffaugError, match=r"class 'cat' has 12 images.*split.test_per_class"):
         split(raw, rows, ("cat", "dog"), section("split", original_per_class=None, test_per_class=12))
+
+
+def test_imbalance_makes_a_long_tail_of_the_balanced_split(tmp_path):
+    """n_c = n_max * r^(c/(C-1)): the first class keeps n_max, the last n_max * r; the test set stays balanced
+    and each class's d_original is a part of the balanced one."""
+    raw, rows = make_raw(tmp_path, twins=False)
+    balanced = split(raw, rows, ("cat", "dog"), section("split", original_per_class=8, test_per_class=4))
+    long_tail = split(raw, rows, ("cat", "dog"), section("split", original_per_class=8, test_per_class=4,
+                                                         imbalance=0.25))
+    assert {c: len(v) for c, v in long_tail[0].items()} == {"cat": 8, "dog": 2}
+    assert long_tail[1] == balanced[1] and set(long_tail[0]["dog"]) <= set(balanced[0]["dog"])
+    assert section("split", imbalance=0.1).per_class(120, 10) == [120, 93, 72, 56, 43, 33, 26, 20, 15, 12]

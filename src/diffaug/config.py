@@ -162,7 +162,16 @@ class Split(Section):
     test_per_class: Count = Field(description="held-out test images per class (paper: 300)")
     dedupe_distance: int = Field(ge=0, le=64, description="pHash Hamming distance counted as a near-duplicate "
                                                           "of a test image")
+    imbalance: Optional[float] = Field(
+        gt=0.0, le=1.0, description="`null` (balanced) or a long-tail ratio r: class c of C keeps "
+                                    "n_c = round(n_max · r^(c/(C−1))) images of `d_original` (long-tailed CIFAR)")
     seed: Seed = Field(description="seed of the split")
+
+    def per_class(self, n_max: int, k: int) -> list[int]:
+        """d_original's size of each of `k` classes, in label order (all n_max when balanced)."""
+        if self.imbalance is None or k < 2:
+            return [n_max] * k
+        return [max(1, round_half_up(n_max * self.imbalance ** (c / (k - 1)))) for c in range(k)]
 
 
 class Base(Section):
@@ -274,8 +283,10 @@ class Mix(Section):
     p: Proportion = Field(description="proportion of synthetic images, 0.0 to 1.0")
     n_per_class: Optional[Count] = Field(
         description="fixed per-class total `n` (`null`: all real training images)")
-    mode: Literal["replace", "add"] = Field(
-        description="`replace`: round(p·n) synthetic + n − round(p·n) real; `add`: all n real + round(p·n) synthetic")
+    mode: Literal["replace", "add", "balance"] = Field(
+        description="`replace`: round(p·n) synthetic + n − round(p·n) real; `add`: all n real + round(p·n) synthetic; "
+                    "`balance`: all real images, every class topped up with synthetic ones to the largest class's "
+                    "count (or to `n_per_class`); p is not used")
     val_fraction: float = Field(ge=0.0, lt=1.0, description="validation share, for model selection")
     val_from: Literal["original", "mixed"] = Field(
         description="`original`: real images only; `mixed`: the paper's code (validation drawn from the mixed set)")
@@ -338,6 +349,44 @@ class Clip(Section):
     device: Device = Field(description="`auto`, `cpu`, `cuda`, `cuda:N` or `mps`")
 
 
+class Img2Img(Section):
+    """SDEdit / Real Guidance (stages img2img@<name>): each image starts from a real image of d_original,
+    noised to `strength` and denoised under its class prompt; the other generation settings are `generate`'s."""
+    strength: Annotated[list[Proportion], AfterValidator(_non_empty), BeforeValidator(
+        lambda v: [v] if isinstance(v, (int, float)) and not isinstance(v, bool) else v)] = Field(
+        description="noise level: 0 keeps the real image, 1 draws anew; a list cycles through its values per image "
+                    "(DA-Fusion's mix); costs about strength × steps denoising steps")
+    per_image: Optional[Count] = Field(description="M images per real image (`null`: `per_class` in all)")
+    per_class: Optional[Count] = Field(description="images per class in all, their parents cycled (`null`: "
+                                                   "`per_image` per real image)")
+    token: Optional[Literal["textual_inversion"]] = Field(
+        description="`null`: the class prompts of data/prompts.json; `textual_inversion`: "
+                    "`textual_inversion.prompt` with each class's learned token (DA-Fusion's recipe)")
+    steps: Count = Field(description="denoising steps at strength 1 (strength s runs about s × steps)")
+    guidance: float = Field(ge=0, description="classifier-free guidance scale")
+    seed: Seed = Field(description="seed of the per-image seeds")
+
+    @model_validator(mode="after")
+    def _one_count(self):
+        if (self.per_image is None) == (self.per_class is None):
+            raise _fail("img2img.per_image", self.per_image, "set exactly one of img2img.per_image (images per real "
+                        "image) and img2img.per_class (images per class), the other to null")
+        return self
+
+
+class Filter(Section):
+    """The filter@<name> stages: which images of a source a filtered source keeps."""
+    threshold: Proportion = Field(description="confidence: keep images whose own-class probability by the "
+                                              "`reference` classifier is at least this")
+    drop_top: Annotated[float, Field(ge=0.0, lt=1.0)] = Field(
+        description="confidence: also drop this share of each class's most confident images, the too easy (ALIA)")
+    clip_threshold: Optional[Proportion] = Field(
+        description="clip: keep images whose CLIP softmax over the class prompts gives their class at least this "
+                    "(`null`: 1/classes, He et al.); needs `clip.model`")
+    batch_size: Count = Field(description="images per forward pass")
+    device: Device = Field(description="`auto`, `cpu`, `cuda`, `cuda:N` or `mps`")
+
+
 class Study(Section):
     """`python -m diffaug.study`: the grid it queues as DVC experiments. No stage reads it."""
     sources: list[str] = Field(description="synthetic sources of the grid (the `none` baseline is always added)")
@@ -363,8 +412,23 @@ class Finetuned(Section):
     method: Literal["dreambooth", "textual_inversion"] = Field(description="whose per-class models draw the images")
 
 
+class Img2ImgSource(Section):
+    """Real images of d_original noised and denoised by the base model (stage img2img@<name>); the
+    settings are the `img2img` section's."""
+
+
+class Filtered(Section):
+    """The images of another source that pass a filter (stage filter@<name>)."""
+    of: str = Field(description="the source whose images are filtered (a txt2img, finetuned or img2img source)")
+    filter: Literal["confidence", "clip"] = Field(
+        description="`confidence` (the `reference` classifier, offline) or `clip` (needs `clip.model`)")
+    candidates: Annotated[float, Field(ge=1.0)] = Field(
+        description="the `of` source makes this many times its own count as candidates; the filter is expected "
+                    "to keep 1 in `candidates`, so the filtered source counts as the `of` source's own count")
+
+
 SOURCE_KINDS = {  # kind in params.yaml -> the stage group that writes its sources
-    "txt2img": "generate", "finetuned": "generate_finetuned",
+    "txt2img": "generate", "finetuned": "generate_finetuned", "img2img": "img2img", "filtered": "filter",
 }
 
 
@@ -372,6 +436,14 @@ class Sources(Section):
     txt2img: dict[str, Txt2Img] = Field(description="text-to-image sources: the base model and the class prompts")
     finetuned: dict[str, Finetuned] = Field(description="sources drawn by the per-class DreamBooth or Textual "
                                                         "Inversion models")
+    img2img: dict[str, Img2ImgSource] = Field(description="img2img sources (SDEdit): real images of d_original, "
+                                                          "noised and redrawn by the base model")
+    filtered: dict[str, Filtered] = Field(description="filtered sources: the images of another source that pass "
+                                                      "a filter")
+
+    def candidates(self, name: str) -> float:
+        """How many times its own count source `name` makes, for the filters that read it (1.0: none do)."""
+        return max([f.candidates for f in self.filtered.values() if f.of == name], default=1.0)
 
     def kinds(self) -> dict[str, str]:
         """Every source name -> its kind, in the order params.yaml declares them."""
@@ -403,6 +475,10 @@ class Sources(Section):
                     raise _fail(f"sources.{kind}", name, "a source name is lower-case letters, digits and _, "
                                 "starting with a letter, and not `none` (the baseline)")
                 seen[name] = kind
+        for name, entry in self.filtered.items():
+            if seen.get(entry.of) in (None, "filtered"):
+                raise _fail(f"sources.filtered.{name}.of", entry.of, "name a txt2img, finetuned or img2img source "
+                            "of sources: " + ", ".join(n for n, k in seen.items() if k != "filtered"))
         return self
 
 
@@ -419,12 +495,24 @@ def round_half_up(x: float) -> int:
     return int(math.floor(x + 0.5))
 
 
-def mix_counts(n_original: int, mix: Mix, p: Optional[float] = None) -> dict[str, int]:
+def n_val_of(n_original: int, mix: Mix) -> int:
+    return round_half_up(mix.val_fraction * n_original) if mix.val_from == "original" else 0
+
+
+def mix_counts(n_original: int, mix: Mix, p: Optional[float] = None, n_largest: Optional[int] = None
+               ) -> dict[str, int]:
     """How a class of `n_original` real images is mixed at `p` (default `mix.p`): validation images,
-    the per-class total n, and how many real and synthetic training images the mix takes."""
+    the per-class total n, and how many real and synthetic training images the mix takes.
+    `mode: balance` keeps every real image and fills up to n = mix.n_per_class, or to the real
+    training images of the largest class, which has `n_largest` (default: this class's size)."""
     p = mix.p if p is None else p
-    n_val = round_half_up(mix.val_fraction * n_original) if mix.val_from == "original" else 0
+    n_val = n_val_of(n_original, mix)
     available = n_original - n_val
+    if mix.mode == "balance":
+        largest = n_largest or n_original
+        n = mix.n_per_class or largest - n_val_of(largest, mix)
+        return {"val": n_val, "available": available, "n": n, "synthetic": max(0, n - available),
+                "real": min(n, available)}
     n = mix.n_per_class or available
     synthetic = round_half_up(p * n)
     return {"val": n_val, "available": available, "n": n, "synthetic": synthetic,
@@ -460,6 +548,8 @@ class Params(BaseModel):
     generate: Generate
     dreambooth: DreamBooth
     textual_inversion: TextualInversion
+    img2img: Img2Img
+    filter: Filter
     sources: Sources
     mix: Mix
     train: Train
@@ -510,18 +600,21 @@ class Params(BaseModel):
     @model_validator(mode="after")
     def _grid_fits(self):
         """Every mix the current params and the study grid ask for fits the images there will be."""
-        n_original = self.split.original_per_class
-        if n_original is None:  # known only after the split; `mix` checks it then
+        n_max = self.split.original_per_class
+        if n_max is None:  # known only after the split; `mix` checks it then
+            if self.split.imbalance is not None:
+                raise _fail("split.imbalance", self.split.imbalance, "an imbalanced split needs the largest "
+                            "class's size: set split.original_per_class")
             return self
+        sizes = sorted(set(self.split.per_class(n_max, len(self.classes))))
+        n_min = sizes[0]
         for key, count in (("dreambooth.instance_images", self.dreambooth.instance_images),
                            ("textual_inversion.images", self.textual_inversion.images)):
-            if count > n_original:
-                raise _fail(key, count, f"split.original_per_class is {n_original}; use at most that many")
-        asks = [("mix.p", self.mix.source, self.mix.p)]
-        asks += [("study.p", s, p) for s in ["none", *self.study.sources] for p in self.study.p
-                 if (p < 1.0 if s == "none" else p > 0.0)]  # the grid study.py queues
-        for key, source, p in asks:
-            c = mix_counts(n_original, self.mix, p)
+            if count > n_min:
+                raise _fail(key, count, f"the smallest class of d_original has {n_min} images (split.*); use at "
+                                        "most that many")
+        for (key, source, p), n_original in ((a, n) for a in self.asks() for n in sizes):
+            c = mix_counts(n_original, self.mix, p, n_max)
             if c["real"] > c["available"]:
                 raise _fail("mix.n_per_class", self.mix.n_per_class,
                             f"at {key} = {p:g} the mix keeps {c['real']} real images per class but there are "
@@ -529,17 +622,64 @@ class Params(BaseModel):
                             "validation); lower mix.n_per_class or raise split.original_per_class")
             if source == "none":
                 continue
-            have, have_key = self.source_count(source)
+            have, have_key = self.source_count(source, n_original, c["val"])
             if c["synthetic"] > have:
-                raise _fail(key, p, f"the mix needs round({p:g} x {c['n']}) = {c['synthetic']} {source} images per "
-                                    f"class (n = {c['n']}: split.original_per_class = {n_original} minus {c['val']} "
-                                    f"for validation) but {have_key} = {have}; raise {have_key} to at least "
-                                    f"{c['synthetic']} or lower split.original_per_class")
+                balance = self.mix.mode == "balance"
+                value = getattr(getattr(self, have_key.split(".")[0]), have_key.split(".")[1])
+                exact = self.sources.kinds()[source] in ("txt2img", "finetuned") and not \
+                    self.sources.candidates(source) > 1.0
+                need = f"{c['n']} - {c['available']}" if balance else f"round({p:g} x {c['n']})"
+                raise _fail("mix.mode" if balance else key, "balance" if balance else p,
+                            f"the mix needs {need} = {c['synthetic']} {source} images per class (n = {c['n']}: "
+                            f"split.original_per_class = {n_original} minus {c['val']} for validation) but "
+                            f"{have_key} = {value}"
+                            + (f"; raise {have_key} to at least {c['synthetic']}" if exact else
+                               f", which gives {have} a mix can use; raise {have_key}")
+                            + " or lower split.original_per_class")
         return self
 
-    def source_count(self, name: str) -> tuple[int, str]:
-        """(images per class the source will hold, the key that sets it)."""
-        return self.generate.per_class, "generate.per_class"
+    def asks(self) -> list[tuple[str, str, float]]:
+        """(key, source, p) of every mix the current params and the study grid (as study.py queues it) ask for."""
+        asks = [("mix.p", self.mix.source, self.mix.p)]
+        return asks + [("study.p", s, p) for s in ["none", *self.study.sources] for p in self.study.p
+                       if (p < 1.0 if s == "none" else p > 0.0)]
+
+    def needed(self, name: str, n_original: int, n_largest: int) -> int:
+        """The most images of source `name` a class of `n_original` real images gives a mix of these params
+        (0 if none mixes it); `n_largest`: the largest class's real images (for mix.mode: balance)."""
+        return max([mix_counts(n_original, self.mix, p, n_largest)["synthetic"]
+                    for _, source, p in self.asks() if source == name], default=0)
+
+    def made_count(self, name: str, n_original: Optional[int] = None) -> int:
+        """Images per class the stage of a generated source makes (its filters' candidates included);
+        `n_original`, the class's real images, counts for img2img.per_image."""
+        kind = self.sources.kinds()[name]
+        if kind == "filtered":
+            raise ValueError(f"{name} is filtered, not generated")
+        if kind != "img2img":
+            own = self.generate.per_class
+        else:
+            own = self.img2img.per_class or self.img2img.per_image * n_original
+        return math.ceil(own * self.sources.candidates(name))
+
+    def source_count(self, name: str, n_original: int, n_val: int = 0) -> tuple[int, str]:
+        """(images per class of source `name` a mix can use when `n_val` of the class's `n_original` real
+        images are for validation, the key that raises it). An img2img image whose parent is for
+        validation is not used (counted for the worst case); a filtered source counts as its source's
+        own count (`candidates` times fewer than that source makes), and is checked again at runtime."""
+        kind = self.sources.kinds()[name]
+        if kind == "filtered":
+            entry = self.sources.filtered[name]
+            have, key = self.source_count(entry.of, n_original, n_val)
+            return math.floor(have / entry.candidates), key
+        made = self.made_count(name, n_original)
+        if kind != "img2img":
+            return made, "generate.per_class"
+        key = "img2img.per_class" if self.img2img.per_class else "img2img.per_image"
+        # Image i's parent is real image i % n_original: the first `extra` parents have one child more.
+        most, extra = divmod(made, n_original)
+        lost = (most + 1) * min(n_val, extra) + most * max(0, n_val - extra)
+        return made - lost, key
 
 
 # ------------------------------------------------------------------------------------------------

@@ -4,7 +4,8 @@ Every generation and fine-tuning stage writes `seconds` and `device` (and genera
 processes) into its metrics; `cost_summary` adds them up for one experiment's `metrics/` folder.
 A synthetic image's cost is its share of the generation run plus its share of the fine-tuning of its
 method (all classes' DreamBooth or Textual Inversion runs; which method a source uses comes from
-params.yaml's `sources`). Hours on `cpu` or `mps` are reported apart from GPU hours.
+params.yaml's `sources`). A filtered source's image costs the candidates its source made for each
+kept one, plus its share of the filter run. Hours on `cpu` or `mps` are reported apart from GPU hours.
 """
 from __future__ import annotations
 
@@ -31,15 +32,19 @@ def _is_gpu(m: dict) -> bool:
     return str(m.get("device") or "cpu") not in ("cpu", "mps")
 
 
-def cost_summary(metrics_dir: str | Path = "metrics", methods: Optional[dict[str, str]] = None) -> dict:
+def cost_summary(metrics_dir: str | Path = "metrics", methods: Optional[dict[str, str]] = None,
+                 filtered: Optional[dict[str, str]] = None) -> dict:
     """{"stages": {name: {hours, gpu, device}}, "sources": {source: {...per image}}, "gpu_hours", "cpu_hours"}.
 
-    `methods`: each fine-tuned source's method (default: params.yaml's `sources.finetuned`).
+    `methods`: each fine-tuned source's method, `filtered`: each filtered source's `of` source
+    (default: params.yaml's `sources`).
     """
-    if methods is None:
+    if methods is None or filtered is None:
         from diffaug.config import load_params
 
-        methods = {name: e.method for name, e in load_params().sources.finetuned.items()}
+        sources = load_params().sources
+        methods = {name: e.method for name, e in sources.finetuned.items()} if methods is None else methods
+        filtered = {name: e.of for name, e in sources.filtered.items()} if filtered is None else filtered
     root = Path(metrics_dir)
     stages: dict[str, dict] = {}
 
@@ -71,6 +76,16 @@ def cost_summary(metrics_dir: str | Path = "metrics", methods: Optional[dict[str
             # A run that found every image in the cache made none: no per-image figure then.
             "seconds_per_image": round(hours * 3600 / made + finetune * 3600 / max(images, 1), 3) if made else None,
             "gpu": _is_gpu(m)}
+    for name, of in filtered.items():
+        m = _read(root / "filter" / f"{name}.json")
+        add(f"filter@{name}", m)
+        if not m or not m.get("kept") or of not in sources:
+            continue
+        made = sources[of]["seconds_per_image"]
+        sources[name] = {"images": int(m["kept"]), "of": of, "candidates": int(m.get("candidates") or 0),
+                         "filter_hours": round(_hours(m), 4),
+                         "seconds_per_image": round(made * m["candidates"] / m["kept"] + _hours(m) * 3600 / m["kept"], 3)
+                         if made is not None else None, "gpu": sources[of]["gpu"]}
     return {"stages": stages, "sources": sources,
             "gpu_hours": round(sum(s["hours"] for s in stages.values() if s["gpu"]), 4),
             "cpu_hours": round(sum(s["hours"] for s in stages.values() if not s["gpu"]), 4)}

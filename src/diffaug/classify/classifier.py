@@ -39,13 +39,20 @@ def save_classifier(folder: Path, result: Result, meta: dict) -> None:
         write_json(out / "meta.json", meta)
 
 
-def classify_manifest(folder: Path, rows: list[dict], classes: list[str], device: torch.device, batch_size: int,
-                      root: Path = Path(".")) -> tuple[np.ndarray, np.ndarray]:
-    """(true labels, predicted labels) of a manifest's images by the classifier saved in `folder`."""
+def manifest_probabilities(folder: Path, rows: list[dict], classes: list[str], device: torch.device,
+                           batch_size: int, root: Path = Path(".")) -> tuple[np.ndarray, np.ndarray]:
+    """(true labels, (N, classes) softmax probabilities) of a manifest's images by the classifier in `folder`."""
     model, meta = load_classifier(folder)
     if meta["classes"] != classes:
         raise DiffaugError(f"the classifier in {folder} knows {meta['classes']}, the images are of {classes}; "
                            "run `dvc repro`.")
     images, labels = load_manifest_images(rows, classes, meta["image_size"], root)
-    predicted = predict(model.to(device), images, device, batch_size).argmax(1)
-    return labels.numpy(), predicted.numpy()
+    logits = predict(model.to(device), images, device, batch_size).reshape(len(rows), len(classes))
+    return labels.numpy(), torch.softmax(logits, dim=1).numpy()
+
+
+def classify_manifest(folder: Path, rows: list[dict], classes: list[str], device: torch.device, batch_size: int,
+                      root: Path = Path(".")) -> tuple[np.ndarray, np.ndarray]:
+    """(true labels, predicted labels) of a manifest's images by the classifier saved in `folder`."""
+    labels, probabilities = manifest_probabilities(folder, rows, classes, device, batch_size, root)
+    return labels, probabilities.argmax(1)

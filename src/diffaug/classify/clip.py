@@ -44,14 +44,14 @@ def _pooled(out) -> torch.Tensor:
 
 
 @torch.no_grad()
-def zero_shot(model, processor, files: list[Path], classes: list[str], template: str, batch_size: int,
-              device: torch.device) -> np.ndarray:
-    """Predicted class index of each image: cosine similarity to one prompt per class."""
+def clip_probabilities(model, processor, files: list[Path], classes: list[str], template: str, batch_size: int,
+                       device: torch.device) -> np.ndarray:
+    """(N, classes): CLIP's softmax over one prompt per class (its logit scale times cosine similarity)."""
     model.to(device)
     text = processor.tokenizer([template.format(c) for c in classes], padding=True, return_tensors="pt").to(device)
     prompts = _pooled(model.get_text_features(input_ids=text["input_ids"], attention_mask=text["attention_mask"]))
     prompts = prompts / prompts.norm(dim=-1, keepdim=True)
-    predicted = []
+    out = []
     for start in range(0, len(files), batch_size):
         images = []
         for f in files[start:start + batch_size]:
@@ -60,5 +60,11 @@ def zero_shot(model, processor, files: list[Path], classes: list[str], template:
         pixels = processor.image_processor(images=images, return_tensors="pt")["pixel_values"].to(device)
         embeds = _pooled(model.get_image_features(pixel_values=pixels))
         embeds = embeds / embeds.norm(dim=-1, keepdim=True)
-        predicted.append((embeds @ prompts.T).argmax(1).cpu())
-    return torch.cat(predicted).numpy() if predicted else np.zeros(0, dtype=np.int64)
+        out.append((model.logit_scale.exp() * embeds @ prompts.T).softmax(1).float().cpu())
+    return torch.cat(out).numpy() if out else np.zeros((0, len(classes)), dtype=np.float32)
+
+
+def zero_shot(model, processor, files: list[Path], classes: list[str], template: str, batch_size: int,
+              device: torch.device) -> np.ndarray:
+    """Predicted class index of each image: the prompt of highest cosine similarity."""
+    return clip_probabilities(model, processor, files, classes, template, batch_size, device).argmax(1)

@@ -1,4 +1,4 @@
-"""Test-set metrics: accuracy, macro-F1, per-class accuracy and the confusion matrix."""
+"""Test-set metrics: accuracy, balanced accuracy, macro-F1, per-class accuracy and the confusion matrix."""
 from __future__ import annotations
 
 import numpy as np
@@ -25,6 +25,8 @@ def score(y_true: np.ndarray, y_pred: np.ndarray, classes: list[str]) -> tuple[d
     per_class = {c: round(float(cm[i, i] / support[i]), 6) if support[i] else None for i, c in enumerate(classes)}
     metrics = {
         "accuracy": round(float((y_true == y_pred).mean()), 6),
+        # The mean of the per-class accuracies: what class imbalance does not hide.
+        "balanced_accuracy": round(float(np.mean([a for a in per_class.values() if a is not None])), 6),
         "macro_f1": round(macro_f1(cm), 6),
         "test_images": int(len(y_true)),
         "per_class_accuracy": per_class,

@@ -3,6 +3,8 @@
 The test images are drawn first; `d_original` is then filled from the rest, skipping any image
 whose perceptual hash is within `dedupe_distance` bits of a test image (of any class): web-scraped
 data is full of re-uploads and crops, and one of them on both sides inflates test accuracy.
+`imbalance` makes d_original long-tailed (the test set stays balanced): class c keeps
+original_per_class * imbalance^(c/(C-1)) images, a prefix of what the balanced split keeps.
 """
 from __future__ import annotations
 
@@ -40,11 +42,13 @@ def split(raw: Path, rows: list[dict], classes: tuple[str, ...], params: Split) 
 
     test_hashes = hashes([f for c in classes for f in test[c]])
     original, removed = {}, {}
+    sizes = dict(zip(classes, params.per_class(params.original_per_class, len(classes)))) \
+        if params.original_per_class else {}
     for c in classes:
         near = hamming_matrix(hashes(pool[c]), test_hashes).min(axis=1) <= params.dedupe_distance
         clean = [f for f, dup in zip(pool[c], near) if not dup]
         removed[c] = int(near.sum())
-        want = params.original_per_class or len(clean)
+        want = sizes.get(c) or len(clean)
         if len(clean) < want:
             raise DiffaugError(
                 f"class '{c}' has only {len(clean)} images left for d_original after the test split and "

@@ -26,6 +26,7 @@ from diffaug.errors import DiffaugError
 from diffaug.io import atomic_write_bytes, cache_dir, write_csv
 
 MANIFEST_COLUMNS = ["class", "file", "prompt", "seed", "model", "revision", "scheduler", "steps", "guidance"]
+LINEAGE_COLUMNS = ["parent", "parent_sha256", "strength"]  # img2img: the d_original image it started from
 
 
 @dataclass(frozen=True)
@@ -35,6 +36,9 @@ class Job:
     prompt: str
     seed: int
     weights: str = ""  # a fingerprint of per-class fine-tuned weights (DreamBooth, Textual Inversion)
+    parent: str = ""  # img2img: the real image it starts from (relative to data/original), and its hash
+    parent_sha256: str = ""
+    strength: Optional[float] = None  # img2img: how far the parent is noised (0: kept, 1: drawn anew)
 
     @property
     def file(self) -> str:
@@ -66,14 +70,17 @@ def plan(prompts: dict[str, list[str]], per_class: int, seed: int, weights: Opti
 
 
 def class_batches(jobs: list[Job], batch_size: int) -> list[list[Job]]:
-    by_class: dict[str, list[Job]] = {}
+    """Fixed slices of each class's jobs (of each strength: one pipeline call has one strength)."""
+    by_class: dict[tuple, list[Job]] = {}
     for j in jobs:
-        by_class.setdefault(j.label, []).append(j)
+        by_class.setdefault((j.label, j.strength), []).append(j)
     return [js[i:i + batch_size] for js in by_class.values() for i in range(0, len(js), batch_size)]
 
 
 def cache_key(job: Job, settings: Settings) -> str:
     identity = [job.prompt, job.seed] + ([job.weights] if job.weights else [])
+    if job.parent_sha256:  # the pixels of the parent, not its name, decide the image
+        identity += [job.parent_sha256, job.strength]
     payload = json.dumps({"job": identity, "settings": asdict(settings)}, sort_keys=True)
     return hashlib.sha256(payload.encode()).hexdigest()
 
@@ -91,18 +98,21 @@ def to_png(image: Image.Image, save_size: Optional[int]) -> bytes:
 
 def run_batch(pipe, jobs: list[Job], settings: Settings) -> list[Image.Image]:
     """One pipeline call: classifier-free guidance runs as one batched UNet call per step
-    (diffusers concatenates the unconditional and conditional halves)."""
+    (diffusers concatenates the unconditional and conditional halves). Jobs with a parent go
+    through an img2img pipeline (`pipe.start_images` loads their parents)."""
     # One generator per image: its starting noise does not depend on the rest of the batch.
     generators = [torch.Generator(device="cpu").manual_seed(j.seed) for j in jobs]
+    size = {"height": settings.height, "width": settings.width}
+    if jobs[0].parent:
+        size = {"image": pipe.start_images(jobs), "strength": jobs[0].strength}
     out = pipe(
         prompt=[j.prompt for j in jobs],
         negative_prompt=[settings.negative_prompt] * len(jobs) if settings.negative_prompt else None,
         num_inference_steps=settings.steps,
         guidance_scale=settings.guidance,
-        height=settings.height,
-        width=settings.width,
         generator=generators,
         output_type="pil",
+        **size,
     )
     return out.images
 
@@ -164,11 +174,14 @@ def generate(pipe, jobs: list[Job], settings: Settings, batch_size: int,
 def collect(jobs: list[Job], settings: Settings, out: Path, meta: dict, cache: Optional[Path] = None) -> list[dict]:
     """Copy the cached images into `out/<class>/<index>.png` and return the manifest rows."""
     rows = []
+    lineage = any(j.parent for j in jobs)
     for job in jobs:
         data = cached_path(cache_key(job, settings), cache).read_bytes()
         (out / job.label).mkdir(parents=True, exist_ok=True)
         (out / job.file).write_bytes(data)
         rows.append({"class": job.label, "file": job.file, "prompt": job.prompt, "seed": job.seed,
                      "scheduler": settings.scheduler, "steps": settings.steps, "guidance": settings.guidance, **meta})
-    write_csv(out / "manifest.csv", rows, MANIFEST_COLUMNS)
+        if lineage:
+            rows[-1].update(parent=job.parent, parent_sha256=job.parent_sha256, strength=job.strength)
+    write_csv(out / "manifest.csv", rows, MANIFEST_COLUMNS + (LINEAGE_COLUMNS if lineage else []))
     return rows

@@ -14,7 +14,7 @@ from tqdm import tqdm
 
 from diffaug.config import Generate
 from diffaug.device import Cost, pick_device
-from diffaug.diffusion.generate import Settings, cache_key, cached_path, collect, generate, plan
+from diffaug.diffusion.generate import Job, Settings, cache_key, cached_path, collect, generate, plan
 from diffaug.diffusion.pipeline import fingerprint, model_meta, pick_dtype, speed_up
 from diffaug.diffusion.tiny.tokenizer import unknown_words
 from diffaug.errors import DiffaugError
@@ -45,13 +45,14 @@ def vocabulary_check(source: dict, prompts: dict[str, list[str]]) -> list[str]:
 
 def synthesize(name: str, prompts: dict[str, list[str]], params: Generate, source: dict, method: str,
                load: Callable[[torch.device, torch.dtype], object], weights: Optional[dict[str, str]] = None,
-               switch: Optional[Callable[[object, str], None]] = None) -> dict:
+               switch: Optional[Callable[[object, str], None]] = None, jobs: Optional[list[Job]] = None) -> dict:
     """Make data/synthetic/<name>/<class>/<index>.png + manifest, metrics/generate/<name>.json and the
     sample grid plots/samples/<name>.png for one source drawn by the base model `source` (models/base's
     source.json), fine-tuned by `method` if not empty; `load` builds the pipeline.
 
     Fine-tuned sources pass `weights` (a fingerprint per class, part of each image's cache key) and
-    `switch`, which puts a class's weights into the pipeline.
+    `switch`, which puts a class's weights into the pipeline. img2img sources pass their `jobs`
+    (with parents); the others get `params.per_class` jobs per class.
     """
     from accelerate import PartialState
 
@@ -62,7 +63,7 @@ def synthesize(name: str, prompts: dict[str, list[str]], params: Generate, sourc
     state = PartialState()
     device = state.device if state.num_processes > 1 else pick_device(params.device)
     dtype = pick_dtype(device, params.dtype)
-    jobs = plan(prompts, params.per_class, params.seed, weights)
+    jobs = jobs or plan(prompts, params.per_class, params.seed, weights)
     settings = Settings(model=model_id, scheduler=params.scheduler, steps=params.steps, guidance=params.guidance,
                         negative_prompt=params.negative_prompt, height=params.resolution, width=params.resolution,
                         save_size=params.save_size, dtype=str(dtype).removeprefix("torch."))

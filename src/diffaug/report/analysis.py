@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from diffaug.report.balance import BalanceResult, balance_results
 from diffaug.report.experiments import Experiments
 from diffaug.report.fid import FidTable, fid_table
 from diffaug.report.findings import findings
@@ -19,6 +20,7 @@ class Study:
     fid: FidTable
     clip: float | None  # zero-shot CLIP test accuracy
     findings: list[str]
+    balance: list[BalanceResult]  # the class-imbalance experiment (mix.mode: balance)
 
 
 def _clip(exps: Experiments) -> float | None:
@@ -32,4 +34,5 @@ def _clip(exps: Experiments) -> float | None:
 def analyse(exps: Experiments) -> Study:
     pts, names = points(exps.runs), classes(exps.runs)
     add, rep, clip = adding(pts), replacing(pts), _clip(exps)
-    return Study(exps, pts, names, add, rep, fid_table(exps.runs, names), clip, findings(pts, add, rep, clip))
+    return Study(exps, pts, names, add, rep, fid_table(exps.runs, names), clip, findings(pts, add, rep, clip),
+                 balance_results(pts))

@@ -187,10 +187,34 @@ def fid_figure(table: FidTable, path: Path) -> Path | None:
     return _save(fig, path)
 
 
+def balance_figure(results, out: Path) -> Path | None:
+    """Balanced test accuracy: the imbalanced real images alone against them balanced with each source."""
+    if not results:
+        return None
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(2.0 + 1.6 * len(results), 3.6), layout="constrained")
+    for i, res in enumerate(results):
+        alone, balanced, _ = res.balanced
+        for j, (stat, colour, name) in enumerate(((alone, "black", "imbalanced only"),
+                                                  (balanced, "tab:blue", "balanced with synthetic"))):
+            ax.bar(i + (j - 0.5) * 0.38, stat.mean * 100, width=0.36, color=colour, alpha=0.8,
+                   yerr=(stat.ci95 or 0.0) * 100, capsize=4, label=name if i == 0 else None)
+    ax.set_xticks(range(len(results)), [f"{r.point.source}\n(imbalance {r.ratio}, {r.point.regime})" for r in results])
+    ax.set_ylabel("balanced test accuracy (%)")
+    ax.set_title("Class-imbalance filling")
+    ax.legend(loc="lower right", fontsize="small")
+    ax.grid(axis="y", alpha=0.3)
+    fig.text(0.01, 0.005, "error bars: " + CI_NOTE.split(";")[0].removeprefix("error bars and bands: "), fontsize=7)
+    fig.savefig(out, dpi=DPI)
+    plt.close(fig)
+    return out
+
+
 def write_figures(study: Study, out: Path) -> list[Path]:
     pts, style, names = study.points, styles(study.points), regimes(study.points)
     written = [accuracy_figure(pts, names, style, study.clip, out / "accuracy_vs_p.png")]
     written += [accuracy_figure(pts, [r], style, study.clip, out / f"accuracy_vs_p_{r}.png") for r in names]
     written += [class_figure(pts, r, study.classes, style, out / f"class_accuracy_{r}.png") for r in names]
     written.append(fid_figure(study.fid, out / "fid_per_class.png"))
+    written.append(balance_figure(study.balance, out / "balanced_accuracy.png"))
     return [p for p in written if p is not None]

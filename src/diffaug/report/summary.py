@@ -8,6 +8,7 @@ from pathlib import Path
 
 from diffaug.errors import DiffaugError
 from diffaug.report.analysis import Study, analyse
+from diffaug.report.balance import BalanceResult
 from diffaug.report.experiments import Experiments, NotRun
 from diffaug.report.fid import OVERALL, FidTable
 from diffaug.report.figures import CI_NOTE, write_figures
@@ -46,6 +47,16 @@ def summary_json(study: Study) -> dict:
                 "per_class": {c: round(v, DIGITS) for c, v in per_class.items()},
                 "experiments": sorted(r.name for r in pt.runs)}
 
+    def balance(res: BalanceResult) -> dict:
+        alone, balanced, d = res.balanced
+        return {"source": res.point.source, "imbalance": res.ratio, "regime": res.point.regime,
+                "balanced_accuracy": {"imbalanced_only": _stat_json(alone), "balanced": _stat_json(balanced),
+                                      "difference": _stat_json(d) if d else None},
+                "per_class": {c: {"imbalanced_only": _round(a.mean) if a else None,
+                                  "balanced": _round(b.mean) if b else None,
+                                  "difference": _stat_json(x) if x else None}
+                              for c, (a, b, x) in res.per_class().items()}}
+
     def diff(d: Difference) -> dict:
         return {**_where_json(d.point), "against": {"source": d.against.source, "p": d.against.p},
                 **_stat_json(d.stat)}
@@ -60,6 +71,7 @@ def summary_json(study: Study) -> dict:
         "fid": {"extractor": study.fid.extractor, "sources": study.fid.results},
         "clip": study.clip,
         "findings": study.findings,
+        "balance": [balance(res) for res in study.balance],
     }
 
 
@@ -147,6 +159,37 @@ def _fid_lines(table: FidTable) -> list[str]:
     return out + [""]
 
 
+def _verdict(diff: Stat | None) -> str:
+    if diff is None:
+        return "not measured (no seed has both runs)"
+    if diff.sign() is None:
+        return f"{interval(diff)}: one seed, so no verdict; run more seeds"
+    return {1: "balancing helped", -1: "balancing hurt", 0: "no clear difference"}[diff.sign()] + \
+        f" ({interval(diff)} points of balanced accuracy, n = {diff.n})"
+
+
+def _balance_lines(results: list[BalanceResult]) -> list[str]:
+    if not results:
+        return []
+    out = ["## Class-imbalance filling", "",
+           "An imbalanced `d_original` (`split.imbalance`) alone against the same real images with every class "
+           "topped up by synthetic ones to the largest class (`mix.mode=balance`). Test accuracy in %, mean ± 95% "
+           "CI over seeds; differences paired by seed. Balanced accuracy is the mean of the per-class accuracies.",
+           "", "![balanced accuracy](balanced_accuracy.png)", ""]
+    for res in results:
+        alone, balanced, diff = res.balanced
+        out += [f"### {res.point.source}, imbalance {res.ratio}, {res.point.regime}: {_verdict(diff)}", "",
+                "| | imbalanced only | balanced with " + res.point.source + " | difference (points) [95% CI] |",
+                "|---|---|---|---|",
+                f"| **balanced accuracy** | {_cell(alone)} | {_cell(balanced)} | {interval(diff) if diff else ''} |",
+                f"| accuracy | {_cell(res.against.accuracy)} | {_cell(res.point.accuracy)} | "
+                f"{interval(res.accuracy) if res.accuracy else ''} |"]
+        for c, (a, b, d) in res.per_class().items():
+            out.append(f"| {c} | {_cell(a) if a else ''} | {_cell(b) if b else ''} | {interval(d) if d else ''} |")
+        out.append("")
+    return out
+
+
 def _not_run_lines(not_run: list[NotRun]) -> list[str]:
     if not not_run:
         return []
@@ -187,6 +230,7 @@ def summary_md(study: Study, figures: list[str]) -> str:
         lines_ += [line for f in class_figures for line in (f"![class-wise accuracy]({f})", "")]
         lines_ += _class_change_lines(rep, study.classes)
     lines_ += _fid_lines(study.fid)
+    lines_ += _balance_lines(study.balance)
     if study.clip is not None:
         lines_ += ["## Zero-shot CLIP", "", f"{pct(study.clip)}% test accuracy.", ""]
     lines_ += _not_run_lines(exps.not_run)

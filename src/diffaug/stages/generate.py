@@ -16,7 +16,7 @@ def main() -> None:
     name = sys.argv[1]
     params = load_params()
     params.sources.entry("txt2img", name)
-    g = params.generate
+    g = params.generate.model_copy(update={"per_class": params.made_count(name)})  # + candidates for its filters
     source = read_source()
     prompts = prompts_by_class(read_json("data/prompts.json"))
     synthesize(name, prompts, g, source, "",

@@ -19,6 +19,7 @@ def main() -> None:
     params = load_params()
     params.sources.entry("finetuned", name, method="dreambooth")
     g, classes = params.generate, list(params.classes)
+    g = g.model_copy(update={"per_class": params.made_count(name)})  # with the candidates its filters ask for
     root, _, weights = finetuned_models("dreambooth", classes)
     source = read_source()
     synthesize(name, generation_prompts(params.dreambooth.prompt, classes), g, source, "dreambooth",

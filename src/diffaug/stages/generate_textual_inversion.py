@@ -18,6 +18,7 @@ def main() -> None:
     params = load_params()
     params.sources.entry("finetuned", name, method="textual_inversion")
     g, classes = params.generate, list(params.classes)
+    g = g.model_copy(update={"per_class": params.made_count(name)})  # with the candidates its filters ask for
     root, trained, weights = finetuned_models("textual_inversion", classes)
     source = read_source()
 

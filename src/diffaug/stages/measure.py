@@ -52,6 +52,12 @@ def main() -> None:
         stage = params.sources.stage(source) if source in params.sources.names() else "the stage that writes it"
         raise DiffaugError(f"{folder} does not exist; produce it with `dvc repro {stage}`.")
     original, meta = load_features(FEATURES)  # d_original's features and classes, from fid_reference
+    few = {c: len(fs) for c, fs in folder_files(folder, meta["classes"]).items() if len(fs) < 2}
+    if few:  # FID and KID need two images a class: say so before any work
+        more = f"raise sources.filtered.{source}.candidates or lower filter.threshold" \
+            if source in params.sources.filtered else "generate more"
+        raise DiffaugError(f"{folder} has fewer than 2 images of class {', '.join(f'{c} ({n})' for c, n in few.items())}"
+                           f" (FID and KID need 2 a class); {more}.")
     recognise = recognised(params, folder, meta["classes"])
     write_json(f"metrics/recognise/{source}.json", recognise)
     fid = distances(params, folder, source, original, meta)

@@ -3,10 +3,21 @@ from pathlib import Path
 
 from diffaug.cli import run
 from diffaug.config import load_params
-from diffaug.data.mix import MIXED_COLUMNS, mix_class, synthetic_files
+from diffaug.data.mix import MIXED_COLUMNS, mix_class, parents_of, synthetic_files
 from diffaug.io import atomic_dir, read_csv, read_json, sha256_file, write_csv, write_json
 
 ORIGINAL, SYNTHETIC, MIXED = Path("data/original"), Path("data/synthetic"), Path("data/mixed")
+
+
+def more_of(params, source: str) -> str:
+    """How to get more images of `source`, in words (for mix's error)."""
+    kind = params.sources.kinds().get(source)
+    if kind == "filtered":
+        return (f"raise sources.filtered.{source}.candidates (or {params.source_count(source, 1)[1]}) or lower the "
+                "filter's threshold")
+    if kind == "img2img":
+        return "raise img2img.per_class or img2img.per_image"
+    return "raise generate.per_class"
 
 
 def main() -> None:
@@ -18,6 +29,9 @@ def main() -> None:
     real = {c: [str(ORIGINAL / r["file"]) for r in original if r["class"] == c] for c in classes}
     synthetic = {} if params.source == "none" else \
         synthetic_files(SYNTHETIC, params.source, classes, all_params.sources.stage(params.source))
+    parents = {} if params.source == "none" else parents_of(SYNTHETIC, params.source, ORIGINAL)
+    largest = max(len(files) for files in real.values())
+    hint = more_of(all_params, params.source)
 
     # The manifests carry each file's hash, so `train` reruns if any image it uses changes.
     def rows(pairs, c):
@@ -25,7 +39,7 @@ def main() -> None:
 
     train, val, counts = [], [], {}
     for c in classes:
-        t, v = mix_class(c, real[c], synthetic.get(c, []), params)
+        t, v = mix_class(c, real[c], synthetic.get(c, []), params, parents, largest, hint)
         train += rows(t, c)
         val += rows(v, c)
         counts[c] = {"original": sum(o == "original" for _, o in t), "synthetic": sum(o == "synthetic" for _, o in t),
@@ -37,7 +51,8 @@ def main() -> None:
         write_json(out / "report.json", counts)
     synthetic_images = sum(r["origin"] == "synthetic" for r in train)
     # One line that says what trained the model: `none` at p > 0 adds nothing, a source at p = 0 neither.
-    composition = f"{len(train) - synthetic_images} real + {synthetic_images} {params.source} (p = {params.p:g})"
+    how = "balanced" if params.mode == "balance" else f"p = {params.p:g}"
+    composition = f"{len(train) - synthetic_images} real + {synthetic_images} {params.source} ({how})"
     report = {
         "composition": composition,
         "source": params.source,
