@@ -110,7 +110,15 @@ def test_study_queues_runs_and_reports_in_a_real_repo(tmp_path):
     assert all(v[:2] == ("frozen", 2) and v[2]["epochs"] == 2 for v in ok.values())
     assert ok[("vanilla", 1.0)][2]["accuracy"] == pytest.approx(0.8)
     status = subprocess.run(["dvc", "queue", "status"], cwd=repo, env=env, capture_output=True, text=True).stdout
-    assert "Worker status: 0 active, 0 idle" in status or "0 active" in status  # workers stopped
+    assert "0 active" in status  # no worker left running an experiment
+
+    # A second study in the same repo runs every experiment: the first left no `queue stop` behind that
+    # would stop the next worker after one experiment.
+    proc = subprocess.run([sys.executable, "-m", "diffaug.study", "--sources", "vanilla", "--p", "0.5", "--seeds", "1",
+                           "--no-randaugment", "--no-report"], cwd=repo, env=env, capture_output=True, text=True,
+                          timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert "2 experiments succeeded" in proc.stderr
 
 
 @pytest.mark.parametrize("study, key", [

@@ -211,8 +211,12 @@ def main(argv: Optional[list[str]] = None) -> None:
     dvc("queue", "start", "-j", str(study.jobs))
     try:
         result = wait(names)
-    finally:
-        dvc("queue", "stop", check=False)  # the workers would otherwise idle on
+    except BaseException:
+        # Interrupted: stop the workers. Not after a normal end: DVC's workers leave by themselves once
+        # idle, and a `queue stop` that no worker receives stays in the queue and stops the next
+        # `dvc queue start` after its first experiment.
+        dvc("queue", "stop", check=False)
+        raise
     failed = sorted((task, name) for name, (task, s) in result.items() if s == "Failed")
     if not a.no_report and importlib.util.find_spec("diffaug.report"):
         subprocess.run([sys.executable, "-m", "diffaug.report"], check=False)
