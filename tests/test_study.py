@@ -183,3 +183,13 @@ def test_every_experiment_of_the_default_study_has_valid_params(monkeypatch, cap
     for point in points:
         params = parse_params(with_sets(raw, point))
         assert params.train.seed == params.mix.seed == point["train.seed"]
+
+
+def test_workers_share_the_cores_only_when_several_run(monkeypatch):
+    from diffaug.study import worker_env
+
+    monkeypatch.setattr("os.cpu_count", lambda: 8)
+    assert "OMP_NUM_THREADS" not in worker_env(1, {})
+    assert worker_env(2, {})["OMP_NUM_THREADS"] == "4"
+    assert worker_env(16, {})["OMP_NUM_THREADS"] == "1"
+    assert worker_env(2, {"OMP_NUM_THREADS": "3"})["OMP_NUM_THREADS"] == "3"  # the user's choice stands

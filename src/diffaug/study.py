@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import copy
 import importlib.util
+import os
 import re
 import subprocess
 import sys
@@ -160,6 +161,24 @@ def wait(names: list[str], poll: float = POLL_SECONDS, patience: int = 3) -> dic
         time.sleep(poll)
 
 
+def worker_env(jobs: int, env: Optional[dict] = None) -> dict:
+    """The environment of the queue's workers: with several experiments at once on a machine without a
+    GPU, each gets its share of the cores (OMP_NUM_THREADS, which torch reads), so that they overlap
+    DVC's single-threaded work per experiment instead of fighting over the same cores."""
+    env = dict(os.environ if env is None else env)
+    if jobs > 1 and "OMP_NUM_THREADS" not in env:
+        env["OMP_NUM_THREADS"] = str(max(1, (os.cpu_count() or 1) // jobs))
+    return env
+
+
+def start_workers(jobs: int) -> None:
+    proc = subprocess.run(["dvc", "queue", "start", "-j", str(jobs)], capture_output=True, text=True,
+                          env=worker_env(jobs))
+    if proc.returncode:
+        last = (proc.stderr.strip() or proc.stdout.strip() or "no output").splitlines()[-1]
+        raise DiffaugError(f"`dvc queue start -j {jobs}` failed ({last}); fix that and run the study again.")
+
+
 def up_to_date() -> None:
     """Run the pipeline once at the workspace's params, so every experiment restores the shared stages
     (data, base model, fine-tuning, generation, FID) from the DVC cache instead of recomputing them."""
@@ -208,7 +227,7 @@ def main(argv: Optional[list[str]] = None) -> None:
     up_to_date()
     names = queue(sweeps)
     print(f"study: queued {len(names)} of {count} experiments; running {study.jobs} at a time", file=sys.stderr)
-    dvc("queue", "start", "-j", str(study.jobs))
+    start_workers(study.jobs)
     try:
         result = wait(names)
     except BaseException:
