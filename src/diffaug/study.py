@@ -23,6 +23,7 @@ import os
 import re
 import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -172,10 +173,15 @@ def worker_env(jobs: int, env: Optional[dict] = None) -> dict:
 
 
 def start_workers(jobs: int) -> None:
-    proc = subprocess.run(["dvc", "queue", "start", "-j", str(jobs)], capture_output=True, text=True,
-                          env=worker_env(jobs))
+    # Output to a file, not a pipe: the workers DVC spawns inherit it, and reading a pipe would wait
+    # until the last of them leaves, i.e. until the whole queue has run.
+    with tempfile.TemporaryFile("w+") as out:
+        proc = subprocess.run(["dvc", "queue", "start", "-j", str(jobs)], stdout=out, stderr=subprocess.STDOUT,
+                              env=worker_env(jobs))
+        out.seek(0)
+        text = out.read()
     if proc.returncode:
-        last = (proc.stderr.strip() or proc.stdout.strip() or "no output").splitlines()[-1]
+        last = (text.strip() or "no output").splitlines()[-1]
         raise DiffaugError(f"`dvc queue start -j {jobs}` failed ({last}); fix that and run the study again.")
 
 
