@@ -10,7 +10,7 @@ import torch
 from PIL import Image
 
 from diffaug import device as device_module
-from diffaug.classify.train import to_device
+from diffaug.classify.data import Loader, fits_on_device
 from diffaug.device import autocast_dtype, pick_device
 from diffaug.diffusion import pipeline as pipeline_module
 from diffaug.diffusion.generate import Settings, cache_key, cached_path, generate, plan
@@ -121,11 +121,49 @@ def test_speed_up_on_cpu_only_moves():
     pipe.enable_model_cpu_offload.assert_not_called()
 
 
-def test_to_device_pins_only_for_cuda():
-    x = torch.arange(6, dtype=torch.uint8)
-    assert torch.equal(to_device(x, torch.device("cpu")), x)
-    fake = mock.MagicMock()  # stands for a CPU tensor: pinning needs a CUDA driver
-    fake.pin_memory.return_value = fake
-    to_device(fake, CUDA)
-    fake.pin_memory.assert_called_once()
-    fake.to.assert_called_once_with(CUDA, non_blocking=True)
+def test_dataset_on_the_gpu_only_when_it_fits(monkeypatch):
+    gib = 2**30
+    monkeypatch.setattr(torch.cuda, "mem_get_info", lambda device=None: (80 * gib, 80 * gib))
+    assert fits_on_device(int(0.9 * gib), CUDA)  # 7,000 images at 224 px on an 80 GB card
+    monkeypatch.setattr(torch.cuda, "mem_get_info", lambda device=None: (2 * gib, 16 * gib))
+    assert not fits_on_device(int(0.9 * gib), CUDA)  # a busy or small card: the pinned host buffer
+    assert fits_on_device(10 * gib, torch.device("cpu"))
+
+
+def test_host_buffer_is_pinned_once_and_reused(monkeypatch):
+    """Off the device, batches go through one page-locked buffer allocated once, copied asynchronously,
+    and the next batch waits for the previous copy (not for the GPU's work) before reusing it."""
+    images, labels = torch.arange(10 * 3 * 2 * 2, dtype=torch.uint8).view(10, 3, 2, 2), torch.arange(10)
+    empty, pinned = torch.empty, []
+    monkeypatch.setattr(torch, "empty", lambda *a, pin_memory=False, **k: pinned.append(pin_memory) or empty(*a, **k))
+    events = []
+
+    class Event:
+        def record(self):
+            events.append("record")
+
+        def synchronize(self):
+            events.append("wait")
+
+    monkeypatch.setattr(torch.cuda, "Event", Event)
+    copies = []
+    monkeypatch.setattr(torch.Tensor, "to", lambda t, *a, **k: copies.append(k) or t.clone())
+    loader = Loader(images, labels, CUDA, batch_size=4, resident=False)
+    for idx in (torch.tensor([3, 1, 7, 0]), torch.tensor([9, 2])):
+        x, y = loader(idx)
+        assert torch.equal(x, images[idx]) and torch.equal(y, labels[idx])
+    assert pinned == [True, True]  # images and labels, once
+    assert loader.buffer.shape == (4, 3, 2, 2)
+    assert events == ["record", "wait", "record"]
+    assert all(k == {"non_blocking": True} for k in copies)
+
+
+def test_resident_dataset_is_copied_once():
+    images, labels = torch.randint(0, 255, (6, 3, 4, 4), dtype=torch.uint8), torch.arange(6)
+    loader = Loader(images, labels, torch.device("cpu"), batch_size=4, resident=True)
+    x, y = loader(torch.tensor([5, 0]))
+    assert torch.equal(x, images[[5, 0]]) and torch.equal(y, labels[[5, 0]])
+    buffered = Loader(images, labels, torch.device("cpu"), batch_size=4, resident=False)
+    a, _ = buffered(torch.tensor([1, 2]))
+    buffered(torch.tensor([3, 4]))
+    assert torch.equal(a, images[[1, 2]])  # a batch handed out is not overwritten by the next
