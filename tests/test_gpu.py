@@ -33,8 +33,8 @@ class FakePipe:
         self.calls.append(len(prompt))
         if len(prompt) > self.fits:
             raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
-        images = [Image.fromarray((torch.rand(8, 8, 3, generator=g) * 255).to(torch.uint8).numpy()) for g in generator]
-        return SimpleNamespace(images=images)
+        # output_type="pt": (N,3,H,W) floats in [0, 1]
+        return SimpleNamespace(images=torch.stack([torch.rand(3, 8, 8, generator=g) for g in generator]))
 
 
 def pixels(jobs, cache):
