@@ -167,3 +167,38 @@ def test_resident_dataset_is_copied_once():
     a, _ = buffered(torch.tensor([1, 2]))
     buffered(torch.tensor([3, 4]))
     assert torch.equal(a, images[[1, 2]])  # a batch handed out is not overwritten by the next
+
+
+KEYS = ["generate_images_per_second", "dreambooth_steps_per_second", "textual_inversion_steps_per_second",
+        "classifier_images_per_second"]
+
+
+@pytest.mark.slow
+def test_gpu_benchmark_smoke_writes_every_key(tmp_path):
+    """`benchmarks/gpu.py --smoke` is the GPU benchmark at tiny sizes: on this CPU it must run every
+    measurement through the real code paths and write each key with its settings."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    from helpers import REPO
+
+    out = tmp_path / "gpu.json"
+    env = {**os.environ, "PYTHONPATH": str(REPO / "src")}
+    proc = subprocess.run([sys.executable, "benchmarks/gpu.py", "--smoke", "--device", "cpu", "--out", str(out)],
+                          cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    results = json.loads(out.read_text())
+    assert results["smoke"] is True and results["device"] == "cpu"
+    for key in KEYS:
+        rows = results[key]
+        assert rows and key in proc.stdout  # the printed table too
+        for row in rows:
+            assert "error" not in row, row
+            assert "skipped" in row or (row.get("images_per_second") or row.get("steps_per_second") or 0) > 0
+    dreambooth = {(r["mode"], r["gradient_checkpointing"]) for r in results["dreambooth_steps_per_second"]}
+    assert dreambooth == {("full", False), ("full", True), ("lora", False), ("lora", True)}
+    paths = {(r["data_path"], r["augment"]) for r in results["classifier_images_per_second"]}
+    assert paths == {(p, a) for p in ("old", "new") for a in ("standard", "randaugment")}
+    assert any(r.get("largest_that_fits") for r in results["generate_images_per_second"])
