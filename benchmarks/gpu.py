@@ -7,6 +7,7 @@ encoder configs are written below) and torchvision's ResNet-18 (weights=None): s
 on the weights. It measures, through the project's own code paths:
   - txt2img images/s at 512 px: batch 1, 8 and the largest that fits (up to --max-batch), 25
     DPM-Solver++ steps, guidance 7.5 (CFG batched), bf16/fp16, SDPA; on CUDA also with torch.compile;
+    and at batch 8 including PNG writing, serial (before issue 15) and overlapped;
   - DreamBooth steps/s (full and LoRA, each with and without gradient checkpointing; prior
     preservation on, the paper profile's batch size);
   - Textual Inversion steps/s;
@@ -32,12 +33,12 @@ from typing import Callable
 import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
-from baseline import old_fit_epochs  # noqa: E402
+from baseline import old_fit_epochs, old_generate  # noqa: E402
 
 from diffaug.classify.model import build_model  # noqa: E402
 from diffaug.classify.train import fit, seed_everything  # noqa: E402
 from diffaug.device import device_name, pick_device  # noqa: E402
-from diffaug.diffusion.generate import Settings, plan, run_batch  # noqa: E402
+from diffaug.diffusion.generate import Settings, generate, plan, run_batch  # noqa: E402
 from diffaug.diffusion.pipeline import pick_dtype, set_scheduler, speed_up  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
@@ -71,9 +72,9 @@ SMOKE = {
 # Sizes of each measurement: (real, smoke).
 SIZES = {
     "resolution": (512, 16), "steps": (25, 2), "batches": ((1, 8), (1, 2)), "rounds": (3, 1),
-    "dreambooth_steps": (40, 2), "ti_steps": (60, 2), "finetune_resolution": (512, 16),
-    "classifier_images": (2048, 32), "classifier_size": (224, 32), "classifier_batch": (512, 16),
-    "classifier_epochs": (2, 1),
+    "dreambooth_steps": (40, 1), "ti_steps": (60, 1), "finetune_resolution": (512, 16),
+    "classifier_images": (2048, 16), "classifier_size": (224, 16), "classifier_batch": (512, 8),
+    "classifier_epochs": (2, 1), "classifier_warmup": (True, False),
 }
 
 
@@ -172,6 +173,21 @@ def generation(template, device: torch.device, size: int, max_batch: int) -> lis
             if fitted:  # "max_batch_reached": --max-batch stopped the search, not the memory
                 fitted[-1].update(largest_that_fits=True, max_batch_reached=b > max_batch)
             rows += fitted
+            # Generation with its PNG writing: on the main thread between batches (before issue 15)
+            # or in threads overlapping the next batch (now).
+            b = batches[-1]
+            for writing, fn in (("serial", old_generate), ("overlapped", None)):
+                def write_run(fn=fn) -> dict:
+                    with tempfile.TemporaryDirectory() as cache:
+                        start = time.perf_counter()
+                        if fn:
+                            fn(pipe, jobs[:b * rounds], settings, b, Path(cache))
+                        else:
+                            generate(pipe, jobs[:b * rounds], settings, b, cache=Path(cache))
+                        seconds = time.perf_counter() - start
+                    return {"images_per_second": round(b * rounds / seconds, 3)}
+
+                rows.append(guarded(device, {**base, "batch_size": b, "png_writing": writing}, write_run))
         del pipe
     if device.type != "cuda":
         rows.append({"compile": True, "skipped": "speed_up compiles the UNet on CUDA only"})
@@ -263,7 +279,8 @@ def classifier(device: torch.device, size: int) -> list[dict]:
                     if device.type == "cuda":
                         torch.cuda.synchronize(device)
 
-                once(cfg.model_copy(update=dict(epochs=1)))  # warm-up: cuDNN autotuning, compiling
+                if SIZES["classifier_warmup"][size]:
+                    once(cfg.model_copy(update=dict(epochs=1)))  # warm-up: cuDNN autotuning, compiling
                 start = time.perf_counter()
                 once(cfg)
                 seconds = time.perf_counter() - start
@@ -288,6 +305,7 @@ def table(results: dict) -> str:
                                           "seconds_per_image", "error", "skipped"))
             tail = row.get("error") or row.get("skipped") or f"{rate}/s, peak {row.get('peak_memory_gb')} GB"
             lines.append(f"  {what}: {tail}")
+    lines.append(f"\n{results['seconds']} s in all; per section: {results['section_seconds']}")
     return "\n".join(lines)
 
 
@@ -305,14 +323,21 @@ def main() -> None:
         torch.backends.cuda.matmul.allow_tf32 = True  # what fp32 parts of a real run would use too
     results = {"device": device_name(device), "torch": torch.__version__, "smoke": args.smoke,
                "machine": platform.processor() or platform.machine()}
-    start = time.perf_counter()
+    start, sections = time.perf_counter(), {}
+
+    def timed(key: str, fn: Callable[[], list]) -> None:
+        t = time.perf_counter()
+        results[key] = fn()
+        sections[key] = round(time.perf_counter() - t, 1)
+
     with tempfile.TemporaryDirectory() as tmp:
         template = build_pipeline(SMOKE if args.smoke else SD15, Path(tmp) / "tokenizer")
-        results["generate_images_per_second"] = generation(template, device, size, max_batch)
-        results["dreambooth_steps_per_second"] = dreambooth(template, device, size)
-        results["textual_inversion_steps_per_second"] = textual_inversion(template, device, size)
-    results["classifier_images_per_second"] = classifier(device, size)
+        timed("generate_images_per_second", lambda: generation(template, device, size, max_batch))
+        timed("dreambooth_steps_per_second", lambda: dreambooth(template, device, size))
+        timed("textual_inversion_steps_per_second", lambda: textual_inversion(template, device, size))
+    timed("classifier_images_per_second", lambda: classifier(device, size))
     results["seconds"] = round(time.perf_counter() - start, 1)
+    results["section_seconds"] = sections
     print(table(results))
     if args.out:
         args.out.write_text(json.dumps(results, indent=2) + "\n")
