@@ -10,7 +10,7 @@ import torch
 from PIL import Image
 
 from diffaug import device as device_module
-from diffaug.classify.data import Loader, fits_on_device
+from diffaug.classify.data import Loader, fits_on_device, to_device
 from diffaug.device import autocast_dtype, pick_device
 from diffaug.diffusion import pipeline as pipeline_module
 from diffaug.diffusion.generate import Settings, cache_key, cached_path, generate, plan
@@ -119,6 +119,16 @@ def test_speed_up_on_cpu_only_moves():
     pipe.vae.enable_slicing.assert_not_called()
     pipe.vae.enable_tiling.assert_not_called()
     pipe.enable_model_cpu_offload.assert_not_called()
+
+
+def test_small_tensors_reach_the_gpu_without_a_host_sync():
+    x = torch.arange(6)
+    assert torch.equal(to_device(x, torch.device("cpu")), x)
+    fake = mock.MagicMock()  # stands for a CPU tensor: pinning needs a CUDA driver
+    fake.pin_memory.return_value = fake
+    to_device(fake, CUDA)
+    fake.pin_memory.assert_called_once()
+    fake.to.assert_called_once_with(CUDA, non_blocking=True)
 
 
 def test_dataset_on_the_gpu_only_when_it_fits(monkeypatch):

@@ -1,6 +1,7 @@
 """Images for the classifier: decoded once into uint8 tensors, augmented as tensors per batch."""
 from __future__ import annotations
 
+import functools
 import io
 from pathlib import Path
 
@@ -50,11 +51,26 @@ def load_manifest_images(rows: list[dict], classes: list[str], size: int, root: 
     return torch.from_numpy(images).permute(0, 3, 1, 2).contiguous(), labels
 
 
+@functools.lru_cache(maxsize=None)
+def _statistics(device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    # Made once per device: a tensor built from a list on a GPU is a blocking copy.
+    return (torch.tensor(IMAGENET_MEAN, device=device).view(1, 3, 1, 1),
+            torch.tensor(IMAGENET_STD, device=device).view(1, 3, 1, 1))
+
+
 def normalize(batch: torch.Tensor) -> torch.Tensor:
     """uint8 (N,3,H,W) -> float, ImageNet statistics (what torchvision's pretrained weights expect)."""
-    mean = torch.tensor(IMAGENET_MEAN, device=batch.device).view(1, 3, 1, 1)
-    std = torch.tensor(IMAGENET_STD, device=batch.device).view(1, 3, 1, 1)
+    mean, std = _statistics(batch.device)
     return (batch.float() / 255.0 - mean) / std
+
+
+def to_device(x: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """A small CPU tensor (indices, random offsets) to `device` without waiting for the GPU: from
+    pageable memory a CUDA copy synchronises the stream; from pinned memory (torch caches those
+    blocks) it is queued behind the running step."""
+    if device.type == "cuda":
+        return x.pin_memory().to(device, non_blocking=True)
+    return x.to(device)
 
 
 # RandAugment draws one op sequence per group of this many images (see Augment).
@@ -68,11 +84,11 @@ def crop_flip(x: torch.Tensor, hflip: bool, g: torch.Generator) -> torch.Tensor:
     dy, dx, then the flips from `g`, as the per-image version did, so a seed gives the same pixels."""
     n, c, h, w = x.shape
     pad = max(1, h // 8)
-    dy = torch.randint(0, 2 * pad + 1, (n,), generator=g).to(x.device)
-    dx = torch.randint(0, 2 * pad + 1, (n,), generator=g).to(x.device)
+    dy = to_device(torch.randint(0, 2 * pad + 1, (n,), generator=g), x.device)
+    dx = to_device(torch.randint(0, 2 * pad + 1, (n,), generator=g), x.device)
     cols = torch.arange(w, device=x.device).expand(n, w)
     if hflip:
-        flip = (torch.rand(n, generator=g) < 0.5).to(x.device).view(n, 1)
+        flip = to_device(torch.rand(n, generator=g) < 0.5, x.device).view(n, 1)
         cols = torch.where(flip, w - 1 - cols, cols)
     rows = (dy.view(n, 1) + torch.arange(h, device=x.device) - pad).clamp_(0, h - 1)
     cols = (dx.view(n, 1) + cols - pad).clamp_(0, w - 1)
@@ -92,6 +108,7 @@ class Augment:
     Per image, the distribution of ops is the same as per-image RandAugment; what differs is that
     images of a group are not independent (a batch of 512 sees 32 op pairs, not 512), which adds
     batch-to-batch correlation, and it costs a few tensor ops per group instead of per image.
+    (torchvision builds the matrix of a geometric op on the host: a short host sync per such group.)
     """
 
     def __init__(self, kind: str, hflip: bool, generator: torch.Generator):
@@ -148,7 +165,7 @@ class Loader:
 
     def __call__(self, idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         if self.resident:
-            idx = idx.to(self.device)
+            idx = to_device(idx, self.device)
             return self.images[idx], self.labels[idx]
         if self.copied is not None:
             self.copied.synchronize()
