@@ -48,9 +48,9 @@ def to_device(x: torch.Tensor, device: torch.device) -> torch.Tensor:
 
 
 def old_fit_epochs(model, train: tuple[torch.Tensor, torch.Tensor], cfg: Train, device: torch.device,
-                   generator: torch.Generator) -> int:
-    """The old training loop without validation: augmentation on the CPU, two host syncs per step.
-    Returns the images seen."""
+                   generator: torch.Generator, log=lambda epoch: None) -> int:
+    """The old training loop without validation: augmentation on the CPU, two host syncs per step;
+    `log(epoch)` after each epoch. Returns the images seen."""
     model.to(device)
     if device.type == "cuda":
         model.to(memory_format=torch.channels_last)
@@ -64,7 +64,7 @@ def old_fit_epochs(model, train: tuple[torch.Tensor, torch.Tensor], cfg: Train, 
     augment = OldAugment(cfg.augment, cfg.hflip, generator)
     x_train, y_train = train
     seen = 0
-    for _ in range(cfg.epochs):
+    for epoch in range(1, cfg.epochs + 1):
         set_train_mode(model, cfg.regime)
         order = torch.randperm(len(x_train), generator=generator)
         loss_sum, correct = 0.0, 0
@@ -88,6 +88,7 @@ def old_fit_epochs(model, train: tuple[torch.Tensor, torch.Tensor], cfg: Train, 
             correct += (logits.argmax(1) == y).sum().item()
         if scheduler:
             scheduler.step()
+        log(epoch)
     return seen
 
 
