@@ -12,7 +12,6 @@ Numbers depend on the machine and its load; quote them with its description.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import platform
 import statistics

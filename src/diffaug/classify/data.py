@@ -7,7 +7,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from PIL import Image
 from torchvision.transforms import v2
 
@@ -144,9 +143,9 @@ def fits_on_device(nbytes: int, device: torch.device) -> bool:
 
 class Loader:
     """uint8 images and labels served on `device` by index. Resident: the whole set was copied to the
-    device once and a batch is gathered there. Otherwise each batch is gathered into one page-locked
-    host buffer, reused (allocating pinned memory per batch is slow), and copied asynchronously; the
-    next gather waits only for that copy, not for the GPU's work on the batch."""
+    device once and a batch is gathered there. Otherwise each batch is gathered straight into one
+    page-locked host buffer, reused (pinning each batch afresh costs another copy of it), and copied
+    asynchronously; the next gather waits only for that copy, not for the GPU's work on the batch."""
 
     def __init__(self, images: torch.Tensor, labels: torch.Tensor, device: torch.device, batch_size: int,
                  resident: bool):
