@@ -295,6 +295,8 @@ class _Classifier(Section):
     augment: Literal["none", "standard", "randaugment"] = Field(
         description="`none`, `standard` (random crop), `randaugment` (then the same crop)")
     hflip: bool = Field(description="horizontal flips with standard augmentation (wrong for digits and text)")
+    compile: bool = Field(description="torch.compile the training steps (pays off on a GPU over many epochs; "
+                                      "costs a minute of compiling first)")
     seed: Seed = Field(description="seed of initialisation, order and augmentation")
 
 
