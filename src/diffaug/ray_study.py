@@ -124,19 +124,19 @@ def run_point(origin: str, commit: str, name: str, args: list[str], cache: Optio
         return proc.returncode == 0
 
     # One machine: the clone's outputs link to this repository's cache (group-writable, so workers
-    # of one group share it); across machines: the shared stages come from the DVC remote.
+    # of one group share it); across machines: the shared stages come from the DVC remote. The
+    # config is written, not set with `dvc config`: every dvc process costs a second or more.
     if cache:
-        get = [("dvc", "cache", "dir", "--local", cache), ("dvc", "config", "--local", "cache.shared", "group"),
-               ("dvc", "config", "--local", "cache.type", "reflink,hardlink,symlink,copy"),
-               ("dvc", "checkout", "--quiet", "--allow-missing")]
-        push = ("--no-cache",)
+        config, get, push = (f'[cache]\n    dir = {cache}\n    shared = group\n'
+                             '    type = "reflink,hardlink,symlink,copy"\n'), ("checkout",), ("--no-cache",)
     else:
-        get = [("dvc", "remote", "add", "--local", "--default", REMOTE, dvc_remote), ("dvc", "pull", "--quiet", "--allow-missing")]
-        push = ("--remote", REMOTE)
+        config, get, push = (f"[core]\n    remote = {REMOTE}\n['remote \"{REMOTE}\"']\n    url = {dvc_remote}\n",
+                             ("pull",), ("--remote", REMOTE))
     try:
         ok = (step("git", "clone", "--quiet", "--no-checkout", origin, str(clone), cwd=base)
               and step("git", "checkout", "--quiet", commit)
-              and all(step(*cmd) for cmd in get)
+              and (clone / ".dvc" / "config.local").write_text(config) > 0
+              and step("dvc", *get, "--quiet", "--allow-missing")
               and step("dvc", "exp", "run", "--name", name, *args)
               and step("dvc", "exp", "push", *push, "origin", name))
     finally:
@@ -153,6 +153,8 @@ def run_study(raw: dict, study: Study, sweeps: list[Sweep], address: Optional[st
         import ray
     except ImportError:
         raise DiffaugError("the Ray executor needs ray: pip install -r requirements-ray.txt") from None
+    if dvc_remote and "://" not in dvc_remote:  # a path: the same for the driver and every clone
+        dvc_remote = str(Path(dvc_remote).resolve())
     committed = yaml.safe_load(Path("params.yaml").read_text())  # what the clones' params.yaml holds
     wanted = {exp_name(sweep, p): (sweep.sets(p), with_sets(committed, sweep.sets(p))) for sweep, p in points(sweeps)}
     origin, commit = prepare(git_remote, dvc_remote)
@@ -164,9 +166,10 @@ def run_study(raw: dict, study: Study, sweeps: list[Sweep], address: Optional[st
         ray.init(address=address, include_dashboard=False, logging_level="WARNING")
     ask = resources(study, ray.cluster_resources())
     cache = None if dvc_remote else dvc("cache", "dir").strip()
-    task = ray.remote(run_point).options(
-        **ask, max_retries=study.retries,  # Ray reruns a task whose worker died; failed runs are retried below
-        runtime_env={"py_modules": [str(Path(diffaug.__file__).parent)]})  # the executor's code, on every node
+    # The task's code travels with it, so nodes need ray and dvc but not this package installed.
+    ray.cloudpickle.register_pickle_by_value(diffaug)
+    # Ray reruns a task whose worker died; runs that fail are retried below.
+    task = ray.remote(run_point).options(**ask, max_retries=study.retries)
     print(f"study: {len(done)} of {len(wanted)} experiments finished before; running {len(todo)} on Ray, "
           f"each with {', '.join(f'{k}={v:g}' for k, v in ask.items())}", file=sys.stderr)
 
