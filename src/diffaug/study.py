@@ -255,7 +255,10 @@ def main(argv: Optional[list[str]] = None) -> None:
     try:
         result = wait(names)
     finally:
-        dvc("queue", "stop", check=False)  # the workers would otherwise idle on
+        # Stop idle workers, but only live ones: with none alive, `dvc queue stop`'s shutdown message
+        # waits in the broker for the next worker of the same name, which then stops after one experiment.
+        if statuses(dvc("queue", "status", check=False))[1]:
+            dvc("queue", "stop", check=False)
     failed = [(name, f"`dvc queue logs {task}`") for name, (task, s) in result.items() if s == "Failed"]
     report(a.no_report)
     if failed:
