@@ -131,7 +131,7 @@ def test_writing_overlaps_the_next_batch_with_two_batches_at_most(pipe, tmp_path
     def slow_write(path, image, save_size):
         with lock:
             events.append(("start", path.name))
-        threading.Event().wait(0.05)
+        threading.Event().wait(0.2)  # far longer than starting the next draw takes
         write(path, image, save_size)
         with lock:
             events.append(("written", path.name))
