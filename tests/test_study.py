@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from collections import Counter
@@ -95,6 +96,8 @@ def test_study_queues_runs_and_reports_in_a_real_repo(tmp_path):
     assert proc.returncode == 2, proc.stderr
     error = proc.stderr.strip().splitlines()[-1]
     assert error.startswith("error: 1 of 5 experiments failed") and "dvc queue logs" in error, proc.stderr
+    # progress while the queue runs, not only once it is empty
+    assert re.search(r"study: [0-4] of 5 experiments finished", proc.stderr), proc.stderr
 
     show = json.loads((repo / "report.json").read_text())  # the report ran, after the queue
     runs = {}

@@ -23,6 +23,7 @@ import os
 import re
 import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -58,9 +59,19 @@ class Sweep:
         return out
 
     def args(self) -> list[str]:
-        def text(v):  # 1.0, not 1: DVC would store an int
-            return ",".join(repr(float(x)) for x in v) if isinstance(v, list) else str(v)
-        return [a for k, v in self.sets().items() for a in ("-S", f"{k}={text(v)}")]
+        return overrides(self.sets())
+
+
+def overrides(sets: dict[str, object]) -> list[str]:
+    """`dvc exp run`'s `-S key=value` arguments for `sets` (a list: a sweep, for the queue)."""
+    def text(v):  # 1.0, not 1: DVC would store an int
+        return ",".join(repr(float(x)) for x in v) if isinstance(v, list) else str(v)
+    return [a for k, v in sets.items() for a in ("-S", f"{k}={text(v)}")]
+
+
+def points(sweeps: list[Sweep]):
+    """Every experiment of the grid: (its sweep, its p)."""
+    return ((sweep, p) for sweep in sweeps for p in sweep.p)
 
 
 def with_sets(raw: dict, sets: dict[str, object]) -> dict:
@@ -78,15 +89,14 @@ def with_sets(raw: dict, sets: dict[str, object]) -> dict:
 def check_points(raw: dict, sweeps: list[Sweep]) -> int:
     """Validate the params of every experiment of the grid before queueing any; return how many."""
     n = 0
-    for sweep in sweeps:
-        for p in sweep.p:
-            sets = sweep.sets(p)
-            try:
-                parse_params(with_sets(raw, sets))
-            except ParamsError as e:
-                raise ParamsError(f"the study's experiment {' '.join(f'{k}={v}' for k, v in sets.items())} would "
-                                  f"fail: {e}") from None
-            n += 1
+    for sweep, p in points(sweeps):
+        sets = sweep.sets(p)
+        try:
+            parse_params(with_sets(raw, sets))
+        except ParamsError as e:
+            raise ParamsError(f"the study's experiment {' '.join(f'{k}={v}' for k, v in sets.items())} would "
+                              f"fail: {e}") from None
+        n += 1
     return n
 
 
@@ -106,15 +116,33 @@ def grid(sources: tuple[str, ...], ps: tuple[float, ...], regimes: tuple[tuple[s
     return sweeps
 
 
-def dvc(*args: str, check: bool = True) -> str:
+def command(args: list[str], cwd: Optional[Path] = None) -> subprocess.CompletedProcess:
+    """Run git or dvc, output captured; a missing program is the user's to install."""
     try:
-        proc = subprocess.run(["dvc", *args], capture_output=True, text=True)
+        return subprocess.run(args, cwd=cwd, capture_output=True, text=True)
     except FileNotFoundError:
-        raise DiffaugError("the dvc command is not on PATH; install the project's requirements.txt first.") from None
+        raise DiffaugError(f"the {args[0]} command is not on PATH; install git and the project's requirements.txt "
+                           "first.") from None
+
+
+def dvc(*args: str, check: bool = True, cwd: Optional[Path] = None, program: str = "dvc") -> str:
+    proc = command([program, *args], cwd)
     if check and proc.returncode != 0:
         last = (proc.stderr.strip() or proc.stdout.strip() or "no output").splitlines()[-1]
-        raise DiffaugError(f"`dvc {' '.join(args)}` failed ({last}); fix that and run the study again.")
+        raise DiffaugError(f"`{program} {' '.join(args)}` failed ({last}); fix that and run the study again.")
     return proc.stdout + proc.stderr
+
+
+def failure(failed: list[tuple[str, str]], total: int) -> DiffaugError:
+    """The error for failed experiments, (name, where its log is) each, sorted by name."""
+    name, log = sorted(failed)[0]
+    return DiffaugError(f"{len(failed)} of {total} experiments failed, first {name}; read {log}, fix the cause "
+                        "and run the study again.")
+
+
+def report(skip: bool) -> None:
+    if not skip and importlib.util.find_spec("diffaug.report"):
+        subprocess.run([sys.executable, "-m", "diffaug.report"], check=False)
 
 
 def queue(sweeps: list[Sweep]) -> list[str]:
@@ -172,10 +200,15 @@ def worker_env(jobs: int, env: Optional[dict] = None) -> dict:
 
 
 def start_workers(jobs: int) -> None:
-    proc = subprocess.run(["dvc", "queue", "start", "-j", str(jobs)], capture_output=True, text=True,
-                          env=worker_env(jobs))
+    # Output to a file, not a pipe: the workers DVC spawns inherit it, and reading a pipe would wait
+    # until the last of them leaves, i.e. until the whole queue has run.
+    with tempfile.TemporaryFile("w+") as out:
+        proc = subprocess.run(["dvc", "queue", "start", "-j", str(jobs)], stdout=out, stderr=subprocess.STDOUT,
+                              env=worker_env(jobs))
+        out.seek(0)
+        text = out.read()
     if proc.returncode:
-        last = (proc.stderr.strip() or proc.stdout.strip() or "no output").splitlines()[-1]
+        last = (text.strip() or "no output").splitlines()[-1]
         raise DiffaugError(f"`dvc queue start -j {jobs}` failed ({last}); fix that and run the study again.")
 
 
@@ -202,24 +235,40 @@ def main(argv: Optional[list[str]] = None) -> None:
     ap.add_argument("--jobs", type=int, default=study.jobs, help="experiments at once (default: study.jobs)")
     ap.add_argument("--randaugment", action=argparse.BooleanOptionalAction, default=study.randaugment,
                     help="queue the RandAugment baseline (default: study.randaugment)")
+    ap.add_argument("--executor", choices=("queue", "ray"), default=study.executor,
+                    help="queue: DVC's queue here; ray: one Ray task per experiment (default: study.executor)")
+    ap.add_argument("--address", help="ray: the Ray cluster to join (default: start a local Ray)")
+    ap.add_argument("--git-remote", help="ray: git remote (name or URL) the workers clone and push experiments "
+                                         "to, for machines that share no disk (default: this repository)")
+    ap.add_argument("--dvc-remote", help="ray: DVC remote (URL or path) the workers pull the shared stages from "
+                                         "and push to (default: share this repository's DVC cache)")
     ap.add_argument("--dry-run", action="store_true", help="print the dvc commands, queue nothing")
     ap.add_argument("--no-report", action="store_true", help="do not run python -m diffaug.report at the end")
     a = ap.parse_args(argv)
     # The options override the study section and go through the same checks as params.yaml's values.
-    overrides = {"jobs": a.jobs, "randaugment": a.randaugment}
+    options = {"jobs": a.jobs, "randaugment": a.randaugment, "executor": a.executor}
     if a.sources:
-        overrides["sources"] = a.sources.split(",")
+        options["sources"] = a.sources.split(",")
     if a.p:
-        overrides["p"] = [float(x) for x in a.p.split(",")]
+        options["p"] = [float(x) for x in a.p.split(",")]
     if a.regimes:
-        overrides["regimes"] = {r: int(e) if e else None for r, _, e in (x.partition("=") for x in a.regimes.split(","))}
+        options["regimes"] = {r: int(e) if e else None for r, _, e in (x.partition("=") for x in a.regimes.split(","))}
     if a.seeds:
-        overrides["seeds"] = [int(x) for x in a.seeds.split(",")]
-    raw = with_sets(raw, {f"study.{k}": v for k, v in overrides.items()})
+        options["seeds"] = [int(x) for x in a.seeds.split(",")]
+    raw = with_sets(raw, {f"study.{k}": v for k, v in options.items()})
     study = parse_params(raw).study
     sweeps = grid(tuple(study.sources), tuple(study.p), tuple(study.regimes.items()), tuple(study.seeds),
                   study.randaugment)
     count = check_points(raw, sweeps)
+    if study.executor != "ray" and (a.address or a.git_remote or a.dvc_remote):
+        raise DiffaugError("--address, --git-remote and --dvc-remote are options of the Ray executor; "
+                           "add --executor ray.")
+    if study.executor == "ray" and not a.dry_run:
+        from diffaug.ray_study import run_study  # only this executor needs ray installed
+
+        run_study(raw, study, sweeps, address=a.address, git_remote=a.git_remote, dvc_remote=a.dvc_remote,
+                  after=lambda: report(a.no_report))
+        return
     if a.dry_run:
         for sweep in sweeps:
             print("dvc exp run --queue " + " ".join(sweep.args()))
@@ -232,17 +281,14 @@ def main(argv: Optional[list[str]] = None) -> None:
         result = wait(names)
     except BaseException:
         # Interrupted: stop the workers. Not after a normal end: DVC's workers leave by themselves once
-        # idle, and a `queue stop` that no worker receives stays in the queue and stops the next
+        # idle, and a `queue stop` that no worker receives waits in the broker and stops the next
         # `dvc queue start` after its first experiment.
         dvc("queue", "stop", check=False)
         raise
-    failed = sorted((task, name) for name, (task, s) in result.items() if s == "Failed")
-    if not a.no_report and importlib.util.find_spec("diffaug.report"):
-        subprocess.run([sys.executable, "-m", "diffaug.report"], check=False)
+    failed = [(name, f"`dvc queue logs {task}`") for name, (task, s) in result.items() if s == "Failed"]
+    report(a.no_report)
     if failed:
-        task, name = failed[0]
-        raise DiffaugError(f"{len(failed)} of {len(names)} experiments failed, first {name}; "
-                           f"read `dvc queue logs {task}`, fix the cause and run the study again.")
+        raise failure(failed, len(names))
     print(f"study: {len(names)} experiments succeeded; see `dvc exp show`", file=sys.stderr)
 
 
