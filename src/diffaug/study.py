@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
+import os
 import re
 import subprocess
 import sys
@@ -88,6 +89,24 @@ def wait(names: list[str], poll: float = POLL_SECONDS, patience: int = 3) -> dic
         time.sleep(poll)
 
 
+def worker_env(jobs: int, env: Optional[dict] = None) -> dict:
+    """The environment of the queue's workers: with several experiments at once on a machine without a
+    GPU, each gets its share of the cores (OMP_NUM_THREADS, which torch reads), so that they overlap
+    DVC's single-threaded work per experiment instead of fighting over the same cores."""
+    env = dict(os.environ if env is None else env)
+    if jobs > 1 and "OMP_NUM_THREADS" not in env:
+        env["OMP_NUM_THREADS"] = str(max(1, (os.cpu_count() or 1) // jobs))
+    return env
+
+
+def start_workers(jobs: int) -> None:
+    proc = subprocess.run(["dvc", "queue", "start", "-j", str(jobs)], capture_output=True, text=True,
+                          env=worker_env(jobs))
+    if proc.returncode:
+        last = (proc.stderr.strip() or proc.stdout.strip() or "no output").splitlines()[-1]
+        raise DiffaugError(f"`dvc queue start -j {jobs}` failed ({last}); fix that and run the study again.")
+
+
 def main(argv: Optional[list[str]] = None) -> None:
     raw = yaml.safe_load(Path("params.yaml").read_text()) if Path("params.yaml").is_file() else None
     study = parse_params(raw).study if raw is not None else load_params().study
@@ -140,14 +159,15 @@ def main(argv: Optional[list[str]] = None) -> None:
     up_to_date()
     names = queue(sweeps)
     print(f"study: queued {len(names)} of {count} experiments; running {study.jobs} at a time", file=sys.stderr)
-    dvc("queue", "start", "-j", str(study.jobs))
+    start_workers(study.jobs)
     try:
         result = wait(names)
-    finally:
-        # Stop idle workers, but only live ones: with none alive, `dvc queue stop`'s shutdown message
-        # waits in the broker for the next worker of the same name, which then stops after one experiment.
-        if statuses(dvc("queue", "status", check=False))[1]:
-            dvc("queue", "stop", check=False)
+    except BaseException:
+        # Interrupted: stop the workers. Not after a normal end: DVC's workers leave by themselves once
+        # idle, and a `queue stop` that no worker receives stays in the queue and stops the next
+        # `dvc queue start` after its first experiment.
+        dvc("queue", "stop", check=False)
+        raise
     failed = [(name, f"`dvc queue logs {task}`") for name, (task, s) in result.items() if s == "Failed"]
     report(a.no_report)
     if failed:
