@@ -17,6 +17,7 @@ import time
 from pathlib import Path
 
 import ray
+import yaml
 
 from diffaug.study import main as study
 
@@ -33,9 +34,15 @@ def setup(done: Path, scratch: Path) -> Path:
     if repo.exists():
         return repo
     sh("git", "clone", "-q", str(HERE), str(repo), cwd=scratch)
-    shutil.copytree(done / ".dvc" / "cache", scratch / "cache")
     sh("dvc", "cache", "dir", "--local", str(scratch / "cache"), cwd=repo)
-    sh("dvc", "checkout", "-q", cwd=repo)
+    # The outputs dvc.lock records, copied from `done`'s workspace (its cache may lack some) and
+    # committed to the scratch cache: `dvc status` then finds the pipeline up to date.
+    lock = yaml.safe_load((repo / "dvc.lock").read_text())
+    for out in {o["path"] for stage in lock["stages"].values() for o in stage.get("outs", [])}:
+        copy = shutil.copytree if (done / out).is_dir() else shutil.copy2
+        (repo / out).parent.mkdir(parents=True, exist_ok=True)
+        copy(done / out, repo / out)
+    sh("dvc", "commit", "-q", "-f", cwd=repo)
     return repo
 
 

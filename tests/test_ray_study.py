@@ -156,7 +156,7 @@ def test_resources_ask_for_a_gpu_share_or_cpu_cores():
 
 def test_names_follow_the_grid_point():
     from diffaug.ray_study import exp_name
-    from diffaug.study import grid, points
+    from diffaug.grid import grid, points
 
     names = [exp_name(s, p) for s, p in points(grid(("vanilla",), (0.0, 0.25, 1.0), (("scratch", None),
                                                                                     ("frozen", 20)), (0, 1), True))]

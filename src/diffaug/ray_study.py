@@ -27,7 +27,8 @@ import diffaug
 from diffaug.config import Study
 from diffaug.errors import DiffaugError
 from diffaug.report.experiments import FINISHED, _params, _revisions, flatten, read_exp_show
-from diffaug.study import Sweep, command, dvc, failure, overrides, points, up_to_date, with_sets
+from diffaug.grid import Sweep, overrides, points, with_sets
+from diffaug.runner import command, dvc, failure, up_to_date
 
 REMOTE = "diffaug-study"  # the DVC remote --dvc-remote is added as (in .dvc/config.local)
 LOGS = Path(".dvc/tmp/study")  # one log per experiment: <name>.log (git ignores .dvc/tmp)

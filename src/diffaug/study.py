@@ -2,7 +2,8 @@
 
     PYTHONPATH=src python -m diffaug.study [--sources vanilla,dreambooth] [--p 0.0,0.5,1.0]
                                           [--regimes scratch=200,finetune=20] [--seeds 0,1,2] [--jobs 2]
-                                          [--no-randaugment]
+                                          [--no-randaugment] [--executor queue|ray] [--address ADDR]
+                                          [--git-remote URL] [--dvc-remote URL]
 
 Defaults come from the `study` section of params.yaml. The grid:
 - `mix.source=none` at every p below 1.0: the paper's "only original" baseline, (1-p) of the real
@@ -12,12 +13,13 @@ Defaults come from the `study` section of params.yaml. The grid:
 - the RandAugment baseline (`mix.source=none`, p = 0, `train.augment=randaugment`) unless
   `study.randaugment` is false or `--no-randaugment` is given;
 - all of it per regime (with its epochs) and per seed (train.seed and mix.seed).
-Experiments that ran before are restored from DVC's run-cache instead of recomputed.
+Experiments that ran before are restored from DVC's run-cache instead of recomputed. With
+`--executor ray` (study.executor) the experiments run as Ray tasks instead of in DVC's queue:
+see diffaug.ray_study.
 """
 from __future__ import annotations
 
 import argparse
-import copy
 import importlib.util
 import os
 import re
@@ -25,119 +27,18 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
 import yaml
 
 from diffaug.cli import run
-from diffaug.config import ParamsError, load_params, parse_params
+from diffaug.config import load_params, parse_params
 from diffaug.errors import DiffaugError
+from diffaug.grid import Sweep, check_points, grid, with_sets
+from diffaug.runner import dvc, failure, up_to_date
 
 POLL_SECONDS = 5.0
-
-
-@dataclass(frozen=True)
-class Sweep:
-    """One `dvc exp run --queue` call: a source, the p values swept, and the fixed settings."""
-    source: str
-    p: tuple[float, ...]
-    regime: str
-    epochs: Optional[int]
-    seed: int
-    augment: Optional[str] = None  # None keeps the workspace's train.augment
-
-    def sets(self, p: Optional[float] = None) -> dict[str, object]:
-        """The params this sweep sets (`mix.p` to `p` if given, else to every p of the sweep)."""
-        out = {"mix.source": self.source, "mix.p": float(p) if p is not None else list(self.p),
-               "train.regime": self.regime, "train.seed": self.seed, "mix.seed": self.seed}
-        if self.augment is not None:
-            out["train.augment"] = self.augment
-        if self.epochs is not None:
-            out["train.epochs"] = self.epochs
-        return out
-
-    def args(self) -> list[str]:
-        return overrides(self.sets())
-
-
-def overrides(sets: dict[str, object]) -> list[str]:
-    """`dvc exp run`'s `-S key=value` arguments for `sets` (a list: a sweep, for the queue)."""
-    def text(v):  # 1.0, not 1: DVC would store an int
-        return ",".join(repr(float(x)) for x in v) if isinstance(v, list) else str(v)
-    return [a for k, v in sets.items() for a in ("-S", f"{k}={text(v)}")]
-
-
-def points(sweeps: list[Sweep]):
-    """Every experiment of the grid: (its sweep, its p)."""
-    return ((sweep, p) for sweep in sweeps for p in sweep.p)
-
-
-def with_sets(raw: dict, sets: dict[str, object]) -> dict:
-    """params.yaml's contents with dotted keys set, as `dvc exp run -S` writes them."""
-    out = copy.deepcopy(raw)
-    for key, value in sets.items():
-        *path, last = key.split(".")
-        node = out
-        for part in path:
-            node = node[part]
-        node[last] = value
-    return out
-
-
-def check_points(raw: dict, sweeps: list[Sweep]) -> int:
-    """Validate the params of every experiment of the grid before queueing any; return how many."""
-    n = 0
-    for sweep, p in points(sweeps):
-        sets = sweep.sets(p)
-        try:
-            parse_params(with_sets(raw, sets))
-        except ParamsError as e:
-            raise ParamsError(f"the study's experiment {' '.join(f'{k}={v}' for k, v in sets.items())} would "
-                              f"fail: {e}") from None
-        n += 1
-    return n
-
-
-def grid(sources: tuple[str, ...], ps: tuple[float, ...], regimes: tuple[tuple[str, Optional[int]], ...],
-         seeds: tuple[int, ...], randaugment: bool = False) -> list[Sweep]:
-    ps = tuple(sorted(set(float(p) for p in ps)))
-    sweeps = []
-    for regime, epochs in regimes:
-        for seed in seeds:
-            baseline = tuple(p for p in ps if p < 1.0)
-            if baseline:
-                sweeps.append(Sweep("none", baseline, regime, epochs, seed))
-            if randaugment:
-                sweeps.append(Sweep("none", (0.0,), regime, epochs, seed, "randaugment"))
-            synthetic = tuple(p for p in ps if p > 0.0)
-            sweeps += [Sweep(s, synthetic, regime, epochs, seed) for s in sources if synthetic]
-    return sweeps
-
-
-def command(args: list[str], cwd: Optional[Path] = None) -> subprocess.CompletedProcess:
-    """Run git or dvc, output captured; a missing program is the user's to install."""
-    try:
-        return subprocess.run(args, cwd=cwd, capture_output=True, text=True)
-    except FileNotFoundError:
-        raise DiffaugError(f"the {args[0]} command is not on PATH; install git and the project's requirements.txt "
-                           "first.") from None
-
-
-def dvc(*args: str, check: bool = True, cwd: Optional[Path] = None, program: str = "dvc") -> str:
-    proc = command([program, *args], cwd)
-    if check and proc.returncode != 0:
-        last = (proc.stderr.strip() or proc.stdout.strip() or "no output").splitlines()[-1]
-        raise DiffaugError(f"`{program} {' '.join(args)}` failed ({last}); fix that and run the study again.")
-    return proc.stdout + proc.stderr
-
-
-def failure(failed: list[tuple[str, str]], total: int) -> DiffaugError:
-    """The error for failed experiments, (name, where its log is) each, sorted by name."""
-    name, log = sorted(failed)[0]
-    return DiffaugError(f"{len(failed)} of {total} experiments failed, first {name}; read {log}, fix the cause "
-                        "and run the study again.")
 
 
 def report(skip: bool) -> None:
@@ -210,18 +111,6 @@ def start_workers(jobs: int) -> None:
     if proc.returncode:
         last = (text.strip() or "no output").splitlines()[-1]
         raise DiffaugError(f"`dvc queue start -j {jobs}` failed ({last}); fix that and run the study again.")
-
-
-def up_to_date() -> None:
-    """Run the pipeline once at the workspace's params, so every experiment restores the shared stages
-    (data, base model, fine-tuning, generation, FID) from the DVC cache instead of recomputing them."""
-    if subprocess.run(["dvc", "status", "--quiet"], capture_output=True).returncode:  # 1: not up to date
-        print("study: the pipeline is not up to date; running `dvc repro` once, so the experiments share its outputs",
-              file=sys.stderr)
-        proc = subprocess.run(["dvc", "repro"])
-        if proc.returncode:
-            raise DiffaugError("`dvc repro` failed at the workspace's params; fix that first (its output is above), "
-                               "then run the study again.")
 
 
 def main(argv: Optional[list[str]] = None) -> None:
