@@ -19,11 +19,16 @@ def command(args: list[str], cwd: Optional[Path] = None) -> subprocess.Completed
                            "first.") from None
 
 
+def command_failed(args: list[str], output: str) -> DiffaugError:
+    """The error for a git or dvc command that failed: the command and its last line of output."""
+    last = (output.strip() or "no output").splitlines()[-1]
+    return DiffaugError(f"`{' '.join(args)}` failed ({last}); fix that and run the study again.")
+
+
 def dvc(*args: str, check: bool = True, cwd: Optional[Path] = None, program: str = "dvc") -> str:
     proc = command([program, *args], cwd)
     if check and proc.returncode != 0:
-        last = (proc.stderr.strip() or proc.stdout.strip() or "no output").splitlines()[-1]
-        raise DiffaugError(f"`{program} {' '.join(args)}` failed ({last}); fix that and run the study again.")
+        raise command_failed([program, *args], proc.stderr.strip() or proc.stdout)
     return proc.stdout + proc.stderr
 
 

@@ -36,7 +36,7 @@ from diffaug.cli import run
 from diffaug.config import load_params, parse_params
 from diffaug.errors import DiffaugError
 from diffaug.grid import Sweep, check_points, grid, with_sets
-from diffaug.runner import dvc, failure, up_to_date
+from diffaug.runner import command_failed, dvc, failure, up_to_date
 
 POLL_SECONDS = 5.0
 
@@ -109,8 +109,7 @@ def start_workers(jobs: int) -> None:
         out.seek(0)
         text = out.read()
     if proc.returncode:
-        last = (text.strip() or "no output").splitlines()[-1]
-        raise DiffaugError(f"`dvc queue start -j {jobs}` failed ({last}); fix that and run the study again.")
+        raise command_failed(["dvc", "queue", "start", "-j", str(jobs)], text)
 
 
 def main(argv: Optional[list[str]] = None) -> None:
