@@ -7,22 +7,17 @@ from typing import Optional
 
 import torch
 import torch.nn.functional as F
-from torchvision.transforms import v2
 
-from diffaug.classify.data import normalize
+from diffaug.classify.data import Augment, normalize
 from diffaug.classify.model import set_train_mode
+from diffaug.classify.train import optimisation
 from diffaug.config import Train
-from diffaug.device import autocast_dtype
 from diffaug.diffusion.generate import Job, Settings, cache_key, cached_path, class_batches
 from diffaug.io import atomic_write_bytes
 
 
-class OldAugment:
+class OldAugment(Augment):
     """Per-image RandAugment and a per-image crop loop."""
-
-    def __init__(self, kind: str, hflip: bool, generator: torch.Generator):
-        self.kind, self.hflip, self.g = kind, hflip, generator
-        self.randaugment = v2.RandAugment() if kind == "randaugment" else None
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         if self.kind == "none":
@@ -51,16 +46,7 @@ def old_fit_epochs(model, train: tuple[torch.Tensor, torch.Tensor], cfg: Train, 
                    generator: torch.Generator, log=lambda epoch: None) -> int:
     """The old training loop without validation: augmentation on the CPU, two host syncs per step;
     `log(epoch)` after each epoch. Returns the images seen."""
-    model.to(device)
-    if device.type == "cuda":
-        model.to(memory_format=torch.channels_last)
-        torch.backends.cudnn.benchmark = True
-    params = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
-    scheduler = (torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=cfg.epochs)
-                 if cfg.lr_schedule == "cosine" else None)
-    amp = autocast_dtype(device)
-    scaler = torch.amp.GradScaler("cuda", enabled=amp == torch.float16)
+    optimizer, scheduler, amp, scaler = optimisation(model, cfg, device)
     augment = OldAugment(cfg.augment, cfg.hflip, generator)
     x_train, y_train = train
     seen = 0

@@ -50,9 +50,9 @@ def predict(model: nn.Module, images: torch.Tensor, device: torch.device, batch_
     return torch.cat(out).cpu() if out else torch.zeros(0)  # one copy back: one sync
 
 
-def fit(model: nn.Module, train: tuple[torch.Tensor, torch.Tensor], val: tuple[torch.Tensor, torch.Tensor],
-        cfg: Train, device: torch.device, generator: torch.Generator,
-        log: Callable[[dict], None] = lambda m: None) -> Result:
+def optimisation(model: nn.Module, cfg: Train, device: torch.device):
+    """Put `model` on `device` (channels-last on CUDA); return its SGD optimizer, the lr schedule (or
+    None), the autocast dtype (or None) and the gradient scaler (active for fp16 only)."""
     model.to(device)
     if device.type == "cuda":
         model.to(memory_format=torch.channels_last)
@@ -62,7 +62,13 @@ def fit(model: nn.Module, train: tuple[torch.Tensor, torch.Tensor], val: tuple[t
     scheduler = (torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=cfg.epochs)
                  if cfg.lr_schedule == "cosine" else None)
     amp = autocast_dtype(device)
-    scaler = torch.amp.GradScaler("cuda", enabled=amp == torch.float16)
+    return optimizer, scheduler, amp, torch.amp.GradScaler("cuda", enabled=amp == torch.float16)
+
+
+def fit(model: nn.Module, train: tuple[torch.Tensor, torch.Tensor], val: tuple[torch.Tensor, torch.Tensor],
+        cfg: Train, device: torch.device, generator: torch.Generator,
+        log: Callable[[dict], None] = lambda m: None) -> Result:
+    optimizer, scheduler, amp, scaler = optimisation(model, cfg, device)
     augment = Augment(cfg.augment, cfg.hflip, generator)
     resident = fits_on_device(train[0].nbytes + val[0].nbytes, device)
     batches = Loader(*train, device, cfg.batch_size, resident)
