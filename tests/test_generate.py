@@ -1,6 +1,8 @@
 """Generation library: seeds per image, batching, cache and resume, manifest, pipeline loading."""
 import dataclasses
 import hashlib
+import sys
+import threading
 from pathlib import Path
 
 import pytest
@@ -8,7 +10,12 @@ import torch
 
 from diffaug.diffusion.generate import Settings, cache_key, cached_path, collect, generate, image_seed, plan
 from diffaug.diffusion.pipeline import SCHEDULERS, load_pipeline, pick_dtype, read_source, set_scheduler
+from diffaug.diffusion import generate as generate_module
 from diffaug.io import read_csv
+from helpers import REPO
+
+sys.path.insert(0, str(REPO / "benchmarks"))
+from baseline import old_generate  # noqa: E402  generation before issue 15: PIL images, written serially
 
 CPU = torch.device("cpu")
 PROMPTS = {"three": ["a photo of the digit three"], "seven": ["a photo of the digit seven", "a drawing of seven"]}
@@ -102,3 +109,55 @@ def test_dtype_by_device():
     assert pick_dtype(CPU) == torch.float32
     assert pick_dtype(torch.device("mps")) == torch.float16
     assert pick_dtype(CPU, "bfloat16") == torch.bfloat16
+
+
+@pytest.mark.parametrize("save_size", [None, 16])
+def test_overlapped_writing_gives_the_serial_bytes(pipe, tmp_path, save_size):
+    settings = dataclasses.replace(SETTINGS, save_size=save_size)
+    jobs = plan(PROMPTS, 5, seed=0)
+    old_generate(pipe, jobs, settings, batch_size=2, cache=tmp_path / "serial")
+    generate(pipe, jobs, settings, batch_size=2, cache=tmp_path / "overlapped")
+    for job in jobs:
+        key = cache_key(job, settings)
+        assert digest(cached_path(key, tmp_path / "serial")) == digest(cached_path(key, tmp_path / "overlapped"))
+
+
+def test_writing_overlaps_the_next_batch_with_two_batches_at_most(pipe, tmp_path, monkeypatch):
+    """Batch k is written while batch k+1 is drawn; batch k+2 is not drawn before batch k is written."""
+    events, lock = [], threading.Lock()
+    write = generate_module.write_png
+    calls = [0]
+
+    def slow_write(path, image, save_size):
+        with lock:
+            events.append(("start", path.name))
+        threading.Event().wait(0.2)  # far longer than starting the next draw takes
+        write(path, image, save_size)
+        with lock:
+            events.append(("written", path.name))
+
+    def counted(*a, **k):
+        calls[0] += 1
+        with lock:
+            events.append(("drawn", calls[0]))
+        return draw(*a, **k)
+
+    draw = generate_module.run_fitting
+    monkeypatch.setattr(generate_module, "write_png", slow_write)
+    monkeypatch.setattr(generate_module, "run_fitting", counted)
+    jobs = plan({"three": ["a photo of the digit three"]}, 6, seed=0)
+    generate(pipe, jobs, SETTINGS, batch_size=2, cache=tmp_path)
+    assert all(cached_path(cache_key(j, SETTINGS), tmp_path).exists() for j in jobs)
+    names = [cached_path(cache_key(j, SETTINGS), tmp_path).name for j in jobs]
+    first_batch_done = max(events.index(("written", n)) for n in names[:2])
+    assert events.index(("drawn", 2)) < first_batch_done  # overlapped
+    assert events.index(("drawn", 3)) > first_batch_done  # bounded: batch 1 finished before batch 3 is drawn
+
+
+def test_a_failed_write_stops_generation(pipe, tmp_path, monkeypatch):
+    def broken(path, image, save_size):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(generate_module, "write_png", broken)
+    with pytest.raises(OSError, match="disk full"):
+        generate(pipe, plan(PROMPTS, 2, seed=0), SETTINGS, batch_size=2, cache=tmp_path)

@@ -10,7 +10,7 @@ import torch
 from PIL import Image
 
 from diffaug import device as device_module
-from diffaug.classify.train import to_device
+from diffaug.classify.data import Loader, fits_on_device, to_device
 from diffaug.device import autocast_dtype, pick_device
 from diffaug.diffusion import pipeline as pipeline_module
 from diffaug.diffusion.generate import Settings, cache_key, cached_path, generate, plan
@@ -33,8 +33,8 @@ class FakePipe:
         self.calls.append(len(prompt))
         if len(prompt) > self.fits:
             raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
-        images = [Image.fromarray((torch.rand(8, 8, 3, generator=g) * 255).to(torch.uint8).numpy()) for g in generator]
-        return SimpleNamespace(images=images)
+        # output_type="pt": (N,3,H,W) floats in [0, 1]
+        return SimpleNamespace(images=torch.stack([torch.rand(3, 8, 8, generator=g) for g in generator]))
 
 
 def pixels(jobs, cache):
@@ -121,11 +121,94 @@ def test_speed_up_on_cpu_only_moves():
     pipe.enable_model_cpu_offload.assert_not_called()
 
 
-def test_to_device_pins_only_for_cuda():
-    x = torch.arange(6, dtype=torch.uint8)
+def test_small_tensors_reach_the_gpu_without_a_host_sync():
+    x = torch.arange(6)
     assert torch.equal(to_device(x, torch.device("cpu")), x)
     fake = mock.MagicMock()  # stands for a CPU tensor: pinning needs a CUDA driver
     fake.pin_memory.return_value = fake
     to_device(fake, CUDA)
     fake.pin_memory.assert_called_once()
     fake.to.assert_called_once_with(CUDA, non_blocking=True)
+
+
+def test_dataset_on_the_gpu_only_when_it_fits(monkeypatch):
+    gib = 2**30
+    monkeypatch.setattr(torch.cuda, "mem_get_info", lambda device=None: (80 * gib, 80 * gib))
+    assert fits_on_device(int(0.9 * gib), CUDA)  # 7,000 images at 224 px on an 80 GB card
+    monkeypatch.setattr(torch.cuda, "mem_get_info", lambda device=None: (2 * gib, 16 * gib))
+    assert not fits_on_device(int(0.9 * gib), CUDA)  # a busy or small card: the pinned host buffer
+    assert fits_on_device(10 * gib, torch.device("cpu"))
+
+
+def test_host_buffer_is_pinned_once_and_reused(monkeypatch):
+    """Off the device, batches go through one page-locked buffer allocated once, copied asynchronously,
+    and the next batch waits for the previous copy (not for the GPU's work) before reusing it."""
+    images, labels = torch.arange(10 * 3 * 2 * 2, dtype=torch.uint8).view(10, 3, 2, 2), torch.arange(10)
+    empty, pinned = torch.empty, []
+    monkeypatch.setattr(torch, "empty", lambda *a, pin_memory=False, **k: pinned.append(pin_memory) or empty(*a, **k))
+    events = []
+
+    class Event:
+        def record(self):
+            events.append("record")
+
+        def synchronize(self):
+            events.append("wait")
+
+    monkeypatch.setattr(torch.cuda, "Event", Event)
+    copies = []
+    monkeypatch.setattr(torch.Tensor, "to", lambda t, *a, **k: copies.append(k) or t.clone())
+    loader = Loader(images, labels, CUDA, batch_size=4, resident=False)
+    for idx in (torch.tensor([3, 1, 7, 0]), torch.tensor([9, 2])):
+        x, y = loader(idx)
+        assert torch.equal(x, images[idx]) and torch.equal(y, labels[idx])
+    assert pinned == [True, True]  # images and labels, once
+    assert loader.buffer.shape == (4, 3, 2, 2)
+    assert events == ["record", "wait", "record"]
+    assert all(k == {"non_blocking": True} for k in copies)
+
+
+def test_resident_dataset_is_copied_once():
+    images, labels = torch.randint(0, 255, (6, 3, 4, 4), dtype=torch.uint8), torch.arange(6)
+    loader = Loader(images, labels, torch.device("cpu"), batch_size=4, resident=True)
+    x, y = loader(torch.tensor([5, 0]))
+    assert torch.equal(x, images[[5, 0]]) and torch.equal(y, labels[[5, 0]])
+    buffered = Loader(images, labels, torch.device("cpu"), batch_size=4, resident=False)
+    a, _ = buffered(torch.tensor([1, 2]))
+    buffered(torch.tensor([3, 4]))
+    assert torch.equal(a, images[[1, 2]])  # a batch handed out is not overwritten by the next
+
+
+KEYS = ["generate_images_per_second", "dreambooth_steps_per_second", "textual_inversion_steps_per_second",
+        "classifier_images_per_second"]
+
+
+@pytest.mark.slow
+def test_gpu_benchmark_smoke_writes_every_key(tmp_path):
+    """`benchmarks/gpu.py --smoke` is the GPU benchmark at tiny sizes: on this CPU it must run every
+    measurement through the real code paths and write each key with its settings."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    from helpers import REPO
+
+    out = tmp_path / "gpu.json"
+    env = {**os.environ, "PYTHONPATH": str(REPO / "src")}
+    proc = subprocess.run([sys.executable, "benchmarks/gpu.py", "--smoke", "--device", "cpu", "--out", str(out)],
+                          cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    results = json.loads(out.read_text())
+    assert results["smoke"] is True and results["device"] == "cpu"
+    for key in KEYS:
+        rows = results[key]
+        assert rows and key in proc.stdout  # the printed table too
+        for row in rows:
+            assert "error" not in row, row
+            assert "skipped" in row or (row.get("images_per_second") or row.get("steps_per_second") or 0) > 0
+    dreambooth = {(r["mode"], r["gradient_checkpointing"]) for r in results["dreambooth_steps_per_second"]}
+    assert dreambooth == {("full", False), ("full", True), ("lora", False), ("lora", True)}
+    paths = {(r["data_path"], r["augment"]) for r in results["classifier_images_per_second"]}
+    assert paths == {(p, a) for p in ("old", "new") for a in ("standard", "randaugment")}
+    assert any(r.get("largest_that_fits") for r in results["generate_images_per_second"])

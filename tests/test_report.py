@@ -147,6 +147,18 @@ def test_only_finished_experiments_are_results_and_seeds_pool():
     assert not any(pt.p == 0.75 or pt.p == 0.25 for pt in pts)
 
 
+def test_a_source_at_p_0_is_only_original_and_a_seed_counts_once():
+    # The default workspace run is mix.source=vanilla at p = 0 (the same real images as none), and the
+    # study queued none at p = 0 with the same seed: one point, seed 0 counted once.
+    runs = experiments([dict(rev("main", params("vanilla", 0.0, 0), metrics(0.90)), experiments=[
+        exp_range(rev("none-0", params("none", 0.0, 0), metrics(0.90)), "success"),
+        exp_range(rev("none-1", params("none", 0.0, 1), metrics(0.94)), "success")])]).runs
+    pts = points(runs)
+    assert [(pt.source, pt.p) for pt in pts] == [("none", 0.0)]
+    assert (pts[0].accuracy.n, pts[0].accuracy.mean) == (2, pytest.approx(0.92))
+    assert pts[0].class_accuracy("zero").n == 2
+
+
 def test_a_workspace_whose_params_were_not_run_is_not_a_result(tmp_path):
     from diffaug.report.experiments import changed_params
 

@@ -24,7 +24,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import yaml
 from PIL import Image
 
 import diffaug
@@ -36,7 +35,7 @@ from diffaug.data.scrape import MANIFEST_COLUMNS, scrape
 from diffaug.errors import DiffaugError
 from diffaug.io import read_csv
 
-from helpers import pattern, section
+from helpers import params_file, pattern, section
 
 SRC = Path(diffaug.__file__).resolve().parents[1]  # the code under test, also for subprocesses
 
@@ -214,7 +213,7 @@ def build_folder(root: Path) -> dict[str, Path]:
     p["bomb"] = cat / "bomb.png"
     p["bomb"].write_bytes(png_header_only(20_000, 20_000))
 
-    # hidden files are ignored altogether, not even counted
+    # hidden files (editor backups, .DS_Store) are skipped and counted, so a user sees where they went
     p["hidden"] = cat / ".hidden.png"
     pattern(9).save(p["hidden"])
 
@@ -240,7 +239,7 @@ def test_folder_normalises_filters_and_dedupes(tmp_path):
     assert set(src) == {str(p[k]) for k in ("rgba", "palette", "gray", "large", "deep", "dog1", "dog2")}
     assert report["per_class"] == {"cat": 5, "dog": 2}
     assert report["images"] == 7
-    assert report["skipped"] == {"not_an_image": 3, "too_many_pixels": 1, "duplicate": 1}
+    assert report["skipped"] == {"not_an_image": 3, "too_many_pixels": 1, "duplicate": 1, "hidden_file": 1}
     assert set(report["skipped_examples"]) == set(report["skipped"])  # an example of each reason
     assert str(p["bomb"]) in report["skipped_examples"]["too_many_pixels"]
     assert str(p["rgba"]) in report["skipped_examples"]["duplicate"]  # names the copy it repeats
@@ -312,9 +311,12 @@ def test_folder_class_without_usable_images_names_the_class(tmp_path, contents):
 
 
 def test_folder_path_that_is_not_a_folder(tmp_path):
-    with pytest.raises(DiffaugError) as e:
-        scrape(section("scrape", source="folder", path=str(tmp_path / "nope")), ("cat",), tmp_path)
-    assert "nope" in str(e.value)
+    from diffaug.config import ParamsError, load_params
+
+    # checked when params load (the check stage), before DVC deletes any output
+    with pytest.raises(ParamsError, match="scrape.path") as e:
+        load_params(params_file(tmp_path, scrape={"source": "folder", "path": str(tmp_path / "nope")}))
+    assert "nope" in str(e.value) and "does not exist" in str(e.value)
 
 
 def test_folder_16bit_grayscale_keeps_its_tones(tmp_path):
@@ -1016,9 +1018,8 @@ def test_max_pixels_is_the_limit(tmp_path):
 def test_max_pixels_param_is_checked(tmp_path, value):
     from diffaug.config import ParamsError, load_params
 
-    (tmp_path / "params.yaml").write_text(yaml.safe_dump({"classes": ["zero", "one"], "scrape": {"max_pixels": value}}))
     with pytest.raises(ParamsError, match=r"scrape\.max_pixels"):
-        load_params(tmp_path / "params.yaml")
+        load_params(params_file(tmp_path, scrape={"max_pixels": value}))
 
 
 # --------------------------------------------------------------------------------------------
@@ -1099,9 +1100,11 @@ def test_urls_row_without_label_names_the_line(tmp_path, server):
 
 
 def test_urls_missing_list_file(tmp_path):
-    with pytest.raises(DiffaugError) as e:
-        scrape(section("scrape", source="urls", path=str(tmp_path / "nope.csv")), ("cat",), tmp_path)
-    assert "nope.csv" in str(e.value)
+    from diffaug.config import ParamsError, load_params
+
+    with pytest.raises(ParamsError, match="scrape.path") as e:
+        load_params(params_file(tmp_path, scrape={"source": "urls", "path": str(tmp_path / "nope.csv")}))
+    assert "nope.csv" in str(e.value) and "does not exist" in str(e.value)
 
 
 def test_urls_class_with_only_failed_downloads_names_the_class(tmp_path, server):
@@ -1120,10 +1123,7 @@ def test_urls_class_with_only_failed_downloads_names_the_class(tmp_path, server)
 
 
 def run_stage(cwd: Path, classes: list[str], path: Path) -> subprocess.CompletedProcess:
-    (cwd / "params.yaml").write_text(yaml.safe_dump({
-        "classes": classes,
-        "scrape": {"source": "folder", "path": str(path)},
-    }))
+    params_file(cwd, classes=classes, scrape={"source": "folder", "path": str(path)})
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join([str(SRC)] + ([env["PYTHONPATH"]] if env.get("PYTHONPATH") else []))
     env["DIFFAUG_CACHE"] = str(cwd / "cache")
@@ -1151,7 +1151,7 @@ def check_good_run(work: Path) -> dict[str, bytes]:
     assert Counter(r["class"] for r in rows) == {"cat": 5, "dog": 2}
     metrics = json.loads((work / "metrics" / "scrape.json").read_text())
     assert metrics["images"] == 7
-    assert metrics["skipped"] == {"duplicate": 1, "not_an_image": 3, "too_many_pixels": 1}
+    assert metrics["skipped"] == {"duplicate": 1, "not_an_image": 3, "too_many_pixels": 1, "hidden_file": 1}
     assert sorted(p.name for p in (work / "data").iterdir()) == ["raw"]
     return tree(raw)
 

@@ -14,7 +14,7 @@ from diffaug.data.download import Address
 from diffaug.data.scrape import scrape
 from diffaug.data.search import parse_bing
 from diffaug.errors import DiffaugError
-from helpers import pattern, section
+from helpers import params_file, pattern, section
 from test_scrape import Server, check_output, encode, ok, redirect, status
 
 # Result pages are written by strangers, so image URLs must lead to public addresses. The test's image host
@@ -173,13 +173,10 @@ def test_search_engine_unreachable_names_the_class(web, tmp_path):
     ({"source": "search", "delay": -1.0}, "scrape.delay"),
 ])
 def test_search_params_are_checked(tmp_path, scrape, key):
-    import yaml
-
     from diffaug.config import ParamsError, load_params
 
-    (tmp_path / "params.yaml").write_text(yaml.safe_dump({"classes": ["cat"], "scrape": scrape}))
     with pytest.raises(ParamsError, match=key.replace(".", r"\.")):
-        load_params(tmp_path / "params.yaml")
+        load_params(params_file(tmp_path, classes=["cat", "dog"], scrape=scrape))
 
 
 def test_search_page_without_results_is_reported_and_not_cached(web, tmp_path):

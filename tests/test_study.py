@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from collections import Counter
@@ -95,6 +96,8 @@ def test_study_queues_runs_and_reports_in_a_real_repo(tmp_path):
     assert proc.returncode == 2, proc.stderr
     error = proc.stderr.strip().splitlines()[-1]
     assert error.startswith("error: 1 of 5 experiments failed") and "dvc queue logs" in error, proc.stderr
+    # progress while the queue runs, not only once it is empty
+    assert re.search(r"study: [0-4] of 5 experiments finished", proc.stderr), proc.stderr
 
     show = json.loads((repo / "report.json").read_text())  # the report ran, after the queue
     runs = {}
@@ -110,7 +113,15 @@ def test_study_queues_runs_and_reports_in_a_real_repo(tmp_path):
     assert all(v[:2] == ("frozen", 2) and v[2]["epochs"] == 2 for v in ok.values())
     assert ok[("vanilla", 1.0)][2]["accuracy"] == pytest.approx(0.8)
     status = subprocess.run(["dvc", "queue", "status"], cwd=repo, env=env, capture_output=True, text=True).stdout
-    assert "Worker status: 0 active, 0 idle" in status or "0 active" in status  # workers stopped
+    assert "0 active" in status  # no worker left running an experiment
+
+    # A second study in the same repo runs every experiment: the first left no `queue stop` behind that
+    # would stop the next worker after one experiment.
+    proc = subprocess.run([sys.executable, "-m", "diffaug.study", "--sources", "vanilla", "--p", "0.5", "--seeds", "1",
+                           "--no-randaugment", "--no-report"], cwd=repo, env=env, capture_output=True, text=True,
+                          timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert "2 experiments succeeded" in proc.stderr
 
 
 @pytest.mark.parametrize("study, key", [
@@ -175,3 +186,13 @@ def test_every_experiment_of_the_default_study_has_valid_params(monkeypatch, cap
     for point in points:
         params = parse_params(with_sets(raw, point))
         assert params.train.seed == params.mix.seed == point["train.seed"]
+
+
+def test_workers_share_the_cores_only_when_several_run(monkeypatch):
+    from diffaug.study import worker_env
+
+    monkeypatch.setattr("os.cpu_count", lambda: 8)
+    assert "OMP_NUM_THREADS" not in worker_env(1, {})
+    assert worker_env(2, {})["OMP_NUM_THREADS"] == "4"
+    assert worker_env(16, {})["OMP_NUM_THREADS"] == "1"
+    assert worker_env(2, {"OMP_NUM_THREADS": "3"})["OMP_NUM_THREADS"] == "3"  # the user's choice stands

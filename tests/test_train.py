@@ -1,19 +1,23 @@
 """The classifier: regimes, weights offline, best-validation copy, determinism, evaluation."""
 
 import hashlib
+import sys
 
 import numpy as np
 import pytest
 import torch
 from torchvision.models import resnet18
 
-from helpers import section
+from helpers import REPO, section
 from diffaug.classify.data import Augment
 from diffaug.classify.evaluate import score
 from diffaug.classify.model import build_model, imagenet_weights_path, use_small_stem
 from diffaug.classify.train import fit, predict, seed_everything
 from diffaug.device import autocast_dtype, pick_device
 from diffaug.errors import DiffaugError
+
+sys.path.insert(0, str(REPO / "benchmarks"))
+from baseline import OldAugment, old_fit_epochs  # noqa: E402  the data path before issue 15
 
 CPU = torch.device("cpu")
 CFG = section("train", epochs=3, batch_size=16, lr=0.05, image_size=16, small_stem="false", augment="standard")
@@ -110,6 +114,69 @@ def test_augment_is_seeded_and_keeps_shape():
     torch.manual_seed(0)
     r = Augment("randaugment", False, torch.Generator().manual_seed(0))(x)
     assert r.shape == x.shape and r.dtype == torch.uint8
+
+
+@pytest.mark.parametrize("size,hflip", [(16, True), (32, False), (224, True), (5, True)])
+def test_batched_crop_and_flip_give_the_old_pixels(size, hflip):
+    x = torch.randint(0, 256, (24, 3, size, size), dtype=torch.uint8, generator=torch.Generator().manual_seed(size))
+    old = OldAugment("standard", hflip, torch.Generator().manual_seed(7))(x)
+    new = Augment("standard", hflip, torch.Generator().manual_seed(7))(x)
+    assert torch.equal(old, new)
+
+
+def crop_offsets(augment, n=3000, size=32):
+    """(dy, dx) of each crop, read back from images whose pixels hold their own row and column."""
+    r = torch.arange(size, dtype=torch.uint8)
+    x = torch.stack([r.view(size, 1).expand(size, size), r.view(1, size).expand(size, size),
+                     torch.zeros(size, size, dtype=torch.uint8)]).expand(n, 3, size, size).contiguous()
+    out = augment(x)
+    pad = size // 8
+    return out[:, 0, pad, 0].long(), out[:, 1, 0, pad].long()  # row and column `pad` show the offset
+
+
+def test_crop_offset_histograms_of_old_and_new_agree():
+    pad, bins = 4, 9
+    old = crop_offsets(OldAugment("standard", False, torch.Generator().manual_seed(1)))
+    new = crop_offsets(Augment("standard", False, torch.Generator().manual_seed(1)))
+    other_seed = crop_offsets(Augment("standard", False, torch.Generator().manual_seed(2)))
+    for a, b, c in zip(old, new, other_seed):
+        ha, hb, hc = (torch.bincount(v, minlength=bins) for v in (a, b, c))
+        assert len(hb) == 2 * pad + 1 and torch.equal(ha, hb)
+        # Uniform over the 9 offsets: each bin within 5 standard deviations of n/9, for any seed.
+        for h in (hb, hc):
+            expected = 3000 / bins
+            assert (h.double() - expected).abs().max() < 5 * (expected * (1 - 1 / bins)) ** 0.5
+
+
+def test_randaugment_draws_once_per_group():
+    x = torch.randint(0, 256, (1, 3, 16, 16), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
+    x = x.expand(64, 3, 16, 16).contiguous()
+    torch.manual_seed(0)
+    out = Augment("randaugment", False, torch.Generator()).grouped_randaugment(x)
+    groups = out.split(16)
+    assert out.shape == x.shape and out.dtype == torch.uint8
+    assert all(torch.equal(g[0], g[i]) for g in groups for i in range(16))  # one op pair per group
+    assert len({g[0].numpy().tobytes() for g in groups}) > 1  # groups differ
+
+
+def test_new_data_path_trains_the_old_model_byte_for_byte():
+    """Batched crop and device-side sums leave the CPU model as it was (standard augmentation)."""
+    cfg = CFG.model_copy(update=dict(epochs=2))
+    train, none = stripes(48, 0), (torch.zeros(0, 3, 16, 16, dtype=torch.uint8), torch.zeros(0, dtype=torch.int64))
+    generator = seed_everything(cfg.seed)
+    model = build_model(2, cfg.regime, False)
+    old_fit_epochs(model, train, cfg, CPU, generator)
+    generator = seed_everything(cfg.seed)
+    new = fit(build_model(2, cfg.regime, False), train, none, cfg, CPU, generator)
+    assert digest(new.state_dict) == digest({k: v.detach() for k, v in model.state_dict().items()})
+
+
+def test_compile_wraps_the_training_steps_and_saves_plain_weights(monkeypatch):
+    compiled = []
+    monkeypatch.setattr(torch, "compile", lambda m, **kw: compiled.append(m) or m)
+    model, result = train_once(CFG.model_copy(update=dict(epochs=1, compile=True)))
+    assert compiled == [model]
+    assert not any(k.startswith("_orig_mod") for k in result.state_dict)
 
 
 def test_device_selection_on_this_machine():

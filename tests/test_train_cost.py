@@ -26,7 +26,8 @@ def test_train_stage_metrics_carry_the_cost(tmp_path):
     for split, rs in rows.items():
         write_csv(tmp_path / "data/mixed" / f"{split}.csv", rs, ["class", "file", "origin", "sha256"])
     write_json(tmp_path / "data/mixed/classes.json", ["cat", "dog"])
-    params_file(tmp_path, classes=["cat", "dog"], train={"epochs": 2, "batch_size": 4, "image_size": 16, "device": "cpu"})
+    params_file(tmp_path, classes=["cat", "dog"], scrape={"source": "folder", "path": str(tmp_path)},
+                train={"epochs": 2, "batch_size": 4, "image_size": 16, "device": "cpu"})
     proc = subprocess.run([sys.executable, "-m", "diffaug.stages.train"], cwd=tmp_path, capture_output=True, text=True,
                           env=dict(os.environ, PYTHONPATH=str(REPO / "src")), timeout=120)
     assert proc.returncode == 0, proc.stderr

@@ -306,6 +306,8 @@ class _Classifier(Section):
     augment: Literal["none", "standard", "randaugment"] = Field(
         description="`none`, `standard` (random crop), `randaugment` (then the same crop)")
     hflip: bool = Field(description="horizontal flips with standard augmentation (wrong for digits and text)")
+    compile: bool = Field(description="torch.compile the training steps (pays off on a GPU over many epochs; "
+                                      "costs a minute of compiling first)")
     seed: Seed = Field(description="seed of initialisation, order and augmentation")
 
 
@@ -397,6 +399,13 @@ class Study(Section):
         description="seeds; each experiment sets `train.seed` and `mix.seed` to one")
     jobs: Count = Field(description="experiments run at once (`dvc queue start -j`)")
     randaugment: bool = Field(description="also run the RandAugment baseline (only original, p = 0)")
+    executor: Literal["queue", "ray"] = Field(
+        description="queue: DVC's queue on this machine (`dvc queue start -j jobs`); ray: one Ray task per "
+                    "experiment, each in its own clone, on every GPU of this machine or of a Ray cluster")
+    retries: Annotated[int, Field(ge=0)] = Field(description="ray: times a failed experiment is run again")
+    gpus_per_run: Annotated[float, Field(gt=0)] = Field(
+        description="ray, where the cluster has GPUs: each experiment's share of a GPU (0.25 packs four on one)")
+    cpus_per_run: Count = Field(description="ray, where the cluster has no GPU: CPU cores each experiment reserves")
 
 
 # ------------------------------------------------------------------------------------------------

@@ -2,7 +2,8 @@
 
     PYTHONPATH=src python -m diffaug.study [--sources vanilla,dreambooth] [--p 0.0,0.5,1.0]
                                           [--regimes scratch=200,finetune=20] [--seeds 0,1,2] [--jobs 2]
-                                          [--no-randaugment]
+                                          [--no-randaugment] [--executor queue|ray] [--address ADDR]
+                                          [--git-remote URL] [--dvc-remote URL]
 
 Defaults come from the `study` section of params.yaml. The grid:
 - `mix.source=none` at every p below 1.0: the paper's "only original" baseline, (1-p) of the real
@@ -12,108 +13,37 @@ Defaults come from the `study` section of params.yaml. The grid:
 - the RandAugment baseline (`mix.source=none`, p = 0, `train.augment=randaugment`) unless
   `study.randaugment` is false or `--no-randaugment` is given;
 - all of it per regime (with its epochs) and per seed (train.seed and mix.seed).
-Experiments that ran before are restored from DVC's run-cache instead of recomputed.
+Experiments that ran before are restored from DVC's run-cache instead of recomputed. With
+`--executor ray` (study.executor) the experiments run as Ray tasks instead of in DVC's queue:
+see diffaug.ray_study.
 """
 from __future__ import annotations
 
 import argparse
-import copy
 import importlib.util
+import os
 import re
 import subprocess
 import sys
+import tempfile
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
 import yaml
 
 from diffaug.cli import run
-from diffaug.config import ParamsError, load_params, parse_params
+from diffaug.config import load_params, parse_params
 from diffaug.errors import DiffaugError
+from diffaug.grid import Sweep, check_points, grid, with_sets
+from diffaug.runner import command_failed, dvc, failure, up_to_date
 
 POLL_SECONDS = 5.0
 
 
-@dataclass(frozen=True)
-class Sweep:
-    """One `dvc exp run --queue` call: a source, the p values swept, and the fixed settings."""
-    source: str
-    p: tuple[float, ...]
-    regime: str
-    epochs: Optional[int]
-    seed: int
-    augment: Optional[str] = None  # None keeps the workspace's train.augment
-
-    def sets(self, p: Optional[float] = None) -> dict[str, object]:
-        """The params this sweep sets (`mix.p` to `p` if given, else to every p of the sweep)."""
-        out = {"mix.source": self.source, "mix.p": float(p) if p is not None else list(self.p),
-               "train.regime": self.regime, "train.seed": self.seed, "mix.seed": self.seed}
-        if self.augment is not None:
-            out["train.augment"] = self.augment
-        if self.epochs is not None:
-            out["train.epochs"] = self.epochs
-        return out
-
-    def args(self) -> list[str]:
-        def text(v):  # 1.0, not 1: DVC would store an int
-            return ",".join(repr(float(x)) for x in v) if isinstance(v, list) else str(v)
-        return [a for k, v in self.sets().items() for a in ("-S", f"{k}={text(v)}")]
-
-
-def with_sets(raw: dict, sets: dict[str, object]) -> dict:
-    """params.yaml's contents with dotted keys set, as `dvc exp run -S` writes them."""
-    out = copy.deepcopy(raw)
-    for key, value in sets.items():
-        *path, last = key.split(".")
-        node = out
-        for part in path:
-            node = node[part]
-        node[last] = value
-    return out
-
-
-def check_points(raw: dict, sweeps: list[Sweep]) -> int:
-    """Validate the params of every experiment of the grid before queueing any; return how many."""
-    n = 0
-    for sweep in sweeps:
-        for p in sweep.p:
-            sets = sweep.sets(p)
-            try:
-                parse_params(with_sets(raw, sets))
-            except ParamsError as e:
-                raise ParamsError(f"the study's experiment {' '.join(f'{k}={v}' for k, v in sets.items())} would "
-                                  f"fail: {e}") from None
-            n += 1
-    return n
-
-
-def grid(sources: tuple[str, ...], ps: tuple[float, ...], regimes: tuple[tuple[str, Optional[int]], ...],
-         seeds: tuple[int, ...], randaugment: bool = False) -> list[Sweep]:
-    ps = tuple(sorted(set(float(p) for p in ps)))
-    sweeps = []
-    for regime, epochs in regimes:
-        for seed in seeds:
-            baseline = tuple(p for p in ps if p < 1.0)
-            if baseline:
-                sweeps.append(Sweep("none", baseline, regime, epochs, seed))
-            if randaugment:
-                sweeps.append(Sweep("none", (0.0,), regime, epochs, seed, "randaugment"))
-            synthetic = tuple(p for p in ps if p > 0.0)
-            sweeps += [Sweep(s, synthetic, regime, epochs, seed) for s in sources if synthetic]
-    return sweeps
-
-
-def dvc(*args: str, check: bool = True) -> str:
-    try:
-        proc = subprocess.run(["dvc", *args], capture_output=True, text=True)
-    except FileNotFoundError:
-        raise DiffaugError("the dvc command is not on PATH; install the project's requirements.txt first.") from None
-    if check and proc.returncode != 0:
-        last = (proc.stderr.strip() or proc.stdout.strip() or "no output").splitlines()[-1]
-        raise DiffaugError(f"`dvc {' '.join(args)}` failed ({last}); fix that and run the study again.")
-    return proc.stdout + proc.stderr
+def report(skip: bool) -> None:
+    if not skip and importlib.util.find_spec("diffaug.report"):
+        subprocess.run([sys.executable, "-m", "diffaug.report"], check=False)
 
 
 def queue(sweeps: list[Sweep]) -> list[str]:
@@ -160,16 +90,26 @@ def wait(names: list[str], poll: float = POLL_SECONDS, patience: int = 3) -> dic
         time.sleep(poll)
 
 
-def up_to_date() -> None:
-    """Run the pipeline once at the workspace's params, so every experiment restores the shared stages
-    (data, base model, fine-tuning, generation, FID) from the DVC cache instead of recomputing them."""
-    if subprocess.run(["dvc", "status", "--quiet"], capture_output=True).returncode:  # 1: not up to date
-        print("study: the pipeline is not up to date; running `dvc repro` once, so the experiments share its outputs",
-              file=sys.stderr)
-        proc = subprocess.run(["dvc", "repro"])
-        if proc.returncode:
-            raise DiffaugError("`dvc repro` failed at the workspace's params; fix that first (its output is above), "
-                               "then run the study again.")
+def worker_env(jobs: int, env: Optional[dict] = None) -> dict:
+    """The environment of the queue's workers: with several experiments at once on a machine without a
+    GPU, each gets its share of the cores (OMP_NUM_THREADS, which torch reads), so that they overlap
+    DVC's single-threaded work per experiment instead of fighting over the same cores."""
+    env = dict(os.environ if env is None else env)
+    if jobs > 1 and "OMP_NUM_THREADS" not in env:
+        env["OMP_NUM_THREADS"] = str(max(1, (os.cpu_count() or 1) // jobs))
+    return env
+
+
+def start_workers(jobs: int) -> None:
+    # Output to a file, not a pipe: the workers DVC spawns inherit it, and reading a pipe would wait
+    # until the last of them leaves, i.e. until the whole queue has run.
+    with tempfile.TemporaryFile("w+") as out:
+        proc = subprocess.run(["dvc", "queue", "start", "-j", str(jobs)], stdout=out, stderr=subprocess.STDOUT,
+                              env=worker_env(jobs))
+        out.seek(0)
+        text = out.read()
+    if proc.returncode:
+        raise command_failed(["dvc", "queue", "start", "-j", str(jobs)], text)
 
 
 def main(argv: Optional[list[str]] = None) -> None:
@@ -183,24 +123,40 @@ def main(argv: Optional[list[str]] = None) -> None:
     ap.add_argument("--jobs", type=int, default=study.jobs, help="experiments at once (default: study.jobs)")
     ap.add_argument("--randaugment", action=argparse.BooleanOptionalAction, default=study.randaugment,
                     help="queue the RandAugment baseline (default: study.randaugment)")
+    ap.add_argument("--executor", choices=("queue", "ray"), default=study.executor,
+                    help="queue: DVC's queue here; ray: one Ray task per experiment (default: study.executor)")
+    ap.add_argument("--address", help="ray: the Ray cluster to join (default: start a local Ray)")
+    ap.add_argument("--git-remote", help="ray: git remote (name or URL) the workers clone and push experiments "
+                                         "to, for machines that share no disk (default: this repository)")
+    ap.add_argument("--dvc-remote", help="ray: DVC remote (URL or path) the workers pull the shared stages from "
+                                         "and push to (default: share this repository's DVC cache)")
     ap.add_argument("--dry-run", action="store_true", help="print the dvc commands, queue nothing")
     ap.add_argument("--no-report", action="store_true", help="do not run python -m diffaug.report at the end")
     a = ap.parse_args(argv)
     # The options override the study section and go through the same checks as params.yaml's values.
-    overrides = {"jobs": a.jobs, "randaugment": a.randaugment}
+    options = {"jobs": a.jobs, "randaugment": a.randaugment, "executor": a.executor}
     if a.sources:
-        overrides["sources"] = a.sources.split(",")
+        options["sources"] = a.sources.split(",")
     if a.p:
-        overrides["p"] = [float(x) for x in a.p.split(",")]
+        options["p"] = [float(x) for x in a.p.split(",")]
     if a.regimes:
-        overrides["regimes"] = {r: int(e) if e else None for r, _, e in (x.partition("=") for x in a.regimes.split(","))}
+        options["regimes"] = {r: int(e) if e else None for r, _, e in (x.partition("=") for x in a.regimes.split(","))}
     if a.seeds:
-        overrides["seeds"] = [int(x) for x in a.seeds.split(",")]
-    raw = with_sets(raw, {f"study.{k}": v for k, v in overrides.items()})
+        options["seeds"] = [int(x) for x in a.seeds.split(",")]
+    raw = with_sets(raw, {f"study.{k}": v for k, v in options.items()})
     study = parse_params(raw).study
     sweeps = grid(tuple(study.sources), tuple(study.p), tuple(study.regimes.items()), tuple(study.seeds),
                   study.randaugment)
     count = check_points(raw, sweeps)
+    if study.executor != "ray" and (a.address or a.git_remote or a.dvc_remote):
+        raise DiffaugError("--address, --git-remote and --dvc-remote are options of the Ray executor; "
+                           "add --executor ray.")
+    if study.executor == "ray" and not a.dry_run:
+        from diffaug.ray_study import run_study  # only this executor needs ray installed
+
+        run_study(raw, study, sweeps, address=a.address, git_remote=a.git_remote, dvc_remote=a.dvc_remote,
+                  after=lambda: report(a.no_report))
+        return
     if a.dry_run:
         for sweep in sweeps:
             print("dvc exp run --queue " + " ".join(sweep.args()))
@@ -208,18 +164,19 @@ def main(argv: Optional[list[str]] = None) -> None:
     up_to_date()
     names = queue(sweeps)
     print(f"study: queued {len(names)} of {count} experiments; running {study.jobs} at a time", file=sys.stderr)
-    dvc("queue", "start", "-j", str(study.jobs))
+    start_workers(study.jobs)
     try:
         result = wait(names)
-    finally:
-        dvc("queue", "stop", check=False)  # the workers would otherwise idle on
-    failed = sorted((task, name) for name, (task, s) in result.items() if s == "Failed")
-    if not a.no_report and importlib.util.find_spec("diffaug.report"):
-        subprocess.run([sys.executable, "-m", "diffaug.report"], check=False)
+    except BaseException:
+        # Interrupted: stop the workers. Not after a normal end: DVC's workers leave by themselves once
+        # idle, and a `queue stop` that no worker receives waits in the broker and stops the next
+        # `dvc queue start` after its first experiment.
+        dvc("queue", "stop", check=False)
+        raise
+    failed = [(name, f"`dvc queue logs {task}`") for name, (task, s) in result.items() if s == "Failed"]
+    report(a.no_report)
     if failed:
-        task, name = failed[0]
-        raise DiffaugError(f"{len(failed)} of {len(names)} experiments failed, first {name}; "
-                           f"read `dvc queue logs {task}`, fix the cause and run the study again.")
+        raise failure(failed, len(names))
     print(f"study: {len(names)} experiments succeeded; see `dvc exp show`", file=sys.stderr)
 
 

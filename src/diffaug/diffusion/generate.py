@@ -7,17 +7,24 @@ same batch as an uninterrupted single-process run, and a fine-tuned source can s
 weights between batches. Each finished image goes into a cache
 outside the DVC output, keyed by everything that determines it: a crash after 6,000 of 7,000
 images costs 1,000 images on the rerun, not 7,000.
+
+The pipeline hands back uint8 tensors; resizing, PNG encoding and writing run in a small thread
+pool while the next batch denoises (Pillow releases the GIL while it encodes), so the GPU does not
+wait for the CPU between batches.
 """
 from __future__ import annotations
 
 import gc
 import hashlib
 import json
+import os
 import sys
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable, Optional
 
+import numpy as np
 import torch
 from PIL import Image
 
@@ -25,6 +32,8 @@ from diffaug.data.images import png_bytes
 from diffaug.errors import DiffaugError
 from diffaug.io import atomic_write_bytes, cache_dir, write_csv
 
+# Threads that encode and write PNGs; more than a few only compete with the pipeline for the CPU.
+WRITERS = min(4, os.cpu_count() or 1)
 MANIFEST_COLUMNS = ["class", "file", "prompt", "seed", "model", "revision", "scheduler", "steps", "guidance"]
 LINEAGE_COLUMNS = ["parent", "parent_sha256", "strength"]  # img2img: the d_original image it started from
 
@@ -90,16 +99,28 @@ def cached_path(key: str, root: Optional[Path] = None) -> Path:
     return root / key[:2] / f"{key}.png"
 
 
-def to_png(image: Image.Image, save_size: Optional[int]) -> bytes:
+def to_png(image: Image.Image | np.ndarray, save_size: Optional[int]) -> bytes:
+    """PNG bytes of a PIL image or an HWC uint8 array, resized to `save_size` if given."""
+    if isinstance(image, np.ndarray):
+        image = Image.fromarray(image)
     if save_size and image.size != (save_size, save_size):
         image = image.resize((save_size, save_size), Image.Resampling.LANCZOS)
     return png_bytes(image.convert("RGB"))
 
 
-def run_batch(pipe, jobs: list[Job], settings: Settings) -> list[Image.Image]:
+def to_uint8(images: torch.Tensor) -> list[np.ndarray]:
+    """(N,3,H,W) floats in [0, 1], as the pipeline returns them, to HWC uint8 arrays with exactly
+    diffusers' PIL conversion (float32, x255, round half to even), computed on the device, so only a
+    quarter of the float32 bytes cross to the host."""
+    out = (images.float() * 255).round().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
+    return list(out)
+
+
+def run_batch(pipe, jobs: list[Job], settings: Settings) -> list[np.ndarray]:
     """One pipeline call: classifier-free guidance runs as one batched UNet call per step
     (diffusers concatenates the unconditional and conditional halves). Jobs with a parent go
-    through an img2img pipeline (`pipe.start_images` loads their parents)."""
+    through an img2img pipeline (`pipe.start_images` loads their parents). Images come back as HWC
+    uint8 arrays."""
     # One generator per image: its starting noise does not depend on the rest of the batch.
     generators = [torch.Generator(device="cpu").manual_seed(j.seed) for j in jobs]
     size = {"height": settings.height, "width": settings.width}
@@ -111,17 +132,17 @@ def run_batch(pipe, jobs: list[Job], settings: Settings) -> list[Image.Image]:
         num_inference_steps=settings.steps,
         guidance_scale=settings.guidance,
         generator=generators,
-        output_type="pil",
+        output_type="pt",
         **size,
     )
-    return out.images
+    return to_uint8(out.images)
 
 
-def run_fitting(pipe, jobs: list[Job], settings: Settings, limit: list[int]) -> list[Image.Image]:
+def run_fitting(pipe, jobs: list[Job], settings: Settings, limit: list[int]) -> list[np.ndarray]:
     """`run_batch` in slices of at most `limit[0]` images; on CUDA out-of-memory the limit halves
     (for the rest of the run: `limit` is shared) and the slice is retried. Seeds are per image, so
     the images do not depend on the slicing (up to the GPU's rounding, which varies with batch shape)."""
-    images: list[Image.Image] = []
+    images: list[np.ndarray] = []
     while len(images) < len(jobs):
         size = limit[0]
         try:
@@ -141,6 +162,41 @@ def run_fitting(pipe, jobs: list[Job], settings: Settings, limit: list[int]) -> 
     return images
 
 
+def write_png(path: Path, image: np.ndarray, save_size: Optional[int]) -> None:
+    atomic_write_bytes(path, to_png(image, save_size))
+
+
+class Writer:
+    """Writes one batch's images in a thread pool while the caller draws the next. Submitting a
+    batch first waits for the previous one, so at most two batches are in flight (one being written,
+    one being drawn): memory stays bounded however fast the pipeline is. A write's error is raised
+    in the caller, at the next submit or at the end."""
+
+    def __init__(self, workers: int = WRITERS):
+        self.pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="png")
+        self.pending: list[Future] = []
+
+    def submit(self, fn, items: list[tuple]) -> None:
+        self.wait()
+        self.pending = [self.pool.submit(fn, *item) for item in items]
+
+    def wait(self) -> None:
+        pending, self.pending = self.pending, []
+        for future in pending:
+            future.result()
+
+    def __enter__(self) -> "Writer":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        try:
+            if exc[0] is None:
+                self.wait()
+        finally:
+            # After an error too, the images already drawn reach the cache (each write is atomic).
+            self.pool.shutdown(wait=True)
+
+
 def generate(pipe, jobs: list[Job], settings: Settings, batch_size: int,
              process_index: int = 0, num_processes: int = 1, cache: Optional[Path] = None,
              progress: Callable[[int], None] = lambda n: None,
@@ -153,32 +209,38 @@ def generate(pipe, jobs: list[Job], settings: Settings, batch_size: int,
     made = reused = 0
     current = None
     limit = [batch_size]  # lowered for good by an out-of-memory error
-    for b, batch in enumerate(class_batches(jobs, batch_size)):
-        if b % num_processes != process_index:
-            continue
-        paths = [cached_path(cache_key(j, settings), cache) for j in batch]
-        if all(p.exists() for p in paths):
-            reused += len(batch)
+    with Writer() as writer:
+        for b, batch in enumerate(class_batches(jobs, batch_size)):
+            if b % num_processes != process_index:
+                continue
+            paths = [cached_path(cache_key(j, settings), cache) for j in batch]
+            if all(p.exists() for p in paths):
+                reused += len(batch)
+                progress(len(batch))
+                continue
+            if switch and batch[0].label != current:
+                switch(pipe, batch[0].label)
+                current = batch[0].label
+            images = run_fitting(pipe, batch, settings, limit)
+            writer.submit(write_png, [(path, image, settings.save_size) for path, image in zip(paths, images)])
+            made += len(batch)
             progress(len(batch))
-            continue
-        if switch and batch[0].label != current:
-            switch(pipe, batch[0].label)
-            current = batch[0].label
-        for path, image in zip(paths, run_fitting(pipe, batch, settings, limit)):
-            atomic_write_bytes(path, to_png(image, settings.save_size))
-        made += len(batch)
-        progress(len(batch))
     return {"generated": made, "reused": reused, "batch_size": limit[0]}
 
 
 def collect(jobs: list[Job], settings: Settings, out: Path, meta: dict, cache: Optional[Path] = None) -> list[dict]:
     """Copy the cached images into `out/<class>/<index>.png` and return the manifest rows."""
+    for label in {job.label for job in jobs}:
+        (out / label).mkdir(parents=True, exist_ok=True)
+
+    def copy(job: Job) -> None:
+        (out / job.file).write_bytes(cached_path(cache_key(job, settings), cache).read_bytes())
+
+    with ThreadPoolExecutor(max_workers=WRITERS) as pool:  # file copies: I/O, not the GIL, is the limit
+        list(pool.map(copy, jobs))  # list(): raises the first copy's error
     rows = []
     lineage = any(j.parent for j in jobs)
     for job in jobs:
-        data = cached_path(cache_key(job, settings), cache).read_bytes()
-        (out / job.label).mkdir(parents=True, exist_ok=True)
-        (out / job.file).write_bytes(data)
         rows.append({"class": job.label, "file": job.file, "prompt": job.prompt, "seed": job.seed,
                      "scheduler": settings.scheduler, "steps": settings.steps, "guidance": settings.guidance, **meta})
         if lineage:

@@ -68,13 +68,13 @@ class FromParents(StableDiffusionImg2ImgPipeline):
     @torch.no_grad()
     def __call__(self, *args, image=None, strength: float = 0.8, num_inference_steps: int = 50, **kwargs):
         if int(num_inference_steps * strength) == 0:
-            return self.round_trip(image)
+            return self.round_trip(image, kwargs.get("output_type", "pil"))
         return super().__call__(*args, image=image, strength=strength, num_inference_steps=num_inference_steps,
                                 **kwargs)
 
-    def round_trip(self, images: list[Image.Image]) -> StableDiffusionPipelineOutput:
+    def round_trip(self, images: list[Image.Image], output_type: str = "pil") -> StableDiffusionPipelineOutput:
         pixels = self.image_processor.preprocess(images).to(self.vae.device, self.vae.dtype)
         latents = self.vae.encode(pixels).latent_dist.mode()
         decoded = self.vae.decode(latents).sample
-        return StableDiffusionPipelineOutput(images=self.image_processor.postprocess(decoded, output_type="pil"),
+        return StableDiffusionPipelineOutput(images=self.image_processor.postprocess(decoded, output_type=output_type),
                                              nsfw_content_detected=None)

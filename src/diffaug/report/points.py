@@ -58,7 +58,8 @@ class Point:
 
     @property
     def accuracy(self) -> Stat:
-        return pool(r.accuracy for r in self.runs)
+        # One value per seed: a seed run twice (the workspace and a queued copy) is not a new sample.
+        return pool(self.by_seed().values())
 
     def by_seed(self, cls: str | None = None) -> dict[tuple, float]:
         """Seed identity -> accuracy (of class `cls`), averaged over repeats of one seed."""
@@ -70,7 +71,7 @@ class Point:
         return {s: sum(v) / len(v) for s, v in values.items()}
 
     def class_accuracy(self, cls: str) -> Stat | None:
-        values = [r.per_class[cls] for r in self.runs if r.per_class.get(cls) is not None]
+        values = list(self.by_seed(cls).values())
         return pool(values) if values else None
 
 
@@ -100,7 +101,9 @@ def points(runs: list[Run]) -> list[Point]:
     regime, line (source, augment, variant), then p."""
     grouped: dict[tuple, list[Run]] = defaultdict(list)
     for run, others in zip(runs, _others(runs)):
-        grouped[(run.source, run.p, run.regime, run.augment, run.mode, others)].append(run)
+        # At p = 0 (replace) every source trains on the same real images: it is the "only original" point.
+        source = BASELINE if run.p == 0 and run.mode == REPLACE else run.source
+        grouped[(source, run.p, run.regime, run.augment, run.mode, others)].append(run)
     out = [Point(*key, rs) for key, rs in grouped.items()]
     return sorted(out, key=lambda pt: (regime_rank(pt.regime), source_rank(pt.source), pt.augment == RANDAUGMENT,
                                        pt.augment, pt.variant, pt.p))

@@ -1,0 +1,87 @@
+"""The study's grid: its experiments (sweeps of p per source, regime and seed), the params each
+sets and their `dvc exp run -S` arguments. Both executors (study.py, ray_study.py) build on it."""
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+from typing import Optional
+
+from diffaug.config import ParamsError, parse_params
+
+
+@dataclass(frozen=True)
+class Sweep:
+    """One `dvc exp run --queue` call: a source, the p values swept, and the fixed settings."""
+    source: str
+    p: tuple[float, ...]
+    regime: str
+    epochs: Optional[int]
+    seed: int
+    augment: Optional[str] = None  # None keeps the workspace's train.augment
+
+    def sets(self, p: Optional[float] = None) -> dict[str, object]:
+        """The params this sweep sets (`mix.p` to `p` if given, else to every p of the sweep)."""
+        out = {"mix.source": self.source, "mix.p": float(p) if p is not None else list(self.p),
+               "train.regime": self.regime, "train.seed": self.seed, "mix.seed": self.seed}
+        if self.augment is not None:
+            out["train.augment"] = self.augment
+        if self.epochs is not None:
+            out["train.epochs"] = self.epochs
+        return out
+
+    def args(self) -> list[str]:
+        return overrides(self.sets())
+
+
+def overrides(sets: dict[str, object]) -> list[str]:
+    """`dvc exp run`'s `-S key=value` arguments for `sets` (a list: a sweep, for the queue)."""
+    def text(v):  # 1.0, not 1: DVC would store an int
+        return ",".join(repr(float(x)) for x in v) if isinstance(v, list) else str(v)
+    return [a for k, v in sets.items() for a in ("-S", f"{k}={text(v)}")]
+
+
+def points(sweeps: list[Sweep]):
+    """Every experiment of the grid: (its sweep, its p)."""
+    return ((sweep, p) for sweep in sweeps for p in sweep.p)
+
+
+def with_sets(raw: dict, sets: dict[str, object]) -> dict:
+    """params.yaml's contents with dotted keys set, as `dvc exp run -S` writes them."""
+    out = copy.deepcopy(raw)
+    for key, value in sets.items():
+        *path, last = key.split(".")
+        node = out
+        for part in path:
+            node = node[part]
+        node[last] = value
+    return out
+
+
+def check_points(raw: dict, sweeps: list[Sweep]) -> int:
+    """Validate the params of every experiment of the grid before queueing any; return how many."""
+    n = 0
+    for sweep, p in points(sweeps):
+        sets = sweep.sets(p)
+        try:
+            parse_params(with_sets(raw, sets))
+        except ParamsError as e:
+            raise ParamsError(f"the study's experiment {' '.join(f'{k}={v}' for k, v in sets.items())} would "
+                              f"fail: {e}") from None
+        n += 1
+    return n
+
+
+def grid(sources: tuple[str, ...], ps: tuple[float, ...], regimes: tuple[tuple[str, Optional[int]], ...],
+         seeds: tuple[int, ...], randaugment: bool = False) -> list[Sweep]:
+    ps = tuple(sorted(set(float(p) for p in ps)))
+    sweeps = []
+    for regime, epochs in regimes:
+        for seed in seeds:
+            baseline = tuple(p for p in ps if p < 1.0)
+            if baseline:
+                sweeps.append(Sweep("none", baseline, regime, epochs, seed))
+            if randaugment:
+                sweeps.append(Sweep("none", (0.0,), regime, epochs, seed, "randaugment"))
+            synthetic = tuple(p for p in ps if p > 0.0)
+            sweeps += [Sweep(s, synthetic, regime, epochs, seed) for s in sources if synthetic]
+    return sweeps

@@ -1,0 +1,208 @@
+"""The study on Ray (`python -m diffaug.study --executor ray`): one Ray task per grid point.
+
+DVC's queue pins no worker to a GPU and runs on one machine only, so each experiment runs as a
+Ray task instead: Ray picks the GPU (it sets CUDA_VISIBLE_DEVICES) or the node, and the task
+- clones the repository (or --git-remote) at the study's commit into a temporary directory,
+- gets the shared stages' outputs: this machine's DVC cache shared through links, or `dvc pull`
+  from --dvc-remote,
+- runs `dvc exp run --name <point> -S ...` and `dvc exp push`es the experiment to the origin.
+The driver pulls the experiments back (`dvc exp pull`, where there is a git remote), so `dvc exp
+show` here lists them all. A rerun skips the points that already have a finished experiment with
+the same params; a failed run is tried again `study.retries` times, then reported by name.
+Only this module imports ray (requirements-ray.txt).
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Callable, Optional
+
+import yaml
+
+import diffaug
+from diffaug.config import Study
+from diffaug.errors import DiffaugError
+from diffaug.report.experiments import FINISHED, _params, _revisions, flatten, read_exp_show
+from diffaug.grid import Sweep, overrides, points, with_sets
+from diffaug.runner import command, dvc, failure, up_to_date
+
+REMOTE = "diffaug-study"  # the DVC remote --dvc-remote is added as (in .dvc/config.local)
+LOGS = Path(".dvc/tmp/study")  # one log per experiment: <name>.log (git ignores .dvc/tmp)
+
+
+def exp_name(sweep: Sweep, p: float) -> str:
+    """The experiment's name, from its grid point, so a rerun finds it (a git ref: no spaces)."""
+    epochs = f"-{sweep.epochs}ep" if sweep.epochs is not None else ""
+    augment = f"-{sweep.augment}" if sweep.augment else ""
+    return f"{sweep.source}-p{float(p):g}-{sweep.regime}{epochs}-s{sweep.seed}{augment}"
+
+
+def resources(study: Study, cluster: dict[str, float]) -> dict[str, float]:
+    """What one experiment asks Ray for: its GPU share where the cluster has GPUs, else CPU cores."""
+    key, want = ("GPU", study.gpus_per_run) if cluster.get("GPU", 0) > 0 else ("CPU", study.cpus_per_run)
+    if want > cluster.get(key, 0):
+        field = "gpus_per_run" if key == "GPU" else "cpus_per_run"
+        raise DiffaugError(f"study.{field} is {want:g} but the Ray cluster has {cluster.get(key, 0):g} {key}s in "
+                           f"all, so no experiment could start; lower study.{field}.")
+    return {"num_gpus": float(want)} if key == "GPU" else {"num_cpus": float(want)}
+
+
+def finished(states: list[dict], commit: str, wanted: dict[str, dict]) -> set[str]:
+    """The names in `wanted` (name -> params.yaml it runs with) that have a finished experiment of
+    `commit` with exactly those params (study.* aside: no stage reads it)."""
+    def stage_params(params: dict) -> dict:
+        return {k: v for k, v in params.items() if not k.startswith("study.")}
+
+    done = set()
+    for state in states:
+        if state.get("rev") != commit:
+            continue
+        for rev, executor, baseline in _revisions([state]):
+            name = rev.get("name")
+            if (not baseline and name in wanted and executor in FINISHED and not rev.get("error")
+                    and stage_params(_params(rev.get("data") or {})) == stage_params(flatten(wanted[name]))):
+                done.add(name)
+    return done
+
+
+def git(*args: str, cwd: Optional[Path] = None) -> str:
+    return dvc(*args, cwd=cwd, program="git").strip()
+
+
+def prepare(git_remote: Optional[str], dvc_remote: Optional[str]) -> tuple[str, str]:
+    """Bring the shared stages up to date here and make them reachable to every worker; return
+    (the git origin the workers clone, the commit they check out)."""
+    if not Path(".git").exists():
+        raise DiffaugError("the Ray executor clones the repository, so run it from the root of a git repository.")
+    dirty = [line[3:] for line in git("status", "--porcelain", "--untracked-files=no").splitlines()
+             if line[3:] != "dvc.lock"]
+    if dirty:
+        raise DiffaugError(f"{', '.join(dirty[:3])} {'has' if len(dirty) == 1 else 'have'} uncommitted changes, which "
+                           "the workers' clones would not see; commit them (git commit -am ...) and run the study again.")
+    up_to_date()
+    # dvc.lock (and the .gitignore files DVC writes) tell every clone which cached outputs to check out.
+    made = [line[3:] for line in git("status", "--porcelain", "--untracked-files=all").splitlines()
+            if line[3:] == "dvc.lock" or line[3:].endswith(".gitignore")]
+    if made:
+        git("add", "--", *made)
+        git("commit", "-q", "-m", "study: dvc.lock of the shared stages, for the Ray executor's clones", "--", *made)
+        print(f"study: committed {', '.join(made)} (the shared stages' outputs), so every worker checks them out",
+              file=sys.stderr)
+    commit = git("rev-parse", "HEAD")
+    if dvc_remote:
+        dvc("remote", "add", "--local", "--force", REMOTE, dvc_remote)
+        dvc("push", "-q", "-r", REMOTE)
+    if not git_remote:
+        return str(Path.cwd()), commit
+    url = git_remote
+    if git_remote in git("remote").split():
+        url = git("remote", "get-url", git_remote)
+    branch = git("rev-parse", "--abbrev-ref", "HEAD")
+    if branch == "HEAD":
+        raise DiffaugError("--git-remote needs a branch to push the study's commit to; check out a branch first.")
+    git("push", "-q", git_remote, f"HEAD:refs/heads/{branch}")
+    return url, commit
+
+
+def run_point(origin: str, commit: str, name: str, args: list[str], cache: Optional[str],
+              dvc_remote: Optional[str]) -> dict:
+    """One experiment in its own clone (the body of a Ray task). Returns whether it succeeded, its
+    log, and what Ray gave it (CUDA_VISIBLE_DEVICES, resources)."""
+    import ray
+
+    start, log = time.time(), []
+    context = ray.get_runtime_context()
+    base = Path(tempfile.mkdtemp(prefix=f"diffaug-{name}-"))
+    clone = base / "repo"
+
+    def step(*cmd: str, cwd: Optional[Path] = clone) -> bool:
+        proc = command(list(cmd), cwd)
+        log.append(f"$ {' '.join(cmd)}\n{proc.stdout}{proc.stderr}")
+        return proc.returncode == 0
+
+    # One machine: the clone's outputs link to this repository's cache (group-writable, so workers
+    # of one group share it); across machines: the shared stages come from the DVC remote. The
+    # config is written, not set with `dvc config`: every dvc process costs a second or more.
+    if cache:
+        config, get, push = (f'[cache]\n    dir = {cache}\n    shared = group\n'
+                             '    type = "reflink,hardlink,symlink,copy"\n'), ("checkout",), ("--no-cache",)
+    else:
+        config, get, push = (f"[core]\n    remote = {REMOTE}\n['remote \"{REMOTE}\"']\n    url = {dvc_remote}\n",
+                             ("pull",), ("--remote", REMOTE))
+    try:
+        ok = (step("git", "clone", "--quiet", "--no-checkout", origin, str(clone), cwd=base)
+              and step("git", "checkout", "--quiet", commit)
+              and (clone / ".dvc" / "config.local").write_text(config) > 0
+              and step("dvc", *get, "--quiet", "--allow-missing")
+              and step("dvc", "exp", "run", "--name", name, *args)
+              and step("dvc", "exp", "push", *push, "origin", name))
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
+    return {"name": name, "ok": ok, "log": "\n".join(log), "seconds": time.time() - start,
+            "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"), "node": context.get_node_id(),
+            "resources": context.get_assigned_resources()}
+
+
+def run_study(raw: dict, study: Study, sweeps: list[Sweep], address: Optional[str], git_remote: Optional[str],
+              dvc_remote: Optional[str], after: Callable[[], None]) -> list[dict]:
+    """Run the grid's missing experiments on Ray, then `after` (the report); return the tasks' results."""
+    try:
+        import ray
+    except ImportError:
+        raise DiffaugError("the Ray executor needs ray: pip install -r requirements-ray.txt") from None
+    if dvc_remote and "://" not in dvc_remote:  # a path: the same for the driver and every clone
+        dvc_remote = str(Path(dvc_remote).resolve())
+    committed = yaml.safe_load(Path("params.yaml").read_text())  # what the clones' params.yaml holds
+    wanted = {exp_name(sweep, p): (sweep.sets(p), with_sets(committed, sweep.sets(p))) for sweep, p in points(sweeps)}
+    origin, commit = prepare(git_remote, dvc_remote)
+    if git_remote:  # experiments pushed by an earlier run that this clone has not seen yet
+        dvc("exp", "pull", "--no-cache", git_remote, check=False)
+    done = finished(read_exp_show(), commit, {n: params for n, (_, params) in wanted.items()})
+    todo = [n for n in wanted if n not in done]
+    if not ray.is_initialized():
+        ray.init(address=address, include_dashboard=False, logging_level="WARNING")
+    ask = resources(study, ray.cluster_resources())
+    cache = None if dvc_remote else dvc("cache", "dir").strip()
+    # The task's code travels with it, so nodes need ray and dvc but not this package installed.
+    ray.cloudpickle.register_pickle_by_value(diffaug)
+    # Ray reruns a task whose worker died; runs that fail are retried below.
+    task = ray.remote(run_point).options(**ask, max_retries=study.retries)
+    print(f"study: {len(done)} of {len(wanted)} experiments finished before; running {len(todo)} on Ray, "
+          f"each with {', '.join(f'{k}={v:g}' for k, v in ask.items())}", file=sys.stderr)
+
+    def submit(name: str):
+        return task.remote(origin, commit, name, overrides(wanted[name][0]), cache, dvc_remote)
+
+    pending = {submit(n): (n, 0) for n in todo}
+    results, failed = [], []
+    LOGS.mkdir(parents=True, exist_ok=True)
+    while pending:
+        [ref], _ = ray.wait(list(pending), num_returns=1)
+        name, attempt = pending.pop(ref)
+        try:
+            result = ray.get(ref)
+        except ray.exceptions.RayError as e:  # its worker or node died, more often than Ray retries
+            result = {"name": name, "ok": False, "log": f"the Ray task died: {e}"}
+        (LOGS / f"{name}.log").write_text(result["log"])
+        if not result["ok"] and attempt < study.retries:
+            print(f"study: {name} failed; running it again ({attempt + 1} of {study.retries})", file=sys.stderr)
+            pending[submit(name)] = (name, attempt + 1)
+            continue
+        results.append(result)
+        if not result["ok"]:
+            failed.append((name, LOGS / f"{name}.log"))
+        print(f"study: {len(results)} of {len(todo)} experiments finished ({name}: "
+              f"{'ok' if result['ok'] else 'failed'})", file=sys.stderr)
+    succeeded = [r["name"] for r in results if r["ok"]]
+    if git_remote and succeeded:
+        dvc("exp", "pull", *(("--remote", REMOTE) if dvc_remote else ("--no-cache",)), git_remote, *succeeded)
+    after()
+    if failed:
+        raise failure([(n, str(path)) for n, path in failed], len(todo))
+    print(f"study: {len(succeeded)} experiments succeeded on Ray, {len(done)} were done before; "
+          "see `dvc exp show`", file=sys.stderr)
+    return results
