@@ -56,5 +56,6 @@ def test_hub_model_is_pinned_and_generates_offline(tmp_path, tiny_base):
                      split={"original_per_class": None})  # n is unknown: the grid check waits for mix
     assert proc.returncode == 0, proc.stderr
     manifest = (tmp_path / "data/synthetic/vanilla/manifest.csv").read_text().splitlines()
-    assert len(manifest) == 3 and f"someone/tiny-sd,{COMMIT}" in manifest[1]
+    # 2 a class x 2.0 candidates: the default params' vanilla_filtered asks vanilla for twice its count
+    assert len(manifest) == 1 + 4 and f"someone/tiny-sd,{COMMIT}" in manifest[1]
     assert (tmp_path / "plots/samples/vanilla.png").exists()

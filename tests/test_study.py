@@ -181,8 +181,9 @@ def test_every_experiment_of_the_default_study_has_valid_params(monkeypatch, cap
         sets = dict(s.split("=", 1) for s in line.split(" -S ")[1:])
         for p in sets["mix.p"].split(","):
             points.append({**{k: yaml.safe_load(v) for k, v in sets.items()}, "mix.p": float(p)})
-    assert len(points) == 3 * 17  # 3 seeds x (none at 4 p, 3 sources at 4 p, RandAugment)
-    assert {pt["mix.source"] for pt in points} == {"none", "vanilla", "dreambooth", "textual_inversion"}
+    assert len(points) == 3 * 25  # 3 seeds x (none at 4 p, 5 sources at 4 p, RandAugment)
+    assert {pt["mix.source"] for pt in points} == {"none", "vanilla", "dreambooth", "textual_inversion", "img2img",
+                                                   "vanilla_filtered"}
     for point in points:
         params = parse_params(with_sets(raw, point))
         assert params.train.seed == params.mix.seed == point["train.seed"]
