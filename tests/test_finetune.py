@@ -83,11 +83,11 @@ def test_dreambooth_training_is_deterministic(tiny_base, instances):
     assert all(torch.equal(weights[0][k], weights[1][k]) for k in weights[0])
 
 
-@pytest.mark.parametrize("train_text_encoder", [True, False])
+@pytest.mark.parametrize("train_text_encoder, targets", [(True, "attention"), (False, "attention"), (False, "all")])
 def test_dreambooth_lora_saves_megabytes_not_a_unet_and_reloads(tiny_base, instances, tmp_path, capfd,
-                                                                train_text_encoder):
+                                                                train_text_encoder, targets):
     params = section("dreambooth", mode="lora", lora_rank=4, steps=20, lora_lr=5.0e-3, batch_size=2, seed=0,
-                     train_text_encoder=train_text_encoder)
+                     train_text_encoder=train_text_encoder, lora_targets=targets)
     pipe = fresh(tiny_base)
     base_unet = {k: v.clone() for k, v in fresh(tiny_base).unet.state_dict().items()}
     record = train_dreambooth(pipe, instances, "a photo of sks seven", None, "a photo of seven", params, **QUIET)

@@ -252,6 +252,9 @@ class DreamBooth(_Finetune):
     mode: Literal["full", "lora"] = Field(description="`full` (the whole UNet) or `lora` (adapters through peft)")
     lora_rank: Count = Field(description="rank of the LoRA adapters")
     lora_lr: float = Field(gt=0, description="learning rate in `lora` mode (`lr` is full mode's)")
+    lora_targets: Literal["attention", "all"] = Field(
+        description="UNet layers with adapters: `attention` (q, k, v, out: the diffusers example) or `all` "
+                    "(also projections, feed-forward, ResNet convs, time embedding)")
     train_text_encoder: bool = Field(description="also fine-tune the text encoder")
     use_8bit_adam: bool = Field(description="bitsandbytes 8-bit AdamW (CUDA only)")
 

@@ -21,7 +21,14 @@ from diffaug.diffusion.generate import Settings, cache_key, cached_path, generat
 from diffaug.diffusion.pipeline import fingerprint, load_pipeline, pick_dtype, speed_up
 from diffaug.io import read_json
 
-UNET_LORA_TARGETS = ["to_k", "to_q", "to_v", "to_out.0"]
+# `lora_targets: attention` is the diffusers DreamBooth LoRA example's; `all` adds every other linear and
+# conv layer of the UNet (transformer projections and feed-forward, ResNet convs, time embedding), the
+# layers full fine-tuning changes besides attention: a small UNet has little in its attention alone.
+UNET_LORA_TARGETS = {
+    "attention": ["to_k", "to_q", "to_v", "to_out.0"],
+    "all": ["to_k", "to_q", "to_v", "to_out.0", "proj_in", "proj_out", "ff.net.0.proj", "ff.net.2",
+            "conv1", "conv2", "conv_shortcut", "time_emb_proj"],
+}
 TEXT_LORA_TARGETS = ["q_proj", "k_proj", "v_proj", "out_proj"]
 UNET_FILE = "unet/diffusion_pytorch_model.safetensors"
 TEXT_FILE = "text_encoder/model.safetensors"
@@ -63,12 +70,12 @@ def instance_loss(pipe, latents: Latents, prompt: str, seed: int = 0, draws: int
     return denoising_loss(pipe.unet, zt.to(device), t.to(device), text, target.to(device)).item()
 
 
-def _add_lora(pipe, rank: int, text_encoder: bool) -> None:
+def _add_lora(pipe, rank: int, targets: str, text_encoder: bool) -> None:
     from peft import LoraConfig
 
     # LoRA's Gaussian initialisation draws from the global RNG: the caller has seeded it.
     pipe.unet.add_adapter(LoraConfig(r=rank, lora_alpha=rank, init_lora_weights="gaussian",
-                                     target_modules=UNET_LORA_TARGETS))
+                                     target_modules=UNET_LORA_TARGETS[targets]))
     if text_encoder:
         pipe.text_encoder.add_adapter(LoraConfig(r=rank, lora_alpha=rank, init_lora_weights="gaussian",
                                                  target_modules=TEXT_LORA_TARGETS))
@@ -91,7 +98,7 @@ def train_dreambooth(pipe, instance: torch.Tensor, prompt: str, prior: Optional[
     vae.to("cpu")  # latents are cached: training never runs the VAE, so its GPU memory goes to the UNet
     before = instance_loss(pipe, inst, prompt, params.seed)
     if params.mode == "lora":
-        _add_lora(pipe, params.lora_rank, train_text)
+        _add_lora(pipe, params.lora_rank, params.lora_targets, train_text)
     else:
         unet.requires_grad_(True)
         text_encoder.requires_grad_(train_text)
@@ -152,8 +159,11 @@ def save_dreambooth(pipe, out: Path, params: DreamBooth) -> None:
 
         text = (convert_state_dict_to_diffusers(get_peft_model_state_dict(pipe.text_encoder))
                 if params.train_text_encoder else None)
+        # The UNet's adapters stay in peft's key format: convert_state_dict_to_diffusers renames only the
+        # attention layers (to the old `lora.down` names), and diffusers' loader, seeing peft keys for the
+        # convs of `lora_targets: all`, then silently drops those attention adapters.
         StableDiffusionPipeline.save_lora_weights(
-            out, unet_lora_layers=convert_state_dict_to_diffusers(get_peft_model_state_dict(pipe.unet)),
+            out, unet_lora_layers=get_peft_model_state_dict(pipe.unet),
             text_encoder_lora_layers=text, safe_serialization=True)
         return
     pipe.unet.save_pretrained(out / "unet", safe_serialization=True)

@@ -43,7 +43,8 @@ def main() -> None:
             "instance_images": [f.name for f in files], "train_text_encoder": d.train_text_encoder,
             "steps": d.steps, "lr": record["lr"], "batch_size": d.batch_size, "resolution": resolution,
             "base": fingerprint(source), **{k: record[k] for k in ("final_loss", "instance_loss_before",
-                                                                    "instance_loss_after")}})
+                                                                    "instance_loss_after")},
+            **({"lora_rank": d.lora_rank, "lora_targets": d.lora_targets} if d.mode == "lora" else {})})
     size = sum(f.stat().st_size for f in out.rglob("*") if f.is_file())
     write_json(Path("metrics/dreambooth") / f"{label}.json", {
         **{k: v for k, v in record.items() if k != "cost"}, **record["cost"], "steps": d.steps,
