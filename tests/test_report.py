@@ -452,6 +452,10 @@ def test_the_balance_experiment_is_its_own_table_with_an_honest_verdict(tmp_path
     assert "### img2img, imbalance 0.1, scratch: balancing helped (+10.0 [" in section
     assert "| one | 51.0 ± 2.5 (n=3) | 72.0 ± 5.0 (n=3) | +21.0 [" in section
     assert "| zero | 95.0 ± 0.0 (n=3) | 94.0 ± 0.0 (n=3) | -1.0 [-1.0, -1.0] |" in section
+    # The imbalance runs stay out of the study's own tables: no point is split or labelled by split.imbalance.
+    grid = summary.split("## Class-imbalance filling")[0]
+    assert "split.imbalance" not in grid and "mix.mode=balance" not in grid
+    assert "| only original | 90.0 ± 0.0 (n=3) |" in grid
     data = json.loads((tmp_path / "summary.json").read_text())["balance"]
     assert len(data) == 1 and data[0]["balanced_accuracy"]["difference"]["n"] == 3
     assert data[0]["balanced_accuracy"]["difference"]["mean"] == pytest.approx(0.10)

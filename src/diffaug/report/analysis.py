@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from diffaug.report.balance import BalanceResult, balance_results
+from diffaug.report.balance import BALANCE, BalanceResult, balance_results
 from diffaug.report.experiments import Experiments
 from diffaug.report.fid import FidTable, fid_table
 from diffaug.report.findings import findings
@@ -23,6 +23,13 @@ class Study:
     balance: list[BalanceResult]  # the class-imbalance experiment (mix.mode: balance)
 
 
+def in_imbalance_experiment(run) -> bool:
+    """A run on an imbalanced d_original or balancing it: the class-imbalance experiment's own table.
+    Pooled with the p grid, it would split every point of the study by `split.imbalance` and put its
+    FID (measured against other real images) beside the study's."""
+    return run.other.get("split.imbalance") is not None or run.mode == BALANCE
+
+
 def _clip(exps: Experiments) -> float | None:
     for run in exps.runs:
         accuracy = (run.metrics.get("metrics/clip.json") or {}).get("accuracy")
@@ -32,7 +39,9 @@ def _clip(exps: Experiments) -> float | None:
 
 
 def analyse(exps: Experiments) -> Study:
-    pts, names = points(exps.runs), classes(exps.runs)
+    grid = [r for r in exps.runs if not in_imbalance_experiment(r)]
+    imbalance = [r for r in exps.runs if in_imbalance_experiment(r)]
+    pts, names = points(grid), classes(exps.runs)
     add, rep, clip = adding(pts), replacing(pts), _clip(exps)
-    return Study(exps, pts, names, add, rep, fid_table(exps.runs, names), clip, findings(pts, add, rep, clip),
-                 balance_results(pts))
+    return Study(exps, pts, names, add, rep, fid_table(grid, names), clip, findings(pts, add, rep, clip),
+                 balance_results(points(imbalance)))
