@@ -7,6 +7,7 @@ stage writes an empty source and a note instead (`mix` then says the source has 
 """
 import shutil
 import sys
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -37,9 +38,7 @@ def probabilities(params, entry, folder: Path, rows: list[dict], classes: list[s
 
 def shortfalls(params, name: str, kept: dict[str, int]) -> list[str]:
     """Classes with fewer kept images than the mixes of these params ask for, in words."""
-    sizes = {r["class"]: 0 for r in read_csv(ORIGINAL / "manifest.csv")}
-    for r in read_csv(ORIGINAL / "manifest.csv"):
-        sizes[r["class"]] += 1
+    sizes = Counter(r["class"] for r in read_csv(ORIGINAL / "manifest.csv"))
     largest = max(sizes.values())
     need = {c: params.needed(name, n, largest) for c, n in sizes.items()}
     return [f"{c}: {need[c] - kept[c]} missing ({kept[c]} kept, {need[c]} needed)"
