@@ -13,3 +13,9 @@ def tiny_base(tmp_path_factory):
     save_pipeline(base / "pipeline", unet, vae, text_encoder, tokenizer, noise_schedule())
     write_json(base / "source.json", {"model": "builtin:tiny", "revision": None, "commit": None})
     return base
+
+
+def pytest_collection_modifyitems(items):
+    """Slow tests first: with two workers (pyproject's `-n 2`), the longest runs start at once and the
+    short ones fill the other worker, instead of the end-to-end `dvc repro` starting last."""
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
