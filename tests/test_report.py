@@ -448,6 +448,9 @@ def test_the_balance_experiment_is_its_own_table_with_an_honest_verdict(tmp_path
     files = write_report(experiments(states), tmp_path)
     assert "balanced_accuracy.png" in {f.name for f in files}
     summary = (tmp_path / "summary.md").read_text()
+    # The header counts every run `dvc exp show` lists (the baseline commit too), and where the imbalance ones went.
+    assert summary.splitlines()[2].startswith("10 finished experiments: 4 pooled over seeds into 1 point of the p "
+                                              "grid, 6 in the class-imbalance experiment")
     section = summary.split("## Class-imbalance filling")[1]
     assert "### img2img, imbalance 0.1, scratch: balancing helped (+10.0 [" in section
     assert "| one | 51.0 ± 2.5 (n=3) | 72.0 ± 5.0 (n=3) | +21.0 [" in section

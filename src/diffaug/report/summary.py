@@ -203,8 +203,13 @@ def _not_run_lines(not_run: list[NotRun]) -> list[str]:
 def summary_md(study: Study, figures: list[str]) -> str:
     pts, exps, rep = study.points, study.exps, study.replacing
     n_runs = sum(len(pt.runs) for pt in pts)
-    lines_ = ["# Study report", "",
-              f"{_count(n_runs, 'finished experiment')} pooled over seeds into {_count(len(pts), 'point')}"
+    n_imbalance = len(exps.runs) - n_runs  # their own table: `dvc exp show` lists both
+    head = f"{_count(n_runs, 'finished experiment')} pooled over seeds into {_count(len(pts), 'point')}"
+    if n_imbalance:
+        head = (f"{_count(len(exps.runs), 'finished experiment')}: {n_runs} pooled over seeds into "
+                f"{_count(len(pts), 'point')} of the p grid, {n_imbalance} in the class-imbalance experiment "
+                f"([Class-imbalance filling](#class-imbalance-filling))")
+    lines_ = ["# Study report", "", head
               + (f"; {_count(len(exps.not_run), 'experiment')} did not finish (see [Not run](#not-run))."
                  if exps.not_run else "."),
               "Test accuracy in %: mean ± half-width of the 95% Student-t confidence interval over seeds "
