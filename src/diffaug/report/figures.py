@@ -204,10 +204,9 @@ def balance_figure(results, out: Path) -> Path | None:
     ax.set_title("Class-imbalance filling")
     ax.legend(loc="lower right", fontsize="small")
     ax.grid(axis="y", alpha=0.3)
-    fig.text(0.01, 0.005, "error bars: " + CI_NOTE.split(";")[0].removeprefix("error bars and bands: "), fontsize=7)
-    fig.savefig(out, dpi=DPI)
-    plt.close(fig)
-    return out
+    # A supxlabel, not fig.text: the constrained layout makes room for it below the tick labels.
+    fig.supxlabel("error bars: " + CI_NOTE.split(";")[0].removeprefix("error bars and bands: "), fontsize=7)
+    return _save(fig, out)
 
 
 def write_figures(study: Study, out: Path) -> list[Path]:
