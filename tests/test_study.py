@@ -13,6 +13,7 @@ import pytest
 import yaml
 
 import diffaug
+from diffaug.errors import DiffaugError
 from diffaug.study import grid, main
 from helpers import params_file
 
@@ -20,7 +21,7 @@ SRC = Path(diffaug.__file__).resolve().parents[1]
 
 
 def experiments(sweeps) -> list[tuple]:
-    return [(s.source, p, s.regime, s.epochs, s.seed) for s in sweeps for p in s.p]
+    return [(s.source, p, s.regime, s.budget, s.seed) for s in sweeps for p in s.p]
 
 
 def test_grid_has_the_baseline_once_and_no_empty_mixes():
@@ -45,12 +46,24 @@ def test_dry_run_prints_typed_overrides(tmp_path, monkeypatch, capsys):
     lines = capsys.readouterr().out.splitlines()
     assert lines == [
         "dvc exp run --queue -S mix.source=none -S mix.p=0.0 -S train.regime=finetune -S train.seed=3 -S mix.seed=3 "
-        "-S train.epochs=20",
+        "-S train.steps=20",
         "dvc exp run --queue -S mix.source=vanilla -S mix.p=1.0 -S train.regime=finetune -S train.seed=3 "
-        "-S mix.seed=3 -S train.epochs=20",
+        "-S mix.seed=3 -S train.steps=20",
         "dvc exp run --queue -S mix.source=none -S mix.p=0.0 -S train.regime=scratch -S train.seed=3 -S mix.seed=3",
         "dvc exp run --queue -S mix.source=vanilla -S mix.p=1.0 -S train.regime=scratch -S train.seed=3 -S mix.seed=3",
-    ]  # 1.0, not 1: DVC would store an int
+    ]  # 1.0, not 1: DVC would store an int; the workspace trains for steps, so the regimes' budgets are steps
+    main(["--dry-run", "--budget", "epochs"])  # the paper's fixed epochs, from a workspace that trains for steps
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].endswith("-S train.epochs=20 -S train.steps=null")
+    assert lines[2].endswith("-S mix.seed=3 -S train.steps=null")
+
+
+def test_a_step_budget_needs_steps_for_every_regime(tmp_path, monkeypatch):
+    params_file(tmp_path, train={"steps": None}, study={"regimes": {"scratch": None}, "budget": "steps"})
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(DiffaugError, match="give every regime its steps"):
+        main(["--dry-run"])
+    main(["--dry-run", "--regimes", "scratch=300"])
 
 
 TRAIN = """\

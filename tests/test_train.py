@@ -12,7 +12,7 @@ from helpers import REPO, section
 from diffaug.classify.data import Augment
 from diffaug.classify.evaluate import score
 from diffaug.classify.model import build_model, imagenet_weights_path, use_small_stem
-from diffaug.classify.train import fit, predict, seed_everything
+from diffaug.classify.train import budget, epoch_batches, fit, predict, seed_everything, step_batches
 from diffaug.device import autocast_dtype, pick_device
 from diffaug.errors import DiffaugError
 
@@ -20,7 +20,8 @@ sys.path.insert(0, str(REPO / "benchmarks"))
 from baseline import OldAugment, old_fit_epochs  # noqa: E402  the data path before issue 15
 
 CPU = torch.device("cpu")
-CFG = section("train", epochs=3, batch_size=16, lr=0.05, image_size=16, small_stem="false", augment="standard")
+CFG = section("train", steps=None, epochs=3, batch_size=16, lr=0.05, image_size=16, small_stem="false",
+              augment="standard")
 
 
 def stripes(n: int, seed: int):
@@ -211,3 +212,33 @@ def test_score_agrees_with_sklearn():
     cm = confusion_matrix(y_true, y_pred, labels=labels)
     expected = {c: round(float(cm[i, i] / cm[i].sum()), 6) if cm[i].sum() else None for i, c in enumerate(classes)}
     assert metrics["per_class_accuracy"] == expected
+
+
+@pytest.mark.parametrize("n", [3, 20, 48, 200])
+def test_a_step_budget_is_the_same_for_every_training_set_size(n):
+    """Every batch is full and there are `steps` of them, however many images there are; every image
+    is drawn as often as any other, to within one, so no image is left out of the budget."""
+    cfg = CFG.model_copy(update=dict(steps=25, val_every=10, batch_size=16))
+    batches = list(step_batches(n, cfg, torch.Generator().manual_seed(0)))
+    assert len(batches) == 25 and all(len(b.idx) == 16 for b in batches)
+    assert [i for i, b in enumerate(batches, 1) if b.ends_round] == [10, 20, 25]
+    counts = torch.bincount(torch.cat([b.idx for b in batches]), minlength=n)
+    assert counts.max() - counts.min() <= 1 + (16 * 25 % n > 0) and counts.sum() == 400
+    assert budget(n, cfg) == {"budget": "steps", "steps": 25, "images_seen": 400}
+
+
+def test_an_epoch_budget_shrinks_with_the_training_set():
+    cfg = CFG.model_copy(update=dict(epochs=3, batch_size=16))
+    assert budget(48, cfg) == {"budget": "epochs", "steps": 9, "images_seen": 144}
+    assert budget(12, cfg) == {"budget": "epochs", "steps": 3, "images_seen": 36}
+    batches = list(epoch_batches(17, cfg, torch.Generator().manual_seed(0)))  # 16 + a batch of one, dropped
+    assert [len(b.idx) for b in batches] == [16] * 3 and budget(17, cfg)["steps"] == 3
+
+
+def test_training_for_steps_validates_every_val_every_and_keeps_the_best():
+    cfg = CFG.model_copy(update=dict(steps=12, val_every=4))
+    model, result = train_once(cfg, n=24)
+    assert [h["step"] for h in result.history] == [4, 8, 12]
+    best = max(result.history, key=lambda h: (h["val_accuracy"], -h["val_loss"]))
+    assert result.best_step == best["step"] and result.best_val_accuracy == best["val_accuracy"]
+    assert digest(train_once(cfg, n=24)[1].state_dict) == digest(result.state_dict)

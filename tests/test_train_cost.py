@@ -1,4 +1,4 @@
-"""The train stage records what it cost: wall time, images/s, device, peak GPU memory."""
+"""The train stage records its budget (steps, images seen), what it cost and where it ran."""
 import json
 import os
 import subprocess
@@ -13,24 +13,36 @@ from helpers import params_file, pattern
 REPO = Path(__file__).resolve().parents[1]
 
 
-@pytest.mark.slow  # a fresh process importing torch and DVCLive: about 30 s on 2 busy cores
-def test_train_stage_metrics_carry_the_cost(tmp_path):
+def train_stage(folder: Path, images_per_class: int, **train) -> dict:
+    """Run `python -m diffaug.stages.train` on a mix of `images_per_class` training images a class."""
     rows = {"train": [], "val": []}
-    for c, seeds in (("cat", range(0, 6)), ("dog", range(10, 16))):
-        (tmp_path / "img" / c).mkdir(parents=True)
-        for i in seeds:
-            f = tmp_path / "img" / c / f"{i}.png"
+    for c, first in (("cat", 0), ("dog", 100)):
+        (folder / "img" / c).mkdir(parents=True)
+        for i in range(first, first + images_per_class + 1):
+            f = folder / "img" / c / f"{i}.png"
             pattern(i, 16).save(f)
-            rows["val" if i % 6 == 5 else "train"].append(
+            rows["val" if i == first else "train"].append(
                 {"class": c, "file": f"img/{c}/{i}.png", "origin": "original", "sha256": sha256_file(f)})
     for split, rs in rows.items():
-        write_csv(tmp_path / "data/mixed" / f"{split}.csv", rs, ["class", "file", "origin", "sha256"])
-    write_json(tmp_path / "data/mixed/classes.json", ["cat", "dog"])
-    params_file(tmp_path, classes=["cat", "dog"], scrape={"source": "folder", "path": str(tmp_path)},
-                train={"epochs": 2, "batch_size": 4, "image_size": 16, "device": "cpu"})
-    proc = subprocess.run([sys.executable, "-m", "diffaug.stages.train"], cwd=tmp_path, capture_output=True, text=True,
-                          env=dict(os.environ, PYTHONPATH=str(REPO / "src")), timeout=120)
+        write_csv(folder / "data/mixed" / f"{split}.csv", rs, ["class", "file", "origin", "sha256"])
+    write_json(folder / "data/mixed/classes.json", ["cat", "dog"])
+    params_file(folder, classes=["cat", "dog"], scrape={"source": "folder", "path": str(folder)},
+                train={"batch_size": 4, "image_size": 16, "device": "cpu", **train})
+    proc = subprocess.run([sys.executable, "-m", "diffaug.stages.train"], cwd=folder, capture_output=True, text=True,
+                          env=dict(os.environ, PYTHONPATH=str(REPO / "src")), timeout=300)
     assert proc.returncode == 0, proc.stderr
-    m = json.loads((tmp_path / "metrics/train/metrics.json").read_text())
-    assert m["device"] == "cpu" and m["peak_memory_gb"] is None and m["seconds"] >= 0
-    assert m["images_per_second"] > 0  # 10 training images x 2 epochs over the wall time
+    return json.loads((folder / "metrics/train/metrics.json").read_text())
+
+
+@pytest.mark.slow  # four fresh processes importing torch and DVCLive: about a minute on 2 busy cores
+def test_a_smaller_mix_trains_as_many_steps_and_the_metrics_say_so(tmp_path):
+    small, large = (train_stage(tmp_path / str(n), n, steps=6, val_every=3, threads=1) for n in (2, 9))
+    for m in (small, large):
+        assert (m["budget"], m["steps"], m["images_seen"]) == ("steps", 6, 24)
+        assert m["host"]["threads"] == 1 and m["host"]["torch"] and m["host"]["cpu"]
+        assert m["device"] == "cpu" and m["peak_memory_gb"] is None
+        assert m["images_per_second"] == pytest.approx(24 / m["seconds"], rel=0.1)
+    # The paper's fixed epochs: the smaller mix takes fewer steps, and the metrics show it.
+    small, large = (train_stage(tmp_path / f"e{n}", n, steps=None, epochs=2) for n in (2, 9))
+    assert (small["budget"], small["steps"], small["images_seen"]) == ("epochs", 2, 8)
+    assert (large["steps"], large["images_seen"]) == (10, 36)

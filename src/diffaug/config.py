@@ -316,6 +316,16 @@ class _Classifier(Section):
 
 class Train(_Classifier):
     regime: Regime = Field(description="`scratch`, `finetune` (ImageNet weights), `frozen` (only the head trains)")
+    steps: Optional[Count] = Field(
+        description="the training budget in SGD steps of `batch_size` images, the same for every mix (so runs on "
+                    "fewer images are not also trained less); `null`: `epochs` passes over the training set, "
+                    "the paper's fixed-epoch budget, which shrinks with the training set")
+    val_every: Count = Field(description="with `steps`: validate, and keep the best model, every this many steps "
+                                         "and after the last")
+    threads: Optional[Count] = Field(
+        description="CPU threads of training and evaluation: CPU float results depend on the thread count, so a "
+                    "fixed number gives the same result whatever runs the experiment (`null`: torch's default, "
+                    "recorded in the metrics)")
     device: Device = Field(description="`auto` (CUDA > MPS > CPU), `cpu`, `cuda`, `cuda:N`, `mps`")
 
 
@@ -329,8 +339,9 @@ class Reference(_Classifier):
     val_fraction: float = Field(ge=0.0, lt=1.0, description="share of d_original held out to pick its best epoch")
 
     def as_train(self, device: str) -> Train:
+        # The reference trains on the fixed d_original: its budget is epochs, with torch's threads.
         return Train.model_validate({**self.model_dump(exclude={"val_fraction"}), "regime": "scratch",
-                                     "device": device})
+                                     "steps": None, "val_every": 1, "threads": None, "device": device})
 
 
 class Fid(Section):
@@ -397,7 +408,11 @@ class Study(Section):
     sources: list[str] = Field(description="synthetic sources of the grid (the `none` baseline is always added)")
     p: Annotated[list[Proportion], AfterValidator(_non_empty)] = Field(description="values of p")
     regimes: Annotated[dict[Regime, Optional[Count]], AfterValidator(_non_empty)] = Field(
-        description="regime: epochs (`null` keeps `train.epochs`)")
+        description="regime: its budget, in `train.steps` (or `train.epochs` where `train.steps` is `null`); "
+                    "`null` keeps the workspace's")
+    budget: Optional[Literal["steps", "epochs"]] = Field(
+        description="the unit of the regimes' budgets: `steps` (equal for every mix) or `epochs` (the paper's); "
+                    "`null`: `train`'s (steps where `train.steps` is set)")
     seeds: Annotated[list[Seed], AfterValidator(_non_empty)] = Field(
         description="seeds; each experiment sets `train.seed` and `mix.seed` to one")
     jobs: Count = Field(description="experiments run at once (`dvc queue start -j`)")

@@ -1,7 +1,9 @@
 """Device and precision choice, shared by every stage that runs a network."""
 from __future__ import annotations
 
+import platform
 import time
+from typing import Optional
 
 import torch
 
@@ -24,6 +26,33 @@ def pick_device(name: str = "auto") -> torch.device:
     if device.type == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
         raise DiffaugError(f"device {name} was asked for but MPS is not available here; use auto or cpu.")
     return device
+
+
+def use_threads(threads: Optional[int]) -> None:
+    """Fix torch's CPU threads: CPU float results depend on their number, so a run's numbers must not
+    depend on what else shares the machine (the queue gives each worker a share of the cores)."""
+    if threads is not None:
+        torch.set_num_threads(threads)
+
+
+def cpu_name() -> str:
+    """The CPU model, as /proc/cpuinfo names it where there is one."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            names = [line.split(":", 1)[1].strip() for line in f if line.startswith("model name")]
+        if names:
+            return names[0]
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def host(device: torch.device) -> dict:
+    """What a CPU result depends on besides params and seeds: recorded beside it, so runs that differ
+    in it are never pooled as seeds of one setting (the study report splits them)."""
+    cpu = device.type == "cpu"
+    return {"threads": torch.get_num_threads(), "cpu": cpu_name(), "torch": torch.__version__,
+            "gpu": None if cpu else device_name(device)}
 
 
 def autocast_dtype(device: torch.device) -> torch.dtype | None:

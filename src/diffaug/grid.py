@@ -15,9 +15,10 @@ class Sweep:
     source: str
     p: tuple[float, ...]
     regime: str
-    epochs: Optional[int]
+    budget: Optional[int]  # the regime's budget in `budget_key`'s unit; None keeps the workspace's
     seed: int
     augment: Optional[str] = None  # None keeps the workspace's train.augment
+    budget_key: str = "train.steps"  # or train.epochs (the paper's fixed-epoch budget)
 
     def sets(self, p: Optional[float] = None) -> dict[str, object]:
         """The params this sweep sets (`mix.p` to `p` if given, else to every p of the sweep)."""
@@ -25,8 +26,10 @@ class Sweep:
                "train.regime": self.regime, "train.seed": self.seed, "mix.seed": self.seed}
         if self.augment is not None:
             out["train.augment"] = self.augment
-        if self.epochs is not None:
-            out["train.epochs"] = self.epochs
+        if self.budget is not None:
+            out[self.budget_key] = self.budget
+        if self.budget_key == "train.epochs":
+            out["train.steps"] = None  # a fixed-epoch study of a workspace that trains for steps
         return out
 
     def args(self) -> list[str]:
@@ -36,6 +39,8 @@ class Sweep:
 def overrides(sets: dict[str, object]) -> list[str]:
     """`dvc exp run`'s `-S key=value` arguments for `sets` (a list: a sweep, for the queue)."""
     def text(v):  # 1.0, not 1: DVC would store an int
+        if v is None:
+            return "null"
         return ",".join(repr(float(x)) for x in v) if isinstance(v, list) else str(v)
     return [a for k, v in sets.items() for a in ("-S", f"{k}={text(v)}")]
 
@@ -72,16 +77,17 @@ def check_points(raw: dict, sweeps: list[Sweep]) -> int:
 
 
 def grid(sources: tuple[str, ...], ps: tuple[float, ...], regimes: tuple[tuple[str, Optional[int]], ...],
-         seeds: tuple[int, ...], randaugment: bool = False) -> list[Sweep]:
+         seeds: tuple[int, ...], randaugment: bool = False, budget_key: str = "train.steps") -> list[Sweep]:
+    """The sweeps of the study; `regimes`: (regime, its budget in `budget_key`'s unit or None)."""
     ps = tuple(sorted(set(float(p) for p in ps)))
     sweeps = []
-    for regime, epochs in regimes:
+    for regime, budget in regimes:
         for seed in seeds:
             baseline = tuple(p for p in ps if p < 1.0)
             if baseline:
-                sweeps.append(Sweep("none", baseline, regime, epochs, seed))
+                sweeps.append(Sweep("none", baseline, regime, budget, seed, budget_key=budget_key))
             if randaugment:
-                sweeps.append(Sweep("none", (0.0,), regime, epochs, seed, "randaugment"))
+                sweeps.append(Sweep("none", (0.0,), regime, budget, seed, "randaugment", budget_key))
             synthetic = tuple(p for p in ps if p > 0.0)
-            sweeps += [Sweep(s, synthetic, regime, epochs, seed) for s in sources if synthetic]
+            sweeps += [Sweep(s, synthetic, regime, budget, seed, budget_key=budget_key) for s in sources if synthetic]
     return sweeps

@@ -36,9 +36,10 @@ LOGS = Path(".dvc/tmp/study")  # one log per experiment: <name>.log (git ignores
 
 def exp_name(sweep: Sweep, p: float) -> str:
     """The experiment's name, from its grid point, so a rerun finds it (a git ref: no spaces)."""
-    epochs = f"-{sweep.epochs}ep" if sweep.epochs is not None else ""
+    unit = "st" if sweep.budget_key == "train.steps" else "ep"
+    budget = f"-{sweep.budget}{unit}" if sweep.budget is not None else ""
     augment = f"-{sweep.augment}" if sweep.augment else ""
-    return f"{sweep.source}-p{float(p):g}-{sweep.regime}{epochs}-s{sweep.seed}{augment}"
+    return f"{sweep.source}-p{float(p):g}-{sweep.regime}{budget}-s{sweep.seed}{augment}"
 
 
 def resources(study: Study, cluster: dict[str, float]) -> dict[str, float]:

@@ -12,7 +12,8 @@ Defaults come from the `study` section of params.yaml. The grid:
   images as the baseline, so that run is queued once, as `none`);
 - the RandAugment baseline (`mix.source=none`, p = 0, `train.augment=randaugment`) unless
   `study.randaugment` is false or `--no-randaugment` is given;
-- all of it per regime (with its epochs) and per seed (train.seed and mix.seed).
+- all of it per regime (with its budget: train.steps, equal for every mix, or the paper's train.epochs,
+  as study.budget or --budget says) and per seed (train.seed and mix.seed).
 Experiments that ran before are restored from DVC's run-cache instead of recomputed. With
 `--executor ray` (study.executor) the experiments run as Ray tasks instead of in DVC's queue:
 see diffaug.ray_study.
@@ -44,6 +45,15 @@ POLL_SECONDS = 5.0
 def report(skip: bool) -> None:
     if not skip and importlib.util.find_spec("diffaug.report"):
         subprocess.run([sys.executable, "-m", "diffaug.report"], check=False)
+
+
+def budget_key(params) -> str:
+    """The param the regimes' budgets set: train.steps (equal for every mix) or train.epochs."""
+    unit = params.study.budget or ("steps" if params.train.steps else "epochs")
+    if unit == "steps" and not params.train.steps and None in params.study.regimes.values():
+        raise DiffaugError("the study's budget is steps but train.steps is null; give every regime its steps, "
+                           "e.g. --regimes scratch=2400,finetune=240,frozen=240.")
+    return f"train.{unit}"
 
 
 def queue(sweeps: list[Sweep]) -> list[str]:
@@ -118,7 +128,8 @@ def main(argv: Optional[list[str]] = None) -> None:
     ap = argparse.ArgumentParser(prog="python -m diffaug.study", description=__doc__.split("\n")[0])
     ap.add_argument("--sources", help="synthetic sources, comma-separated (default: study.sources)")
     ap.add_argument("--p", help="proportions, comma-separated, e.g. 0.0,0.5,1.0 (default: study.p)")
-    ap.add_argument("--regimes", help="regime=epochs, comma-separated, e.g. scratch=200,frozen=20")
+    ap.add_argument("--regimes", help="regime=budget, comma-separated, e.g. scratch=200,frozen=20")
+    ap.add_argument("--budget", choices=("steps", "epochs"), help="the regimes' unit (default: study.budget)")
     ap.add_argument("--seeds", help="seeds, comma-separated (default: study.seeds)")
     ap.add_argument("--jobs", type=int, default=study.jobs, help="experiments at once (default: study.jobs)")
     ap.add_argument("--randaugment", action=argparse.BooleanOptionalAction, default=study.randaugment,
@@ -143,10 +154,13 @@ def main(argv: Optional[list[str]] = None) -> None:
         options["regimes"] = {r: int(e) if e else None for r, _, e in (x.partition("=") for x in a.regimes.split(","))}
     if a.seeds:
         options["seeds"] = [int(x) for x in a.seeds.split(",")]
+    if a.budget:
+        options["budget"] = a.budget
     raw = with_sets(raw, {f"study.{k}": v for k, v in options.items()})
-    study = parse_params(raw).study
+    params = parse_params(raw)
+    study = params.study
     sweeps = grid(tuple(study.sources), tuple(study.p), tuple(study.regimes.items()), tuple(study.seeds),
-                  study.randaugment)
+                  study.randaugment, budget_key(params))
     count = check_points(raw, sweeps)
     if study.executor != "ray" and (a.address or a.git_remote or a.dvc_remote):
         raise DiffaugError("--address, --git-remote and --dvc-remote are options of the Ray executor; "

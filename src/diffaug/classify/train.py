@@ -1,5 +1,9 @@
 """The training loop: SGD, optional cosine schedule, best-validation model kept as a real copy.
 
+The budget is a number of SGD steps (`train.steps`): every mix trains as long, whatever its number
+of images, so comparing mixes measures data rather than optimiser steps. `train.steps: null` keeps
+the paper's fixed epochs, where a smaller training set also means fewer steps.
+
 What keeps a GPU busy (the airbench / hlb-CIFAR10 recipe): the uint8 dataset on the device when it
 fits, augmentation there as batched tensor ops, loss and accuracy summed there and read once per
 epoch, so a step never waits for the host.
@@ -8,7 +12,7 @@ from __future__ import annotations
 
 import contextlib
 from dataclasses import dataclass, field
-from typing import Callable, Optional
+from typing import Callable, Iterator, Optional
 
 import torch
 import torch.nn.functional as F
@@ -26,6 +30,7 @@ class Result:
     best_epoch: int  # 1-based; the last epoch when there is no validation set
     best_val_accuracy: Optional[float]
     history: list[dict] = field(default_factory=list)
+    best_step: int = 0  # SGD steps taken by the kept model
 
 
 def seed_everything(seed: int) -> torch.Generator:
@@ -52,17 +57,59 @@ def predict(model: nn.Module, images: torch.Tensor, device: torch.device, batch_
 
 def optimisation(model: nn.Module, cfg: Train, device: torch.device):
     """Put `model` on `device` (channels-last on CUDA); return its SGD optimizer, the lr schedule (or
-    None), the autocast dtype (or None) and the gradient scaler (active for fp16 only)."""
+    None), the autocast dtype (or None) and the gradient scaler (active for fp16 only). The cosine
+    schedule runs over the budget: steps, or epochs in the fixed-epoch budget."""
     model.to(device)
     if device.type == "cuda":
         model.to(memory_format=torch.channels_last)
         torch.backends.cudnn.benchmark = True
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
-    scheduler = (torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=cfg.epochs)
+    scheduler = (torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=cfg.steps or cfg.epochs)
                  if cfg.lr_schedule == "cosine" else None)
     amp = autocast_dtype(device)
     return optimizer, scheduler, amp, torch.amp.GradScaler("cuda", enabled=amp == torch.float16)
+
+
+@dataclass(frozen=True)
+class Batch:
+    idx: torch.Tensor  # training-set indices
+    epoch: int  # 1-based pass over the training set this batch starts in
+    ends_round: bool  # validate (and, in the fixed-epoch budget, step the lr schedule) after it
+
+
+def epoch_batches(n: int, cfg: Train, generator: torch.Generator) -> Iterator[Batch]:
+    """The fixed-epoch budget: `epochs` shuffled passes, a round per pass (its last short batch
+    kept, unless it has a single image, which would break batch-norm statistics)."""
+    for epoch in range(1, cfg.epochs + 1):
+        # Drawn lazily, at the start of each pass, after the previous pass's augmentation draws.
+        order = torch.randperm(n, generator=generator)
+        starts = [s for s in range(0, n, cfg.batch_size) if not (n - s < 2 and s)]
+        for i, start in enumerate(starts):
+            yield Batch(order[start:start + cfg.batch_size], epoch, i == len(starts) - 1)
+
+
+def step_batches(n: int, cfg: Train, generator: torch.Generator) -> Iterator[Batch]:
+    """The step budget: a stream of shuffled passes over the training set cut into `steps` full
+    batches, so every run sees steps x batch_size images however many it has (a batch may span two
+    passes, and a set smaller than a batch repeats within it); a round every `val_every` steps."""
+    stream, epoch = torch.zeros(0, dtype=torch.int64), 0
+    for step in range(1, cfg.steps + 1):
+        start_epoch = epoch + (len(stream) == 0)
+        while len(stream) < cfg.batch_size:
+            stream = torch.cat([stream, torch.randperm(n, generator=generator)])
+            epoch += 1
+        idx, stream = stream[:cfg.batch_size], stream[cfg.batch_size:]
+        yield Batch(idx, start_epoch, step % cfg.val_every == 0 or step == cfg.steps)
+
+
+def budget(n: int, cfg: Train) -> dict:
+    """The budget a run of `n` training images takes: SGD steps and images seen."""
+    if cfg.steps:
+        return {"budget": "steps", "steps": cfg.steps, "images_seen": cfg.steps * cfg.batch_size}
+    per_epoch = sum(1 for s in range(0, n, cfg.batch_size) if not (n - s < 2 and s))
+    images = n - (1 if n > 1 and n % cfg.batch_size == 1 else 0)
+    return {"budget": "epochs", "steps": per_epoch * cfg.epochs, "images_seen": images * cfg.epochs}
 
 
 def fit(model: nn.Module, train: tuple[torch.Tensor, torch.Tensor], val: tuple[torch.Tensor, torch.Tensor],
@@ -71,7 +118,7 @@ def fit(model: nn.Module, train: tuple[torch.Tensor, torch.Tensor], val: tuple[t
     optimizer, scheduler, amp, scaler = optimisation(model, cfg, device)
     augment = Augment(cfg.augment, cfg.hflip, generator)
     resident = fits_on_device(train[0].nbytes + val[0].nbytes, device)
-    batches = Loader(*train, device, cfg.batch_size, resident)
+    loader = Loader(*train, device, cfg.batch_size, resident)
     if resident:
         val = (val[0].to(device), val[1])
     # torch.compile traces the training steps; validation runs the plain module (no recompiles on
@@ -79,46 +126,55 @@ def fit(model: nn.Module, train: tuple[torch.Tensor, torch.Tensor], val: tuple[t
     step_model = torch.compile(model) if cfg.compile else model
     # float64 sums of float32 losses: the same numbers as summing loss.item() on the host (MPS has no float64).
     sum_dtype = torch.float32 if device.type == "mps" else torch.float64
-    best, history = None, []
-    for epoch in range(1, cfg.epochs + 1):
-        set_train_mode(model, cfg.regime)
-        order = torch.randperm(len(batches), generator=generator)
-        seen = 0
-        loss_sum = torch.zeros((), dtype=sum_dtype, device=device)
-        correct = torch.zeros((), dtype=torch.int64, device=device)
-        for start in range(0, len(order), cfg.batch_size):
-            idx = order[start:start + cfg.batch_size]
-            if len(idx) < 2 and seen:  # a batch of one breaks batch-norm statistics
-                continue
-            x, y = batches(idx)
-            x = normalize(augment(x))
-            if device.type == "cuda":
-                x = x.contiguous(memory_format=torch.channels_last)
-            with torch.autocast(device.type, dtype=amp) if amp else contextlib.nullcontext():
-                logits = step_model(x)
-                loss = F.cross_entropy(logits, y)
-            optimizer.zero_grad(set_to_none=True)
-            scaler.scale(loss).backward()
-            scaler.step(optimizer)
-            scaler.update()
-            seen += len(idx)
-            loss_sum += loss.detach().to(sum_dtype) * len(idx)
-            correct += (logits.argmax(1) == y).sum()
-        if scheduler:
+    batches = (step_batches if cfg.steps else epoch_batches)(len(loader), cfg, generator)
+    best, history, step, seen = None, [], 0, 0
+    loss_sum = torch.zeros((), dtype=sum_dtype, device=device)
+    correct = torch.zeros((), dtype=torch.int64, device=device)
+    set_train_mode(model, cfg.regime)
+    for batch in batches:
+        x, y = loader(batch.idx)
+        x = normalize(augment(x))
+        if device.type == "cuda":
+            x = x.contiguous(memory_format=torch.channels_last)
+        with torch.autocast(device.type, dtype=amp) if amp else contextlib.nullcontext():
+            logits = step_model(x)
+            loss = F.cross_entropy(logits, y)
+        optimizer.zero_grad(set_to_none=True)
+        scaler.scale(loss).backward()
+        scaler.step(optimizer)
+        scaler.update()
+        step += 1
+        seen += len(batch.idx)
+        loss_sum += loss.detach().to(sum_dtype) * len(batch.idx)
+        correct += (logits.argmax(1) == y).sum()
+        if scheduler and (cfg.steps or batch.ends_round):
             scheduler.step()
-        metrics = {"epoch": epoch, "train_loss": loss_sum.item() / max(seen, 1),  # the epoch's only host syncs
+        if not batch.ends_round:
+            continue
+        metrics = {"epoch": batch.epoch, "step": step,
+                   "train_loss": loss_sum.item() / max(seen, 1),  # the round's only host syncs
                    "train_accuracy": correct.item() / max(seen, 1)}
-        if len(val[0]):
-            logits = predict(model, val[0], device, cfg.batch_size)
-            metrics["val_loss"] = F.cross_entropy(logits, val[1]).item()
-            metrics["val_accuracy"] = (logits.argmax(1) == val[1]).double().mean().item()
+        metrics.update(validate(model, val, device, cfg.batch_size))
         metrics = {k: round(v, 6) if isinstance(v, float) else v for k, v in metrics.items()}
         history.append(metrics)
         log(metrics)
         # Best validation accuracy, ties to the lower validation loss; without validation, the last.
-        key = (metrics.get("val_accuracy", 0.0), -metrics.get("val_loss", -epoch))
+        key = (metrics.get("val_accuracy", 0.0), -metrics.get("val_loss", -step))
         if best is None or key > best[0]:
             state = {k: v.detach().to("cpu", copy=True).contiguous() for k, v in model.state_dict().items()}
-            best = (key, epoch, state, metrics.get("val_accuracy"))
-    _, best_epoch, state, best_val = best
-    return Result(state, best_epoch, best_val, history)
+            best = (key, metrics, state)
+        seen = 0
+        loss_sum.zero_()
+        correct.zero_()
+        set_train_mode(model, cfg.regime)
+    _, at, state = best
+    return Result(state, at["epoch"], at.get("val_accuracy"), history, at["step"])
+
+
+def validate(model: nn.Module, val: tuple[torch.Tensor, torch.Tensor], device: torch.device,
+             batch_size: int) -> dict:
+    if not len(val[0]):
+        return {}
+    logits = predict(model, val[0], device, batch_size)
+    return {"val_loss": F.cross_entropy(logits, val[1]).item(),
+            "val_accuracy": (logits.argmax(1) == val[1]).double().mean().item()}

@@ -108,13 +108,16 @@ def _run(rev: dict) -> Run | None:
     evaluate = metrics.get("metrics/evaluate.json") or {}
     if evaluate.get("accuracy") is None:
         return None
+    # What CPU results depend on besides params (threads, CPU, torch): runs that differ in it are no
+    # seeds of one setting, so it splits them like a param.
+    host = (metrics.get("metrics/train/metrics.json") or {}).get("host") or {}
     return Run(
         name=_name(rev), source=params.get("mix.source", "none"), p=float(params.get("mix.p", 0.0)),
         regime=params.get("train.regime", "scratch"), augment=params.get("train.augment", "standard"),
         mode=params.get("mix.mode", "replace"), seed=tuple(params.get(k) for k in SEED_KEYS),
         accuracy=float(evaluate["accuracy"]), per_class=evaluate.get("per_class_accuracy") or {},
-        other={k: v for k, v in params.items()
-               if k not in POINT_KEYS + SEED_KEYS and not k.startswith(IGNORED_PREFIXES)},
+        other={**{k: v for k, v in params.items() if k not in POINT_KEYS + SEED_KEYS
+                  and not k.startswith(IGNORED_PREFIXES)}, **{f"host.{k}": v for k, v in host.items()}},
         metrics=metrics)
 
 

@@ -52,8 +52,10 @@ def _reference(series: tuple, by_p: dict) -> bool:
 
 
 def _title(pts: list[Point], regime: str) -> str:
-    epochs = {r.other.get("train.epochs") for pt in pts if pt.regime == regime for r in pt.runs}
-    return f"{regime} ({epochs.pop()} epochs)" if len(epochs) == 1 and None not in epochs else regime
+    runs = [r for pt in pts if pt.regime == regime for r in pt.runs]
+    budget = {(f"{r.other['train.steps']} steps" if r.other.get("train.steps")
+               else f"{r.other.get('train.epochs')} epochs") for r in runs}
+    return f"{regime} ({budget.pop()})" if len(budget) == 1 else regime
 
 
 def _accuracy_panel(ax, pts: list[Point], regime: str, style: dict, clip: float | None) -> None:

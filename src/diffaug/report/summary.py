@@ -62,6 +62,7 @@ def summary_json(study: Study) -> dict:
                 **_stat_json(d.stat)}
 
     return {
+        "budgets": budgets(study.points),
         "rows": [row(pt) for pt in study.points],
         "not_run": [{"name": r.name, "state": r.state, "setting": r.setting, "logs": r.logs}
                     for r in study.exps.not_run],
@@ -200,6 +201,48 @@ def _not_run_lines(not_run: list[NotRun]) -> list[str]:
     return out + [""]
 
 
+def budgets(pts: list[Point]) -> dict[str, list[dict]]:
+    """Per regime, the training budgets its runs used (one, unless a variant differs in it)."""
+    out: dict[str, list[dict]] = {}
+    for pt in pts:
+        for r in pt.runs:
+            steps, batch = r.other.get("train.steps"), r.other.get("train.batch_size")
+            b = ({"unit": "steps", "steps": steps, "images_seen": steps * batch if batch else None}
+                 if steps else {"unit": "epochs", "epochs": r.other.get("train.epochs")})
+            if b not in out.setdefault(pt.regime, []):
+                out[pt.regime].append(b)
+    return out
+
+
+def _budget_line(pts: list[Point]) -> list[str]:
+    parts, fixed_epochs = [], False
+    for regime, bs in budgets(pts).items():
+        words = []
+        for b in bs:
+            if b["unit"] == "steps":
+                seen = f" ({b['images_seen']:,} images seen)" if b["images_seen"] else ""
+                words.append(f"{b['steps']} SGD steps{seen}, whatever the mix")
+            else:
+                fixed_epochs = True
+                words.append(f"{b['epochs']} epochs")
+        parts.append(f"{regime}: " + " / ".join(words))
+    if not parts:
+        return []
+    out = "**Training budget**: " + "; ".join(parts) + "."
+    if fixed_epochs:
+        out += (" A fixed-epoch budget gives a mix with fewer images fewer optimiser steps, so differences between "
+                "mixes confound data with steps (`train.steps` sets an equal budget).")
+    return [out + " Runs with different budgets are never pooled or paired.", ""]
+
+
+def _host_line(exps: Experiments) -> list[str]:
+    hosts = {tuple((k, r.other[k]) for k in sorted(r.other) if k.startswith("host.")) for r in exps.runs}
+    if len(hosts) < 2:
+        return []
+    return ["> **⚠ The runs come from different CPUs, torch versions or thread counts**, which change CPU float "
+            "results: their lines are kept apart (labelled `host.*`), never pooled as seeds.", ""]
+
+
 def summary_md(study: Study, figures: list[str]) -> str:
     pts, exps, rep = study.points, study.exps, study.replacing
     n_runs = sum(len(pt.runs) for pt in pts)
@@ -215,6 +258,7 @@ def summary_md(study: Study, figures: list[str]) -> str:
               "Test accuracy in %: mean ± half-width of the 95% Student-t confidence interval over seeds "
               "(n = seeds; one seed gives no interval). Differences are in points of accuracy, paired by seed "
               "(`train.seed`, `mix.seed`), with their 95% CI.", ""]
+    lines_ += _budget_line(pts) + _host_line(exps)
     lines_ += _warning(exps.unknown_words)
     lines_ += ["## Findings", ""] + [f"- {f}" for f in study.findings] + [""]
     if pts:

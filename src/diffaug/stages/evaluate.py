@@ -5,7 +5,7 @@ from diffaug.classify.classifier import classify_manifest
 from diffaug.classify.evaluate import score
 from diffaug.cli import run
 from diffaug.config import load_params
-from diffaug.device import pick_device
+from diffaug.device import pick_device, use_threads
 from diffaug.io import atomic_dir, read_csv, read_json, write_json
 
 MODEL, TEST, PLOTS = Path("models/classifier"), Path("data/test"), Path("plots/evaluate")
@@ -13,6 +13,7 @@ MODEL, TEST, PLOTS = Path("models/classifier"), Path("data/test"), Path("plots/e
 
 def main() -> None:
     params = load_params()
+    use_threads(params.train.threads)
     classes = read_json(TEST / "classes.json")
     y_true, y_pred = classify_manifest(MODEL, read_csv(TEST / "manifest.csv"), classes,
                                        pick_device(params.train.device), params.evaluate.batch_size, TEST)

@@ -6,7 +6,8 @@ from dvclive import Live
 from diffaug.classify.classifier import save_classifier, train_classifier
 from diffaug.cli import run
 from diffaug.config import load_params
-from diffaug.device import Cost, pick_device
+from diffaug.classify.train import budget
+from diffaug.device import Cost, host, pick_device, use_threads
 from diffaug.io import read_csv, read_json
 
 MIXED, MODEL, CURVES = Path("data/mixed"), Path("models/classifier"), "metrics/train"
@@ -15,6 +16,7 @@ MIXED, MODEL, CURVES = Path("data/mixed"), Path("models/classifier"), "metrics/t
 def main() -> None:
     cfg = load_params().train
     device = pick_device(cfg.device)
+    use_threads(cfg.threads)
     classes = read_json(MIXED / "classes.json")
     train_rows = read_csv(MIXED / "train.csv")
     cost = Cost(device)
@@ -22,16 +24,19 @@ def main() -> None:
     with Live(CURVES, dvcyaml=False, save_dvc_exp=False, report=None) as live:
         def log(m: dict) -> None:
             for key, value in m.items():
-                if key != "epoch":
+                if key not in ("epoch", "step"):
                     live.log_metric(key.replace("_", "/", 1), value)
             live.next_step()
 
         result, meta = train_classifier(train_rows, read_csv(MIXED / "val.csv"), classes, cfg, device, log)
-        # What the run cost, for `dvc exp show` and the study's GPU-hour sums.
-        live.summary.update({"best_epoch": result.best_epoch, "best_val_accuracy": result.best_val_accuracy,
-                             **cost.report(len(train_rows) * cfg.epochs, "images")})
+        # The budget it had, what it cost (for `dvc exp show` and the study's GPU-hour sums) and where it ran.
+        spent = budget(len(train_rows), cfg)
+        live.summary.update({**spent, "best_epoch": result.best_epoch, "best_step": result.best_step,
+                             "best_val_accuracy": result.best_val_accuracy,
+                             **cost.report(spent["images_seen"], "images"), "host": host(device)})
     save_classifier(MODEL, result, meta)
-    print(f"train: best epoch {result.best_epoch}, validation accuracy {result.best_val_accuracy}")
+    print(f"train: {spent['steps']} SGD steps ({spent['images_seen']} images seen, {spent['budget']} budget), best "
+          f"at step {result.best_step}, validation accuracy {result.best_val_accuracy}")
 
 
 if __name__ == "__main__":
