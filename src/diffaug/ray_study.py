@@ -38,7 +38,9 @@ def exp_name(sweep: Sweep, p: float) -> str:
     """The experiment's name, from its grid point, so a rerun finds it (a git ref: no spaces)."""
     epochs = f"-{sweep.epochs}ep" if sweep.epochs is not None else ""
     augment = f"-{sweep.augment}" if sweep.augment else ""
-    return f"{sweep.source}-p{float(p):g}-{sweep.regime}{epochs}-s{sweep.seed}{augment}"
+    size = f"-k{sweep.n_per_class}" if sweep.n_per_class is not None else ""
+    mode = f"-{sweep.mode}" if sweep.mode else ""
+    return f"{sweep.source}{size}{mode}-p{float(p):g}-{sweep.regime}{epochs}-s{sweep.seed}{augment}"
 
 
 def resources(study: Study, cluster: dict[str, float]) -> dict[str, float]:
