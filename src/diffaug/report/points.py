@@ -83,15 +83,15 @@ def label(source: str, augment: str, variant: str = "") -> str:
     return f"{text} [{variant}]" if variant else text
 
 
-def _others(runs: list[Run]) -> list[str]:
-    """Per run, the params besides the study's that differ within its regime (the regime sets the
-    epochs, so the epochs of scratch and finetune runs do not split them)."""
+def others(runs: list[Run], ignore: tuple[str, ...] = ()) -> list[str]:
+    """Per run, the params besides the study's (and `ignore`) that differ within its regime (the
+    regime sets the epochs, so the epochs of scratch and finetune runs do not split them)."""
     by_regime = defaultdict(list)
     for r in runs:
         by_regime[r.regime].append(r)
     varying = {}
     for regime, group in by_regime.items():
-        keys = sorted({k for r in group for k in r.other})
+        keys = sorted({k for r in group for k in r.other if k not in ignore})
         varying[regime] = [k for k in keys if len({json.dumps(r.other.get(k)) for r in group}) > 1]
     return [", ".join(f"{k}={r.other.get(k)}" for k in varying[r.regime]) for r in runs]
 
@@ -100,7 +100,7 @@ def points(runs: list[Run]) -> list[Point]:
     """Runs pooled into points (a mix.mode other than replace is a line of its own), ordered by
     regime, line (source, augment, variant), then p."""
     grouped: dict[tuple, list[Run]] = defaultdict(list)
-    for run, others in zip(runs, _others(runs)):
+    for run, others in zip(runs, others(runs)):
         # At p = 0 (replace) every source trains on the same real images: it is the "only original" point.
         source = BASELINE if run.p == 0 and run.mode == REPLACE else run.source
         grouped[(source, run.p, run.regime, run.augment, run.mode, others)].append(run)
