@@ -100,10 +100,10 @@ def points(runs: list[Run]) -> list[Point]:
     """Runs pooled into points (a mix.mode other than replace is a line of its own), ordered by
     regime, line (source, augment, variant), then p."""
     grouped: dict[tuple, list[Run]] = defaultdict(list)
-    for run, others in zip(runs, others(runs)):
+    for run, differ in zip(runs, others(runs)):
         # At p = 0 (replace) every source trains on the same real images: it is the "only original" point.
         source = BASELINE if run.p == 0 and run.mode == REPLACE else run.source
-        grouped[(source, run.p, run.regime, run.augment, run.mode, others)].append(run)
+        grouped[(source, run.p, run.regime, run.augment, run.mode, differ)].append(run)
     out = [Point(*key, rs) for key, rs in grouped.items()]
     return sorted(out, key=lambda pt: (regime_rank(pt.regime), source_rank(pt.source), pt.augment == RANDAUGMENT,
                                        pt.augment, pt.variant, pt.p))
