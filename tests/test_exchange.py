@@ -86,3 +86,42 @@ def test_groups_split_by_regime_and_other_params_and_need_two_sizes():
         ("scratch", "train.epochs=1", [5, 102]), ("scratch", "train.epochs=15", [2, 5, 10, 26, 51, 102]),
         ("frozen", "", [2, 5, 10, 26, 51, 102])]
     assert yardsticks([r for r in lonely]) == []  # runs without metrics/mix.json are no yardstick either
+
+
+def test_the_report_tables_plots_and_words_the_exchange_rate(tmp_path):
+    import json
+
+    from diffaug.report.experiments import experiments
+    from diffaug.report.summary import write_report
+    from test_report import exp_range, rev
+
+    def entry(source, p, seed, accuracy, real, synthetic, k=None, mode="replace"):
+        prm = {"classes": CLASSES, "mix": {"source": source, "p": p, "seed": seed, "mode": mode, "n_per_class": k},
+               "train": {"regime": "scratch", "augment": "standard", "seed": seed, "epochs": 15}}
+        mets = {"metrics/evaluate.json": {"accuracy": accuracy, "per_class_accuracy": {c: accuracy for c in CLASSES}},
+                "metrics/mix.json": {"real_images": 2 * real, "synthetic_images": 2 * synthetic}}
+        return rev(f"{source}-{p}-{k}-{seed}", prm, mets)
+
+    revs = []
+    for s, o in enumerate(OFFSETS):
+        revs += [entry("none", 0.0, s, truth(r) + o, r, 0, k=r) for r in (2, 5, 10)]
+        revs += [entry("none", 0.0, s, truth(102) + o, 102, 0), entry("none", 0.5, s, truth(51) + o, 51, 0),
+                 entry("vanilla", 0.5, s, truth(76.5) + o, 51, 51),
+                 entry("img2img", 1.0, s, truth(102) + 0.1, 0, 102),  # no real image left, above the range
+                 entry("vanilla", 1.0, s, truth(7.5) + o, 5, 5, k=5, mode="add")]
+    files = write_report(experiments([rev("main", {}, {}) | {"experiments": [exp_range(r, "success") for r in revs]}]),
+                         tmp_path)
+    assert tmp_path / "exchange.png" in files
+    md = (tmp_path / "summary.md").read_text()
+    assert "## Exchange rate" in md and "| vanilla | 0.5 | replace | all | 51 + 51 |" in md
+    assert "beyond the measured range" in md
+    [y] = json.loads((tmp_path / "summary.json").read_text())["exchange"]
+    assert [row["real_per_class"] for row in y["yardstick"]] == [2, 5, 10, 51, 102]
+    vanilla = next(pt for pt in y["points"] if pt["source"] == "vanilla" and pt["mode"] == "replace")
+    assert vanilla["rate"] == pytest.approx(0.5) and vanilla["ci95"][0] <= 0.5 <= vanilla["ci95"][1]
+    assert next(pt for pt in y["points"] if pt["source"] == "img2img")["rate"] == "above"
+    words = [f for f in json.loads((tmp_path / "summary.json").read_text())["findings"] if "vanilla image" in f]
+    assert len(words) == 1 and "one vanilla image is worth 0.50 [" in words[0] and "at p = 0.5" in words[0]
+    assert "5 real + 5 synthetic a class (mix.mode=add)" in words[0] and "coarse: 3 seeds" in words[0]
+    img2img = next(f for f in json.loads((tmp_path / "summary.json").read_text())["findings"] if "img2img at" in f)
+    assert "img2img at p = 1 is beyond the measured range (better than the most real images measured)" in img2img
