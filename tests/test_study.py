@@ -40,7 +40,7 @@ def test_grid_has_the_baseline_once_and_no_empty_mixes():
 
 def test_dry_run_prints_typed_overrides(tmp_path, monkeypatch, capsys):
     params_file(tmp_path, study={"sources": ["vanilla"], "p": [0.0, 1], "regimes": {"finetune": 20, "scratch": None},
-                                 "seeds": [3], "randaugment": False})
+                                 "seeds": [3], "randaugment": False, "real_per_class": [], "add_per_class": []})
     monkeypatch.chdir(tmp_path)
     main(["--dry-run"])
     lines = capsys.readouterr().out.splitlines()
@@ -66,6 +66,52 @@ def test_a_step_budget_needs_steps_for_every_regime(tmp_path, monkeypatch):
     main(["--dry-run", "--regimes", "scratch=300"])
 
 
+def test_grid_adds_the_yardstick_and_few_shot_points():
+    sweeps = grid(("vanilla", "img2img"), (0.0, 1.0), (("scratch", None),), (0, 1), real_per_class=(10, 2, 5),
+                  add_per_class=(5, 3))
+    small = [(s.source, s.p, s.n_per_class, s.mode, s.seed) for s in sweeps if s.n_per_class is not None]
+    # per seed: only original at k = 2, 3, 5, 10 (3: the few-shot point's own real images), then each
+    # source at k = 3 and 5 with as many synthetic images as real ones
+    assert small == [(src, p, k, mode, seed) for seed in (0, 1) for src, p, k, mode in
+                     [("none", (0.0,), k, None) for k in (2, 3, 5, 10)]
+                     + [(s, (1.0,), k, "add") for k in (3, 5) for s in ("vanilla", "img2img")]]
+    add = next(s for s in sweeps if s.mode == "add")
+    assert add.sets(1.0) == {"mix.source": "vanilla", "mix.p": 1.0, "train.regime": "scratch", "train.seed": 0,
+                             "mix.seed": 0, "mix.n_per_class": 3, "mix.mode": "add"}
+    none = next(s for s in sweeps if s.n_per_class == 2)
+    assert "-S mix.n_per_class=2" in " ".join(none.args()) and "mix.mode" not in " ".join(none.args())
+    assert grid(("vanilla",), (0.0, 1.0), (("scratch", None),), (0,)) == \
+        grid(("vanilla",), (0.0, 1.0), (("scratch", None),), (0,), real_per_class=(), add_per_class=())
+
+
+def test_dry_run_lists_the_yardstick_points(tmp_path, monkeypatch, capsys):
+    params_file(tmp_path, study={"sources": ["vanilla"], "p": [0.0], "regimes": {"scratch": None}, "seeds": [1],
+                                 "randaugment": False, "real_per_class": [2], "add_per_class": [5]})
+    monkeypatch.chdir(tmp_path)
+    main(["--dry-run"])
+    assert capsys.readouterr().out.splitlines() == [
+        "dvc exp run --queue -S mix.source=none -S mix.p=0.0 -S train.regime=scratch -S train.seed=1 -S mix.seed=1",
+        "dvc exp run --queue -S mix.source=none -S mix.p=0.0 -S train.regime=scratch -S train.seed=1 -S mix.seed=1 "
+        "-S mix.n_per_class=2",
+        "dvc exp run --queue -S mix.source=none -S mix.p=0.0 -S train.regime=scratch -S train.seed=1 -S mix.seed=1 "
+        "-S mix.n_per_class=5",
+        "dvc exp run --queue -S mix.source=vanilla -S mix.p=1.0 -S train.regime=scratch -S train.seed=1 -S mix.seed=1 "
+        "-S mix.n_per_class=5 -S mix.mode=add",
+    ]
+    main(["--dry-run", "--real-per-class", "", "--add-per-class", ""])  # the options override, '' empties
+    assert len(capsys.readouterr().out.splitlines()) == 1
+
+
+def test_an_impossible_yardstick_size_fails_before_queueing(tmp_path, monkeypatch):
+    from diffaug.config import ParamsError
+
+    params_file(tmp_path, study={"sources": ["vanilla"], "p": [0.0], "regimes": {"scratch": None}, "seeds": [0],
+                                 "real_per_class": [100000], "add_per_class": []})
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ParamsError, match="mix.n_per_class=100000 .*would fail"):
+        main(["--dry-run"])
+
+
 TRAIN = """\
 import json, yaml
 p = yaml.safe_load(open("params.yaml"))
@@ -86,7 +132,8 @@ def test_study_queues_runs_and_reports_in_a_real_repo(tmp_path):
     (repo / "src" / "diffaug").mkdir(parents=True)
     params_file(repo, mix={"source": "none", "p": 0.0, "seed": 0},
                 train={"regime": "scratch", "epochs": 1, "seed": 0, "augment": "standard"},
-                study={"sources": ["vanilla"], "p": [0.0, 0.5, 1.0], "regimes": {"frozen": 2}, "seeds": [0], "jobs": 2})
+                study={"sources": ["vanilla"], "p": [0.0, 0.5, 1.0], "regimes": {"frozen": 2}, "seeds": [0], "jobs": 2,
+                       "real_per_class": [], "add_per_class": []})
     (repo / "train.py").write_text(TRAIN)
     # The report module of this repo: what `python -m diffaug.report` would read, saved as a file.
     (repo / "src" / "diffaug" / "report.py").write_text(REPORT)
@@ -146,6 +193,8 @@ def test_study_queues_runs_and_reports_in_a_real_repo(tmp_path):
     ({"seeds": []}, "study.seeds"),
     ({"jobs": 0}, "study.jobs"),
     ({"randaugment": "yes"}, "study.randaugment"),
+    ({"real_per_class": [0]}, "study.real_per_class"),
+    ({"add_per_class": "5"}, "study.add_per_class"),
     ({"grid": 1}, "study.grid"),
 ])
 def test_study_params_are_checked(tmp_path, study, key):
@@ -194,7 +243,8 @@ def test_every_experiment_of_the_default_study_has_valid_params(monkeypatch, cap
         sets = dict(s.split("=", 1) for s in line.split(" -S ")[1:])
         for p in sets["mix.p"].split(","):
             points.append({**{k: yaml.safe_load(v) for k, v in sets.items()}, "mix.p": float(p)})
-    assert len(points) == 3 * 25  # 3 seeds x (none at 4 p, 5 sources at 4 p, RandAugment)
+    # 3 seeds x (none at 4 p, 5 sources at 4 p, RandAugment, none at k = 2, 5, 10, 5 sources at k = 5 in add mode)
+    assert len(points) == 3 * (25 + 3 + 5)
     assert {pt["mix.source"] for pt in points} == {"none", "vanilla", "dreambooth", "textual_inversion", "img2img",
                                                    "vanilla_filtered"}
     for point in points:

@@ -417,6 +417,12 @@ class Study(Section):
         description="seeds; each experiment sets `train.seed` and `mix.seed` to one")
     jobs: Count = Field(description="experiments run at once (`dvc queue start -j`)")
     randaugment: bool = Field(description="also run the RandAugment baseline (only original, p = 0)")
+    real_per_class: list[Count] = Field(
+        description="the real-image yardstick: only original with k real images a class (p = 0, "
+                    "`mix.n_per_class=k`) for each k; may be empty")
+    add_per_class: list[Count] = Field(
+        description="few-shot adding: at each k, every source with k real + k synthetic images a class "
+                    "(`mix.mode=add`, p = 1, `mix.n_per_class=k`) and only original at k; may be empty")
     executor: Literal["queue", "ray"] = Field(
         description="queue: DVC's queue on this machine (`dvc queue start -j jobs`); ray: one Ray task per "
                     "experiment, each in its own clone, on every GPU of this machine or of a Ray cluster")

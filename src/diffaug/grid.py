@@ -1,5 +1,6 @@
-"""The study's grid: its experiments (sweeps of p per source, regime and seed), the params each
-sets and their `dvc exp run -S` arguments. Both executors (study.py, ray_study.py) build on it."""
+"""The study's grid: its experiments (sweeps of p per source, regime and seed, and the real-image
+yardstick's smaller sizes), the params each sets and their `dvc exp run -S` arguments. Both executors
+(study.py, ray_study.py) build on it."""
 from __future__ import annotations
 
 import copy
@@ -19,6 +20,8 @@ class Sweep:
     seed: int
     augment: Optional[str] = None  # None keeps the workspace's train.augment
     budget_key: str = "train.steps"  # or train.epochs (the paper's fixed-epoch budget)
+    n_per_class: Optional[int] = None  # k images a class (mix.n_per_class); None keeps the workspace's
+    mode: Optional[str] = None  # mix.mode; None keeps the workspace's
 
     def sets(self, p: Optional[float] = None) -> dict[str, object]:
         """The params this sweep sets (`mix.p` to `p` if given, else to every p of the sweep)."""
@@ -26,6 +29,10 @@ class Sweep:
                "train.regime": self.regime, "train.seed": self.seed, "mix.seed": self.seed}
         if self.augment is not None:
             out["train.augment"] = self.augment
+        if self.n_per_class is not None:
+            out["mix.n_per_class"] = self.n_per_class
+        if self.mode is not None:
+            out["mix.mode"] = self.mode
         if self.budget is not None:
             out[self.budget_key] = self.budget
         if self.budget_key == "train.epochs":
@@ -76,8 +83,20 @@ def check_points(raw: dict, sweeps: list[Sweep]) -> int:
     return n
 
 
+def few_shot(sources: tuple[str, ...], regime: str, budget: Optional[int], seed: int,
+             real_per_class: tuple[int, ...], add_per_class: tuple[int, ...], budget_key: str) -> list[Sweep]:
+    """The yardstick's "only original" runs with k real images a class (p = 0), and at each k of
+    `add_per_class` every source adding k synthetic images to the k real ones (mix.mode=add, p = 1).
+    A k of `add_per_class` gets its own only-original run too: the point its synthetic images add to."""
+    real = sorted(set(real_per_class) | set(add_per_class))
+    sweeps = [Sweep("none", (0.0,), regime, budget, seed, budget_key=budget_key, n_per_class=k) for k in real]
+    return sweeps + [Sweep(s, (1.0,), regime, budget, seed, budget_key=budget_key, n_per_class=k, mode="add")
+                     for k in sorted(set(add_per_class)) for s in sources]
+
+
 def grid(sources: tuple[str, ...], ps: tuple[float, ...], regimes: tuple[tuple[str, Optional[int]], ...],
-         seeds: tuple[int, ...], randaugment: bool = False, budget_key: str = "train.steps") -> list[Sweep]:
+         seeds: tuple[int, ...], randaugment: bool = False, real_per_class: tuple[int, ...] = (),
+         add_per_class: tuple[int, ...] = (), budget_key: str = "train.steps") -> list[Sweep]:
     """The sweeps of the study; `regimes`: (regime, its budget in `budget_key`'s unit or None)."""
     ps = tuple(sorted(set(float(p) for p in ps)))
     sweeps = []
@@ -90,4 +109,5 @@ def grid(sources: tuple[str, ...], ps: tuple[float, ...], regimes: tuple[tuple[s
                 sweeps.append(Sweep("none", (0.0,), regime, budget, seed, "randaugment", budget_key))
             synthetic = tuple(p for p in ps if p > 0.0)
             sweeps += [Sweep(s, synthetic, regime, budget, seed, budget_key=budget_key) for s in sources if synthetic]
+            sweeps += few_shot(sources, regime, budget, seed, real_per_class, add_per_class, budget_key)
     return sweeps

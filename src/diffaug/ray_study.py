@@ -39,7 +39,9 @@ def exp_name(sweep: Sweep, p: float) -> str:
     unit = "st" if sweep.budget_key == "train.steps" else "ep"
     budget = f"-{sweep.budget}{unit}" if sweep.budget is not None else ""
     augment = f"-{sweep.augment}" if sweep.augment else ""
-    return f"{sweep.source}-p{float(p):g}-{sweep.regime}{budget}-s{sweep.seed}{augment}"
+    size = f"-k{sweep.n_per_class}" if sweep.n_per_class is not None else ""
+    mode = f"-{sweep.mode}" if sweep.mode else ""
+    return f"{sweep.source}{size}{mode}-p{float(p):g}-{sweep.regime}{budget}-s{sweep.seed}{augment}"
 
 
 def resources(study: Study, cluster: dict[str, float]) -> dict[str, float]:

@@ -2,7 +2,8 @@
 
     PYTHONPATH=src python -m diffaug.study [--sources vanilla,dreambooth] [--p 0.0,0.5,1.0]
                                           [--regimes scratch=200,finetune=20] [--seeds 0,1,2] [--jobs 2]
-                                          [--no-randaugment] [--executor queue|ray] [--address ADDR]
+                                          [--no-randaugment] [--real-per-class 2,5,10] [--add-per-class 5]
+                                          [--executor queue|ray] [--address ADDR]
                                           [--git-remote URL] [--dvc-remote URL]
 
 Defaults come from the `study` section of params.yaml. The grid:
@@ -12,6 +13,9 @@ Defaults come from the `study` section of params.yaml. The grid:
   images as the baseline, so that run is queued once, as `none`);
 - the RandAugment baseline (`mix.source=none`, p = 0, `train.augment=randaugment`) unless
   `study.randaugment` is false or `--no-randaugment` is given;
+- the real-image yardstick: "only original" with k real images a class (p = 0, `mix.n_per_class=k`)
+  for each k of `study.real_per_class`, and at each k of `study.add_per_class` every source adding k
+  synthetic images to the k real ones (`mix.mode=add`, p = 1): the report's exchange rate;
 - all of it per regime (with its budget: train.steps, equal for every mix, or the paper's train.epochs,
   as study.budget or --budget says) and per seed (train.seed and mix.seed).
 Experiments that ran before are restored from DVC's run-cache instead of recomputed. With
@@ -134,6 +138,10 @@ def main(argv: Optional[list[str]] = None) -> None:
     ap.add_argument("--jobs", type=int, default=study.jobs, help="experiments at once (default: study.jobs)")
     ap.add_argument("--randaugment", action=argparse.BooleanOptionalAction, default=study.randaugment,
                     help="queue the RandAugment baseline (default: study.randaugment)")
+    ap.add_argument("--real-per-class", help="yardstick sizes k, comma-separated; '' for none "
+                                             "(default: study.real_per_class)")
+    ap.add_argument("--add-per-class", help="few-shot k (k real + k synthetic a class), comma-separated; '' for "
+                                            "none (default: study.add_per_class)")
     ap.add_argument("--executor", choices=("queue", "ray"), default=study.executor,
                     help="queue: DVC's queue here; ray: one Ray task per experiment (default: study.executor)")
     ap.add_argument("--address", help="ray: the Ray cluster to join (default: start a local Ray)")
@@ -156,11 +164,14 @@ def main(argv: Optional[list[str]] = None) -> None:
         options["seeds"] = [int(x) for x in a.seeds.split(",")]
     if a.budget:
         options["budget"] = a.budget
+    for key in ("real_per_class", "add_per_class"):
+        if getattr(a, key) is not None:
+            options[key] = [int(x) for x in getattr(a, key).split(",") if x.strip()]
     raw = with_sets(raw, {f"study.{k}": v for k, v in options.items()})
     params = parse_params(raw)
     study = params.study
     sweeps = grid(tuple(study.sources), tuple(study.p), tuple(study.regimes.items()), tuple(study.seeds),
-                  study.randaugment, budget_key(params))
+                  study.randaugment, tuple(study.real_per_class), tuple(study.add_per_class), budget_key(params))
     count = check_points(raw, sweeps)
     if study.executor != "ray" and (a.address or a.git_remote or a.dvc_remote):
         raise DiffaugError("--address, --git-remote and --dvc-remote are options of the Ray executor; "

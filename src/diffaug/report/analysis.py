@@ -4,9 +4,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from diffaug.report.balance import BALANCE, BalanceResult, balance_results
+from diffaug.report.exchange import Yardstick, yardsticks
 from diffaug.report.experiments import Experiments
 from diffaug.report.fid import FidTable, fid_table
-from diffaug.report.findings import findings
+from diffaug.report.findings import exchange_findings, findings
 from diffaug.report.points import Difference, Point, adding, classes, points, replacing
 
 
@@ -21,6 +22,7 @@ class Study:
     clip: float | None  # zero-shot CLIP test accuracy
     findings: list[str]
     balance: list[BalanceResult]  # the class-imbalance experiment (mix.mode: balance)
+    exchange: list[Yardstick]  # per regime (and variant): the real-image yardstick and exchange rates
 
 
 def in_imbalance_experiment(run) -> bool:
@@ -42,6 +44,7 @@ def analyse(exps: Experiments) -> Study:
     grid = [r for r in exps.runs if not in_imbalance_experiment(r)]
     imbalance = [r for r in exps.runs if in_imbalance_experiment(r)]
     pts, names = points(grid), classes(exps.runs)
-    add, rep, clip = adding(pts), replacing(pts), _clip(exps)
-    return Study(exps, pts, names, add, rep, fid_table(grid, names), clip, findings(pts, add, rep, clip),
-                 balance_results(points(imbalance)))
+    add, rep, clip, exchange = adding(pts), replacing(pts), _clip(exps), yardsticks(grid)
+    return Study(exps, pts, names, add, rep, fid_table(grid, names), clip,
+                 findings(pts, add, rep, clip) + exchange_findings(exchange), balance_results(points(imbalance)),
+                 exchange)

@@ -20,6 +20,9 @@ from diffaug.errors import DiffaugError
 # only in the seeds are seeds of one setting. `study.*` is read by no stage, so it never splits.
 POINT_KEYS = ("mix.source", "mix.p", "train.regime", "train.augment", "mix.mode")
 SEED_KEYS = ("train.seed", "mix.seed")
+# Real images a class (the yardstick's size, `study.real_per_class`): kept in `Run.other`, so its runs form
+# lines of their own, except for the exchange rate, which reads it as a size.
+N_PER_CLASS = "mix.n_per_class"
 IGNORED_PREFIXES = ("study.",)
 FINISHED = (None, "success")  # executor.state of a finished run (None: run in the workspace)
 WORKSPACE, GENERATE = "workspace", "metrics/generate/"
@@ -125,7 +128,9 @@ def _setting(rev: dict) -> str:
     params = _params(rev.get("data") or {})
     if not params:
         return ""
-    return (f"{params.get('mix.source', 'none')}, p = {float(params.get('mix.p', 0.0)):g}, "
+    size = f", k = {params[N_PER_CLASS]} a class" if params.get(N_PER_CLASS) is not None else ""
+    mode = f", mix.mode={params['mix.mode']}" if params.get("mix.mode", "replace") != "replace" else ""
+    return (f"{params.get('mix.source', 'none')}, p = {float(params.get('mix.p', 0.0)):g}{size}{mode}, "
             f"{params.get('train.regime', 'scratch')}, augment {params.get('train.augment', 'standard')}, "
             "seeds " + "/".join(str(params.get(k)) for k in SEED_KEYS))
 

@@ -9,6 +9,7 @@ import numpy as np
 
 from diffaug.report.analysis import Study
 from diffaug.report.fid import OVERALL, FidTable
+from diffaug.report.findings import yardstick_title
 from diffaug.report.points import BASELINE, RANDAUGMENT, Point, label, lines, regimes
 
 CI_NOTE = "error bars and bands: 95% Student-t CI over seeds (none where n = 1); p = 0 is the all-real run"
@@ -211,6 +212,45 @@ def balance_figure(results, out: Path) -> Path | None:
     return _save(fig, out)
 
 
+def _exchange_panel(ax, y, colours: dict) -> None:
+    stats = y.stats()
+    rs = list(stats)
+    ax.errorbar(rs, [100 * st.mean for st in stats.values()], yerr=[100 * (st.ci95 or 0.0) for st in stats.values()],
+                color="black", marker="s", linestyle="--", capsize=3, label="only original (yardstick)")
+    sources = list(dict.fromkeys(ex.source for ex in y.exchanges))
+    for i, source in enumerate(sources):
+        exs = [ex for ex in y.exchanges if ex.source == source]
+        colour = colours.setdefault(source, f"C{len(colours) % 10}")
+        for mode, marker in (("replace", "o"), ("add", "^")):
+            mine = [ex for ex in exs if ex.mode == mode]
+            if mine:  # nudged apart on the log axis, so sources at one r do not hide each other
+                ax.errorbar([ex.real * (1 + 0.04 * (i - len(sources) / 2)) for ex in mine],
+                            [100 * ex.accuracy.mean for ex in mine],
+                            yerr=[100 * (ex.accuracy.ci95 or 0.0) for ex in mine], color=colour, marker=marker,
+                            linestyle="none", capsize=3, label=f"{source} ({mode})")
+    ax.set_xscale("log")
+    ax.set_xlabel("real training images per class (log)")
+    ax.set_title(yardstick_title(y), fontsize=10)
+    ax.grid(alpha=0.3)
+
+
+def exchange_figure(sticks: list, path: Path) -> Path | None:
+    """Test accuracy against real images a class: the yardstick, and each source's points at their r."""
+    if not sticks:
+        return None
+    plt = _pyplot()
+    fig, axes = plt.subplots(1, len(sticks), figsize=(max(7.0, 5.2 * len(sticks)), 4.6), sharey=True,
+                             squeeze=False, layout="constrained")
+    colours: dict = {}
+    for ax, y in zip(axes[0], sticks):
+        _exchange_panel(ax, y, colours)
+    axes[0][0].set_ylabel("test accuracy (%)")
+    axes[0][-1].legend(loc="lower right", fontsize="small")
+    fig.suptitle("Real-image yardstick and synthetic points (o: replace, ^: add)\n" +
+                 CI_NOTE.split(";")[0].replace("error bars and bands", "error bars"), fontsize=10)
+    return _save(fig, path)
+
+
 def write_figures(study: Study, out: Path) -> list[Path]:
     pts, style, names = study.points, styles(study.points), regimes(study.points)
     written = [accuracy_figure(pts, names, style, study.clip, out / "accuracy_vs_p.png")]
@@ -218,4 +258,5 @@ def write_figures(study: Study, out: Path) -> list[Path]:
     written += [class_figure(pts, r, study.classes, style, out / f"class_accuracy_{r}.png") for r in names]
     written.append(fid_figure(study.fid, out / "fid_per_class.png"))
     written.append(balance_figure(study.balance, out / "balanced_accuracy.png"))
+    written.append(exchange_figure(study.exchange, out / "exchange.png"))
     return [p for p in written if p is not None]

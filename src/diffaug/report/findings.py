@@ -5,6 +5,9 @@ when the CI lies on the other side, and is within noise when the CI holds 0; one
 """
 from __future__ import annotations
 
+import math
+
+from diffaug.report.exchange import BELOW, Exchange, Yardstick
 from diffaug.report.points import (
     BASELINE,
     RANDAUGMENT,
@@ -157,3 +160,51 @@ def findings(pts: list[Point], add: list[Difference], rep: list[Difference], cli
     with_regime = len(regimes(pts)) > 1
     return [_adding(add, with_regime), _replacing(pts, rep, with_regime), _pretrained(pts),
             _classes(rep), _against_best(pts, clip)]
+
+
+def _bound_text(x: float) -> str:
+    return "below the range" if x == -math.inf else "above the range" if x == math.inf else f"{x:.2f}"
+
+
+def rate_text(ex: Exchange, coarse: bool = True) -> str:
+    """'0.50 [0.42, 0.58]', '0.50 (one seed)', or 'beyond the measured range (above)'; `coarse` notes few seeds."""
+    if isinstance(ex.rate, str):
+        return f"beyond the measured range ({ex.rate})"
+    if ex.ci is None:
+        return f"{ex.rate:.2f} (one seed)"
+    note = f" (coarse CI: {ex.seeds} seeds)" if coarse and ex.coarse else ""
+    return f"{ex.rate:.2f} [{_bound_text(ex.ci[0])}, {_bound_text(ex.ci[1])}]{note}"
+
+
+def exchange_where(ex: Exchange) -> str:
+    """'p = 0.5', or '5 real + 5 synthetic a class (mix.mode=add)' off the study's own p grid."""
+    if ex.mode == REPLACE and ex.n_per_class is None:
+        return f"p = {ex.p:g}"
+    return f"{ex.real:g} real + {ex.synthetic:g} synthetic a class" + (f" (mix.mode={ex.mode})"
+                                                                          if ex.mode != REPLACE else "")
+
+
+def _source_sentence(source: str, exs: list[Exchange]) -> str:
+    rated = [ex for ex in exs if not isinstance(ex.rate, str)]
+    beyond = [ex for ex in exs if isinstance(ex.rate, str)]
+    noise = {0: ", within noise", -1: ", less than nothing"}
+    parts = [f"one {source} image is worth " + "; ".join(
+        f"{rate_text(ex, coarse=False)} real images at {exchange_where(ex)}{noise.get(ex.sign(), '')}"
+        for ex in rated)] if rated else []
+    parts += [f"{source} at {exchange_where(ex)} is beyond the measured range ("
+              f"{'worse than the fewest' if ex.rate == BELOW else 'better than the most'} real images measured)"
+              for ex in beyond]
+    seeds = min(ex.seeds for ex in exs)
+    return "; ".join(parts) + f" (95% bootstrap CI over seeds{f'; coarse: {seeds} seeds' if seeds < 5 else ''})."
+
+
+def exchange_findings(sticks: list[Yardstick]) -> list[str]:
+    """Per source and yardstick, in words: what one of its images is worth in real images."""
+    return [f"**Exchange rate ({yardstick_title(y)})**: "
+            + _source_sentence(source, [ex for ex in y.exchanges if ex.source == source])
+            for y in sticks for source in dict.fromkeys(ex.source for ex in y.exchanges)]
+
+
+def yardstick_title(y: Yardstick) -> str:
+    return ", ".join([y.regime] + ([y.variant] if y.variant else []) + (["RandAugment"] if y.augment == RANDAUGMENT
+                                                                      else []))

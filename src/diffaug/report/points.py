@@ -17,7 +17,8 @@ BASELINE = "none"  # mix.source of the paper's "only original" line
 PAPER_SOURCES = ("vanilla", "dreambooth", "textual_inversion")
 PAPER_REGIMES = ("scratch", "finetune", "frozen")
 RANDAUGMENT = "randaugment"
-REPLACE, ADD = "replace", "add"  # mix.mode: the paper's, and all real images plus synthetic on top
+REPLACE, ADD = "replace", "add"
+UNLABELLED_NULLS = ("mix.n_per_class",)  # params whose null is the default setting, left out of labels  # mix.mode: the paper's, and all real images plus synthetic on top
 
 
 def source_rank(source: str) -> tuple:
@@ -83,27 +84,29 @@ def label(source: str, augment: str, variant: str = "") -> str:
     return f"{text} [{variant}]" if variant else text
 
 
-def _others(runs: list[Run]) -> list[str]:
-    """Per run, the params besides the study's that differ within its regime (the regime sets the
-    epochs, so the epochs of scratch and finetune runs do not split them)."""
+def others(runs: list[Run], ignore: tuple[str, ...] = ()) -> list[str]:
+    """Per run, the params besides the study's (and `ignore`) that differ within its regime (the
+    regime sets the epochs, so the epochs of scratch and finetune runs do not split them)."""
     by_regime = defaultdict(list)
     for r in runs:
         by_regime[r.regime].append(r)
     varying = {}
     for regime, group in by_regime.items():
-        keys = sorted({k for r in group for k in r.other})
+        keys = sorted({k for r in group for k in r.other if k not in ignore})
         varying[regime] = [k for k in keys if len({json.dumps(r.other.get(k)) for r in group}) > 1]
-    return [", ".join(f"{k}={r.other.get(k)}" for k in varying[r.regime]) for r in runs]
+    # The study's own runs keep every real image (n_per_class null): no label for that.
+    return [", ".join(f"{k}={r.other.get(k)}" for k in varying[r.regime]
+                      if not (k in UNLABELLED_NULLS and r.other.get(k) is None)) for r in runs]
 
 
 def points(runs: list[Run]) -> list[Point]:
     """Runs pooled into points (a mix.mode other than replace is a line of its own), ordered by
     regime, line (source, augment, variant), then p."""
     grouped: dict[tuple, list[Run]] = defaultdict(list)
-    for run, others in zip(runs, _others(runs)):
+    for run, differ in zip(runs, others(runs)):
         # At p = 0 (replace) every source trains on the same real images: it is the "only original" point.
         source = BASELINE if run.p == 0 and run.mode == REPLACE else run.source
-        grouped[(source, run.p, run.regime, run.augment, run.mode, others)].append(run)
+        grouped[(source, run.p, run.regime, run.augment, run.mode, differ)].append(run)
     out = [Point(*key, rs) for key, rs in grouped.items()]
     return sorted(out, key=lambda pt: (regime_rank(pt.regime), source_rank(pt.source), pt.augment == RANDAUGMENT,
                                        pt.augment, pt.variant, pt.p))

@@ -12,7 +12,8 @@ from diffaug.report.balance import BalanceResult
 from diffaug.report.experiments import Experiments, NotRun
 from diffaug.report.fid import OVERALL, FidTable
 from diffaug.report.figures import CI_NOTE, write_figures
-from diffaug.report.findings import interval, pct
+from diffaug.report.exchange import Yardstick
+from diffaug.report.findings import interval, pct, rate_text, yardstick_title
 from diffaug.report.points import Difference, Point, at_largest_p, class_changes, label, lines, regimes, slopes
 from diffaug.report.stats import Stat
 
@@ -73,7 +74,47 @@ def summary_json(study: Study) -> dict:
         "clip": study.clip,
         "findings": study.findings,
         "balance": [balance(res) for res in study.balance],
+        "exchange": [_exchange_json(y) for y in study.exchange],
     }
+
+
+def _number(x: float | str) -> float | str:
+    """A rate or equivalent for JSON: rounded, or "below"/"above" the measured range; ±inf as strings."""
+    if isinstance(x, str) or abs(x) == float("inf"):
+        return x if isinstance(x, str) else ("below" if x < 0 else "above")
+    return _round(x)
+
+
+def _exchange_json(y: Yardstick) -> dict:
+    return {"regime": y.regime, "augment": y.augment, "variant": y.variant,
+            "yardstick": [{"real_per_class": r, **_stat_json(st)} for r, st in y.stats().items()],
+            "points": [{"source": ex.source, "p": ex.p, "mode": ex.mode, "n_per_class": ex.n_per_class,
+                        "real_per_class": _round(ex.real), "synthetic_per_class": _round(ex.synthetic),
+                        "accuracy": _stat_json(ex.accuracy), "real_equivalent": _number(ex.equivalent),
+                        "rate": _number(ex.rate), "ci95": [_number(b) for b in ex.ci] if ex.ci else None,
+                        "seeds": ex.seeds} for ex in y.exchanges]}
+
+
+def _exchange_lines(sticks: list[Yardstick]) -> list[str]:
+    if not sticks:
+        return []
+    out = ["## Exchange rate: what a synthetic image is worth in real images", "",
+           "The yardstick: runs without synthetic images at several real sizes r (real images a class), accuracy "
+           "against log r fitted non-decreasing (isotonic) and linear between the sizes. A point reaching the "
+           "yardstick's accuracy at R real images a class has the real-image equivalent R and the rate (R − r) / s "
+           "per synthetic image; 95% CI: paired bootstrap over seeds. Outside the yardstick's accuracies the "
+           "point is beyond the measured range (not extrapolated).", "", "![exchange rate](exchange.png)", ""]
+    for y in sticks:
+        sizes = ", ".join(f"{r:g}: {_cell(st)}" for r, st in y.stats().items())
+        out += [f"### {yardstick_title(y)}", "", f"Yardstick (r: accuracy): {sizes}.", "",
+                "| source | p | mix.mode | k | real + synthetic a class | accuracy | real-image equivalent | "
+                "rate (real images per synthetic) [95% CI] |", "|---|---|---|---|---|---|---|---|"]
+        for ex in y.exchanges:
+            eq = f"{ex.equivalent:.1f}" if not isinstance(ex.equivalent, str) else "beyond the measured range"
+            out.append(f"| {ex.source} | {ex.p:g} | {ex.mode} | {ex.n_per_class or 'all'} | "
+                       f"{ex.real:g} + {ex.synthetic:g} | {_cell(ex.accuracy)} | {eq} | {rate_text(ex)} |")
+        out.append("")
+    return out
 
 
 def _warning(unknown: dict[str, list[str]]) -> list[str]:
@@ -278,6 +319,7 @@ def summary_md(study: Study, figures: list[str]) -> str:
                    "A panel per class, a line per source: mean over seeds.", ""]
         lines_ += [line for f in class_figures for line in (f"![class-wise accuracy]({f})", "")]
         lines_ += _class_change_lines(rep, study.classes)
+    lines_ += _exchange_lines(study.exchange)
     lines_ += _fid_lines(study.fid)
     lines_ += _balance_lines(study.balance)
     if study.clip is not None:
