@@ -161,7 +161,7 @@ def test_names_follow_the_grid_point():
     names = [exp_name(s, p) for s, p in points(grid(("vanilla",), (0.0, 0.25, 1.0), (("scratch", None),
                                                                                     ("frozen", 20)), (0, 1), True))]
     assert len(names) == len(set(names)) == 2 * 2 * (2 + 1 + 2)
-    assert "vanilla-p0.25-frozen-20ep-s1" in names and "none-p0-scratch-s0-randaugment" in names
+    assert "vanilla-p0.25-frozen-20st-s1" in names and "none-p0-scratch-s0-randaugment" in names
     few = [exp_name(s, p) for s, p in points(grid(("vanilla",), (0.0, 1.0), (("scratch", None),), (0,), True,
                                                   real_per_class=(2, 5), add_per_class=(5,)))]
     assert len(few) == len(set(few)) == 1 + 1 + 1 + 2 + 1
