@@ -191,3 +191,31 @@ def test_mix_without_copies_is_the_same_bytes_with_the_check_on_or_off(planted, 
         run_mix(tmp_path, exclude, n=3)  # 3 of the 6: the seeded draw matters
         outputs.append({f.name: f.read_bytes() for f in sorted((tmp_path / "data/mixed").iterdir())})
     assert outputs[0] == outputs[1]
+
+
+def copies_result(test_share, original_share):
+    part = lambda share: {"share": share, "phash": share, "feature": share / 2, "images": 20,  # noqa: E731
+                          "copies": round(20 * share)}
+    return {"test": part(test_share), "original": part(original_share), "flag_share": 0.05, "phash_distance": 2,
+            "feature_distance": 0.01, "extractor": "reference",
+            "per_class": {c: {"test": test_share, "original": original_share} for c in CLASSES}}
+
+
+def test_report_tables_the_copies_per_source_and_flags_a_leak():
+    from diffaug.report.analysis import analyse
+    from diffaug.report.experiments import experiments
+    from diffaug.report.summary import summary_json, summary_md
+    from test_report import metrics, params, rev
+
+    mets = {**metrics(0.9), "metrics/copies/vanilla.json": copies_result(0.0, 0.05),
+            "metrics/copies/dreambooth.json": copies_result(0.1, 0.4)}
+    study = analyse(experiments([rev("vanilla-0.5-0", params("vanilla", 0.5, 0), mets)]))
+    md = summary_md(study, [])
+    assert "## Copies and leaks" in md
+    assert "| vanilla | 0.0% (pHash 0.0%, features 0.0%) | 5.0% (pHash 5.0%, features 2.5%) | no |" in md
+    assert "| dreambooth | 10.0% (pHash 10.0%, features 5.0%) | 40.0% (pHash 40.0%, features 20.0%) | " \
+           "**yes** (> 5.0%) |" in md
+    assert md.index("| vanilla |", md.index("## Copies")) < md.index("| dreambooth |", md.index("## Copies"))
+    data = summary_json(study)["copies"]
+    assert data["dreambooth"]["flagged"] and not data["vanilla"]["flagged"]
+    assert data["dreambooth"]["test"]["copies"] == 2

@@ -4,6 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from diffaug.report.balance import BALANCE, BalanceResult, balance_results
+from diffaug.report.copies import copies_table
 from diffaug.report.experiments import Experiments
 from diffaug.report.fid import FidTable, fid_table
 from diffaug.report.findings import findings
@@ -21,6 +22,7 @@ class Study:
     clip: float | None  # zero-shot CLIP test accuracy
     findings: list[str]
     balance: list[BalanceResult]  # the class-imbalance experiment (mix.mode: balance)
+    copies: dict[str, dict]  # source -> its metrics/copies/<source>.json (near duplicates of d_test, d_original)
 
 
 def in_imbalance_experiment(run) -> bool:
@@ -44,4 +46,4 @@ def analyse(exps: Experiments) -> Study:
     pts, names = points(grid), classes(exps.runs)
     add, rep, clip = adding(pts), replacing(pts), _clip(exps)
     return Study(exps, pts, names, add, rep, fid_table(grid, names), clip, findings(pts, add, rep, clip),
-                 balance_results(points(imbalance)))
+                 balance_results(points(imbalance)), copies_table(grid))
