@@ -22,7 +22,7 @@ def more_of(params, source: str) -> str:
     return "raise generate.per_class"
 
 
-def test_copies(params, synthetic: dict[str, list[str]]) -> dict[str, list[str]]:
+def leaked_copies(params, synthetic: dict[str, list[str]]) -> dict[str, list[str]]:
     """Per class, the synthetic files within `copies.phash_distance` of a d_test image (any class): a leak."""
     if not params.mix.exclude_test_copies or not synthetic:
         return {c: [] for c in synthetic}
@@ -44,7 +44,7 @@ def main() -> None:
         synthetic_files(SYNTHETIC, params.source, classes, all_params.sources.stage(params.source))
     parents = {} if params.source == "none" else parents_of(SYNTHETIC, params.source, ORIGINAL)
     # Left out before the seeded draw: with nothing to leave out, the mix is the same bytes as without the check.
-    excluded = test_copies(all_params, synthetic)
+    excluded = leaked_copies(all_params, synthetic)
     drop = {c: set(files) for c, files in excluded.items()}
     synthetic = {c: [f for f in files if f not in drop[c]] for c, files in synthetic.items()}
     largest = max(len(files) for files in real.values())
