@@ -69,6 +69,8 @@ def make_project(root, n=6):
 
     write_split_folder(root / "data/original", {c: [pattern(100 * k + i) for i in range(n)]
                                                 for k, c in enumerate(CLASSES)})
+    write_split_folder(root / "data/test", {c: [pattern(500 + 100 * k + i) for i in range(3)]
+                                            for k, c in enumerate(CLASSES)})  # measure's copies compare with it
     rows = []
     for k, c in enumerate(CLASSES):
         (root / "data/synthetic/vanilla" / c).mkdir(parents=True)

@@ -294,6 +294,8 @@ class Mix(Section):
     val_from: Literal["original", "mixed"] = Field(
         description="`original`: real images only; `mixed`: the paper's code (validation drawn from the mixed set)")
     seed: Seed = Field(description="seed of the draw (the study sets it with `train.seed`)")
+    exclude_test_copies: bool = Field(
+        description="leave out synthetic images within `copies.phash_distance` of a `d_test` image (a leak)")
 
 
 class _Classifier(Section):
@@ -353,6 +355,16 @@ class Fid(Section):
     kid_subset_size: int = Field(ge=2, description="KID: images per subset, capped at the smaller set")
     device: Device = Field(description="`auto`, `cpu`, `cuda`, `cuda:N` or `mps`")
     seed: Seed = Field(description="seed of the KID subsets")
+
+
+class Copies(Section):
+    """Near duplicates of d_test and d_original among the synthetic images (measure stages; `mix` uses the pHash)."""
+    phash_distance: Annotated[int, Field(ge=0, le=64)] = Field(
+        description="perceptual-hash Hamming distance (of 64 bits) at or below which an image is a near duplicate")
+    feature_distance: Annotated[float, Field(ge=0.0, le=2.0)] = Field(
+        description="cosine distance between `fid.features` vectors at or below which an image is a near duplicate")
+    flag_share: Proportion = Field(
+        description="the report flags a source whose share of `d_test` near duplicates is above this")
 
 
 class Clip(Section):
@@ -589,6 +601,7 @@ class Params(BaseModel):
     evaluate: Evaluate
     reference: Reference
     fid: Fid
+    copies: Copies
     clip: Clip
     study: Study
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from diffaug.report.balance import BALANCE, BalanceResult, balance_results
+from diffaug.report.copies import copies_table
 from diffaug.report.exchange import Yardstick, yardsticks
 from diffaug.report.experiments import Experiments
 from diffaug.report.fid import FidTable, fid_table
@@ -23,6 +24,7 @@ class Study:
     findings: list[str]
     balance: list[BalanceResult]  # the class-imbalance experiment (mix.mode: balance)
     exchange: list[Yardstick]  # per regime (and variant): the real-image yardstick and exchange rates
+    copies: dict[str, dict]  # source -> its metrics/copies/<source>.json (near duplicates of d_test, d_original)
 
 
 def in_imbalance_experiment(run) -> bool:
@@ -47,4 +49,4 @@ def analyse(exps: Experiments) -> Study:
     add, rep, clip, exchange = adding(pts), replacing(pts), _clip(exps), yardsticks(grid)
     return Study(exps, pts, names, add, rep, fid_table(grid, names), clip,
                  findings(pts, add, rep, clip) + exchange_findings(exchange), balance_results(points(imbalance)),
-                 exchange)
+                 exchange, copies_table(grid))

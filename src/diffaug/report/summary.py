@@ -9,6 +9,7 @@ from pathlib import Path
 from diffaug.errors import DiffaugError
 from diffaug.report.analysis import Study, analyse
 from diffaug.report.balance import BalanceResult
+from diffaug.report.copies import REFERENCES, flagged
 from diffaug.report.experiments import Experiments, NotRun
 from diffaug.report.fid import OVERALL, FidTable
 from diffaug.report.figures import CI_NOTE, write_figures
@@ -71,6 +72,8 @@ def summary_json(study: Study) -> dict:
         "replacing": [diff(d) for d in study.replacing],
         "warnings": [{"source": s, "unknown_words": w} for s, w in study.exps.unknown_words.items()],
         "fid": {"extractor": study.fid.extractor, "sources": study.fid.results},
+        "copies": {s: {**{k: res.get(k) for k in (*REFERENCES, "flag_share", "phash_distance", "feature_distance")},
+                       "flagged": flagged(res)} for s, res in study.copies.items()},
         "clip": study.clip,
         "findings": study.findings,
         "balance": [balance(res) for res in study.balance],
@@ -201,6 +204,29 @@ def _fid_lines(table: FidTable) -> list[str]:
     return out + [""]
 
 
+def _share(res: dict, reference: str) -> str:
+    """`12.0% (pHash 10.0%, features 4.0%)`: the union and each test's share."""
+    r = res.get(reference) or {}
+    if "share" not in r:
+        return ""
+    return f"{pct(r['share'])}% (pHash {pct(r.get('phash', 0.0))}%, features {pct(r.get('feature', 0.0))}%)"
+
+
+def _copies_lines(results: dict[str, dict]) -> list[str]:
+    if not results:
+        return []
+    out = ["## Copies and leaks", "",
+           "Share of each source's images that are near duplicates of a test image (a leak into training: `mix` "
+           "leaves them out with `mix.exclude_test_copies`) or of a `d_original` image (a redrawn training image), "
+           "of any class: pHash within `copies.phash_distance` bits or FID features within "
+           "`copies.feature_distance` (cosine), either test counting. Flagged: a test share above `copies.flag_share`.",
+           "", "| source | of d_test | of d_original | flagged |", "|---|---|---|---|"]
+    for s, res in results.items():
+        flag = f"**yes** (> {pct(res['flag_share'])}%)" if flagged(res) else "no"
+        out.append(f"| {s} | {_share(res, 'test')} | {_share(res, 'original')} | {flag} |")
+    return out + [""]
+
+
 def _verdict(diff: Stat | None) -> str:
     if diff is None:
         return "not measured (no seed has both runs)"
@@ -321,6 +347,7 @@ def summary_md(study: Study, figures: list[str]) -> str:
         lines_ += _class_change_lines(rep, study.classes)
     lines_ += _exchange_lines(study.exchange)
     lines_ += _fid_lines(study.fid)
+    lines_ += _copies_lines(study.copies)
     lines_ += _balance_lines(study.balance)
     if study.clip is not None:
         lines_ += ["## Zero-shot CLIP", "", f"{pct(study.clip)}% test accuracy.", ""]

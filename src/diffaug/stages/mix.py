@@ -4,9 +4,11 @@ from pathlib import Path
 from diffaug.cli import run
 from diffaug.config import load_params
 from diffaug.data.mix import MIXED_COLUMNS, mix_class, parents_of, synthetic_files
+from diffaug.errors import DiffaugError
 from diffaug.io import atomic_dir, read_csv, read_json, sha256_file, write_csv, write_json
+from diffaug.metrics.copies import near_copies
 
-ORIGINAL, SYNTHETIC, MIXED = Path("data/original"), Path("data/synthetic"), Path("data/mixed")
+ORIGINAL, SYNTHETIC, MIXED, TEST = Path("data/original"), Path("data/synthetic"), Path("data/mixed"), Path("data/test")
 
 
 def more_of(params, source: str) -> str:
@@ -20,6 +22,17 @@ def more_of(params, source: str) -> str:
     return "raise generate.per_class"
 
 
+def leaked_copies(params, synthetic: dict[str, list[str]]) -> dict[str, list[str]]:
+    """Per class, the synthetic files within `copies.phash_distance` of a d_test image (any class): a leak."""
+    if not params.mix.exclude_test_copies or not synthetic:
+        return {c: [] for c in synthetic}
+    if not (TEST / "manifest.csv").is_file():
+        raise DiffaugError(f"{TEST} does not exist; produce it with `dvc repro split` "
+                           "(mix.exclude_test_copies compares the synthetic images with it).")
+    test = [str(TEST / r["file"]) for r in read_csv(TEST / "manifest.csv")]
+    return near_copies(synthetic, test, params.copies.phash_distance)
+
+
 def main() -> None:
     all_params = load_params()
     params = all_params.mix
@@ -30,6 +43,10 @@ def main() -> None:
     synthetic = {} if params.source == "none" else \
         synthetic_files(SYNTHETIC, params.source, classes, all_params.sources.stage(params.source))
     parents = {} if params.source == "none" else parents_of(SYNTHETIC, params.source, ORIGINAL)
+    # Left out before the seeded draw: with nothing to leave out, the mix is the same bytes as without the check.
+    excluded = leaked_copies(all_params, synthetic)
+    drop = {c: set(files) for c, files in excluded.items()}
+    synthetic = {c: [f for f in files if f not in drop[c]] for c, files in synthetic.items()}
     largest = max(len(files) for files in real.values())
     hint = more_of(all_params, params.source)
 
@@ -44,6 +61,8 @@ def main() -> None:
         val += rows(v, c)
         counts[c] = {"original": sum(o == "original" for _, o in t), "synthetic": sum(o == "synthetic" for _, o in t),
                      "val": len(v)}
+        if excluded.get(c):  # only where some were: data/mixed stays the same bytes when none are
+            counts[c]["test_copies_excluded"] = len(excluded[c])
     with atomic_dir(MIXED) as out:
         write_csv(out / "train.csv", train, MIXED_COLUMNS)
         write_csv(out / "val.csv", val, MIXED_COLUMNS)
@@ -61,9 +80,11 @@ def main() -> None:
         "synthetic_images": synthetic_images,
         "val_images": len(val),
         "val_synthetic_images": sum(r["origin"] == "synthetic" for r in val),
+        "test_copies_excluded": sum(len(files) for files in excluded.values()),
     }
     write_json("metrics/mix.json", report)
-    print(f"mix: {composition} training images, {report['val_images']} validation")
+    print(f"mix: {composition} training images, {report['val_images']} validation; "
+          f"{report['test_copies_excluded']} near duplicates of test images left out")
 
 
 if __name__ == "__main__":

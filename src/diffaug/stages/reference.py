@@ -23,7 +23,7 @@ def main() -> None:
     rows = read_csv(ORIGINAL / "manifest.csv")
     # Validation from the real images only, as `mix` draws it.
     split = Mix(source="none", p=0.0, n_per_class=None, mode="replace", val_fraction=ref.val_fraction,
-                val_from="original", seed=ref.seed)
+                val_from="original", seed=ref.seed, exclude_test_copies=False)
     train, val = [], []
     for c in classes:
         t, v = mix_class(c, [r["file"] for r in rows if r["class"] == c], [], split)
