@@ -78,6 +78,8 @@ def test_stage_writes_manifests_with_hashes(tmp_path):
     """The stage end to end: manifests list existing files with their hashes, nothing copied."""
     write_split_folder(tmp_path / "data/original", {"cat": [pattern(i) for i in range(20)],
                                                     "dog": [pattern(100 + i) for i in range(20)]})
+    write_split_folder(tmp_path / "data/test", {"cat": [pattern(400 + i) for i in range(3)],
+                                                "dog": [pattern(500 + i) for i in range(3)]})
     for c, base in (("cat", 200), ("dog", 300)):
         (tmp_path / "data/synthetic/vanilla" / c).mkdir(parents=True)
         for i in range(10):
@@ -95,6 +97,7 @@ def test_stage_writes_manifests_with_hashes(tmp_path):
     report = yaml.safe_load((tmp_path / "metrics/mix.json").read_text())
     assert report["synthetic_images"] == 10 and report["val_synthetic_images"] == 0
     assert report["composition"] == "10 real + 10 vanilla (p = 0.5)" and report["real_images"] == 10
+    assert report["test_copies_excluded"] == 0
 
 
 def test_balance_fills_every_class_to_the_largest():
