@@ -13,7 +13,7 @@ from helpers import params_file, pattern
 REPO = Path(__file__).resolve().parents[1]
 
 
-def train_stage(folder: Path, images_per_class: int, **train) -> dict:
+def train_stage(folder: Path, images_per_class: int, env: dict | None = None, **train) -> dict:
     """Run `python -m diffaug.stages.train` on a mix of `images_per_class` training images a class."""
     rows = {"train": [], "val": []}
     for c, first in (("cat", 0), ("dog", 100)):
@@ -29,7 +29,7 @@ def train_stage(folder: Path, images_per_class: int, **train) -> dict:
     params_file(folder, classes=["cat", "dog"], scrape={"source": "folder", "path": str(folder)},
                 train={"batch_size": 4, "image_size": 16, "device": "cpu", **train})
     proc = subprocess.run([sys.executable, "-m", "diffaug.stages.train"], cwd=folder, capture_output=True, text=True,
-                          env=dict(os.environ, PYTHONPATH=str(REPO / "src")), timeout=300)
+                          env=dict(env or os.environ, PYTHONPATH=str(REPO / "src")), timeout=300)
     assert proc.returncode == 0, proc.stderr
     return json.loads((folder / "metrics/train/metrics.json").read_text())
 
@@ -46,3 +46,19 @@ def test_a_smaller_mix_trains_as_many_steps_and_the_metrics_say_so(tmp_path):
     small, large = (train_stage(tmp_path / f"e{n}", n, steps=None, epochs=2) for n in (2, 9))
     assert (small["budget"], small["steps"], small["images_seen"]) == ("epochs", 2, 8)
     assert (large["steps"], large["images_seen"]) == (10, 36)
+
+
+@pytest.mark.slow  # two fresh training processes: about 30 s
+def test_one_experiment_gives_the_same_numbers_whatever_the_queue_runs_it_with(tmp_path):
+    """The queue gives each worker cores / study.jobs threads (OMP_NUM_THREADS); CPU float results
+    depend on the thread count, so train.threads fixes it and study.jobs 1 and 4 agree to the bit."""
+    from diffaug.study import worker_env
+
+    env = {k: v for k, v in os.environ.items() if k != "OMP_NUM_THREADS"}
+    one, four = (train_stage(tmp_path / str(jobs), 6, worker_env(jobs, env), steps=4, val_every=2, threads=1)
+                 for jobs in (1, 4))
+    assert worker_env(4, env).get("OMP_NUM_THREADS") != worker_env(1, env).get("OMP_NUM_THREADS")
+    timing = ("seconds", "images_per_second")
+    assert {k: v for k, v in one.items() if k not in timing} == {k: v for k, v in four.items() if k not in timing}
+    assert sha256_file(tmp_path / "1/models/classifier/model.safetensors") == \
+        sha256_file(tmp_path / "4/models/classifier/model.safetensors")
