@@ -19,5 +19,7 @@ def run(main: Callable[[], None]) -> None:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(2)
     path = Path(sys.argv[0])
-    name = path.parent.name if path.stem == "__main__" else path.stem  # python -m diffaug.report
+    # python -m diffaug.report: the package's name; `diffaug report`: the subcommand's
+    name = sys.argv[0] if sys.argv[0].startswith("diffaug ") else path.parent.name if path.stem == "__main__" \
+        else path.stem
     print(f"{name}: done in {time.perf_counter() - start:.1f} s", file=sys.stderr)

@@ -416,7 +416,7 @@ class Filter(Section):
 
 
 class Study(Section):
-    """`python -m diffaug.study`: the grid it queues as DVC experiments. No stage reads it."""
+    """`diffaug study`: the grid it queues as DVC experiments. No stage reads it."""
     sources: list[str] = Field(description="synthetic sources of the grid (the `none` baseline is always added)")
     p: Annotated[list[Proportion], AfterValidator(_non_empty)] = Field(description="values of p")
     regimes: Annotated[dict[Regime, Optional[Count]], AfterValidator(_non_empty)] = Field(

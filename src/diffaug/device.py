@@ -69,7 +69,7 @@ def device_name(device: torch.device) -> str:
 
 class Cost:
     """Wall time, throughput and peak GPU memory of a run: what a stage cost, for its metrics and
-    `python -m diffaug.cost`."""
+    `diffaug cost`."""
 
     def __init__(self, device: torch.device):
         self.device = device

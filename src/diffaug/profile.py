@@ -1,4 +1,4 @@
-"""Switch params.yaml to a profile from profiles/: `PYTHONPATH=src python -m diffaug.profile paper`.
+"""Switch params.yaml to a profile from profiles/: `diffaug profile paper`.
 
 The profile is checked first (a bad value stops the switch, params.yaml untouched), then copied over
 params.yaml. Back to the built-in default: `git checkout params.yaml`. The switch is an ordinary
@@ -38,11 +38,12 @@ def switch(name: str, root: Path = Path("."), force: bool = False) -> Path:
     return source
 
 
-def main() -> None:
-    args = [a for a in sys.argv[1:] if a != "--force"]
+def main(argv: list[str] | None = None) -> None:
+    argv = sys.argv[1:] if argv is None else argv
+    args = [a for a in argv if a != "--force"]
     if len(args) != 1 or args[0].startswith("-"):
-        raise DiffaugError("name one profile, e.g. `python -m diffaug.profile paper` (--force drops local edits).")
-    source = switch(args[0], force="--force" in sys.argv[1:])
+        raise DiffaugError("name one profile, e.g. `diffaug profile paper` (--force drops local edits).")
+    source = switch(args[0], force="--force" in argv)
     print(f"params.yaml is now {source}; `git checkout params.yaml` goes back to the default.")
 
 

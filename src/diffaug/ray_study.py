@@ -1,4 +1,4 @@
-"""The study on Ray (`python -m diffaug.study --executor ray`): one Ray task per grid point.
+"""The study on Ray (`diffaug study --executor ray`): one Ray task per grid point.
 
 DVC's queue pins no worker to a GPU and runs on one machine only, so each experiment runs as a
 Ray task instead: Ray picks the GPU (it sets CUDA_VISIBLE_DEVICES) or the node, and the task

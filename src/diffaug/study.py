@@ -1,10 +1,9 @@
 """The whole study as one command: queue the grid as DVC experiments, run them, write the report.
 
-    PYTHONPATH=src python -m diffaug.study [--sources vanilla,dreambooth] [--p 0.0,0.5,1.0]
-                                          [--regimes scratch=200,finetune=20] [--seeds 0,1,2] [--jobs 2]
-                                          [--no-randaugment] [--real-per-class 2,5,10] [--add-per-class 5]
-                                          [--executor queue|ray] [--address ADDR]
-                                          [--git-remote URL] [--dvc-remote URL]
+    diffaug study [--sources vanilla,dreambooth] [--p 0.0,0.5,1.0] [--regimes scratch=200,finetune=20]
+                  [--budget steps|epochs] [--seeds 0,1,2] [--jobs 2] [--no-randaugment]
+                  [--real-per-class 2,5,10] [--add-per-class 5] [--executor queue|ray] [--address ADDR]
+                  [--git-remote URL] [--dvc-remote URL]
 
 Defaults come from the `study` section of params.yaml. The grid:
 - `mix.source=none` at every p below 1.0: the paper's "only original" baseline, (1-p) of the real
@@ -129,7 +128,7 @@ def start_workers(jobs: int) -> None:
 def main(argv: Optional[list[str]] = None) -> None:
     raw = yaml.safe_load(Path("params.yaml").read_text()) if Path("params.yaml").is_file() else None
     study = parse_params(raw).study if raw is not None else load_params().study
-    ap = argparse.ArgumentParser(prog="python -m diffaug.study", description=__doc__.split("\n")[0])
+    ap = argparse.ArgumentParser(prog="diffaug study", description=__doc__.split("\n")[0])
     ap.add_argument("--sources", help="synthetic sources, comma-separated (default: study.sources)")
     ap.add_argument("--p", help="proportions, comma-separated, e.g. 0.0,0.5,1.0 (default: study.p)")
     ap.add_argument("--regimes", help="regime=budget, comma-separated, e.g. scratch=200,frozen=20")

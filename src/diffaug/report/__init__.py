@@ -1,6 +1,6 @@
 """The study report: every experiment's params and metrics -> the paper's figures and tables.
 
-    python -m diffaug.report [--out reports] [--input exp.json]
+    diffaug report [--out reports] [--input exp.json]
 
 - `experiments`: `dvc exp show --json` -> finished runs and the experiments that did not finish;
 - `points`, `stats`: runs pooled over seeds into study points, and the paper's two questions

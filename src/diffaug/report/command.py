@@ -1,4 +1,4 @@
-"""python -m diffaug.report [--out reports] [--input exp.json]"""
+"""diffaug report [--out reports] [--input exp.json] (also python -m diffaug.report)"""
 from __future__ import annotations
 
 import argparse
@@ -20,7 +20,7 @@ def _load(path: Path) -> list[dict]:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m diffaug.report",
+    parser = argparse.ArgumentParser(prog="diffaug report",
                                      description="The study report: every experiment -> figures, summary.md "
                                                  "and summary.json.")
     parser.add_argument("--out", type=Path, default=Path("reports"), help="folder for the report (default: reports)")
