@@ -165,6 +165,9 @@ class Split(Section):
     imbalance: Optional[float] = Field(
         gt=0.0, le=1.0, description="`null` (balanced) or a long-tail ratio r: class c of C keeps "
                                     "n_c = round(n_max · r^(c/(C−1))) images of `d_original` (long-tailed CIFAR)")
+    pool_per_class: int = Field(ge=0, description="extra real images per class held out in data/pool (the `real` "
+                                                  "sources' images), drawn from what d_original and d_test leave; 0 = "
+                                                  "no pool")
     seed: Seed = Field(description="seed of the split")
 
     def per_class(self, n_max: int, k: int) -> list[int]:
