@@ -93,3 +93,15 @@ def test_params_refuse_a_mix_larger_than_the_pool_and_a_filter_of_it():
     raw["sources"]["filtered"]["pool_filtered"] = {"of": "pool", "filter": "confidence", "candidates": 1.0}
     with pytest.raises(ParamsError, match=r"sources.filtered.pool_filtered.of = 'pool' is not allowed"):
         parse_params(raw)
+
+
+def test_study_takes_the_pool_where_it_fits():
+    """The study's check: the pool in mix.mode add at a small n_per_class; too many for the replace grid."""
+    from diffaug.grid import check_points, grid
+
+    raw = yaml.safe_load((REPO / "params.yaml").read_text())
+    sweeps = grid(("pool",), (0.0, 0.25, 0.5), (("scratch", None),), (0,))
+    with pytest.raises(ParamsError, match=r"mix.source=pool.*raise split.pool_per_class to at least 26"):
+        check_points(raw, sweeps)
+    raw["mix"].update(mode="add", n_per_class=8)  # 8 real + round(p x 8) pool images, at most 4
+    assert check_points(raw, sweeps) == 5  # none at p = 0, 0.25, 0.5; pool at 0.25, 0.5
