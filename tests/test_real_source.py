@@ -18,8 +18,9 @@ CLASSES = ["cat", "dog"]
 
 
 def stage(root: Path, module: str, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+    env = {"PYTHONPATH": str(REPO / "src"), "PATH": "/usr/bin:/bin"}
     return subprocess.run([sys.executable, "-m", f"diffaug.stages.{module}", *args], cwd=root, check=check,
-                          capture_output=True, text=True, env={"PYTHONPATH": str(REPO / "src"), "PATH": "/usr/bin:/bin"})
+                          capture_output=True, text=True, env=env)
 
 
 def make_project(root: Path, pool_per_class: int, **mix) -> Path:

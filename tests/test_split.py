@@ -114,4 +114,5 @@ def test_pool_leaves_original_and_test_alone(tmp_path):
     pool, report = draw_pool(raw, rows, ("cat", "dog"), section("split", **base, pool_per_class=2), *with_pool[:2])
     assert report["pool_per_class"] == {"cat": 2, "dog": 2}
     empty = draw_pool(raw, rows, ("cat", "dog"), section("split", **base, pool_per_class=0), *without[:2])
-    assert empty == ({"cat": [], "dog": []}, {"pool_per_class": {"cat": 0, "dog": 0}, "pool_near_duplicates_removed": 0})
+    assert empty == ({"cat": [], "dog": []},
+                     {"pool_per_class": {"cat": 0, "dog": 0}, "pool_near_duplicates_removed": 0})
