@@ -68,8 +68,8 @@ def split(raw: Path, rows: list[dict], classes: tuple[str, ...], params: Split) 
     return original, test, report
 
 
-def draw_pool(raw: Path, rows: list[dict], classes: tuple[str, ...], params: Split, original: dict, test: dict
-         ) -> tuple[dict, dict]:
+def draw_pool(raw: Path, rows: list[dict], classes: tuple[str, ...], params: Split, original: dict,
+              test: dict) -> tuple[dict, dict]:
     """Return ({class: [file]} for the held-out pool, a report): up to `pool_per_class` images per class of
     those neither d_original nor d_test took, none within `dedupe_distance` of an image of either."""
     if not params.pool_per_class:
@@ -79,6 +79,7 @@ def draw_pool(raw: Path, rows: list[dict], classes: tuple[str, ...], params: Spl
     chosen, removed = {}, {}
     for c in classes:
         left = sorted(r["file"] for r in rows if r["class"] == c and r["file"] not in used)
+        # its own stream ("/" is in no class name, so no class's own stream is this one)
         left = [left[i] for i in class_rng(params.seed, c + "/pool").permutation(len(left))]
         near = hamming_matrix(_hashes(raw, left), kept_hashes).min(axis=1) <= params.dedupe_distance \
             if left else np.zeros(0, dtype=bool)
