@@ -24,7 +24,7 @@ SOURCES = ["vanilla", "dreambooth", "textual_inversion", "img2img", "vanilla_fil
 FINETUNING = {*(f"train_{m}@{c}" for m in ("dreambooth", "textual_inversion") for c in CLASSES),
               "generate_finetuned@dreambooth", "generate_finetuned@textual_inversion"}
 MEASURE = {"measure_txt2img@vanilla", "measure_finetuned@dreambooth", "measure_finetuned@textual_inversion",
-           "measure_img2img@img2img", "measure_filtered@vanilla_filtered"}
+           "measure_img2img@img2img", "measure_filtered@vanilla_filtered", "measure_real@pool"}
 
 
 def sh(args, cwd, env, ok=True):
@@ -101,7 +101,7 @@ def test_repro_then_experiments(project):
     out = sh(["dvc", "repro"], root, env)
     assert ran(out) == {"check", "scrape", "split", "base_model", "prompts", "generate@vanilla", "mix", "train",
                         "evaluate", "reference", *FINETUNING, "fid_reference", *MEASURE, "clip_zero_shot",
-                        "img2img@img2img", "filter@vanilla_filtered"}
+                        "img2img@img2img", "filter@vanilla_filtered", "real@pool"}
     # Every bad file is counted under its reason; the good ones of all three classes are there.
     scrape = json.loads((root / "metrics/scrape.json").read_text())
     assert scrape["skipped"] == {"duplicate": 1, "not_an_image": 3, "hidden_file": 1}, scrape
@@ -118,6 +118,10 @@ def test_repro_then_experiments(project):
     originals = {r["file"] for r in read_csv(root / "data/original/manifest.csv")}
     assert {r["parent"] for r in read_csv(root / "data/synthetic/img2img/manifest.csv")} == originals
     assert all(v["kept"] + v["dropped"] == 24 for v in filtered["per_class"].values())
+    # the pool: split.pool_per_class = 4 of what 12 original + 5 test leave (Triangle's 19 leave 2)
+    pool = {c: len(list((root / "data/synthetic/pool" / c).glob("*.png"))) for c in CLASSES}
+    assert pool == {"red circle": 4, "quadrat_ä": 4, "Triangle": 2}
+    assert not {r["file"] for r in read_csv(root / "data/pool/manifest.csv")} & originals
     metrics = json.loads((root / "metrics/evaluate.json").read_text())
     assert metrics["test_images"] == 5 * len(CLASSES) and set(metrics["per_class_accuracy"]) == set(CLASSES)
     assert json.loads((root / "metrics/mix.json").read_text())["composition"] == "30 real + 0 vanilla (p = 0)"

@@ -21,6 +21,7 @@ def test_one_params_entry_adds_a_source_s_stages(tmp_path):
     params["sources"]["filtered"]["dreambooth_filtered"] = {"of": "dreambooth", "filter": "confidence",
                                                             "candidates": 1.0}
     params["sources"]["img2img"]["img2img_ti"] = {}
+    params["sources"]["real"]["more_real"] = {}
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     env = dict(os.environ, DVC_NO_ANALYTICS="1")
     subprocess.run(["git", "init", "-q"], cwd=tmp_path, check=True)
@@ -29,5 +30,6 @@ def test_one_params_entry_adds_a_source_s_stages(tmp_path):
     assert proc.returncode == 0, proc.stdout + proc.stderr
     ran = set(re.findall(r"Running stage '([^']+)'", proc.stdout))
     assert {"filter@dreambooth_filtered", "measure_filtered@dreambooth_filtered", "img2img@img2img_ti",
-            "measure_img2img@img2img_ti", "filter@vanilla_filtered", "img2img@img2img"} <= ran
+            "measure_img2img@img2img_ti", "filter@vanilla_filtered", "img2img@img2img", "real@more_real",
+            "measure_real@more_real", "real@pool", "measure_real@pool"} <= ran
     assert (REPO / "dvc.yaml").read_text() == (tmp_path / "dvc.yaml").read_text()

@@ -6,7 +6,7 @@ import pytest
 from PIL import Image, ImageEnhance
 
 from diffaug.data.images import hamming_matrix, phash
-from diffaug.data.split import split
+from diffaug.data.split import draw_pool, split
 from diffaug.errors import DiffaugError
 
 from helpers import pattern, section
@@ -80,3 +80,39 @@ def test_imbalance_makes_a_long_tail_of_the_balanced_split(tmp_path):
     assert {c: len(v) for c, v in long_tail[0].items()} == {"cat": 8, "dog": 2}
     assert long_tail[1] == balanced[1] and set(long_tail[0]["dog"]) <= set(balanced[0]["dog"])
     assert section("split", imbalance=0.1).per_class(120, 10) == [120, 93, 72, 56, 43, 33, 26, 20, 15, 12]
+
+
+def test_pool_takes_leftovers_far_from_original_and_test(tmp_path):
+    """The pool shares no file and no near-duplicate with d_original or d_test; a class with fewer leftovers
+    than asked gives what it has; the same params give the same pool."""
+    raw, rows = make_raw(tmp_path, twins=True)
+    params = section("split", original_per_class=8, test_per_class=6, dedupe_distance=6, seed=3, pool_per_class=20)
+    original, test, _ = split(raw, rows, ("cat", "dog"), params)
+    pool, report = draw_pool(raw, rows, ("cat", "dog"), params, original, test)
+
+    def hashes(files):
+        return np.array([phash(Image.open(raw / f)) for f in files], dtype=np.uint64)
+
+    kept = [f for side in (original, test) for c in side for f in side[c]]
+    for c in ("cat", "dog"):
+        assert pool[c] and not set(pool[c]) & set(kept) and all(f.startswith(c + "/") for f in pool[c])
+        assert hamming_matrix(hashes(pool[c]), hashes(kept)).min() > params.dedupe_distance
+        # 24 images a class, 14 taken; each taken image's twin is a near-duplicate: fewer than 20 are left
+        assert report["pool_per_class"][c] == len(pool[c]) < 10
+    assert report["pool_near_duplicates_removed"] > 0
+    assert draw_pool(raw, rows, ("cat", "dog"), params, original, test) == (pool, report)
+    two = draw_pool(raw, rows, ("cat", "dog"), params.model_copy(update={"pool_per_class": 1}), original, test)[0]
+    assert all(len(two[c]) == 1 for c in two)
+
+
+def test_pool_leaves_original_and_test_alone(tmp_path):
+    raw, rows = make_raw(tmp_path, twins=False)
+    base = dict(original_per_class=6, test_per_class=4, seed=1)
+    without = split(raw, rows, ("cat", "dog"), section("split", **base, pool_per_class=0))
+    with_pool = split(raw, rows, ("cat", "dog"), section("split", **base, pool_per_class=2))
+    assert with_pool == without
+    pool, report = draw_pool(raw, rows, ("cat", "dog"), section("split", **base, pool_per_class=2), *with_pool[:2])
+    assert report["pool_per_class"] == {"cat": 2, "dog": 2}
+    empty = draw_pool(raw, rows, ("cat", "dog"), section("split", **base, pool_per_class=0), *without[:2])
+    assert empty == ({"cat": [], "dog": []},
+                     {"pool_per_class": {"cat": 0, "dog": 0}, "pool_near_duplicates_removed": 0})

@@ -165,6 +165,9 @@ class Split(Section):
     imbalance: Optional[float] = Field(
         gt=0.0, le=1.0, description="`null` (balanced) or a long-tail ratio r: class c of C keeps "
                                     "n_c = round(n_max · r^(c/(C−1))) images of `d_original` (long-tailed CIFAR)")
+    pool_per_class: int = Field(ge=0, description="extra real images per class held out in `data/pool` (the "
+                                                  "`real` sources' images), drawn from what `d_original` and `d_test` "
+                                                  "leave, near-duplicates of either skipped; 0 = no pool")
     seed: Seed = Field(description="seed of the split")
 
     def per_class(self, n_max: int, k: int) -> list[int]:
@@ -472,9 +475,16 @@ class Filtered(Section):
                     "to keep 1 in `candidates`, so the filtered source counts as the `of` source's own count")
 
 
+class Real(Section):
+    """Extra real images: a copy of data/pool, the held-out pool `split` draws (stage real@<name>); the
+    ALIA baseline of a synthetic image's worth. Its size is split.pool_per_class."""
+
+
 SOURCE_KINDS = {  # kind in params.yaml -> the stage group that writes its sources
     "txt2img": "generate", "finetuned": "generate_finetuned", "img2img": "img2img", "filtered": "filter",
+    "real": "real",
 }
+GENERATED_KINDS = ("txt2img", "finetuned", "img2img")  # the kinds a filtered source may filter
 
 
 class Sources(Section):
@@ -485,6 +495,8 @@ class Sources(Section):
                                                           "noised and redrawn by the base model")
     filtered: dict[str, Filtered] = Field(description="filtered sources: the images of another source that pass "
                                                       "a filter")
+    real: dict[str, Real] = Field(description="real sources: extra real images from the held-out pool "
+                                              "(`data/pool`, `split.pool_per_class` per class), the control")
 
     def candidates(self, name: str) -> float:
         """How many times its own count source `name` makes, for the filters that read it (1.0: none do)."""
@@ -521,9 +533,9 @@ class Sources(Section):
                                 "starting with a letter, and not `none` (the baseline)")
                 seen[name] = kind
         for name, entry in self.filtered.items():
-            if seen.get(entry.of) in (None, "filtered"):
+            if seen.get(entry.of) not in GENERATED_KINDS:
                 raise _fail(f"sources.filtered.{name}.of", entry.of, "name a txt2img, finetuned or img2img source "
-                            "of sources: " + ", ".join(n for n, k in seen.items() if k != "filtered"))
+                            "of sources: " + ", ".join(n for n, k in seen.items() if k in GENERATED_KINDS))
         return self
 
 
@@ -672,7 +684,7 @@ class Params(BaseModel):
             if c["synthetic"] > have:
                 balance = self.mix.mode == "balance"
                 value = getattr(getattr(self, have_key.split(".")[0]), have_key.split(".")[1])
-                exact = self.sources.kinds()[source] in ("txt2img", "finetuned") and not \
+                exact = self.sources.kinds()[source] in ("txt2img", "finetuned", "real") and not \
                     self.sources.candidates(source) > 1.0
                 need = f"{c['n']} - {c['available']}" if balance else f"round({p:g} x {c['n']})"
                 raise _fail("mix.mode" if balance else key, "balance" if balance else p,
@@ -700,8 +712,8 @@ class Params(BaseModel):
         """Images per class the stage of a generated source makes (its filters' candidates included);
         `n_original`, the class's real images, counts for img2img.per_image."""
         kind = self.sources.kinds()[name]
-        if kind == "filtered":
-            raise ValueError(f"{name} is filtered, not generated")
+        if kind not in GENERATED_KINDS:
+            raise ValueError(f"{name} is {kind}, not generated")
         if kind != "img2img":
             own = self.generate.per_class
         else:
@@ -714,6 +726,8 @@ class Params(BaseModel):
         validation is not used (counted for the worst case); a filtered source counts as its source's
         own count (`candidates` times fewer than that source makes), and is checked again at runtime."""
         kind = self.sources.kinds()[name]
+        if kind == "real":  # at most: a class with fewer leftovers has fewer, which `mix` reports
+            return self.split.pool_per_class, "split.pool_per_class"
         if kind == "filtered":
             entry = self.sources.filtered[name]
             have, key = self.source_count(entry.of, n_original, n_val)

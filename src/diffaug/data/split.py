@@ -5,6 +5,8 @@ whose perceptual hash is within `dedupe_distance` bits of a test image (of any c
 data is full of re-uploads and crops, and one of them on both sides inflates test accuracy.
 `imbalance` makes d_original long-tailed (the test set stays balanced): class c keeps
 original_per_class * imbalance^(c/(C-1)) images, a prefix of what the balanced split keeps.
+`draw_pool` draws a held-out pool of extra real images (the ALIA baseline) strictly after, from the
+leftovers, with its own seeded stream: d_original and d_test do not depend on `pool_per_class`.
 """
 from __future__ import annotations
 
@@ -17,6 +19,14 @@ from diffaug.config import Split
 from diffaug.data.images import hamming_matrix, phash
 from diffaug.errors import DiffaugError
 from diffaug.rng import class_rng
+
+
+def _hashes(raw: Path, files: list[str]) -> np.ndarray:
+    out = np.zeros(len(files), dtype=np.uint64)
+    for i, f in enumerate(files):
+        with Image.open(raw / f) as im:
+            out[i] = phash(im)
+    return out
 
 
 def split(raw: Path, rows: list[dict], classes: tuple[str, ...], params: Split) -> tuple[dict, dict, dict]:
@@ -33,19 +43,12 @@ def split(raw: Path, rows: list[dict], classes: tuple[str, ...], params: Split) 
     test = {c: sorted(order[c][: params.test_per_class]) for c in classes}
     pool = {c: order[c][params.test_per_class:] for c in classes}
 
-    def hashes(files: list[str]) -> np.ndarray:
-        out = np.zeros(len(files), dtype=np.uint64)
-        for i, f in enumerate(files):
-            with Image.open(raw / f) as im:
-                out[i] = phash(im)
-        return out
-
-    test_hashes = hashes([f for c in classes for f in test[c]])
+    test_hashes = _hashes(raw, [f for c in classes for f in test[c]])
     original, removed = {}, {}
     sizes = dict(zip(classes, params.per_class(params.original_per_class, len(classes)))) \
         if params.original_per_class else {}
     for c in classes:
-        near = hamming_matrix(hashes(pool[c]), test_hashes).min(axis=1) <= params.dedupe_distance
+        near = hamming_matrix(_hashes(raw, pool[c]), test_hashes).min(axis=1) <= params.dedupe_distance
         clean = [f for f, dup in zip(pool[c], near) if not dup]
         removed[c] = int(near.sum())
         want = sizes.get(c) or len(clean)
@@ -63,3 +66,25 @@ def split(raw: Path, rows: list[dict], classes: tuple[str, ...], params: Split) 
         "near_duplicates_removed_per_class": removed,
     }
     return original, test, report
+
+
+def draw_pool(raw: Path, rows: list[dict], classes: tuple[str, ...], params: Split, original: dict,
+              test: dict) -> tuple[dict, dict]:
+    """Return ({class: [file]} for the held-out pool, a report): up to `pool_per_class` images per class of
+    those neither d_original nor d_test took, none within `dedupe_distance` of an image of either."""
+    if not params.pool_per_class:
+        return {c: [] for c in classes}, {"pool_per_class": {c: 0 for c in classes}, "pool_near_duplicates_removed": 0}
+    used = {f for side in (original, test) for c in classes for f in side[c]}
+    kept_hashes = _hashes(raw, sorted(used))
+    chosen, removed = {}, {}
+    for c in classes:
+        left = sorted(r["file"] for r in rows if r["class"] == c and r["file"] not in used)
+        # its own stream ("/" is in no class name, so no class's own stream is this one)
+        left = [left[i] for i in class_rng(params.seed, c + "/pool").permutation(len(left))]
+        near = hamming_matrix(_hashes(raw, left), kept_hashes).min(axis=1) <= params.dedupe_distance \
+            if left else np.zeros(0, dtype=bool)
+        clean = [f for f, dup in zip(left, near) if not dup]
+        removed[c] = int(near.sum())
+        chosen[c] = sorted(clean[: params.pool_per_class])
+    return chosen, {"pool_per_class": {c: len(chosen[c]) for c in classes},
+                    "pool_near_duplicates_removed": sum(removed.values())}

@@ -86,7 +86,8 @@ def main() -> None:
     few = {c: len(fs) for c, fs in folder_files(folder, meta["classes"]).items() if len(fs) < 2}
     if few:  # FID and KID need two images a class: say so before any work
         more = f"raise sources.filtered.{source}.candidates or lower filter.threshold" \
-            if source in params.sources.filtered else "generate more"
+            if source in params.sources.filtered else "raise split.pool_per_class" \
+            if source in params.sources.real else "generate more"
         raise DiffaugError(f"{folder} has fewer than 2 images of class {', '.join(f'{c} ({n})' for c, n in few.items())}"
                            f" (FID and KID need 2 a class); {more}.")
     recognise = recognised(params, folder, meta["classes"])

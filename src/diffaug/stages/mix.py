@@ -19,6 +19,8 @@ def more_of(params, source: str) -> str:
                 "filter's threshold")
     if kind == "img2img":
         return "raise img2img.per_class or img2img.per_image"
+    if kind == "real":  # the pool holds at most what d_original and d_test leave of the scraped images
+        return "raise split.pool_per_class (and scrape more images if the pool has run out)"
     return "raise generate.per_class"
 
 
