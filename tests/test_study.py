@@ -260,3 +260,10 @@ def test_workers_share_the_cores_only_when_several_run(monkeypatch):
     assert worker_env(2, {})["OMP_NUM_THREADS"] == "4"
     assert worker_env(16, {})["OMP_NUM_THREADS"] == "1"
     assert worker_env(2, {"OMP_NUM_THREADS": "3"})["OMP_NUM_THREADS"] == "3"  # the user's choice stands
+
+
+def test_real_controls_run_only_in_the_few_shot_points():
+    sweeps = grid(("vanilla",), (0.0, 0.5), (("scratch", None),), (0,), add_per_class=(4,), controls=("pool",))
+    pool = [s for s in sweeps if s.source == "pool"]
+    assert [(s.p, s.n_per_class, s.mode) for s in pool] == [((1.0,), 4, "add")]
+    assert {(s.source, s.n_per_class) for s in sweeps if s.n_per_class} == {("none", 4), ("vanilla", 4), ("pool", 4)}

@@ -96,8 +96,11 @@ def few_shot(sources: tuple[str, ...], regime: str, budget: Optional[int], seed:
 
 def grid(sources: tuple[str, ...], ps: tuple[float, ...], regimes: tuple[tuple[str, Optional[int]], ...],
          seeds: tuple[int, ...], randaugment: bool = False, real_per_class: tuple[int, ...] = (),
-         add_per_class: tuple[int, ...] = (), budget_key: str = "train.steps") -> list[Sweep]:
-    """The sweeps of the study; `regimes`: (regime, its budget in `budget_key`'s unit or None)."""
+         add_per_class: tuple[int, ...] = (), budget_key: str = "train.steps", controls: tuple[str, ...] = ()
+         ) -> list[Sweep]:
+    """The sweeps of the study; `regimes`: (regime, its budget in `budget_key`'s unit or None);
+    `controls`: real sources (extra real images), run only in the few-shot points, the one place
+    where a small held-out pool can fill them."""
     ps = tuple(sorted(set(float(p) for p in ps)))
     sweeps = []
     for regime, budget in regimes:
@@ -109,5 +112,5 @@ def grid(sources: tuple[str, ...], ps: tuple[float, ...], regimes: tuple[tuple[s
                 sweeps.append(Sweep("none", (0.0,), regime, budget, seed, "randaugment", budget_key))
             synthetic = tuple(p for p in ps if p > 0.0)
             sweeps += [Sweep(s, synthetic, regime, budget, seed, budget_key=budget_key) for s in sources if synthetic]
-            sweeps += few_shot(sources, regime, budget, seed, real_per_class, add_per_class, budget_key)
+            sweeps += few_shot(sources + controls, regime, budget, seed, real_per_class, add_per_class, budget_key)
     return sweeps

@@ -14,7 +14,8 @@ Defaults come from the `study` section of params.yaml. The grid:
   `study.randaugment` is false or `--no-randaugment` is given;
 - the real-image yardstick: "only original" with k real images a class (p = 0, `mix.n_per_class=k`)
   for each k of `study.real_per_class`, and at each k of `study.add_per_class` every source adding k
-  synthetic images to the k real ones (`mix.mode=add`, p = 1): the report's exchange rate;
+  synthetic images to the k real ones (`mix.mode=add`, p = 1), and so does every real source
+  (`sources.real`: k extra real images, the control): the report's exchange rate;
 - all of it per regime (with its budget: train.steps, equal for every mix, or the paper's train.epochs,
   as study.budget or --budget says) and per seed (train.seed and mix.seed).
 Experiments that ran before are restored from DVC's run-cache instead of recomputed. With
@@ -170,7 +171,8 @@ def main(argv: Optional[list[str]] = None) -> None:
     params = parse_params(raw)
     study = params.study
     sweeps = grid(tuple(study.sources), tuple(study.p), tuple(study.regimes.items()), tuple(study.seeds),
-                  study.randaugment, tuple(study.real_per_class), tuple(study.add_per_class), budget_key(params))
+                  study.randaugment, tuple(study.real_per_class), tuple(study.add_per_class), budget_key(params),
+                  tuple(name for name in params.sources.real if name not in study.sources))
     count = check_points(raw, sweeps)
     if study.executor != "ray" and (a.address or a.git_remote or a.dvc_remote):
         raise DiffaugError("--address, --git-remote and --dvc-remote are options of the Ray executor; "
