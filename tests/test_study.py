@@ -86,7 +86,8 @@ def test_grid_adds_the_yardstick_and_few_shot_points():
 
 def test_dry_run_lists_the_yardstick_points(tmp_path, monkeypatch, capsys):
     params_file(tmp_path, study={"sources": ["vanilla"], "p": [0.0], "regimes": {"scratch": None}, "seeds": [1],
-                                 "randaugment": False, "real_per_class": [2], "add_per_class": [5]})
+                                 "randaugment": False, "real_per_class": [2], "add_per_class": [5]},
+                split={"pool_per_class": 5})
     monkeypatch.chdir(tmp_path)
     main(["--dry-run"])
     assert capsys.readouterr().out.splitlines() == [
@@ -97,7 +98,9 @@ def test_dry_run_lists_the_yardstick_points(tmp_path, monkeypatch, capsys):
         "-S mix.n_per_class=5",
         "dvc exp run --queue -S mix.source=vanilla -S mix.p=1.0 -S train.regime=scratch -S train.seed=1 -S mix.seed=1 "
         "-S mix.n_per_class=5 -S mix.mode=add",
-    ]
+        "dvc exp run --queue -S mix.source=pool -S mix.p=1.0 -S train.regime=scratch -S train.seed=1 -S mix.seed=1 "
+        "-S mix.n_per_class=5 -S mix.mode=add",
+    ]  # the pool, a real source, is the few-shot points' control
     main(["--dry-run", "--real-per-class", "", "--add-per-class", ""])  # the options override, '' empties
     assert len(capsys.readouterr().out.splitlines()) == 1
 
@@ -243,10 +246,11 @@ def test_every_experiment_of_the_default_study_has_valid_params(monkeypatch, cap
         sets = dict(s.split("=", 1) for s in line.split(" -S ")[1:])
         for p in sets["mix.p"].split(","):
             points.append({**{k: yaml.safe_load(v) for k, v in sets.items()}, "mix.p": float(p)})
-    # 3 seeds x (none at 4 p, 5 sources at 4 p, RandAugment, none at k = 2, 5, 10, 5 sources at k = 5 in add mode)
-    assert len(points) == 3 * (25 + 3 + 5)
+    # 3 seeds x (none at 4 p, 5 sources at 4 p, RandAugment, none at k = 1, 2, 4, 8, 5 sources and the pool at
+    # k = 4 in add mode)
+    assert len(points) == 3 * (25 + 4 + 6)
     assert {pt["mix.source"] for pt in points} == {"none", "vanilla", "dreambooth", "textual_inversion", "img2img",
-                                                   "vanilla_filtered"}
+                                                   "vanilla_filtered", "pool"}
     for point in points:
         params = parse_params(with_sets(raw, point))
         assert params.train.seed == params.mix.seed == point["train.seed"]
