@@ -18,7 +18,8 @@ from pathlib import Path
 import torch
 
 from diffaug.classify.classifier import classify_manifest
-from diffaug.config import load_params, token_of
+from diffaug.config import load_params
+from diffaug.rules import token_of
 from diffaug.diffusion import dreambooth, textual_inversion
 from diffaug.diffusion.finetune import load_pixels, native_resolution, pick_instances
 from diffaug.diffusion.generate import Settings, plan, run_batch, to_png

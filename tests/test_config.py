@@ -9,6 +9,7 @@ import pytest
 import yaml
 
 from diffaug.config import ParamsError, load_params
+from diffaug.rules import made_count, source_count
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -140,7 +141,7 @@ def test_colliding_class_names_are_named_together(tmp_path, classes, words):
 
 def test_the_default_grid_fits_the_synthetic_sets():
     """Every p the default mix and study ask for fits generate.per_class (issue: p = 1.0 needed 102 of 100)."""
-    from diffaug.config import mix_counts
+    from diffaug.rules import mix_counts
 
     params = load_params(REPO / "params.yaml")
     for p in params.study.p + [params.mix.p]:
@@ -161,11 +162,11 @@ def test_new_sources_count_what_a_mix_can_use(tmp_path):
     """img2img: children of validation parents do not count; a filtered source counts as its source's own
     count, which makes `candidates` times more."""
     params = load_params(REPO / "params.yaml")
-    assert params.made_count("vanilla") == 2 * params.generate.per_class  # vanilla_filtered's candidates: 2.0
-    assert params.made_count("dreambooth") == params.generate.per_class
-    assert params.source_count("vanilla_filtered", 120, 18) == (params.generate.per_class, "generate.per_class")
-    assert params.source_count("img2img", 120, 18) == (102, "img2img.per_class")  # 120 children, 18 to validation
-    assert params.source_count("img2img", 50, 8) == (120 - 8 * 3, "img2img.per_class")  # 20 parents with 3 children
+    assert made_count(params, "vanilla") == 2 * params.generate.per_class  # vanilla_filtered's candidates: 2.0
+    assert made_count(params, "dreambooth") == params.generate.per_class
+    assert source_count(params, "vanilla_filtered", 120, 18) == (params.generate.per_class, "generate.per_class")
+    assert source_count(params, "img2img", 120, 18) == (102, "img2img.per_class")  # 120 children, 18 to validation
+    assert source_count(params, "img2img", 50, 8) == (120 - 8 * 3, "img2img.per_class")  # 20 parents with 3 children
     with pytest.raises(ParamsError) as info:
         load_params(write_params(tmp_path, img2img__per_class=110))
     message = str(info.value)

@@ -7,6 +7,7 @@ lists changes, and a file it reaches but does not list could change its results 
 from __future__ import annotations
 
 import ast
+import json
 import re
 from pathlib import Path
 
@@ -15,11 +16,15 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 SRC = REPO / "src"
 
-# Shared helpers that cannot change a stage's results, so adding to them must not rerun Stable
-# Diffusion: the params models (their verdicts are the `check` stage's, which lists config.py),
-# file helpers (atomic writes, JSON/CSV formats), the error type, the command-line frame, and
-# package __init__ files (docstrings).
+# Files that cannot change a stage's outputs, so editing them must not rerun Stable Diffusion:
+# - config.py: the params models, schema only; a stage gets values from it, never a count (those live in
+#   rules.py, which the stages that count list). Its verdicts are the `check` stage's, which lists it
+#   and what it imports. Other stages do not follow its imports: its checks are not their code.
+# - io.py: atomic writes and the JSON/CSV formats (the bytes a stage writes are its own values);
+# - errors.py: the error type; cli.py: the command-line frame (exit code and the "done" line);
+# - package __init__ files: docstrings.
 EXEMPT = {"diffaug/config.py", "diffaug/io.py", "diffaug/errors.py", "diffaug/cli.py"}
+CHECK = "diffaug.stages.check"  # the one stage whose result is config.py's verdict
 
 
 def module_file(name: str) -> Path | None:
@@ -33,7 +38,10 @@ def module_file(name: str) -> Path | None:
 def imports_of(path: Path) -> set[str]:
     """Project modules imported anywhere in `path` (absolute `diffaug...` imports; the project uses no others)."""
     names = set()
-    for node in ast.walk(ast.parse(path.read_text())):
+    tree = ast.parse(path.read_text())
+    for block in [n for n in ast.walk(tree) if isinstance(n, ast.If) and ast.unparse(n.test) == "TYPE_CHECKING"]:
+        block.body = []  # imports for type annotations only: never run
+    for node in ast.walk(tree):
         if isinstance(node, ast.Import):
             names |= {a.name for a in node.names if a.name.startswith("diffaug")}
         elif isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("diffaug"):
@@ -46,14 +54,16 @@ def imports_of(path: Path) -> set[str]:
 
 
 def closure(module: str) -> set[str]:
-    """Files (relative to src/) reached from `module`, itself included."""
+    """Files (relative to src/) reached from `module`, itself included; an exempt file's own imports
+    are followed for the `check` stage only."""
     seen, todo = set(), [module]
     while todo:
         path = module_file(todo.pop())
         if path is None or path in seen:
             continue
         seen.add(path)
-        todo += imports_of(path)
+        if module == CHECK or path.relative_to(SRC).as_posix() not in EXEMPT:
+            todo += imports_of(path)
     return {p.relative_to(SRC).as_posix() for p in seen}
 
 
@@ -130,5 +140,46 @@ def test_the_import_graph_has_no_cycle():
             visit(node, [node])
 
 
-def test_config_imports_nothing_from_the_project_but_the_error_type():
-    assert imports_of(SRC / "diffaug/config.py") <= {"diffaug", "diffaug.errors"}
+def test_config_imports_nothing_from_the_project_but_the_rules_and_the_error_type():
+    assert imports_of(SRC / "diffaug/config.py") <= {"diffaug", "diffaug.errors", "diffaug.rules"}
+
+
+def test_no_stage_counts_through_the_params_models():
+    """The blind spot this file closes: a function defined in config.py that computes a stage's
+    output would change it without rerunning the stage. config.py defines schema and checks only."""
+    tree = ast.parse((SRC / "diffaug/config.py").read_text())
+    functions = {n.name for n in tree.body if isinstance(n, ast.FunctionDef) and not n.name.startswith("_")}
+    assert functions <= {"load_params", "parse_params", "params_table"}, functions
+    for path in sorted((SRC / "diffaug").rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.module == "diffaug.config":
+                imported = {a.name for a in node.names}
+                names = functions | {n.name for n in tree.body if isinstance(n, ast.ClassDef)} | {
+                    t.id for n in tree.body if isinstance(n, ast.Assign) for t in n.targets if isinstance(t, ast.Name)}
+                assert imported <= names, (path, imported - names)
+
+
+def test_editing_a_counting_rule_makes_dvc_rerun_the_stages_it_shapes(tmp_path):
+    """In a scratch copy of the pipeline, change how `mix` counts: `dvc status` must report `mix` (and
+    the other stages that count) changed, and not the classifier, which does not count."""
+    import shutil
+    import subprocess
+
+    for name in ("dvc.yaml", "dvc.lock", "params.yaml"):
+        shutil.copy(REPO / name, tmp_path / name)
+    shutil.copytree(REPO / "src", tmp_path / "src", ignore=shutil.ignore_patterns("__pycache__"))
+    (tmp_path / "data/input").mkdir(parents=True)
+    subprocess.run(["git", "init", "-q"], cwd=tmp_path, check=True)
+    subprocess.run(["dvc", "init", "-q"], cwd=tmp_path, check=True)
+
+    def changed_rules() -> set[str]:
+        out = subprocess.run(["dvc", "status", "--json"], cwd=tmp_path, capture_output=True, text=True, check=True)
+        status = json.loads(out.stdout)
+        return {stage for stage, changes in status.items() for c in changes
+                if isinstance(c, dict) and "src/diffaug/rules.py" in c.get("changed deps", {})}
+
+    assert changed_rules() == set()  # dvc.lock holds the rules as they are
+    rules = tmp_path / "src/diffaug/rules.py"
+    rules.write_text(rules.read_text().replace("synthetic = round_half_up(p * n)", "synthetic = round_half_up(p * n) + 0"))
+    assert {"mix", "split", "reference", "generate@vanilla", "check"} <= changed_rules()
+    assert not {"train", "evaluate", "base_model"} & changed_rules()

@@ -4,7 +4,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from diffaug.config import token_of
+from diffaug.rules import token_of
 from diffaug.diffusion.dreambooth import DreamBoothWeights, save_dreambooth, train_dreambooth
 from diffaug.diffusion.finetune import load_pixels, native_resolution, pick_instances
 from diffaug.diffusion.pipeline import load_pipeline, read_source

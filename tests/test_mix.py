@@ -6,7 +6,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from diffaug.data.mix import mix_class, round_half_up, synthetic_files
+from diffaug.rules import round_half_up
+from diffaug.data.mix import mix_class, synthetic_files
 from diffaug.errors import DiffaugError
 from diffaug.io import read_csv, sha256_file
 

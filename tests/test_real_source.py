@@ -7,6 +7,7 @@ import pytest
 import yaml
 
 from diffaug.config import ParamsError, parse_params
+from diffaug.rules import made_count, source_count
 from diffaug.diffusion.generate import MANIFEST_COLUMNS
 from diffaug.io import list_images, read_csv, read_json, sha256_tree, write_csv, write_json
 from diffaug.stages.mix import more_of
@@ -79,10 +80,10 @@ def test_registry_knows_the_real_kind():
     raw = yaml.safe_load((REPO / "params.yaml").read_text())
     params = parse_params(raw)
     assert params.sources.kinds()["pool"] == "real" and params.sources.stage("pool") == "real@pool"
-    assert params.source_count("pool", 120) == (params.split.pool_per_class, "split.pool_per_class")
+    assert source_count(params, "pool", 120) == (params.split.pool_per_class, "split.pool_per_class")
     assert "split.pool_per_class" in more_of(params, "pool")
     with pytest.raises(ValueError, match="pool is real, not generated"):
-        params.made_count("pool")
+        made_count(params, "pool")
 
 
 def test_params_refuse_a_mix_larger_than_the_pool_and_a_filter_of_it():

@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 from PIL import Image, ImageEnhance
 
+from diffaug.rules import imbalance_sizes
 from diffaug.data.images import hamming_matrix, phash
 from diffaug.data.split import draw_pool, split
 from diffaug.errors import DiffaugError
@@ -79,7 +80,7 @@ def test_imbalance_makes_a_long_tail_of_the_balanced_split(tmp_path):
                                                          imbalance=0.25))
     assert {c: len(v) for c, v in long_tail[0].items()} == {"cat": 8, "dog": 2}
     assert long_tail[1] == balanced[1] and set(long_tail[0]["dog"]) <= set(balanced[0]["dog"])
-    assert section("split", imbalance=0.1).per_class(120, 10) == [120, 93, 72, 56, 43, 33, 26, 20, 15, 12]
+    assert imbalance_sizes(section("split", imbalance=0.1), 120, 10) == [120, 93, 72, 56, 43, 33, 26, 20, 15, 12]
 
 
 def test_pool_takes_leftovers_far_from_original_and_test(tmp_path):

@@ -5,8 +5,11 @@ missing a key stops with a sentence naming it instead of silently getting anothe
 allowed values sit beside each field; rules that relate two sections are the validators of `Params`.
 A bad value stops with one sentence naming the key, the value and what is allowed.
 
-This module imports nothing from the project but the error type, so every stage can load params
-without pulling in the scraper, torch or diffusers.
+The models are schema only: counting that shapes a stage's output (how many images a mix draws, a
+generation stage makes, a class keeps) lives in rules.py, a dep of the stages that count, and
+the checks here call it. Besides that and the Textual Inversion token, this module imports nothing
+from the project but the error type, so every stage can load params without the scraper, torch or
+diffusers.
 """
 from __future__ import annotations
 
@@ -20,6 +23,7 @@ from typing import Annotated, Any, Literal, Optional
 import yaml
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
 
+from diffaug.rules import GENERATED_KINDS, asks, candidates, imbalance_sizes, mix_counts, source_count, token_of
 from diffaug.errors import DiffaugError
 
 DIGIT_WORDS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
@@ -170,11 +174,6 @@ class Split(Section):
                                                   "leave, near-duplicates of either skipped; 0 = no pool")
     seed: Seed = Field(description="seed of the split")
 
-    def per_class(self, n_max: int, k: int) -> list[int]:
-        """d_original's size of each of `k` classes, in label order (all n_max when balanced)."""
-        if self.imbalance is None or k < 2:
-            return [n_max] * k
-        return [max(1, round_half_up(n_max * self.imbalance ** (c / (k - 1)))) for c in range(k)]
 
 
 class Base(Section):
@@ -484,7 +483,6 @@ SOURCE_KINDS = {  # kind in params.yaml -> the stage group that writes its sourc
     "txt2img": "generate", "finetuned": "generate_finetuned", "img2img": "img2img", "filtered": "filter",
     "real": "real",
 }
-GENERATED_KINDS = ("txt2img", "finetuned", "img2img")  # the kinds a filtered source may filter
 
 
 class Sources(Section):
@@ -497,10 +495,6 @@ class Sources(Section):
                                                       "a filter")
     real: dict[str, Real] = Field(description="real sources: extra real images from the held-out pool "
                                               "(`data/pool`, `split.pool_per_class` per class), the control")
-
-    def candidates(self, name: str) -> float:
-        """How many times its own count source `name` makes, for the filters that read it (1.0: none do)."""
-        return max([f.candidates for f in self.filtered.values() if f.of == name], default=1.0)
 
     def kinds(self) -> dict[str, str]:
         """Every source name -> its kind, in the order params.yaml declares them."""
@@ -542,39 +536,6 @@ class Sources(Section):
 # ------------------------------------------------------------------------------------------------
 # The whole file, and the rules that relate sections
 # ------------------------------------------------------------------------------------------------
-
-def token_of(label: str) -> str:
-    """The Textual Inversion placeholder token of a class: `<hot-dog>` for "hot dog"."""
-    return "<" + "-".join(label.split()) + ">"
-
-
-def round_half_up(x: float) -> int:
-    return int(math.floor(x + 0.5))
-
-
-def n_val_of(n_original: int, mix: Mix) -> int:
-    return round_half_up(mix.val_fraction * n_original) if mix.val_from == "original" else 0
-
-
-def mix_counts(n_original: int, mix: Mix, p: Optional[float] = None, n_largest: Optional[int] = None
-               ) -> dict[str, int]:
-    """How a class of `n_original` real images is mixed at `p` (default `mix.p`): validation images,
-    the per-class total n, and how many real and synthetic training images the mix takes.
-    `mode: balance` keeps every real image and fills up to n = mix.n_per_class, or to the real
-    training images of the largest class, which has `n_largest` (default: this class's size)."""
-    p = mix.p if p is None else p
-    n_val = n_val_of(n_original, mix)
-    available = n_original - n_val
-    if mix.mode == "balance":
-        largest = n_largest or n_original
-        n = mix.n_per_class or largest - n_val_of(largest, mix)
-        return {"val": n_val, "available": available, "n": n, "synthetic": max(0, n - available),
-                "real": min(n, available)}
-    n = mix.n_per_class or available
-    synthetic = round_half_up(p * n)
-    return {"val": n_val, "available": available, "n": n, "synthetic": synthetic,
-            "real": n if mix.mode == "add" else n - synthetic}
-
 
 def _class_name_problem(name: str) -> Optional[str]:
     if not name.strip():
@@ -664,14 +625,14 @@ class Params(BaseModel):
                 raise _fail("split.imbalance", self.split.imbalance, "an imbalanced split needs the largest "
                             "class's size: set split.original_per_class")
             return self
-        sizes = sorted(set(self.split.per_class(n_max, len(self.classes))))
+        sizes = sorted(set(imbalance_sizes(self.split, n_max, len(self.classes))))
         n_min = sizes[0]
         for key, count in (("dreambooth.instance_images", self.dreambooth.instance_images),
                            ("textual_inversion.images", self.textual_inversion.images)):
             if count > n_min:
                 raise _fail(key, count, f"the smallest class of d_original has {n_min} images (split.*); use at "
                                         "most that many")
-        for (key, source, p), n_original in ((a, n) for a in self.asks() for n in sizes):
+        for (key, source, p), n_original in ((a, n) for a in asks(self) for n in sizes):
             c = mix_counts(n_original, self.mix, p, n_max)
             if c["real"] > c["available"]:
                 raise _fail("mix.n_per_class", self.mix.n_per_class,
@@ -680,12 +641,12 @@ class Params(BaseModel):
                             "validation); lower mix.n_per_class or raise split.original_per_class")
             if source == "none":
                 continue
-            have, have_key = self.source_count(source, n_original, c["val"])
+            have, have_key = source_count(self, source, n_original, c["val"])
             if c["synthetic"] > have:
                 balance = self.mix.mode == "balance"
                 value = getattr(getattr(self, have_key.split(".")[0]), have_key.split(".")[1])
                 exact = self.sources.kinds()[source] in ("txt2img", "finetuned", "real") and not \
-                    self.sources.candidates(source) > 1.0
+                    candidates(self.sources, source) > 1.0
                 need = f"{c['n']} - {c['available']}" if balance else f"round({p:g} x {c['n']})"
                 raise _fail("mix.mode" if balance else key, "balance" if balance else p,
                             f"the mix needs {need} = {c['synthetic']} {source} images per class (n = {c['n']}: "
@@ -695,51 +656,6 @@ class Params(BaseModel):
                                f", which gives {have} a mix can use; raise {have_key}")
                             + " or lower split.original_per_class")
         return self
-
-    def asks(self) -> list[tuple[str, str, float]]:
-        """(key, source, p) of every mix the current params and the study grid (as study.py queues it) ask for."""
-        asks = [("mix.p", self.mix.source, self.mix.p)]
-        return asks + [("study.p", s, p) for s in ["none", *self.study.sources] for p in self.study.p
-                       if (p < 1.0 if s == "none" else p > 0.0)]
-
-    def needed(self, name: str, n_original: int, n_largest: int) -> int:
-        """The most images of source `name` a class of `n_original` real images gives a mix of these params
-        (0 if none mixes it); `n_largest`: the largest class's real images (for mix.mode: balance)."""
-        return max([mix_counts(n_original, self.mix, p, n_largest)["synthetic"]
-                    for _, source, p in self.asks() if source == name], default=0)
-
-    def made_count(self, name: str, n_original: Optional[int] = None) -> int:
-        """Images per class the stage of a generated source makes (its filters' candidates included);
-        `n_original`, the class's real images, counts for img2img.per_image."""
-        kind = self.sources.kinds()[name]
-        if kind not in GENERATED_KINDS:
-            raise ValueError(f"{name} is {kind}, not generated")
-        if kind != "img2img":
-            own = self.generate.per_class
-        else:
-            own = self.img2img.per_class or self.img2img.per_image * n_original
-        return math.ceil(own * self.sources.candidates(name))
-
-    def source_count(self, name: str, n_original: int, n_val: int = 0) -> tuple[int, str]:
-        """(images per class of source `name` a mix can use when `n_val` of the class's `n_original` real
-        images are for validation, the key that raises it). An img2img image whose parent is for
-        validation is not used (counted for the worst case); a filtered source counts as its source's
-        own count (`candidates` times fewer than that source makes), and is checked again at runtime."""
-        kind = self.sources.kinds()[name]
-        if kind == "real":  # at most: a class with fewer leftovers has fewer, which `mix` reports
-            return self.split.pool_per_class, "split.pool_per_class"
-        if kind == "filtered":
-            entry = self.sources.filtered[name]
-            have, key = self.source_count(entry.of, n_original, n_val)
-            return math.floor(have / entry.candidates), key
-        made = self.made_count(name, n_original)
-        if kind != "img2img":
-            return made, "generate.per_class"
-        key = "img2img.per_class" if self.img2img.per_class else "img2img.per_image"
-        # Image i's parent is real image i % n_original: the first `extra` parents have one child more.
-        most, extra = divmod(made, n_original)
-        lost = (most + 1) * min(n_val, extra) + most * max(0, n_val - extra)
-        return made - lost, key
 
 
 # ------------------------------------------------------------------------------------------------

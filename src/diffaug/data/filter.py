@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from diffaug.config import round_half_up
+from diffaug.rules import round_half_up
 
 
 def own_class(probabilities: np.ndarray, labels: np.ndarray) -> np.ndarray:

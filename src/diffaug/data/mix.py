@@ -14,7 +14,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Optional
 
-from diffaug.config import Mix, mix_counts, round_half_up
+from diffaug.config import Mix
+from diffaug.rules import mix_counts, round_half_up
 from diffaug.errors import DiffaugError
 from diffaug.io import list_images, read_csv
 from diffaug.rng import class_rng

@@ -16,6 +16,7 @@ import numpy as np
 from PIL import Image
 
 from diffaug.config import Split
+from diffaug.rules import imbalance_sizes
 from diffaug.data.images import hamming_matrix, phash
 from diffaug.errors import DiffaugError
 from diffaug.rng import class_rng
@@ -45,7 +46,7 @@ def split(raw: Path, rows: list[dict], classes: tuple[str, ...], params: Split) 
 
     test_hashes = _hashes(raw, [f for c in classes for f in test[c]])
     original, removed = {}, {}
-    sizes = dict(zip(classes, params.per_class(params.original_per_class, len(classes)))) \
+    sizes = dict(zip(classes, imbalance_sizes(params, params.original_per_class, len(classes)))) \
         if params.original_per_class else {}
     for c in classes:
         near = hamming_matrix(_hashes(raw, pool[c]), test_hashes).min(axis=1) <= params.dedupe_distance

@@ -11,7 +11,8 @@ from __future__ import annotations
 import torch
 from safetensors.torch import save_file
 
-from diffaug.config import TextualInversion, token_of
+from diffaug.config import TextualInversion
+from diffaug.rules import token_of
 from diffaug.device import Cost
 from diffaug.diffusion.finetune import (Latents, accelerator, adamw, batches, denoising_loss, encode_prompts,
                                         noise_and_target, scaled_lr, training_scheduler)

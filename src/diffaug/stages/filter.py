@@ -19,6 +19,7 @@ from diffaug.device import Cost, pick_device
 from diffaug.errors import DiffaugError
 from diffaug.io import atomic_dir, read_csv, read_json, write_csv, write_json
 from diffaug.plots import sample_grid, save_grid
+from diffaug.rules import needed
 
 SYNTHETIC, REFERENCE, ORIGINAL = Path("data/synthetic"), Path("models/reference"), Path("data/original")
 
@@ -40,7 +41,7 @@ def shortfalls(params, name: str, kept: dict[str, int]) -> list[str]:
     """Classes with fewer kept images than the mixes of these params ask for, in words."""
     sizes = Counter(r["class"] for r in read_csv(ORIGINAL / "manifest.csv"))
     largest = max(sizes.values())
-    need = {c: params.needed(name, n, largest) for c, n in sizes.items()}
+    need = {c: needed(params, name, n, largest) for c, n in sizes.items()}
     return [f"{c}: {need[c] - kept[c]} missing ({kept[c]} kept, {need[c]} needed)"
             for c in sizes if kept.get(c, 0) < need[c]]
 

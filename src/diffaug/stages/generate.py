@@ -7,6 +7,7 @@ import sys
 
 from diffaug.cli import run
 from diffaug.config import load_params
+from diffaug.rules import made_count
 from diffaug.diffusion.pipeline import load_pipeline, read_source
 from diffaug.diffusion.synthesize import prompts_by_class, synthesize
 from diffaug.io import read_json
@@ -16,7 +17,7 @@ def main() -> None:
     name = sys.argv[1]
     params = load_params()
     params.sources.entry("txt2img", name)
-    g = params.generate.model_copy(update={"per_class": params.made_count(name)})  # + candidates for its filters
+    g = params.generate.model_copy(update={"per_class": made_count(params, name)})  # + candidates for its filters
     source = read_source()
     prompts = prompts_by_class(read_json("data/prompts.json"))
     synthesize(name, prompts, g, source, "",

@@ -9,6 +9,7 @@ import sys
 
 from diffaug.cli import run
 from diffaug.config import load_params
+from diffaug.rules import made_count
 from diffaug.diffusion.dreambooth import DreamBoothWeights, generation_prompts
 from diffaug.diffusion.pipeline import load_pipeline, read_source
 from diffaug.diffusion.synthesize import finetuned_models, synthesize
@@ -19,7 +20,7 @@ def main() -> None:
     params = load_params()
     params.sources.entry("finetuned", name, method="dreambooth")
     g, classes = params.generate, list(params.classes)
-    g = g.model_copy(update={"per_class": params.made_count(name)})  # with the candidates its filters ask for
+    g = g.model_copy(update={"per_class": made_count(params, name)})  # with the candidates its filters ask for
     root, _, weights = finetuned_models("dreambooth", classes)
     source = read_source()
     synthesize(name, generation_prompts(params.dreambooth.prompt, classes), g, source, "dreambooth",

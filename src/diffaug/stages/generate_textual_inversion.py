@@ -8,6 +8,7 @@ import sys
 
 from diffaug.cli import run
 from diffaug.config import load_params
+from diffaug.rules import made_count
 from diffaug.diffusion.pipeline import load_pipeline, read_source
 from diffaug.diffusion.synthesize import finetuned_models, synthesize
 from diffaug.diffusion.textual_inversion import generation_prompts, load_tokens
@@ -18,7 +19,7 @@ def main() -> None:
     params = load_params()
     params.sources.entry("finetuned", name, method="textual_inversion")
     g, classes = params.generate, list(params.classes)
-    g = g.model_copy(update={"per_class": params.made_count(name)})  # with the candidates its filters ask for
+    g = g.model_copy(update={"per_class": made_count(params, name)})  # with the candidates its filters ask for
     root, trained, weights = finetuned_models("textual_inversion", classes)
     source = read_source()
 

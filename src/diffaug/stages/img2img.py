@@ -10,6 +10,7 @@ from pathlib import Path
 
 from diffaug.cli import run
 from diffaug.config import load_params
+from diffaug.rules import made_count
 from diffaug.diffusion.img2img import FromParents, plan_img2img
 from diffaug.diffusion.pipeline import load_pipeline, read_source
 from diffaug.diffusion.synthesize import finetuned_models, prompts_by_class, synthesize
@@ -34,7 +35,7 @@ def main() -> None:
         prompts = generation_prompts(params.textual_inversion.prompt, trained)
     else:
         prompts = prompts_by_class(read_json("data/prompts.json"))
-    counts = {c: params.made_count(name, len(ps)) for c, ps in parents.items()}
+    counts = {c: made_count(params, name, len(ps)) for c, ps in parents.items()}
     jobs = plan_img2img(prompts, parents, counts, settings.strength, settings.seed, weights)
 
     def load(device, dtype):

@@ -3,6 +3,7 @@ from pathlib import Path
 
 from diffaug.cli import run
 from diffaug.config import load_params
+from diffaug.rules import source_count
 from diffaug.data.mix import MIXED_COLUMNS, mix_class, parents_of, synthetic_files
 from diffaug.errors import DiffaugError
 from diffaug.io import atomic_dir, read_csv, read_json, sha256_file, write_csv, write_json
@@ -15,7 +16,7 @@ def more_of(params, source: str) -> str:
     """How to get more images of `source`, in words (for mix's error)."""
     kind = params.sources.kinds().get(source)
     if kind == "filtered":
-        return (f"raise sources.filtered.{source}.candidates (or {params.source_count(source, 1)[1]}) or lower the "
+        return (f"raise sources.filtered.{source}.candidates (or {source_count(params, source, 1)[1]}) or lower the "
                 "filter's threshold")
     if kind == "img2img":
         return "raise img2img.per_class or img2img.per_image"
