@@ -1,5 +1,6 @@
 """The classifier's data path and generation's image writing as they were before issue 15, kept
 for the benchmarks (and the tests that compare old and new); not used by the library."""
+
 from __future__ import annotations
 
 import contextlib
@@ -29,7 +30,7 @@ class OldAugment(Augment):
         padded = F.pad(x.float(), (pad, pad, pad, pad), mode="replicate").to(x.dtype)
         dy = torch.randint(0, 2 * pad + 1, (n,), generator=self.g).tolist()
         dx = torch.randint(0, 2 * pad + 1, (n,), generator=self.g).tolist()
-        x = torch.stack([padded[i, :, dy[i]:dy[i] + h, dx[i]:dx[i] + w] for i in range(n)])
+        x = torch.stack([padded[i, :, dy[i] : dy[i] + h, dx[i] : dx[i] + w] for i in range(n)])
         if self.hflip:
             flip = (torch.rand(n, generator=self.g) < 0.5).to(x.device)
             x = torch.where(flip.view(n, 1, 1, 1), x.flip(3), x)
@@ -42,8 +43,14 @@ def to_device(x: torch.Tensor, device: torch.device) -> torch.Tensor:
     return x.to(device, non_blocking=True)
 
 
-def old_fit_epochs(model, train: tuple[torch.Tensor, torch.Tensor], cfg: Train, device: torch.device,
-                   generator: torch.Generator, log=lambda epoch: None) -> int:
+def old_fit_epochs(
+    model,
+    train: tuple[torch.Tensor, torch.Tensor],
+    cfg: Train,
+    device: torch.device,
+    generator: torch.Generator,
+    log=lambda epoch: None,
+) -> int:
     """The old training loop without validation: augmentation on the CPU, two host syncs per step;
     `log(epoch)` after each epoch. Returns the images seen."""
     optimizer, scheduler, amp, scaler = optimisation(model, cfg, device)
@@ -55,7 +62,7 @@ def old_fit_epochs(model, train: tuple[torch.Tensor, torch.Tensor], cfg: Train, 
         order = torch.randperm(len(x_train), generator=generator)
         loss_sum, correct = 0.0, 0
         for start in range(0, len(order), cfg.batch_size):
-            idx = order[start:start + cfg.batch_size]
+            idx = order[start : start + cfg.batch_size]
             if len(idx) < 2 and seen:
                 continue
             x = normalize(to_device(augment(x_train[idx]), device))
@@ -85,10 +92,16 @@ def old_generate(pipe, jobs: list[Job], settings: Settings, batch_size: int, cac
     made = 0
     for batch in class_batches(jobs, batch_size):
         generators = [torch.Generator(device="cpu").manual_seed(j.seed) for j in batch]
-        images = pipe(prompt=[j.prompt for j in batch],
-                      negative_prompt=[settings.negative_prompt] * len(batch) if settings.negative_prompt else None,
-                      num_inference_steps=settings.steps, guidance_scale=settings.guidance, height=settings.height,
-                      width=settings.width, generator=generators, output_type="pil").images
+        images = pipe(
+            prompt=[j.prompt for j in batch],
+            negative_prompt=[settings.negative_prompt] * len(batch) if settings.negative_prompt else None,
+            num_inference_steps=settings.steps,
+            guidance_scale=settings.guidance,
+            height=settings.height,
+            width=settings.width,
+            generator=generators,
+            output_type="pil",
+        ).images
         for job, image in zip(batch, images):
             atomic_write_bytes(cached_path(cache_key(job, settings), cache), to_png(image, settings.save_size))
         made += len(batch)

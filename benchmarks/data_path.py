@@ -9,6 +9,7 @@
   depend on them) at params.yaml's generate.* with save_size null: PNGs written serially vs overlapped.
 Numbers depend on the machine and its load; quote them with its description.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -54,8 +55,12 @@ def crop_flip(repeats: int) -> dict:
     x = torch.randint(0, 256, (256, 3, 224, 224), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
     old, new = OldAugment("standard", True, torch.Generator()), Augment("standard", True, torch.Generator())
     t = alternate({"old": lambda: old(x), "new": lambda: new(x)}, repeats)
-    return {"setting": "224 px, batch 256, crop + flip", "old_seconds": round(t["old"], 4),
-            "new_seconds": round(t["new"], 4), "speedup": round(t["old"] / t["new"], 2)}
+    return {
+        "setting": "224 px, batch 256, crop + flip",
+        "old_seconds": round(t["old"], 4),
+        "new_seconds": round(t["new"], 4),
+        "speedup": round(t["old"] / t["new"], 2),
+    }
 
 
 def epoch(repeats: int) -> dict:
@@ -80,9 +85,13 @@ def epoch(repeats: int) -> dict:
         fit(build_model(len(params.classes), "scratch", False), train, none, cfg, CPU, g)
 
     t = alternate({"old": old, "new": new}, repeats)
-    return {"setting": f"built-in default: {len(labels)} images at {cfg.image_size} px, batch {cfg.batch_size}, "
-                       f"augment {cfg.augment}, one epoch without validation",
-            "old_seconds": round(t["old"], 3), "new_seconds": round(t["new"], 3), "speedup": round(t["old"] / t["new"], 3)}
+    return {
+        "setting": f"built-in default: {len(labels)} images at {cfg.image_size} px, batch {cfg.batch_size}, "
+        f"augment {cfg.augment}, one epoch without validation",
+        "old_seconds": round(t["old"], 3),
+        "new_seconds": round(t["new"], 3),
+        "speedup": round(t["old"] / t["new"], 3),
+    }
 
 
 def generation(n: int, repeats: int) -> dict:
@@ -96,9 +105,17 @@ def generation(n: int, repeats: int) -> dict:
         save_pipeline(base / "pipeline", *build_models(0, base / "tokenizer_src"), noise_schedule())
         write_json(base / "source.json", {"model": "builtin:tiny", "revision": None, "commit": None})
         pipe = load_pipeline(read_source(base), CPU, torch.float32, g.scheduler, base=base)
-        settings = Settings(model="bench", scheduler=g.scheduler, steps=g.steps, guidance=g.guidance,
-                            negative_prompt=g.negative_prompt, height=g.resolution, width=g.resolution,
-                            save_size=None, dtype="float32")
+        settings = Settings(
+            model="bench",
+            scheduler=g.scheduler,
+            steps=g.steps,
+            guidance=g.guidance,
+            negative_prompt=g.negative_prompt,
+            height=g.resolution,
+            width=g.resolution,
+            save_size=None,
+            dtype="float32",
+        )
         classes = load_params().classes
         jobs = plan({c: [f"a photo of the digit {c}"] for c in classes}, n // len(classes), g.seed)
         runs = [0]
@@ -107,11 +124,20 @@ def generation(n: int, repeats: int) -> dict:
             runs[0] += 1
             return Path(tmp) / f"cache{runs[0]}"
 
-        t = alternate({"serial": lambda: old_generate(pipe, jobs, settings, g.batch_size, cache()),
-                       "overlapped": lambda: generate(pipe, jobs, settings, g.batch_size, cache=cache())}, repeats)
-    return {"setting": f"{len(jobs)} images, built-in architecture, {g.scheduler} {g.steps} steps, batch "
-                       f"{g.batch_size}, save_size null", "serial_seconds": round(t["serial"], 2),
-            "overlapped_seconds": round(t["overlapped"], 2), "speedup": round(t["serial"] / t["overlapped"], 3)}
+        t = alternate(
+            {
+                "serial": lambda: old_generate(pipe, jobs, settings, g.batch_size, cache()),
+                "overlapped": lambda: generate(pipe, jobs, settings, g.batch_size, cache=cache()),
+            },
+            repeats,
+        )
+    return {
+        "setting": f"{len(jobs)} images, built-in architecture, {g.scheduler} {g.steps} steps, batch "
+        f"{g.batch_size}, save_size null",
+        "serial_seconds": round(t["serial"], 2),
+        "overlapped_seconds": round(t["overlapped"], 2),
+        "speedup": round(t["serial"] / t["overlapped"], 3),
+    }
 
 
 def main() -> None:
@@ -119,16 +145,20 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--images", type=int, default=1000)
     parser.add_argument("--only", choices=["crop_flip", "epoch", "generation"], action="append")
-    parser.add_argument("--threads", type=int, help="torch threads (default: torch's); 1 is steadier on a shared machine")
+    parser.add_argument(
+        "--threads", type=int, help="torch threads (default: torch's); 1 is steadier on a shared machine"
+    )
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
-    print(f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} torch threads, torch {torch.__version__}")
+    print(
+        f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} torch threads, "
+        f"torch {torch.__version__}"
+    )
     results = {}
     for name in args.only or ["crop_flip", "epoch", "generation"]:
-        results[name] = (generation(args.images, args.repeats) if name == "generation"
-                         else globals()[name](args.repeats))
+        results[name] = generation(args.images, args.repeats) if name == "generation" else globals()[name](args.repeats)
         print(name, json.dumps(results[name]), flush=True)
     if args.out:
         args.out.write_text(json.dumps(results, indent=2) + "\n")

@@ -9,6 +9,7 @@ models/reference, data/original):
     PYTHONPATH=src python benchmarks/finetune_sweep.py dreambooth '[{"mode": "lora", "lora_lr": 1.0e-3}]' nine,six
     PYTHONPATH=src python benchmarks/finetune_sweep.py textual_inversion '[{"lr": 1.0e-3}, {"images": 30}]' nine
 """
+
 import json
 import sys
 import tempfile
@@ -19,11 +20,11 @@ import torch
 
 from diffaug.classify.classifier import classify_manifest
 from diffaug.config import load_params
-from diffaug.rules import token_of
 from diffaug.diffusion import dreambooth, textual_inversion
 from diffaug.diffusion.finetune import load_pixels, native_resolution, pick_instances
 from diffaug.diffusion.generate import Settings, plan, run_batch, to_png
 from diffaug.diffusion.pipeline import load_pipeline, read_source
+from diffaug.rules import token_of
 
 CPU, PER_CLASS = torch.device("cpu"), 50
 
@@ -37,8 +38,15 @@ def finetune(method: str, pipe, label: str, params) -> str:
         if params.prior_preservation:
             paths = dreambooth.prior_images(read_source(), params.class_prompt.format(label), label, params, resolution)
             prior = load_pixels(paths, resolution)
-        dreambooth.train_dreambooth(pipe, load_pixels(files, resolution), params.prompt.format(label), prior,
-                                    params.class_prompt.format(label), params, log=lambda *_: None)
+        dreambooth.train_dreambooth(
+            pipe,
+            load_pixels(files, resolution),
+            params.prompt.format(label),
+            prior,
+            params.class_prompt.format(label),
+            params,
+            log=lambda *_: None,
+        )
         return params.prompt.format(label)
     files = pick_instances(Path("data/original") / label, params.images, params.seed, label)
     textual_inversion.train_textual_inversion(pipe, load_pixels(files, resolution), label, params, log=lambda *_: None)
@@ -50,9 +58,17 @@ def recognised(method: str, overrides: dict, labels: list[str], out: Path) -> di
     section = getattr(params, method)
     section = type(section).model_validate({**section.model_dump(), **overrides})
     g, classes = params.generate, list(params.classes)
-    settings = Settings(model="sweep", scheduler=g.scheduler, steps=g.steps, guidance=g.guidance,
-                        negative_prompt=g.negative_prompt, height=None, width=None, save_size=g.save_size,
-                        dtype="float32")
+    settings = Settings(
+        model="sweep",
+        scheduler=g.scheduler,
+        steps=g.steps,
+        guidance=g.guidance,
+        negative_prompt=g.negative_prompt,
+        height=None,
+        width=None,
+        save_size=g.save_size,
+        dtype="float32",
+    )
     rows = []
     for label in labels:
         pipe = load_pipeline(read_source(), CPU, torch.float32, g.scheduler)
@@ -72,8 +88,11 @@ def main() -> None:
         with tempfile.TemporaryDirectory() as tmp:
             per_class = recognised(method, overrides, labels, Path(tmp))
         mean = sum(per_class.values()) / len(per_class)
-        print(f"{method} {json.dumps(overrides)}: {mean:.1%} recognised {per_class} "
-              f"({time.perf_counter() - start:.0f} s)", flush=True)
+        print(
+            f"{method} {json.dumps(overrides)}: {mean:.1%} recognised {per_class} "
+            f"({time.perf_counter() - start:.0f} s)",
+            flush=True,
+        )
 
 
 if __name__ == "__main__":

@@ -8,6 +8,7 @@ Reports images/s and UNet forward calls per image for
   - naive:   one image per call, 50 PNDM steps (diffusers' SD default), as most scripts do.
 Run `dvc repro base_model` first. Numbers depend on the machine; quote them with its description.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -34,7 +35,7 @@ def measure(pipe, jobs, settings, batch_size) -> tuple[float, float]:
     calls[0] = 0
     start = time.perf_counter()
     for i in range(0, len(jobs), batch_size):
-        run_batch(pipe, jobs[i:i + batch_size], settings)
+        run_batch(pipe, jobs[i : i + batch_size], settings)
     seconds = time.perf_counter() - start
     return len(jobs) / seconds, calls[0] / len(jobs)
 
@@ -51,14 +52,20 @@ def main() -> None:
     pipe = speed_up(load_pipeline(source, device, dtype, g.scheduler), device, g.batch_size, g.compile, g.cpu_offload)
     prompts = {c: [f"a photo of the digit {c}"] for c in params.classes}
     jobs = plan(prompts, max(1, args.images // len(prompts)), g.seed)
-    base = dict(model="bench", negative_prompt="", height=g.resolution, width=g.resolution, save_size=None, dtype=str(dtype))
+    base = dict(
+        model="bench", negative_prompt="", height=g.resolution, width=g.resolution, save_size=None, dtype=str(dtype)
+    )
 
-    print(f"model {source['model']}, device {device} ({platform.processor() or platform.machine()}, "
-          f"{torch.get_num_threads()} threads), dtype {dtype}, {len(jobs)} images")
+    print(
+        f"model {source['model']}, device {device} ({platform.processor() or platform.machine()}, "
+        f"{torch.get_num_threads()} threads), dtype {dtype}, {len(jobs)} images"
+    )
     default = Settings(scheduler=g.scheduler, steps=g.steps, guidance=g.guidance, **base)
     ips, calls = measure(pipe, jobs, default, g.batch_size)
-    print(f"default: batch {g.batch_size}, {g.scheduler} {g.steps} steps: {ips:.2f} images/s, "
-          f"{calls:.2f} UNet calls per image")
+    print(
+        f"default: batch {g.batch_size}, {g.scheduler} {g.steps} steps: {ips:.2f} images/s, "
+        f"{calls:.2f} UNet calls per image"
+    )
     set_scheduler(pipe, "pndm")
     naive = Settings(scheduler="pndm", steps=50, guidance=g.guidance, **base)
     ips_naive, calls_naive = measure(pipe, jobs, naive, 1)

@@ -18,6 +18,7 @@ minutes): the test suite runs that. `--out` writes the JSON; a table is printed.
 Generation is timed after a warm-up batch, the classifier from its second epoch (the first autotunes
 and compiles); fine-tuning rates include the first step: enough steps are run for it not to matter.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -28,8 +29,8 @@ import platform
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import torch
 
@@ -46,35 +47,90 @@ REPO = Path(__file__).resolve().parents[1]
 
 # Stable Diffusion v1.5's configs (unet/, vae/, text_encoder/ config.json of the hub repository).
 SD15 = {
-    "unet": dict(sample_size=64, in_channels=4, out_channels=4, layers_per_block=2,
-                 block_out_channels=(320, 640, 1280, 1280),
-                 down_block_types=("CrossAttnDownBlock2D",) * 3 + ("DownBlock2D",),
-                 up_block_types=("UpBlock2D",) + ("CrossAttnUpBlock2D",) * 3,
-                 cross_attention_dim=768, attention_head_dim=8, norm_num_groups=32),
-    "vae": dict(in_channels=3, out_channels=3, latent_channels=4, layers_per_block=2,
-                block_out_channels=(128, 256, 512, 512), down_block_types=("DownEncoderBlock2D",) * 4,
-                up_block_types=("UpDecoderBlock2D",) * 4, norm_num_groups=32, sample_size=512,
-                scaling_factor=0.18215),
-    "text": dict(vocab_size=49408, hidden_size=768, intermediate_size=3072, num_hidden_layers=12,
-                 num_attention_heads=12, max_position_embeddings=77, hidden_act="quick_gelu", projection_dim=768),
+    "unet": dict(
+        sample_size=64,
+        in_channels=4,
+        out_channels=4,
+        layers_per_block=2,
+        block_out_channels=(320, 640, 1280, 1280),
+        down_block_types=("CrossAttnDownBlock2D",) * 3 + ("DownBlock2D",),
+        up_block_types=("UpBlock2D",) + ("CrossAttnUpBlock2D",) * 3,
+        cross_attention_dim=768,
+        attention_head_dim=8,
+        norm_num_groups=32,
+    ),
+    "vae": dict(
+        in_channels=3,
+        out_channels=3,
+        latent_channels=4,
+        layers_per_block=2,
+        block_out_channels=(128, 256, 512, 512),
+        down_block_types=("DownEncoderBlock2D",) * 4,
+        up_block_types=("UpDecoderBlock2D",) * 4,
+        norm_num_groups=32,
+        sample_size=512,
+        scaling_factor=0.18215,
+    ),
+    "text": dict(
+        vocab_size=49408,
+        hidden_size=768,
+        intermediate_size=3072,
+        num_hidden_layers=12,
+        num_attention_heads=12,
+        max_position_embeddings=77,
+        hidden_act="quick_gelu",
+        projection_dim=768,
+    ),
 }
 # The same shapes shrunk until a CPU runs them in seconds (--smoke).
 SMOKE = {
-    "unet": dict(sample_size=8, in_channels=4, out_channels=4, layers_per_block=1, block_out_channels=(32, 64),
-                 down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"),
-                 up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"),
-                 cross_attention_dim=32, attention_head_dim=4, norm_num_groups=8),
-    "vae": dict(in_channels=3, out_channels=3, latent_channels=4, layers_per_block=1, block_out_channels=(8, 16),
-                down_block_types=("DownEncoderBlock2D",) * 2, up_block_types=("UpDecoderBlock2D",) * 2,
-                norm_num_groups=8, sample_size=16, scaling_factor=0.18215),
-    "text": dict(vocab_size=None, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                 num_attention_heads=2, max_position_embeddings=77, hidden_act="quick_gelu", projection_dim=32),
+    "unet": dict(
+        sample_size=8,
+        in_channels=4,
+        out_channels=4,
+        layers_per_block=1,
+        block_out_channels=(32, 64),
+        down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"),
+        up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"),
+        cross_attention_dim=32,
+        attention_head_dim=4,
+        norm_num_groups=8,
+    ),
+    "vae": dict(
+        in_channels=3,
+        out_channels=3,
+        latent_channels=4,
+        layers_per_block=1,
+        block_out_channels=(8, 16),
+        down_block_types=("DownEncoderBlock2D",) * 2,
+        up_block_types=("UpDecoderBlock2D",) * 2,
+        norm_num_groups=8,
+        sample_size=16,
+        scaling_factor=0.18215,
+    ),
+    "text": dict(
+        vocab_size=None,
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        max_position_embeddings=77,
+        hidden_act="quick_gelu",
+        projection_dim=32,
+    ),
 }
 # Sizes of each measurement: (real, smoke).
 SIZES = {
-    "resolution": (512, 16), "steps": (25, 2), "batches": ((1, 8), (1, 2)), "rounds": (3, 1),
-    "dreambooth_steps": (40, 1), "ti_steps": (60, 1), "finetune_resolution": (512, 16),
-    "classifier_images": (2048, 16), "classifier_size": (224, 16), "classifier_batch": (512, 8),
+    "resolution": (512, 16),
+    "steps": (25, 2),
+    "batches": ((1, 8), (1, 2)),
+    "rounds": (3, 1),
+    "dreambooth_steps": (40, 1),
+    "ti_steps": (60, 1),
+    "finetune_resolution": (512, 16),
+    "classifier_images": (2048, 16),
+    "classifier_size": (224, 16),
+    "classifier_batch": (512, 8),
     "classifier_epochs": (3, 1),
 }
 
@@ -104,11 +160,22 @@ def build_pipeline(arch: dict, folder: Path):
 
     torch.manual_seed(0)
     tok = tokenizer(folder, arch["text"]["vocab_size"])
-    text = CLIPTextConfig(**{**arch["text"], "vocab_size": arch["text"]["vocab_size"] or len(tok)},
-                          bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id)
-    pipe = StableDiffusionPipeline(vae=AutoencoderKL(**arch["vae"]), text_encoder=CLIPTextModel(text), tokenizer=tok,
-                                   unet=UNet2DConditionModel(**arch["unet"]), scheduler=noise_schedule(),
-                                   safety_checker=None, feature_extractor=None, requires_safety_checker=False)
+    text = CLIPTextConfig(
+        **{**arch["text"], "vocab_size": arch["text"]["vocab_size"] or len(tok)},
+        bos_token_id=tok.bos_token_id,
+        eos_token_id=tok.eos_token_id,
+        pad_token_id=tok.pad_token_id,
+    )
+    pipe = StableDiffusionPipeline(
+        vae=AutoencoderKL(**arch["vae"]),
+        text_encoder=CLIPTextModel(text),
+        tokenizer=tok,
+        unet=UNet2DConditionModel(**arch["unet"]),
+        scheduler=noise_schedule(),
+        safety_checker=None,
+        feature_extractor=None,
+        requires_safety_checker=False,
+    )
     pipe.set_progress_bar_config(disable=True)
     return pipe
 
@@ -138,8 +205,17 @@ def guarded(device: torch.device, settings: dict, fn: Callable[[], dict]) -> dic
 def generation(template, device: torch.device, size: int, max_batch: int) -> list[dict]:
     dtype = pick_dtype(device)
     res, steps, rounds = SIZES["resolution"][size], SIZES["steps"][size], SIZES["rounds"][size]
-    settings = Settings(model="random", scheduler="dpm++", steps=steps, guidance=7.5, negative_prompt="",
-                        height=res, width=res, save_size=None, dtype=str(dtype).removeprefix("torch."))
+    settings = Settings(
+        model="random",
+        scheduler="dpm++",
+        steps=steps,
+        guidance=7.5,
+        negative_prompt="",
+        height=res,
+        width=res,
+        save_size=None,
+        dtype=str(dtype).removeprefix("torch."),
+    )
     jobs = plan({"seven": ["a photo of the digit seven"]}, max_batch * (rounds + 1), 0)
     rows = []
 
@@ -149,18 +225,28 @@ def generation(template, device: torch.device, size: int, max_batch: int) -> lis
             torch.cuda.synchronize(device)
         start = time.perf_counter()
         for r in range(rounds):
-            run_batch(pipe, jobs[(r + 1) * batch:(r + 2) * batch], settings)
+            run_batch(pipe, jobs[(r + 1) * batch : (r + 2) * batch], settings)
         seconds = time.perf_counter() - start
-        return {"images_per_second": round(batch * rounds / seconds, 3), "seconds_per_image": round(seconds / (batch * rounds), 3)}
+        return {
+            "images_per_second": round(batch * rounds / seconds, 3),
+            "seconds_per_image": round(seconds / (batch * rounds), 3),
+        }
 
-    for compiled in ([False, True] if device.type == "cuda" else [False]):
+    for compiled in [False, True] if device.type == "cuda" else [False]:
         pipe = copy.deepcopy(template)
         if dtype != torch.float32:
             pipe.to(dtype=dtype)
         set_scheduler(pipe, "dpm++")
         speed_up(pipe, device, max_batch, compile_unet=compiled, resolution=res)
-        base = {"resolution": res, "steps": steps, "scheduler": "dpm++", "guidance": 7.5, "dtype": settings.dtype,
-                "attention": "sdpa", "compile": compiled}
+        base = {
+            "resolution": res,
+            "steps": steps,
+            "scheduler": "dpm++",
+            "guidance": 7.5,
+            "dtype": settings.dtype,
+            "attention": "sdpa",
+            "compile": compiled,
+        }
         batches = list(SIZES["batches"][size])
         rows += [guarded(device, {**base, "batch_size": b}, lambda b=b: measure(pipe, b)) for b in batches]
         if not compiled:  # the largest batch that fits: doubling from 2 x the last until out of memory
@@ -178,13 +264,14 @@ def generation(template, device: torch.device, size: int, max_batch: int) -> lis
             # or in threads overlapping the next batch (now).
             b = batches[-1]
             for writing, fn in (("serial", old_generate), ("overlapped", None)):
+
                 def write_run(fn=fn) -> dict:
                     with tempfile.TemporaryDirectory() as cache:
                         start = time.perf_counter()
                         if fn:
-                            fn(pipe, jobs[:b * rounds], settings, b, Path(cache))
+                            fn(pipe, jobs[: b * rounds], settings, b, Path(cache))
                         else:
-                            generate(pipe, jobs[:b * rounds], settings, b, cache=Path(cache))
+                            generate(pipe, jobs[: b * rounds], settings, b, cache=Path(cache))
                         seconds = time.perf_counter() - start
                     return {"images_per_second": round(b * rounds / seconds, 3)}
 
@@ -209,8 +296,15 @@ def finetune_params(name: str, device: torch.device, size: int, **update):
     """The paper profile's settings, at this benchmark's steps and device."""
     section = paper(name)
     steps = SIZES["dreambooth_steps" if name == "dreambooth" else "ti_steps"][size]
-    return section.model_copy(update=dict(steps=steps, device=str(device), mixed_precision="auto",
-                                          resolution=SIZES["finetune_resolution"][size], **update))
+    return section.model_copy(
+        update=dict(
+            steps=steps,
+            device=str(device),
+            mixed_precision="auto",
+            resolution=SIZES["finetune_resolution"][size],
+            **update,
+        )
+    )
 
 
 def dreambooth(template, device: torch.device, size: int) -> list[dict]:
@@ -221,17 +315,24 @@ def dreambooth(template, device: torch.device, size: int) -> list[dict]:
     for mode in ("full", "lora"):
         for checkpointing in (False, True):
             params = finetune_params("dreambooth", device, size, mode=mode, gradient_checkpointing=checkpointing)
-            settings = {"mode": mode, "gradient_checkpointing": checkpointing, "resolution": res,
-                        "batch_size": params.batch_size, "prior_preservation": True, "steps": params.steps,
-                        "train_text_encoder": params.train_text_encoder}
+            settings = {
+                "mode": mode,
+                "gradient_checkpointing": checkpointing,
+                "resolution": res,
+                "batch_size": params.batch_size,
+                "prior_preservation": True,
+                "steps": params.steps,
+                "train_text_encoder": params.train_text_encoder,
+            }
 
             def run(params=params) -> dict:
                 pipe = copy.deepcopy(template)
                 g = torch.Generator().manual_seed(0)
                 instance = torch.rand((5, 3, res, res), generator=g) * 2 - 1
                 prior = torch.rand((8, 3, res, res), generator=g) * 2 - 1
-                record = train_dreambooth(pipe, instance, "a photo of sks seven", prior, "a photo of seven", params,
-                                          log=lambda m: None)
+                record = train_dreambooth(
+                    pipe, instance, "a photo of sks seven", prior, "a photo of seven", params, log=lambda m: None
+                )
                 return {"steps_per_second": record["cost"]["steps_per_second"], "seconds": record["cost"]["seconds"]}
 
             rows.append(guarded(device, settings, run))
@@ -250,24 +351,46 @@ def textual_inversion(template, device: torch.device, size: int) -> list[dict]:
         record, _ = train_textual_inversion(pipe, pixels, "seven", params, log=lambda m: None)
         return {"steps_per_second": record["cost"]["steps_per_second"], "seconds": record["cost"]["seconds"]}
 
-    return [guarded(device, {"resolution": res, "batch_size": params.batch_size, "steps": params.steps,
-                             "num_vectors": params.num_vectors, "gradient_checkpointing": params.gradient_checkpointing},
-                    run)]
+    return [
+        guarded(
+            device,
+            {
+                "resolution": res,
+                "batch_size": params.batch_size,
+                "steps": params.steps,
+                "num_vectors": params.num_vectors,
+                "gradient_checkpointing": params.gradient_checkpointing,
+            },
+            run,
+        )
+    ]
 
 
 def classifier(device: torch.device, size: int) -> list[dict]:
     n, side = SIZES["classifier_images"][size], SIZES["classifier_size"][size]
     batch, epochs = SIZES["classifier_batch"][size], SIZES["classifier_epochs"][size]
     g = torch.Generator().manual_seed(0)
-    train = (torch.randint(0, 256, (n, 3, side, side), dtype=torch.uint8, generator=g), torch.randint(0, 10, (n,), generator=g))
+    train = (
+        torch.randint(0, 256, (n, 3, side, side), dtype=torch.uint8, generator=g),
+        torch.randint(0, 10, (n,), generator=g),
+    )
     none = (train[0][:0], train[1][:0])
     base = paper("train")
     rows = []
     for augment in ("standard", "randaugment"):
         paths = [("old", False), ("new", False)] + ([("new", True)] if device.type == "cuda" else [])
         for path, compiled in paths:
-            cfg = base.model_copy(update=dict(epochs=epochs, batch_size=batch, image_size=side, augment=augment,
-                                              hflip=True, compile=compiled, device=str(device)))
+            cfg = base.model_copy(
+                update=dict(
+                    epochs=epochs,
+                    batch_size=batch,
+                    image_size=side,
+                    augment=augment,
+                    hflip=True,
+                    compile=compiled,
+                    device=str(device),
+                )
+            )
 
             def run(cfg=cfg, path=path) -> dict:
                 gen = seed_everything(cfg.seed)
@@ -286,12 +409,28 @@ def classifier(device: torch.device, size: int) -> list[dict]:
                 # The first epoch warms up (cuDNN autotuning, compiling): rated from the second on, if any.
                 timed = ends[1:] if len(ends) > 2 else ends
                 seconds = timed[-1] - timed[0]
-                return {"images_per_second": round(n * (len(timed) - 1) / seconds, 1), "seconds": round(seconds, 2),
-                        "epochs_timed": len(timed) - 1}
+                return {
+                    "images_per_second": round(n * (len(timed) - 1) / seconds, 1),
+                    "seconds": round(seconds, 2),
+                    "epochs_timed": len(timed) - 1,
+                }
 
-            rows.append(guarded(device, {"data_path": path, "augment": augment, "compile": compiled, "image_size": side,
-                                         "batch_size": batch, "images": n, "epochs": epochs, "amp": device.type == "cuda"},
-                                run))
+            rows.append(
+                guarded(
+                    device,
+                    {
+                        "data_path": path,
+                        "augment": augment,
+                        "compile": compiled,
+                        "image_size": side,
+                        "batch_size": batch,
+                        "images": n,
+                        "epochs": epochs,
+                        "amp": device.type == "cuda",
+                    },
+                    run,
+                )
+            )
     return rows
 
 
@@ -303,9 +442,20 @@ def table(results: dict) -> str:
         lines.append(f"\n{key}")
         for row in rows:
             rate = row.get("images_per_second", row.get("steps_per_second"))
-            what = ", ".join(f"{k}={v}" for k, v in row.items()
-                             if k not in ("images_per_second", "steps_per_second", "peak_memory_gb", "seconds",
-                                          "seconds_per_image", "error", "skipped"))
+            what = ", ".join(
+                f"{k}={v}"
+                for k, v in row.items()
+                if k
+                not in (
+                    "images_per_second",
+                    "steps_per_second",
+                    "peak_memory_gb",
+                    "seconds",
+                    "seconds_per_image",
+                    "error",
+                    "skipped",
+                )
+            )
             tail = row.get("error") or row.get("skipped") or f"{rate}/s, peak {row.get('peak_memory_gb')} GB"
             lines.append(f"  {what}: {tail}")
     lines.append(f"\n{results['seconds']} s in all; per section: {results['section_seconds']}")
@@ -324,8 +474,12 @@ def main() -> None:
     max_batch = 4 if args.smoke else args.max_batch
     if device.type == "cuda":
         torch.backends.cuda.matmul.allow_tf32 = True  # what fp32 parts of a real run would use too
-    results = {"device": device_name(device), "torch": torch.__version__, "smoke": args.smoke,
-               "machine": platform.processor() or platform.machine()}
+    results = {
+        "device": device_name(device),
+        "torch": torch.__version__,
+        "smoke": args.smoke,
+        "machine": platform.processor() or platform.machine(),
+    }
     start, sections = time.perf_counter(), {}
 
     def timed(key: str, fn: Callable[[], list]) -> None:

@@ -8,6 +8,7 @@ and UNet calls per batch for each strength and for text-to-image at the same ste
 img2img.steps, generate.batch_size). Run `dvc repro base_model split` first. Numbers depend on the
 machine; quote them with its description.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -16,7 +17,6 @@ import time
 from pathlib import Path
 
 import torch
-
 from generation import count_unet_calls  # benchmarks/generation.py (the script's folder is on sys.path)
 
 
@@ -44,19 +44,30 @@ def main() -> None:
     for r in read_csv("data/original/manifest.csv"):
         parents[r["class"]].append((r["file"], r["sha256"]))
     per_class = max(1, args.images // len(prompts))
-    common = dict(model="bench", scheduler=g.scheduler, steps=settings.steps, guidance=settings.guidance,
-                  negative_prompt="", height=g.resolution, width=g.resolution, save_size=None, dtype=str(dtype))
-    print(f"model {source['model']}, device {device} ({platform.processor() or platform.machine()}, "
-          f"{torch.get_num_threads()} threads), dtype {dtype}, {per_class * len(prompts)} images, "
-          f"{settings.steps} steps, batch {g.batch_size}")
+    common = dict(
+        model="bench",
+        scheduler=g.scheduler,
+        steps=settings.steps,
+        guidance=settings.guidance,
+        negative_prompt="",
+        height=g.resolution,
+        width=g.resolution,
+        save_size=None,
+        dtype=str(dtype),
+    )
+    print(
+        f"model {source['model']}, device {device} ({platform.processor() or platform.machine()}, "
+        f"{torch.get_num_threads()} threads), dtype {dtype}, {per_class * len(prompts)} images, "
+        f"{settings.steps} steps, batch {g.batch_size}"
+    )
 
     def measure(p, jobs) -> tuple[float, float]:
         calls = count_unet_calls(p)
-        run_batch(p, jobs[:g.batch_size], Settings(**common))  # warm-up
+        run_batch(p, jobs[: g.batch_size], Settings(**common))  # warm-up
         calls[0] = 0
         start = time.perf_counter()
         for i in range(0, len(jobs), g.batch_size):
-            run_batch(p, jobs[i:i + g.batch_size], Settings(**common))
+            run_batch(p, jobs[i : i + g.batch_size], Settings(**common))
         seconds = time.perf_counter() - start
         return len(jobs) / seconds, calls[0] / -(-len(jobs) // g.batch_size)
 
@@ -64,8 +75,10 @@ def main() -> None:
     print(f"txt2img:        {ips:6.2f} images/s, {calls:5.1f} UNet calls per batch")
     for s in (float(x) for x in args.strengths.split(",")):
         ips_s, calls_s = measure(pipe, plan_img2img(prompts, parents, {c: per_class for c in prompts}, [s], 0))
-        print(f"img2img s={s:<5g} {ips_s:6.2f} images/s, {calls_s:5.1f} UNet calls per batch "
-              f"({ips_s / ips:.2f}x txt2img's speed)")
+        print(
+            f"img2img s={s:<5g} {ips_s:6.2f} images/s, {calls_s:5.1f} UNet calls per batch "
+            f"({ips_s / ips:.2f}x txt2img's speed)"
+        )
 
 
 if __name__ == "__main__":

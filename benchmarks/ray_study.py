@@ -8,6 +8,7 @@ executor gets its own seed, so no run restores another's from the run-cache. The
 experiment between Ray with 1 worker and the queue is the Ray executor's overhead (clone, checkout,
 exp push and pull, Ray's scheduling); the queue's includes its own 5 s polling.
 """
+
 import argparse
 import os
 import shutil
@@ -59,8 +60,16 @@ def main() -> None:
     for key in ("GIT_AUTHOR_EMAIL", "GIT_COMMITTER_EMAIL"):
         os.environ.setdefault(key, "benchmark@example.com")
     os.chdir(repo)
-    grid = ["--sources", "vanilla", "--p", "0.0,0.5,1.0", "--no-randaugment", "--regimes", f"scratch={a.epochs}",
-            "--no-report"]
+    grid = [
+        "--sources",
+        "vanilla",
+        "--p",
+        "0.0,0.5,1.0",
+        "--no-randaugment",
+        "--regimes",
+        f"scratch={a.epochs}",
+        "--no-report",
+    ]
     study([*grid, "--dry-run"])
     subprocess.run(["dvc", "repro", "-q"], check=True)  # the shared stages are in the cache: only `check` runs
     times = {}

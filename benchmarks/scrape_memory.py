@@ -10,6 +10,7 @@ reports, for that child:
   - bodies: the bytes downloaded, for comparison (what a scraper holding every body would need), in MB.
 Each figure is the best of `--repeat` runs, with the spread (max - min). Numbers depend on the machine.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -86,8 +87,13 @@ def run_child(csv_path: Path, work: Path, trace: bool) -> dict:
     out = Path(tempfile.mkdtemp(dir=work))
     env = dict(os.environ, DIFFAUG_CACHE=tempfile.mkdtemp(dir=work))
     params = Path(__file__).resolve().parents[1] / "params.yaml"
-    proc = subprocess.run([sys.executable, "-c", CHILD, str(csv_path), str(out), "1" if trace else "0", str(params)],
-                          env=env, capture_output=True, text=True, check=True)
+    proc = subprocess.run(
+        [sys.executable, "-c", CHILD, str(csv_path), str(out), "1" if trace else "0", str(params)],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
@@ -103,17 +109,21 @@ def main() -> None:
         work = Path(tmp)
         for rows in args.rows:
             csv_path = work / f"urls-{rows}.csv"
-            csv_path.write_text("url,label\n" + "".join(f"http://127.0.0.1:{port}/n/{i}.png,cat\n" for i in range(rows)))
+            csv_path.write_text(
+                "url,label\n" + "".join(f"http://127.0.0.1:{port}/n/{i}.png,cat\n" for i in range(rows))
+            )
             runs = [run_child(csv_path, work, trace=False) for _ in range(args.repeat)]
             traced = [run_child(csv_path, work, trace=True) for _ in range(args.repeat)]
             assert all(r["images"] == rows and not r["skipped"] for r in runs + traced), runs + traced
             rss = [r["rss"] / 1e6 for r in runs]
             python = [r["python"] / 1e6 for r in traced]
             seconds = [r["seconds"] for r in runs]
-            print(f"rows {rows:>6}  bodies {rows * args.body / 1e6:7.1f} MB  "
-                  f"rss +{min(rss):6.1f} MB (spread {max(rss) - min(rss):4.1f})  "
-                  f"python peak {min(python):6.1f} MB (spread {max(python) - min(python):4.1f})  "
-                  f"time {min(seconds):5.1f} s (spread {max(seconds) - min(seconds):4.1f})")
+            print(
+                f"rows {rows:>6}  bodies {rows * args.body / 1e6:7.1f} MB  "
+                f"rss +{min(rss):6.1f} MB (spread {max(rss) - min(rss):4.1f})  "
+                f"python peak {min(python):6.1f} MB (spread {max(python) - min(python):4.1f})  "
+                f"time {min(seconds):5.1f} s (spread {max(seconds) - min(seconds):4.1f})"
+            )
     httpd.shutdown()
 
 

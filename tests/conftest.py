@@ -1,4 +1,5 @@
 """Shared fixtures: a tiny, untrained Stable Diffusion pipeline built in code (no download)."""
+
 import pytest
 
 

@@ -1,4 +1,5 @@
 """Small builders shared by the tests."""
+
 from pathlib import Path
 
 import numpy as np

@@ -1,4 +1,5 @@
 """Zero-shot CLIP with a tiny random CLIP built in code (no download), and its offline message."""
+
 import json
 
 import pytest
@@ -17,11 +18,20 @@ def tiny_clip(tmp_path_factory):
 
     folder = tmp_path_factory.mktemp("clip")
     tokenizer = build_tokenizer(folder / "tokenizer")
-    text = dict(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=1,
-                num_attention_heads=2, max_position_embeddings=16, bos_token_id=tokenizer.bos_token_id,
-                eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id)
-    vision = dict(image_size=32, patch_size=8, hidden_size=32, intermediate_size=64, num_hidden_layers=1,
-                  num_attention_heads=2)
+    text = dict(
+        vocab_size=len(tokenizer),
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        max_position_embeddings=16,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+    )
+    vision = dict(
+        image_size=32, patch_size=8, hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=2
+    )
     torch.manual_seed(0)
     model = CLIPModel(CLIPConfig(text_config=text, vision_config=vision, projection_dim=16))
     model.save_pretrained(folder / "model")
@@ -36,8 +46,9 @@ def test_clip_stage_scores_the_test_set_with_clips_own_preprocessing(tiny_clip, 
 
     _, processor = load_clip(str(tiny_clip), "main")
     assert processor.image_processor.do_normalize  # CLIP's mean/std, which the paper's code skipped
-    write_split_folder(tmp_path / "data/test", {"zero": [pattern(i) for i in range(3)],
-                                                "one": [pattern(10 + i) for i in range(3)]})
+    write_split_folder(
+        tmp_path / "data/test", {"zero": [pattern(i) for i in range(3)], "one": [pattern(10 + i) for i in range(3)]}
+    )
     params_file(tmp_path, clip={"model": str(tiny_clip), "device": "cpu", "batch_size": 4})
     monkeypatch.chdir(tmp_path)
     clip_zero_shot.main()
@@ -56,9 +67,9 @@ def test_clip_skipped_by_default(tmp_path, monkeypatch):
 
 
 def test_missing_clip_weights_offline_say_how_to_fetch_them(tmp_path, monkeypatch):
-    from diffaug.classify.clip import load_clip
-
     import huggingface_hub.constants
+
+    from diffaug.classify.clip import load_clip
 
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)  # read at import: set it here
     with pytest.raises(DiffaugError) as info:
@@ -74,16 +85,28 @@ def _filter_workspace(tmp_path, clip_model):
 
     from diffaug.io import read_csv, write_csv
 
-    write_split_folder(tmp_path / "data/original", {"zero": [pattern(i) for i in range(2)],
-                                                    "one": [pattern(10 + i) for i in range(2)]})
-    write_split_folder(tmp_path / "data/synthetic/vanilla", {"zero": [pattern(20 + i) for i in range(4)],
-                                                             "one": [pattern(30 + i) for i in range(4)]})
-    rows = [dict(r, prompt="p", seed=i) for i, r in enumerate(read_csv(tmp_path / "data/synthetic/vanilla/manifest.csv"))]
+    write_split_folder(
+        tmp_path / "data/original", {"zero": [pattern(i) for i in range(2)], "one": [pattern(10 + i) for i in range(2)]}
+    )
+    write_split_folder(
+        tmp_path / "data/synthetic/vanilla",
+        {"zero": [pattern(20 + i) for i in range(4)], "one": [pattern(30 + i) for i in range(4)]},
+    )
+    rows = [
+        dict(r, prompt="p", seed=i) for i, r in enumerate(read_csv(tmp_path / "data/synthetic/vanilla/manifest.csv"))
+    ]
     write_csv(tmp_path / "data/synthetic/vanilla/manifest.csv", rows, list(rows[0]))
-    path = params_file(tmp_path, classes=["zero", "one"], clip={"model": clip_model, "device": "cpu"},
-                       filter={"device": "cpu"}, split={"original_per_class": 2, "test_per_class": 1},
-                       dreambooth={"instance_images": 1}, textual_inversion={"images": 1},
-                       study={"sources": []}, mix={"val_fraction": 0.0})
+    path = params_file(
+        tmp_path,
+        classes=["zero", "one"],
+        clip={"model": clip_model, "device": "cpu"},
+        filter={"device": "cpu"},
+        split={"original_per_class": 2, "test_per_class": 1},
+        dreambooth={"instance_images": 1},
+        textual_inversion={"images": 1},
+        study={"sources": []},
+        mix={"val_fraction": 0.0},
+    )
     raw = yaml.safe_load(path.read_text())
     raw["sources"]["filtered"] = {"vanilla_clip": {"of": "vanilla", "filter": "clip", "candidates": 1.0}}
     path.write_text(yaml.safe_dump(raw, allow_unicode=True, sort_keys=False))
@@ -102,8 +125,15 @@ def test_clip_filter_keeps_the_images_clip_gives_their_class_over_one_in_classes
     filter_stage.main()
     rows = read_csv(tmp_path / "data/synthetic/vanilla/manifest.csv")
     model, processor = load_clip(str(tiny_clip), "main")
-    probs = clip_probabilities(model, processor, [tmp_path / "data/synthetic/vanilla" / r["file"] for r in rows],
-                               ["zero", "one"], "a photo of a {}", 4, torch.device("cpu"))
+    probs = clip_probabilities(
+        model,
+        processor,
+        [tmp_path / "data/synthetic/vanilla" / r["file"] for r in rows],
+        ["zero", "one"],
+        "a photo of a {}",
+        4,
+        torch.device("cpu"),
+    )
     own = probs[np.arange(len(rows)), [["zero", "one"].index(r["class"]) for r in rows]]
     kept = {r["file"] for r in read_csv(tmp_path / "data/synthetic/vanilla_clip/manifest.csv")}
     assert kept == {r["file"] for r, p in zip(rows, own) if p >= 0.5}

@@ -1,4 +1,5 @@
 """The `diffaug` command: one entry point, a subcommand per tool, each the module's own main."""
+
 import json
 import os
 import subprocess
@@ -12,16 +13,31 @@ SRC = Path(__file__).resolve().parents[1] / "src"
 
 
 def diffaug(*args: str, cwd: Path) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "diffaug", *args], cwd=cwd, capture_output=True, text=True,
-                          env=dict(os.environ, PYTHONPATH=str(SRC)), timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "diffaug", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        env=dict(os.environ, PYTHONPATH=str(SRC)),
+        timeout=120,
+    )
 
 
 def test_subcommands_run_the_tools(tmp_path):
     help_ = diffaug("--help", cwd=tmp_path)
     assert help_.returncode == 0 and all(f"diffaug {c}" in help_.stdout for c in ("study", "report", "profile", "cost"))
     assert diffaug("params", cwd=tmp_path).stdout == params_table()
-    params_file(tmp_path, study={"sources": ["vanilla"], "p": [0.0, 1.0], "seeds": [0], "randaugment": False,
-                                 "real_per_class": [], "add_per_class": []})
+    params_file(
+        tmp_path,
+        study={
+            "sources": ["vanilla"],
+            "p": [0.0, 1.0],
+            "seeds": [0],
+            "randaugment": False,
+            "real_per_class": [],
+            "add_per_class": [],
+        },
+    )
     dry = diffaug("study", "--dry-run", cwd=tmp_path)
     assert dry.returncode == 0 and dry.stdout.count("dvc exp run --queue") == 2
     assert "usage: diffaug study" in diffaug("study", "--help", cwd=tmp_path).stdout

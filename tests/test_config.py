@@ -1,4 +1,5 @@
 """Params validation: a bad value stops with one sentence naming key, value and what is allowed."""
+
 import re
 import subprocess
 import sys
@@ -46,7 +47,10 @@ def test_committed_params_are_valid():
         ({"classes": []}, ["classes", "at least two"]),
         ({"classes": ["zero"]}, ["classes", "at least two"]),
         ({"classes": ["one", "one"]}, ["classes", "unique"]),
-        ({"scrape__source": "folder", "scrape__path": "no/such/folder"}, ["scrape.path", "no/such/folder", "class sub-folders"]),
+        (
+            {"scrape__source": "folder", "scrape__path": "no/such/folder"},
+            ["scrape.path", "no/such/folder", "class sub-folders"],
+        ),
         ({"split__test_per_class": 0}, ["split.test_per_class", "at least 1"]),
         ({"mix__typo": 1}, ["mix.typo", "known keys"]),
         ({"mix__val_fraction": 1.0}, ["mix.val_fraction", "1.0"]),
@@ -88,8 +92,13 @@ def test_stage_fails_fast_and_touches_nothing(tmp_path):
     """A stage with a bad param exits 2 with one line on stderr, before writing any output."""
     write_params(tmp_path, mix__p=1.5)
     start = time.perf_counter()
-    proc = subprocess.run([sys.executable, "-m", "diffaug.stages.scrape"], cwd=tmp_path, capture_output=True,
-                          text=True, env={"PYTHONPATH": str(REPO / "src"), "PATH": "/usr/bin:/bin"})
+    proc = subprocess.run(
+        [sys.executable, "-m", "diffaug.stages.scrape"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        env={"PYTHONPATH": str(REPO / "src"), "PATH": "/usr/bin:/bin"},
+    )
     assert proc.returncode == 2
     assert proc.stderr.strip().count("\n") == 0
     assert proc.stderr.startswith("error: params.yaml: mix.p = 1.5")
@@ -105,13 +114,26 @@ def test_a_missing_key_names_it_and_the_only_place_defaults_live(tmp_path):
         load_params(tmp_path / "params.yaml")
 
 
-@pytest.mark.parametrize("name, words", [
-    ("red circle", None), ("quadrat_ä", None), ("Golden Retriever", None), ("jack-o'-lantern", None),
-    (" cat", "spaces at its start or end"), ("   ", "visible character"), ("a/b", "may not hold"),
-    ('say "hi"', "may not hold"), ("$HOME", "may not hold"), (".hidden", "hidden file"),
-    ("manifest.csv", "manifest"), ("Classes.json", "manifest"), ("tab\there", "printable"),
-    ("cafe\u0301", "composed (NFC) form"), ("x" * 201, "200 bytes"),
-])
+@pytest.mark.parametrize(
+    "name, words",
+    [
+        ("red circle", None),
+        ("quadrat_ä", None),
+        ("Golden Retriever", None),
+        ("jack-o'-lantern", None),
+        (" cat", "spaces at its start or end"),
+        ("   ", "visible character"),
+        ("a/b", "may not hold"),
+        ('say "hi"', "may not hold"),
+        ("$HOME", "may not hold"),
+        (".hidden", "hidden file"),
+        ("manifest.csv", "manifest"),
+        ("Classes.json", "manifest"),
+        ("tab\there", "printable"),
+        ("cafe\u0301", "composed (NFC) form"),
+        ("x" * 201, "200 bytes"),
+    ],
+)
 def test_class_names_any_folder_can_hold(tmp_path, name, words):
     path = folder_dataset_params(tmp_path, [name, "other"])
     if words is None:
@@ -129,11 +151,14 @@ def folder_dataset_params(tmp_path, classes):
     return tmp_path / "params.yaml"
 
 
-@pytest.mark.parametrize("classes, words", [
-    (["Cat", "cat"], "the same name up to case as 'Cat'"),
-    (["caf\u00e9", "CAF\u00c9"], "the same name up to case"),
-    (["hot dog", "hot-dog"], "token <hot-dog> is also 'hot dog'"),
-])
+@pytest.mark.parametrize(
+    "classes, words",
+    [
+        (["Cat", "cat"], "the same name up to case as 'Cat'"),
+        (["caf\u00e9", "CAF\u00c9"], "the same name up to case"),
+        (["hot dog", "hot-dog"], "token <hot-dog> is also 'hot dog'"),
+    ],
+)
 def test_colliding_class_names_are_named_together(tmp_path, classes, words):
     with pytest.raises(ParamsError, match=re.escape(words)):
         load_params(folder_dataset_params(tmp_path, classes))
@@ -181,10 +206,23 @@ def test_new_sources_count_what_a_mix_can_use(tmp_path):
 
 
 def test_balance_with_an_imbalanced_split_is_checked_for_the_smallest_class(tmp_path):
-    load_params(write_params(tmp_path, split__imbalance=0.5, mix__mode="balance", mix__source="img2img",
-                             study__sources=["vanilla"]))
-    with pytest.raises(ParamsError, match=r"mix.mode = 'balance' is not allowed; the mix needs 102 - 51 = 51 dreambooth"):
-        load_params(write_params(tmp_path, split__imbalance=0.5, mix__mode="balance", mix__source="dreambooth",
-                                 generate__per_class=40, study__sources=[]))
+    load_params(
+        write_params(
+            tmp_path, split__imbalance=0.5, mix__mode="balance", mix__source="img2img", study__sources=["vanilla"]
+        )
+    )
+    with pytest.raises(
+        ParamsError, match=r"mix.mode = 'balance' is not allowed; the mix needs 102 - 51 = 51 dreambooth"
+    ):
+        load_params(
+            write_params(
+                tmp_path,
+                split__imbalance=0.5,
+                mix__mode="balance",
+                mix__source="dreambooth",
+                generate__per_class=40,
+                study__sources=[],
+            )
+        )
     with pytest.raises(ParamsError, match=r"split.imbalance = 0.5 is not allowed; an imbalanced split needs"):
         load_params(write_params(tmp_path, split__imbalance=0.5, split__original_per_class=None))

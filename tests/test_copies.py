@@ -1,5 +1,6 @@
 """Copies and leaks: planted near duplicates of d_test and d_original images are found (pHash and features,
 per class), genuine different digits are not, and `mix` leaves test near duplicates out of training."""
+
 import io
 import json
 import subprocess
@@ -13,7 +14,7 @@ from PIL import Image, ImageEnhance
 
 from diffaug.data.images import phash
 from diffaug.io import read_csv, write_csv
-from diffaug.metrics.copies import copy_shares, near_copies, nearest_cosine, nearest_hamming, phashes
+from diffaug.metrics.copies import copy_shares, near_copies, nearest_cosine, nearest_hamming
 from helpers import params_file, write_split_folder
 
 REPO = Path(__file__).resolve().parents[1]
@@ -50,8 +51,10 @@ ALTERED = {"exact": lambda im: im.copy(), "resized": resized, "jpeg": jpeg, "dar
 
 def clean(pool: list[Image.Image], references: list[Image.Image], k: int) -> list[Image.Image]:
     """`k` digits of `pool` that are genuinely other images: pHash at least 6 bits from every reference."""
-    near = nearest_hamming(np.array([phash(im) for im in pool], dtype=np.uint64),
-                           np.array([phash(im) for im in references], dtype=np.uint64))
+    near = nearest_hamming(
+        np.array([phash(im) for im in pool], dtype=np.uint64),
+        np.array([phash(im) for im in references], dtype=np.uint64),
+    )
     chosen = [im for im, d in zip(pool, near) if d >= 6][:k]
     assert len(chosen) == k
     return chosen
@@ -63,12 +66,14 @@ def planted():
     classes' test sets, a leak crosses labels), class one those of d_original images, each beside 6 clean digits."""
     images = digit_images()
     test = {c: images[c][:N] for c in CLASSES}
-    original = {c: images[c][N:2 * N] for c in CLASSES}
+    original = {c: images[c][N : 2 * N] for c in CLASSES}
     references = [im for c in CLASSES for im in test[c] + original[c]]
-    synthetic = {"zero": [f(test["zero" if i % 2 else "one"][i]) for i, f in enumerate(ALTERED.values())],
-                 "one": [f(original["one"][i]) for i, f in enumerate(ALTERED.values())]}
+    synthetic = {
+        "zero": [f(test["zero" if i % 2 else "one"][i]) for i, f in enumerate(ALTERED.values())],
+        "one": [f(original["one"][i]) for i, f in enumerate(ALTERED.values())],
+    }
     for c in CLASSES:
-        synthetic[c] += clean(images[c][2 * N:], references, 6)
+        synthetic[c] += clean(images[c][2 * N :], references, 6)
     return test, original, synthetic
 
 
@@ -109,7 +114,7 @@ def test_features_flag_what_the_hash_misses():
     near, far = 3.0 * ref[2] + 1e-3 * rng.normal(size=16), rng.normal(size=16)  # scale does not matter
     assert nearest_cosine(np.stack([near, far]), ref)[0] < 1e-5 and nearest_cosine(far[None], ref)[0] > 0.1
     hashes = {"zero": np.array([1, 2], dtype=np.uint64)}
-    refs = {"test": (np.array([2 ** 63 - 1], dtype=np.uint64), ref)}  # no hash within 2 bits
+    refs = {"test": (np.array([2**63 - 1], dtype=np.uint64), ref)}  # no hash within 2 bits
     out = copy_shares(hashes, {"zero": np.stack([near, far])}, refs, 2, 0.01)
     assert out["test"] == {"share": 0.5, "phash": 0.0, "feature": 0.5, "images": 2, "copies": 1}
     assert out["per_class"] == {"zero": {"test": 0.5}}
@@ -128,14 +133,22 @@ def make_project(root: Path, planted) -> None:
     save_set(root / "data/synthetic/vanilla", synthetic)
     torch.manual_seed(0)
     model = build_model(len(CLASSES), "scratch", small_stem=False)
-    save_classifier(root / "models/reference", Result(model.state_dict(), 1, None),
-                    {"classes": CLASSES, "image_size": 32, "small_stem": False})
+    save_classifier(
+        root / "models/reference",
+        Result(model.state_dict(), 1, None),
+        {"classes": CLASSES, "image_size": 32, "small_stem": False},
+    )
     # feature_distance 1e-6: a random network maps all digits close together; the feature test itself is above
-    params_file(root, classes=CLASSES, scrape={"source": "folder", "path": str(root)},
-                mix={"source": "vanilla", "p": 1.0, "n_per_class": 6, "val_fraction": 0.0},
-                split={"original_per_class": None, "test_per_class": 4},
-                fid={"kid_subsets": 4, "kid_subset_size": 50, "device": "cpu"}, train={"device": "cpu"},
-                copies={"phash_distance": 2, "feature_distance": 1e-6, "flag_share": 0.05})
+    params_file(
+        root,
+        classes=CLASSES,
+        scrape={"source": "folder", "path": str(root)},
+        mix={"source": "vanilla", "p": 1.0, "n_per_class": 6, "val_fraction": 0.0},
+        split={"original_per_class": None, "test_per_class": 4},
+        fid={"kid_subsets": 4, "kid_subset_size": 50, "device": "cpu"},
+        train={"device": "cpu"},
+        copies={"phash_distance": 2, "feature_distance": 1e-6, "flag_share": 0.05},
+    )
 
 
 def test_measure_reports_test_and_original_copies_per_class(planted, tmp_path, monkeypatch):
@@ -161,11 +174,19 @@ def test_measure_reports_test_and_original_copies_per_class(planted, tmp_path, m
 
 
 def run_mix(root: Path, exclude: bool, n: int = 6) -> None:
-    params_file(root, classes=CLASSES, mix={"source": "vanilla", "p": 1.0, "n_per_class": n, "val_fraction": 0.0,
-                                            "exclude_test_copies": exclude},
-                split={"original_per_class": None, "test_per_class": 4})
-    subprocess.run([sys.executable, "-m", "diffaug.stages.mix"], cwd=root, check=True, capture_output=True,
-                   env={"PYTHONPATH": str(REPO / "src"), "PATH": "/usr/bin:/bin"})
+    params_file(
+        root,
+        classes=CLASSES,
+        mix={"source": "vanilla", "p": 1.0, "n_per_class": n, "val_fraction": 0.0, "exclude_test_copies": exclude},
+        split={"original_per_class": None, "test_per_class": 4},
+    )
+    subprocess.run(
+        [sys.executable, "-m", "diffaug.stages.mix"],
+        cwd=root,
+        check=True,
+        capture_output=True,
+        env={"PYTHONPATH": str(REPO / "src"), "PATH": "/usr/bin:/bin"},
+    )
 
 
 def test_mix_leaves_test_copies_out_and_counts_them(planted, tmp_path):
@@ -194,27 +215,44 @@ def test_mix_without_copies_is_the_same_bytes_with_the_check_on_or_off(planted, 
 
 
 def copies_result(test_share, original_share):
-    part = lambda share: {"share": share, "phash": share, "feature": share / 2, "images": 20,  # noqa: E731
-                          "copies": round(20 * share)}
-    return {"test": part(test_share), "original": part(original_share), "flag_share": 0.05, "phash_distance": 2,
-            "feature_distance": 0.01, "extractor": "reference",
-            "per_class": {c: {"test": test_share, "original": original_share} for c in CLASSES}}
+    part = lambda share: {
+        "share": share,
+        "phash": share,
+        "feature": share / 2,
+        "images": 20,  # noqa: E731
+        "copies": round(20 * share),
+    }
+    return {
+        "test": part(test_share),
+        "original": part(original_share),
+        "flag_share": 0.05,
+        "phash_distance": 2,
+        "feature_distance": 0.01,
+        "extractor": "reference",
+        "per_class": {c: {"test": test_share, "original": original_share} for c in CLASSES},
+    }
 
 
 def test_report_tables_the_copies_per_source_and_flags_a_leak():
+    from test_report import metrics, params, rev
+
     from diffaug.report.analysis import analyse
     from diffaug.report.experiments import experiments
     from diffaug.report.summary import summary_json, summary_md
-    from test_report import metrics, params, rev
 
-    mets = {**metrics(0.9), "metrics/copies/vanilla.json": copies_result(0.0, 0.05),
-            "metrics/copies/dreambooth.json": copies_result(0.1, 0.4)}
+    mets = {
+        **metrics(0.9),
+        "metrics/copies/vanilla.json": copies_result(0.0, 0.05),
+        "metrics/copies/dreambooth.json": copies_result(0.1, 0.4),
+    }
     study = analyse(experiments([rev("vanilla-0.5-0", params("vanilla", 0.5, 0), mets)]))
     md = summary_md(study, [])
     assert "## Copies and leaks" in md
     assert "| vanilla | 0.0% (pHash 0.0%, features 0.0%) | 5.0% (pHash 5.0%, features 2.5%) | no |" in md
-    assert "| dreambooth | 10.0% (pHash 10.0%, features 5.0%) | 40.0% (pHash 40.0%, features 20.0%) | " \
-           "**yes** (> 5.0%) |" in md
+    assert (
+        "| dreambooth | 10.0% (pHash 10.0%, features 5.0%) | 40.0% (pHash 40.0%, features 20.0%) | "
+        "**yes** (> 5.0%) |" in md
+    )
     assert md.index("| vanilla |", md.index("## Copies")) < md.index("| dreambooth |", md.index("## Copies"))
     data = summary_json(study)["copies"]
     assert data["dreambooth"]["flagged"] and not data["vanilla"]["flagged"]

@@ -4,6 +4,7 @@ Imports are followed with `ast` (module level and inside functions), through `fr
 module` too, so the check also holds for stages added later: DVC reruns a stage when a file it
 lists changes, and a file it reaches but does not list could change its results unseen.
 """
+
 from __future__ import annotations
 
 import ast
@@ -71,8 +72,14 @@ def import_graph() -> dict[str, set[str]]:
     graph = {}
     for path in sorted((SRC / "diffaug").rglob("*.py")):
         name = ".".join(path.relative_to(SRC).with_suffix("").parts).removesuffix(".__init__")
-        graph[name] = {n for n in imports_of(path) if n != name and not n.startswith(name + ".")
-                       and module_file(n) and not module_file(n).name == "__init__.py"}
+        graph[name] = {
+            n
+            for n in imports_of(path)
+            if n != name
+            and not n.startswith(name + ".")
+            and module_file(n)
+            and not module_file(n).name == "__init__.py"
+        }
     return graph
 
 
@@ -95,8 +102,7 @@ def test_every_file_a_stage_imports_is_a_dep():
         module = entry_module(stage.cmd)
         assert module, f"stage {name} does not run a diffaug.stages module: {stage.cmd}"
         deps = {d.def_path for d in stage.deps}
-        needed = {f"src/{f}" for f in closure(module)
-                  if f not in EXEMPT and not f.endswith("__init__.py")}
+        needed = {f"src/{f}" for f in closure(module) if f not in EXEMPT and not f.endswith("__init__.py")}
         if needed - deps:
             missing[name] = sorted(needed - deps)
     assert not missing, f"stages reach files they do not list as deps: {missing}"
@@ -129,8 +135,11 @@ def test_the_import_graph_has_no_cycle():
         state[node] = 1
         for nxt in sorted(graph.get(node, ())):
             if state.get(nxt) == 1:
-                pytest.fail("import cycle: " + " -> ".join(path[path.index(nxt):] + [nxt]) if nxt in path
-                            else f"import cycle through {nxt}")
+                pytest.fail(
+                    "import cycle: " + " -> ".join(path[path.index(nxt) :] + [nxt])
+                    if nxt in path
+                    else f"import cycle through {nxt}"
+                )
             if nxt not in state:
                 visit(nxt, path + [nxt])
         state[node] = 2
@@ -154,8 +163,17 @@ def test_no_stage_counts_through_the_params_models():
         for node in ast.walk(ast.parse(path.read_text())):
             if isinstance(node, ast.ImportFrom) and node.module == "diffaug.config":
                 imported = {a.name for a in node.names}
-                names = functions | {n.name for n in tree.body if isinstance(n, ast.ClassDef)} | {
-                    t.id for n in tree.body if isinstance(n, ast.Assign) for t in n.targets if isinstance(t, ast.Name)}
+                names = (
+                    functions
+                    | {n.name for n in tree.body if isinstance(n, ast.ClassDef)}
+                    | {
+                        t.id
+                        for n in tree.body
+                        if isinstance(n, ast.Assign)
+                        for t in n.targets
+                        if isinstance(t, ast.Name)
+                    }
+                )
                 assert imported <= names, (path, imported - names)
 
 
@@ -175,11 +193,17 @@ def test_editing_a_counting_rule_makes_dvc_rerun_the_stages_it_shapes(tmp_path):
     def changed_rules() -> set[str]:
         out = subprocess.run(["dvc", "status", "--json"], cwd=tmp_path, capture_output=True, text=True, check=True)
         status = json.loads(out.stdout)
-        return {stage for stage, changes in status.items() for c in changes
-                if isinstance(c, dict) and "src/diffaug/rules.py" in c.get("changed deps", {})}
+        return {
+            stage
+            for stage, changes in status.items()
+            for c in changes
+            if isinstance(c, dict) and "src/diffaug/rules.py" in c.get("changed deps", {})
+        }
 
     assert changed_rules() == set()  # dvc.lock holds the rules as they are
     rules = tmp_path / "src/diffaug/rules.py"
-    rules.write_text(rules.read_text().replace("synthetic = round_half_up(p * n)", "synthetic = round_half_up(p * n) + 0"))
+    rules.write_text(
+        rules.read_text().replace("synthetic = round_half_up(p * n)", "synthetic = round_half_up(p * n) + 0")
+    )
     assert {"mix", "split", "reference", "generate@vanilla", "check"} <= changed_rules()
     assert not {"train", "evaluate", "base_model"} & changed_rules()

@@ -1,4 +1,5 @@
 """FID and KID: known cases, the feature extractors offline, and the two stages on tiny data."""
+
 import json
 import sys
 import warnings
@@ -8,8 +9,8 @@ import pytest
 import torch
 
 from diffaug.errors import DiffaugError
-from diffaug.metrics.fid import fid, frechet_distance, kid
 from diffaug.io import write_csv
+from diffaug.metrics.fid import fid, frechet_distance, kid
 from helpers import params_file, pattern, write_split_folder
 
 CLASSES = ["zero", "one"]
@@ -67,10 +68,12 @@ def make_project(root, n=6):
     from diffaug.classify.model import build_model
     from diffaug.classify.train import Result
 
-    write_split_folder(root / "data/original", {c: [pattern(100 * k + i) for i in range(n)]
-                                                for k, c in enumerate(CLASSES)})
-    write_split_folder(root / "data/test", {c: [pattern(500 + 100 * k + i) for i in range(3)]
-                                            for k, c in enumerate(CLASSES)})  # measure's copies compare with it
+    write_split_folder(
+        root / "data/original", {c: [pattern(100 * k + i) for i in range(n)] for k, c in enumerate(CLASSES)}
+    )
+    write_split_folder(
+        root / "data/test", {c: [pattern(500 + 100 * k + i) for i in range(3)] for k, c in enumerate(CLASSES)}
+    )  # measure's copies compare with it
     rows = []
     for k, c in enumerate(CLASSES):
         (root / "data/synthetic/vanilla" / c).mkdir(parents=True)
@@ -80,11 +83,20 @@ def make_project(root, n=6):
     write_csv(root / "data/synthetic/vanilla/manifest.csv", rows, ["class", "file"])
     torch.manual_seed(0)
     model = build_model(len(CLASSES), "scratch", small_stem=False)
-    save_classifier(root / "models/reference", Result(model.state_dict(), 1, None),
-                    {"classes": CLASSES, "image_size": 32, "small_stem": False})
-    params_file(root, classes=CLASSES, scrape={"source": "folder", "path": str(root)}, mix={"source": "none"},
-                split={"original_per_class": None}, fid={"kid_subsets": 4, "kid_subset_size": 50, "device": "cpu"},
-                train={"device": "cpu"})
+    save_classifier(
+        root / "models/reference",
+        Result(model.state_dict(), 1, None),
+        {"classes": CLASSES, "image_size": 32, "small_stem": False},
+    )
+    params_file(
+        root,
+        classes=CLASSES,
+        scrape={"source": "folder", "path": str(root)},
+        mix={"source": "none"},
+        split={"original_per_class": None},
+        fid={"kid_subsets": 4, "kid_subset_size": 50, "device": "cpu"},
+        train={"device": "cpu"},
+    )
 
 
 def test_stages_write_fid_and_kid_per_class_with_their_extractor(tmp_path, monkeypatch):
@@ -175,8 +187,9 @@ def test_inception_weights_with_another_hash_are_refused_unopened(tmp_path, monk
     assert loads == []  # never unpickled
 
 
-def test_inception_weights_with_the_known_hash_load_weights_only_as_pytorch_fid(tmp_path, monkeypatch,
-                                                                                 fake_inception_state):
+def test_inception_weights_with_the_known_hash_load_weights_only_as_pytorch_fid(
+    tmp_path, monkeypatch, fake_inception_state
+):
     """Our FID Inception, from pytorch-fid's blocks, gives pytorch-fid's own InceptionV3 features."""
     import pytorch_fid.inception
 
@@ -227,11 +240,14 @@ def test_inception_file_with_the_known_hash_still_cannot_run_code(tmp_path, monk
     assert TRIGGERED == []  # weights_only: the pickle's code was not called
 
 
-@pytest.mark.parametrize("sections, words", [
-    ({"fid": {"features": "clip"}}, "fid.features"),
-    ({"fid": {"kid_subset_size": 1}}, "fid.kid_subset_size"),
-    ({"clip": {"template": "a photo"}}, "clip.template"),
-])
+@pytest.mark.parametrize(
+    "sections, words",
+    [
+        ({"fid": {"features": "clip"}}, "fid.features"),
+        ({"fid": {"kid_subset_size": 1}}, "fid.kid_subset_size"),
+        ({"clip": {"template": "a photo"}}, "clip.template"),
+    ],
+)
 def test_bad_fid_and_clip_params_name_the_key(tmp_path, sections, words):
     from diffaug.config import ParamsError, load_params
 

@@ -1,4 +1,5 @@
 """Filtered sources: the confidence rule, per-class counts, and the filter stage on a real classifier."""
+
 import numpy as np
 
 from diffaug.data.filter import class_counts, keep_mask, own_class
@@ -17,8 +18,16 @@ def test_drop_top_removes_each_class_s_most_confident_share():
     # class 0: five above 0.5, 20% of them (1) dropped: the 0.95; class 1: 20% of 2 rounds to 0
     assert keep_mask(scores, labels, 0.5, drop_top=0.2).tolist() == [True, True, True, True, False, False, True, True]
     # 50% of class 1's two: the more confident one goes
-    assert keep_mask(scores, labels, 0.5, drop_top=0.5).tolist() == [True, True, False, False, False, False, False,
-                                                                      True]
+    assert keep_mask(scores, labels, 0.5, drop_top=0.5).tolist() == [
+        True,
+        True,
+        False,
+        False,
+        False,
+        False,
+        False,
+        True,
+    ]
 
 
 def test_own_class_probability_and_counts():
@@ -27,5 +36,7 @@ def test_own_class_probability_and_counts():
     scores = own_class(probabilities, labels)
     assert scores.tolist() == [0.7, 0.2, 0.4]
     counts = class_counts(keep_mask(scores, labels, 0.5), labels, ["a", "b"], 0.5)
-    assert counts == {"a": {"candidates": 2, "kept": 1, "dropped": 1, "threshold": 0.5},
-                      "b": {"candidates": 1, "kept": 0, "dropped": 1, "threshold": 0.5}}
+    assert counts == {
+        "a": {"candidates": 2, "kept": 1, "dropped": 1, "threshold": 0.5},
+        "b": {"candidates": 1, "kept": 0, "dropped": 1, "threshold": 0.5},
+    }

@@ -1,17 +1,15 @@
 """Fine-tuning: DreamBooth (full and LoRA) and Textual Inversion on the tiny model, saved and reloaded."""
-from pathlib import Path
 
 import pytest
 import torch
 
-from diffaug.rules import token_of
 from diffaug.diffusion.dreambooth import DreamBoothWeights, save_dreambooth, train_dreambooth
 from diffaug.diffusion.finetune import load_pixels, native_resolution, pick_instances
 from diffaug.diffusion.pipeline import load_pipeline, read_source
-from diffaug.diffusion.textual_inversion import (EMBEDS_FILE, add_token, fill, save_embeds,
-                                                 train_textual_inversion)
+from diffaug.diffusion.textual_inversion import EMBEDS_FILE, add_token, fill, save_embeds, train_textual_inversion
 from diffaug.errors import DiffaugError
 from diffaug.io import write_json
+from diffaug.rules import token_of
 from helpers import pattern, section
 
 CPU = torch.device("cpu")
@@ -33,8 +31,9 @@ def instances(tmp_path_factory, tiny_base):
 
 
 def generate_one(pipe, prompt: str) -> torch.Tensor:
-    out = pipe(prompt, num_inference_steps=2, guidance_scale=3.0, output_type="pt",
-               generator=torch.Generator().manual_seed(0))
+    out = pipe(
+        prompt, num_inference_steps=2, guidance_scale=3.0, output_type="pt", generator=torch.Generator().manual_seed(0)
+    )
     return out.images
 
 
@@ -84,10 +83,20 @@ def test_dreambooth_training_is_deterministic(tiny_base, instances):
 
 
 @pytest.mark.parametrize("train_text_encoder, targets", [(True, "attention"), (False, "attention"), (False, "all")])
-def test_dreambooth_lora_saves_megabytes_not_a_unet_and_reloads(tiny_base, instances, tmp_path, capfd,
-                                                                train_text_encoder, targets):
-    params = section("dreambooth", mode="lora", lora_rank=4, steps=20, lora_lr=5.0e-3, batch_size=2, seed=0,
-                     train_text_encoder=train_text_encoder, lora_targets=targets)
+def test_dreambooth_lora_saves_megabytes_not_a_unet_and_reloads(
+    tiny_base, instances, tmp_path, capfd, train_text_encoder, targets
+):
+    params = section(
+        "dreambooth",
+        mode="lora",
+        lora_rank=4,
+        steps=20,
+        lora_lr=5.0e-3,
+        batch_size=2,
+        seed=0,
+        train_text_encoder=train_text_encoder,
+        lora_targets=targets,
+    )
     pipe = fresh(tiny_base)
     base_unet = {k: v.clone() for k, v in fresh(tiny_base).unet.state_dict().items()}
     record = train_dreambooth(pipe, instances, "a photo of sks seven", None, "a photo of seven", params, **QUIET)
@@ -111,15 +120,27 @@ def test_dreambooth_lora_saves_megabytes_not_a_unet_and_reloads(tiny_base, insta
 
 
 def test_textual_inversion_changes_only_the_new_token(tiny_base, instances, tmp_path):
-    params = section("textual_inversion", steps=10, lr=5.0e-2, batch_size=2, num_vectors=2, scale_lr=False,
-                     gradient_accumulation=1, seed=0)
+    params = section(
+        "textual_inversion",
+        steps=10,
+        lr=5.0e-2,
+        batch_size=2,
+        num_vectors=2,
+        scale_lr=False,
+        gradient_accumulation=1,
+        seed=0,
+    )
     pipe = fresh(tiny_base)
-    before = {name: {k: v.clone() for k, v in getattr(pipe, name).state_dict().items()}
-              for name in ("unet", "vae", "text_encoder")}
+    before = {
+        name: {k: v.clone() for k, v in getattr(pipe, name).state_dict().items()}
+        for name in ("unet", "vae", "text_encoder")
+    }
     vocab = len(pipe.tokenizer)
     token = token_of("seven")
     record, learned = train_textual_inversion(pipe, instances, "seven", params, **QUIET)
-    assert learned.shape == (2, pipe.text_encoder.config.hidden_size) and record["trainable_parameters"] == learned.numel()
+    assert (
+        learned.shape == (2, pipe.text_encoder.config.hidden_size) and record["trainable_parameters"] == learned.numel()
+    )
     for name in ("unet", "vae"):
         after = getattr(pipe, name).state_dict()
         assert all(torch.equal(before[name][k], after[k]) for k in after), f"{name} changed"
@@ -139,17 +160,28 @@ def test_textual_inversion_changes_only_the_new_token(tiny_base, instances, tmp_
     prompt = f"a photo of the digit {token}"
     tuned = generate_one(pipe, prompt)  # the pipeline writes <seven> as "<seven> <seven>_1" itself
     reloaded = fresh(tiny_base)
-    reloaded.load_textual_inversion(str(folder), token=token, weight_name=EMBEDS_FILE, use_safetensors=True,
-                                    local_files_only=True)
+    reloaded.load_textual_inversion(
+        str(folder), token=token, weight_name=EMBEDS_FILE, use_safetensors=True, local_files_only=True
+    )
     assert torch.allclose(generate_one(reloaded, prompt), tuned, atol=1e-5)
 
 
 def test_textual_inversion_init_reg_keeps_the_token_near_its_word(tiny_base, instances):
     def drift(init_reg: float) -> float:
-        params = section("textual_inversion", steps=10, lr=5.0e-2, batch_size=2, scale_lr=False, gradient_accumulation=1,
-                                  init_reg=init_reg, templates=["a photo of the {} digit {class}"])
+        params = section(
+            "textual_inversion",
+            steps=10,
+            lr=5.0e-2,
+            batch_size=2,
+            scale_lr=False,
+            gradient_accumulation=1,
+            init_reg=init_reg,
+            templates=["a photo of the {} digit {class}"],
+        )
         pipe = fresh(tiny_base)
-        word = pipe.text_encoder.get_input_embeddings().weight[pipe.tokenizer("seven", add_special_tokens=False).input_ids]
+        word = pipe.text_encoder.get_input_embeddings().weight[
+            pipe.tokenizer("seven", add_special_tokens=False).input_ids
+        ]
         word = word.detach().clone()
         _, learned = train_textual_inversion(pipe, instances, "seven", params, **QUIET)
         return (learned - word).norm().item()

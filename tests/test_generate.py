@@ -1,4 +1,5 @@
 """Generation library: seeds per image, batching, cache and resume, manifest, pipeline loading."""
+
 import dataclasses
 import hashlib
 import sys
@@ -8,9 +9,9 @@ from pathlib import Path
 import pytest
 import torch
 
+from diffaug.diffusion import generate as generate_module
 from diffaug.diffusion.generate import Settings, cache_key, cached_path, collect, generate, image_seed, plan
 from diffaug.diffusion.pipeline import SCHEDULERS, load_pipeline, pick_dtype, read_source, set_scheduler
-from diffaug.diffusion import generate as generate_module
 from diffaug.io import read_csv
 from helpers import REPO
 
@@ -19,8 +20,17 @@ from baseline import old_generate  # noqa: E402  generation before issue 15: PIL
 
 CPU = torch.device("cpu")
 PROMPTS = {"three": ["a photo of the digit three"], "seven": ["a photo of the digit seven", "a drawing of seven"]}
-SETTINGS = Settings(model="tiny@test", scheduler="dpm++", steps=3, guidance=4.0, negative_prompt="", height=None,
-                    width=None, save_size=16, dtype="float32")
+SETTINGS = Settings(
+    model="tiny@test",
+    scheduler="dpm++",
+    steps=3,
+    guidance=4.0,
+    negative_prompt="",
+    height=None,
+    width=None,
+    save_size=16,
+    dtype="float32",
+)
 
 
 @pytest.fixture(scope="module")
@@ -34,9 +44,19 @@ def digest(path: Path) -> str:
 
 def test_plan_seeds_depend_on_class_and_index_only():
     jobs = plan(PROMPTS, 3, seed=0)
-    assert [j.file for j in jobs] == ["three/00000.png", "three/00001.png", "three/00002.png",
-                                      "seven/00000.png", "seven/00001.png", "seven/00002.png"]
-    assert [j.prompt for j in jobs[3:]] == ["a photo of the digit seven", "a drawing of seven", "a photo of the digit seven"]
+    assert [j.file for j in jobs] == [
+        "three/00000.png",
+        "three/00001.png",
+        "three/00002.png",
+        "seven/00000.png",
+        "seven/00001.png",
+        "seven/00002.png",
+    ]
+    assert [j.prompt for j in jobs[3:]] == [
+        "a photo of the digit seven",
+        "a drawing of seven",
+        "a photo of the digit seven",
+    ]
     assert jobs[4].seed == image_seed(0, "seven", 1) != image_seed(1, "seven", 1)
     # Asking for more images keeps the first ones as they were.
     assert plan(PROMPTS, 5, seed=0)[:3] == jobs[:3]
@@ -45,8 +65,16 @@ def test_plan_seeds_depend_on_class_and_index_only():
 def test_cache_key_covers_everything_that_changes_pixels():
     job = plan(PROMPTS, 1, 0)[0]
     keys = {cache_key(job, SETTINGS)}
-    for change in (dict(model="tiny@other"), dict(steps=4), dict(guidance=5.0), dict(scheduler="ddim"),
-                   dict(negative_prompt="blurry"), dict(save_size=32), dict(dtype="float16"), dict(height=64)):
+    for change in (
+        dict(model="tiny@other"),
+        dict(steps=4),
+        dict(guidance=5.0),
+        dict(scheduler="ddim"),
+        dict(negative_prompt="blurry"),
+        dict(save_size=32),
+        dict(dtype="float16"),
+        dict(height=64),
+    ):
         keys.add(cache_key(job, dataclasses.replace(SETTINGS, **change)))
     keys.add(cache_key(dataclasses.replace(job, seed=job.seed + 1), SETTINGS))
     assert len(keys) == 10
@@ -99,7 +127,9 @@ def test_saved_at_the_dataset_size(pipe, tmp_path):
 def test_every_scheduler_runs(pipe, name, tmp_path):
     set_scheduler(pipe, name)
     try:
-        image = pipe("a photo of the digit three", num_inference_steps=6, generator=torch.Generator().manual_seed(0)).images[0]
+        image = pipe(
+            "a photo of the digit three", num_inference_steps=6, generator=torch.Generator().manual_seed(0)
+        ).images[0]
     finally:
         set_scheduler(pipe, "dpm++")
     assert image.size == (32, 32)

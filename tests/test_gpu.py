@@ -1,4 +1,5 @@
 """GPU code paths checked without a GPU: out-of-memory fallback, device and dtype choice, speed settings."""
+
 from __future__ import annotations
 
 from types import SimpleNamespace
@@ -12,14 +13,22 @@ from PIL import Image
 from diffaug import device as device_module
 from diffaug.classify.data import Loader, fits_on_device, to_device
 from diffaug.device import autocast_dtype, pick_device
-from diffaug.diffusion import pipeline as pipeline_module
 from diffaug.diffusion.generate import Settings, cache_key, cached_path, generate, plan
 from diffaug.diffusion.pipeline import pick_dtype, speed_up
 from diffaug.errors import DiffaugError
 
 CUDA = torch.device("cuda")
-SETTINGS = Settings(model="fake", scheduler="dpm++", steps=1, guidance=1.0, negative_prompt="", height=64,
-                    width=64, save_size=None, dtype="float16")
+SETTINGS = Settings(
+    model="fake",
+    scheduler="dpm++",
+    steps=1,
+    guidance=1.0,
+    negative_prompt="",
+    height=64,
+    width=64,
+    save_size=None,
+    dtype="float16",
+)
 PROMPTS = {"cat": ["a photo of a cat"], "dog": ["a photo of a dog"]}
 
 
@@ -179,8 +188,12 @@ def test_resident_dataset_is_copied_once():
     assert torch.equal(a, images[[1, 2]])  # a batch handed out is not overwritten by the next
 
 
-KEYS = ["generate_images_per_second", "dreambooth_steps_per_second", "textual_inversion_steps_per_second",
-        "classifier_images_per_second"]
+KEYS = [
+    "generate_images_per_second",
+    "dreambooth_steps_per_second",
+    "textual_inversion_steps_per_second",
+    "classifier_images_per_second",
+]
 
 
 @pytest.mark.slow
@@ -196,8 +209,14 @@ def test_gpu_benchmark_smoke_writes_every_key(tmp_path):
 
     out = tmp_path / "gpu.json"
     env = {**os.environ, "PYTHONPATH": str(REPO / "src")}
-    proc = subprocess.run([sys.executable, "benchmarks/gpu.py", "--smoke", "--device", "cpu", "--out", str(out)],
-                          cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        [sys.executable, "benchmarks/gpu.py", "--smoke", "--device", "cpu", "--out", str(out)],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     results = json.loads(out.read_text())
     assert results["smoke"] is True and results["device"] == "cpu"

@@ -1,4 +1,5 @@
 """img2img (SDEdit): parents from d_original, strength, lineage in the manifest, cost in denoising steps."""
+
 import dataclasses
 
 import numpy as np
@@ -10,13 +11,21 @@ from diffaug.diffusion.generate import Settings, cache_key, class_batches, colle
 from diffaug.diffusion.img2img import FromParents, plan_img2img
 from diffaug.diffusion.pipeline import load_pipeline, read_source
 from diffaug.io import read_csv
-
 from helpers import pattern, write_split_folder
 
 CPU = torch.device("cpu")
 PROMPTS = {"three": ["a photo of the digit three"], "seven": ["a photo of the digit seven"]}
-SETTINGS = Settings(model="tiny@test", scheduler="dpm++", steps=4, guidance=4.0, negative_prompt="", height=None,
-                    width=None, save_size=None, dtype="float32")
+SETTINGS = Settings(
+    model="tiny@test",
+    scheduler="dpm++",
+    steps=4,
+    guidance=4.0,
+    negative_prompt="",
+    height=None,
+    width=None,
+    save_size=None,
+    dtype="float32",
+)
 
 
 @pytest.fixture(scope="module")
@@ -48,8 +57,16 @@ def test_plan_cycles_parents_and_strengths(original):
     assert all(len({j.strength for j in b}) == 1 for b in class_batches(jobs, 8))
     # Parent and strength are part of the cache key.
     job = three[0]
-    assert len({cache_key(job, SETTINGS), cache_key(dataclasses.replace(job, strength=0.5), SETTINGS),
-                cache_key(dataclasses.replace(job, parent_sha256="0" * 64), SETTINGS)}) == 3
+    assert (
+        len(
+            {
+                cache_key(job, SETTINGS),
+                cache_key(dataclasses.replace(job, strength=0.5), SETTINGS),
+                cache_key(dataclasses.replace(job, parent_sha256="0" * 64), SETTINGS),
+            }
+        )
+        == 3
+    )
 
 
 def test_every_image_has_a_d_original_parent_and_its_strength(pipe, original, tmp_path):
@@ -78,8 +95,13 @@ def test_strength_zero_returns_the_parent_up_to_the_vae(pipe, original, tmp_path
     calls = []
     hook = pipe.unet.register_forward_hook(lambda *a: calls.append(1))
     try:
-        images = pipe(prompt=[j.prompt for j in jobs], image=pipe.start_images(jobs), strength=0.0,
-                      num_inference_steps=4, output_type="pil").images
+        images = pipe(
+            prompt=[j.prompt for j in jobs],
+            image=pipe.start_images(jobs),
+            strength=0.0,
+            num_inference_steps=4,
+            output_type="pil",
+        ).images
     finally:
         hook.remove()
     assert not calls  # no denoising step at all
@@ -97,9 +119,14 @@ def test_strength_s_runs_s_times_steps_denoising_steps(pipe, original, strength,
     calls = []
     hook = pipe.unet.register_forward_hook(lambda *a: calls.append(1))
     try:
-        pipe(prompt=[j.prompt for j in jobs], image=pipe.start_images(jobs), strength=strength,
-             num_inference_steps=steps, guidance_scale=4.0,
-             generator=[torch.Generator().manual_seed(j.seed) for j in jobs])
+        pipe(
+            prompt=[j.prompt for j in jobs],
+            image=pipe.start_images(jobs),
+            strength=strength,
+            num_inference_steps=steps,
+            guidance_scale=4.0,
+            generator=[torch.Generator().manual_seed(j.seed) for j in jobs],
+        )
     finally:
         hook.remove()
     assert len(calls) == int(strength * steps)

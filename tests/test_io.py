@@ -1,4 +1,5 @@
 """Outputs appear whole or not at all, and what a killed run leaves never sits inside a DVC dependency."""
+
 import os
 import subprocess
 import sys
@@ -37,14 +38,23 @@ def test_two_outputs_are_replaced_together_or_not_at_all(tmp_path, monkeypatch):
 
 
 def test_leftovers_of_a_killed_run_are_cleaned(tmp_path):
-    script = ("import os, sys; sys.path.insert(0, sys.argv[1]); from diffaug.io import atomic_dir\n"
-              "with atomic_dir('data/mixed') as out:\n    (out / 'half').write_text('x'); os._exit(9)\n")
-    subprocess.run([sys.executable, "-c", script, os.path.join(os.path.dirname(__file__), "..", "src")],
-                   cwd=tmp_path)
+    script = (
+        "import os, sys; sys.path.insert(0, sys.argv[1]); from diffaug.io import atomic_dir\n"
+        "with atomic_dir('data/mixed') as out:\n    (out / 'half').write_text('x'); os._exit(9)\n"
+    )
+    subprocess.run([sys.executable, "-c", script, os.path.join(os.path.dirname(__file__), "..", "src")], cwd=tmp_path)
     assert len(os.listdir(tmp_path / TMP)) == 1 and not (tmp_path / "data/mixed").exists()
-    subprocess.run([sys.executable, "-c", "import sys; sys.path.insert(0, sys.argv[1]); from diffaug.io import "
-                    "write_json; write_json('metrics/mix.json', {})", os.path.join(os.path.dirname(__file__), "..", "src")],
-                   cwd=tmp_path, check=True)
+    subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import sys; sys.path.insert(0, sys.argv[1]); from diffaug.io import "
+            "write_json; write_json('metrics/mix.json', {})",
+            os.path.join(os.path.dirname(__file__), "..", "src"),
+        ],
+        cwd=tmp_path,
+        check=True,
+    )
     assert os.listdir(tmp_path / TMP) == []  # the dead process's folder is gone
     assert (tmp_path / "metrics/mix.json").read_text() == "{}\n"
 

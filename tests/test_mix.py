@@ -1,4 +1,5 @@
 """mix: exact counts per class, no replacement, validation from real images, clear errors."""
+
 import subprocess
 import sys
 from pathlib import Path
@@ -6,11 +7,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from diffaug.rules import round_half_up
 from diffaug.data.mix import mix_class, synthetic_files
 from diffaug.errors import DiffaugError
 from diffaug.io import read_csv, sha256_file
-
+from diffaug.rules import round_half_up
 from helpers import pattern, section, write_split_folder
 
 REPO = Path(__file__).resolve().parents[1]
@@ -70,17 +70,24 @@ def test_missing_source_names_its_stage_from_the_registry():
     from diffaug.config import load_params
 
     sources = load_params(REPO / "params.yaml").sources
-    assert [sources.stage(s) for s in ("vanilla", "dreambooth")] == ["generate@vanilla", "generate_finetuned@dreambooth"]
+    assert [sources.stage(s) for s in ("vanilla", "dreambooth")] == [
+        "generate@vanilla",
+        "generate_finetuned@dreambooth",
+    ]
     with pytest.raises(DiffaugError, match=r"dvc repro generate_finetuned@dreambooth"):
         synthetic_files(REPO / "nowhere", "dreambooth", ["cat"], sources.stage("dreambooth"))
 
 
 def test_stage_writes_manifests_with_hashes(tmp_path):
     """The stage end to end: manifests list existing files with their hashes, nothing copied."""
-    write_split_folder(tmp_path / "data/original", {"cat": [pattern(i) for i in range(20)],
-                                                    "dog": [pattern(100 + i) for i in range(20)]})
-    write_split_folder(tmp_path / "data/test", {"cat": [pattern(400 + i) for i in range(3)],
-                                                "dog": [pattern(500 + i) for i in range(3)]})
+    write_split_folder(
+        tmp_path / "data/original",
+        {"cat": [pattern(i) for i in range(20)], "dog": [pattern(100 + i) for i in range(20)]},
+    )
+    write_split_folder(
+        tmp_path / "data/test",
+        {"cat": [pattern(400 + i) for i in range(3)], "dog": [pattern(500 + i) for i in range(3)]},
+    )
     for c, base in (("cat", 200), ("dog", 300)):
         (tmp_path / "data/synthetic/vanilla" / c).mkdir(parents=True)
         for i in range(10):
@@ -88,8 +95,12 @@ def test_stage_writes_manifests_with_hashes(tmp_path):
     params = yaml.safe_load((REPO / "params.yaml").read_text())
     params["mix"].update(source="vanilla", p=0.5, n_per_class=10)
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
-    subprocess.run([sys.executable, "-m", "diffaug.stages.mix"], cwd=tmp_path, check=True,
-                   env={"PYTHONPATH": str(REPO / "src"), "PATH": "/usr/bin:/bin"})
+    subprocess.run(
+        [sys.executable, "-m", "diffaug.stages.mix"],
+        cwd=tmp_path,
+        check=True,
+        env={"PYTHONPATH": str(REPO / "src"), "PATH": "/usr/bin:/bin"},
+    )
     rows = read_csv(tmp_path / "data/mixed/train.csv")
     assert len(rows) == 20 and sum(r["origin"] == "synthetic" for r in rows) == 10
     for r in rows + read_csv(tmp_path / "data/mixed/val.csv"):
@@ -116,8 +127,11 @@ def test_balance_fills_every_class_to_the_largest():
     assert origins(out["zero"][0]).count("synthetic") == 0 and origins(out["two"][0]).count("synthetic") == 24
     fixed = section("mix", source="vanilla", mode="balance", val_fraction=0.25, n_per_class=45)
     assert len(mix_class("two", real["two"], syn["two"], fixed, n_largest=40)[0]) == 45
-    with pytest.raises(DiffaugError, match=r"has 50 vanilla images but the mix needs 54 \(mix.mode=balance, n=60\), "
-                                           r"4 missing; generate more"):
+    with pytest.raises(
+        DiffaugError,
+        match=r"has 50 vanilla images but the mix needs 54 \(mix.mode=balance, n=60\), "
+        r"4 missing; generate more",
+    ):
         mix_class("two", real["two"], syn["two"], fixed.model_copy(update={"n_per_class": 60}), n_largest=40)
 
 
@@ -131,6 +145,9 @@ def test_children_of_a_validation_image_never_reach_training():
     assert len(val) == 10 and len(train) == 30
     assert not {parents[f] for f, o in train if o == "synthetic"} & held_out
     # Without the grouping some child of a validation image would have been drawn (60 of 80 are usable).
-    with pytest.raises(DiffaugError, match=r"has 60 usable \(children of validation images left out\) img2img images "
-                                           r"but the mix needs 70"):
+    with pytest.raises(
+        DiffaugError,
+        match=r"has 60 usable \(children of validation images left out\) img2img images "
+        r"but the mix needs 70",
+    ):
         mix_class("cat", REAL, syn, params.model_copy(update={"n_per_class": 70}), parents)

@@ -1,5 +1,6 @@
 """End to end: the real `dvc repro` and `dvc exp run` on a copy of this repo with tiny params, on a
 user's folder dataset with awkward class names and bad files (not the built-in digits)."""
+
 import hashlib
 import json
 import os
@@ -21,10 +22,19 @@ pytestmark = pytest.mark.slow
 IMAGES = {"red circle": 26, "quadrat_ä": 22, "Triangle": 19}
 CLASSES = list(IMAGES)
 SOURCES = ["vanilla", "dreambooth", "textual_inversion", "img2img", "vanilla_filtered"]
-FINETUNING = {*(f"train_{m}@{c}" for m in ("dreambooth", "textual_inversion") for c in CLASSES),
-              "generate_finetuned@dreambooth", "generate_finetuned@textual_inversion"}
-MEASURE = {"measure_txt2img@vanilla", "measure_finetuned@dreambooth", "measure_finetuned@textual_inversion",
-           "measure_img2img@img2img", "measure_filtered@vanilla_filtered", "measure_real@pool"}
+FINETUNING = {
+    *(f"train_{m}@{c}" for m in ("dreambooth", "textual_inversion") for c in CLASSES),
+    "generate_finetuned@dreambooth",
+    "generate_finetuned@textual_inversion",
+}
+MEASURE = {
+    "measure_txt2img@vanilla",
+    "measure_finetuned@dreambooth",
+    "measure_finetuned@textual_inversion",
+    "measure_img2img@img2img",
+    "measure_filtered@vanilla_filtered",
+    "measure_real@pool",
+}
 
 
 def sh(args, cwd, env, ok=True):
@@ -42,8 +52,12 @@ def restored(output: str) -> set[str]:
 
 
 def digests(root: Path) -> dict[str, str]:
-    return {p.relative_to(root).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
-            for top in ("data", "models", "metrics") for p in sorted((root / top).rglob("*")) if p.is_file()}
+    return {
+        p.relative_to(root).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
+        for top in ("data", "models", "metrics")
+        for p in sorted((root / top).rglob("*"))
+        if p.is_file()
+    }
 
 
 def folder_dataset(root: Path) -> None:
@@ -66,8 +80,13 @@ def folder_dataset(root: Path) -> None:
 def project(tmp_path_factory, tiny_base):
     """A git + DVC repo holding this project's files (as git sees them) and tiny params."""
     root = tmp_path_factory.mktemp("project")
-    files = subprocess.run(["git", "ls-files", "--cached", "--others", "--exclude-standard"], cwd=REPO,
-                           capture_output=True, text=True, check=True).stdout.splitlines()
+    files = subprocess.run(
+        ["git", "ls-files", "--cached", "--others", "--exclude-standard"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.splitlines()
     for f in files:
         if (REPO / f).is_file() and not f.startswith("tests/"):
             (root / f).parent.mkdir(parents=True, exist_ok=True)
@@ -87,9 +106,15 @@ def project(tmp_path_factory, tiny_base):
     params["dreambooth"].update(instance_images=2, class_images=2, prior_steps=2, steps=2, batch_size=1)
     params["textual_inversion"].update(images=2, steps=2, batch_size=1)
     (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False, allow_unicode=True))
-    env = dict(os.environ, DIFFAUG_CACHE=str(tmp_path_factory.mktemp("cache")), DVC_NO_ANALYTICS="1",
-               GIT_AUTHOR_NAME="t", GIT_AUTHOR_EMAIL="t@example.com", GIT_COMMITTER_NAME="t",
-               GIT_COMMITTER_EMAIL="t@example.com")
+    env = dict(
+        os.environ,
+        DIFFAUG_CACHE=str(tmp_path_factory.mktemp("cache")),
+        DVC_NO_ANALYTICS="1",
+        GIT_AUTHOR_NAME="t",
+        GIT_AUTHOR_EMAIL="t@example.com",
+        GIT_COMMITTER_NAME="t",
+        GIT_COMMITTER_EMAIL="t@example.com",
+    )
     sh(["git", "init", "-q"], root, env)
     sh(["git", "add", "-A"], root, env)
     sh(["git", "commit", "-qm", "tiny"], root, env)
@@ -99,9 +124,25 @@ def project(tmp_path_factory, tiny_base):
 def test_repro_then_experiments(project):
     root, env = project
     out = sh(["dvc", "repro"], root, env)
-    assert ran(out) == {"check", "scrape", "split", "base_model", "prompts", "generate@vanilla", "mix", "train",
-                        "evaluate", "reference", *FINETUNING, "fid_reference", *MEASURE, "clip_zero_shot",
-                        "img2img@img2img", "filter@vanilla_filtered", "real@pool"}
+    assert ran(out) == {
+        "check",
+        "scrape",
+        "split",
+        "base_model",
+        "prompts",
+        "generate@vanilla",
+        "mix",
+        "train",
+        "evaluate",
+        "reference",
+        *FINETUNING,
+        "fid_reference",
+        *MEASURE,
+        "clip_zero_shot",
+        "img2img@img2img",
+        "filter@vanilla_filtered",
+        "real@pool",
+    }
     # Every bad file is counted under its reason; the good ones of all three classes are there.
     scrape = json.loads((root / "metrics/scrape.json").read_text())
     assert scrape["skipped"] == {"duplicate": 1, "not_an_image": 3, "hidden_file": 1}, scrape
@@ -148,8 +189,10 @@ def test_repro_then_experiments(project):
     out = sh(["dvc", "exp", "run", "-S", "mix.source=img2img", "-S", "mix.p=0.5"], root, env)
     assert ran(out) == {"check", "mix", "train", "evaluate"}
     val = {r["file"] for r in read_csv(root / "data/mixed/val.csv")}
-    parents = {f"data/synthetic/img2img/{r['file']}": f"data/original/{r['parent']}"
-               for r in read_csv(root / "data/synthetic/img2img/manifest.csv")}
+    parents = {
+        f"data/synthetic/img2img/{r['file']}": f"data/original/{r['parent']}"
+        for r in read_csv(root / "data/synthetic/img2img/manifest.csv")
+    }
     trained = [r["file"] for r in read_csv(root / "data/mixed/train.csv") if r["origin"] == "synthetic"]
     assert len(trained) == 15 and not {parents[f] for f in trained} & val
     sh(["git", "checkout", "params.yaml"], root, env)
@@ -173,16 +216,25 @@ def test_repro_then_experiments(project):
     params["generate"]["steps"] = 3
     (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False, allow_unicode=True))
     status = json.loads(sh(["dvc", "status", "--json"], root, env))
-    assert set(status) == {"check", "generate@vanilla", "generate_finetuned@dreambooth",
-                           "generate_finetuned@textual_inversion"}
+    assert set(status) == {
+        "check",
+        "generate@vanilla",
+        "generate_finetuned@dreambooth",
+        "generate_finetuned@textual_inversion",
+    }
     (root / "params.yaml").write_text(kept)
 
     # A DreamBooth param retrains DreamBooth, regenerates and measures its set (not the reference
     # statistics); the mix (of vanilla images here) is rebuilt identical, so training stops there.
     # Vanilla and Textual Inversion are untouched.
     out = sh(["dvc", "exp", "run", "-S", "dreambooth.steps=3"], root, env)
-    assert ran(out) == {"check", *(f"train_dreambooth@{c}" for c in CLASSES), "generate_finetuned@dreambooth",
-                        "measure_finetuned@dreambooth", "mix"}
+    assert ran(out) == {
+        "check",
+        *(f"train_dreambooth@{c}" for c in CLASSES),
+        "generate_finetuned@dreambooth",
+        "measure_finetuned@dreambooth",
+        "mix",
+    }
 
     shows = sh(["dvc", "exp", "show", "--csv"], root, env)
     assert "mix.p" in shows and "0.5" in shows

@@ -1,4 +1,5 @@
 """The paper profile: a complete params file, one command to switch, and `dvc repro --dry` lists the study."""
+
 import os
 import re
 import shutil
@@ -64,8 +65,13 @@ def test_switch_checks_the_profile_first(tmp_path):
 
 
 def git_files() -> list[str]:
-    out = subprocess.run(["git", "ls-files", "--cached", "--others", "--exclude-standard"], cwd=REPO,
-                         capture_output=True, text=True, check=True).stdout.split()
+    out = subprocess.run(
+        ["git", "ls-files", "--cached", "--others", "--exclude-standard"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split()
     return [f for f in out if (REPO / f).is_file() and not f.startswith("tests/")]
 
 
@@ -85,31 +91,51 @@ def test_dvc_repro_dry_lists_the_full_study(tmp_path):
     for f in git_files():
         (root / f).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(REPO / f, root / f)
-    env = dict(os.environ, PYTHONPATH=str(root / "src"), DVC_NO_ANALYTICS="1", GIT_AUTHOR_NAME="t",
-               GIT_AUTHOR_EMAIL="t@example.com", GIT_COMMITTER_NAME="t", GIT_COMMITTER_EMAIL="t@example.com")
-    proc = subprocess.run([sys.executable, "-m", "diffaug.profile", "paper"], cwd=root, env=env,
-                          capture_output=True, text=True)
+    env = dict(
+        os.environ,
+        PYTHONPATH=str(root / "src"),
+        DVC_NO_ANALYTICS="1",
+        GIT_AUTHOR_NAME="t",
+        GIT_AUTHOR_EMAIL="t@example.com",
+        GIT_COMMITTER_NAME="t",
+        GIT_COMMITTER_EMAIL="t@example.com",
+    )
+    proc = subprocess.run(
+        [sys.executable, "-m", "diffaug.profile", "paper"], cwd=root, env=env, capture_output=True, text=True
+    )
     assert proc.returncode == 0, proc.stderr
     for cmd in (["git", "init", "-q"], ["git", "add", "-A"], ["git", "commit", "-qm", "paper"]):
         subprocess.run(cmd, cwd=root, env=env, check=True, capture_output=True)
     declared = set(yaml.safe_load((root / "dvc.yaml").read_text())["stages"])
 
     def dry(*extra: str) -> set[str]:
-        proc = subprocess.run(["dvc", "repro", "--dry", *extra], cwd=root, env=env, capture_output=True, text=True,
-                              timeout=120)
+        proc = subprocess.run(
+            ["dvc", "repro", "--dry", *extra], cwd=root, env=env, capture_output=True, text=True, timeout=120
+        )
         assert proc.returncode == 0 and "ERROR" not in proc.stdout + proc.stderr, proc.stdout + proc.stderr
         stages = set(re.findall(r"Running stage '([^']+)'", proc.stdout))
         # Every stage of dvc.yaml (matrix stages as name@item) would run.
         assert {s.split("@")[0] for s in stages} == declared
-        assert {"scrape", "split", "base_model", "prompts", "generate@vanilla", "check", "mix", "train", "evaluate"} <= stages
+        assert {
+            "scrape",
+            "split",
+            "base_model",
+            "prompts",
+            "generate@vanilla",
+            "check",
+            "mix",
+            "train",
+            "evaluate",
+        } <= stages
         return stages
 
     # A fresh clone: DVC's dry run looks up its run-cache, which needs the upstream outputs to exist
     # (treeverse/dvc#9021); --force skips that lookup.
     fresh = dry("--force")
     # A workspace that ran before (here: placeholders for every output and input): the plain dry run.
-    outs = subprocess.run([sys.executable, "-c", OUTS], cwd=root, env=env, capture_output=True, text=True,
-                          check=True).stdout.split()
+    outs = subprocess.run(
+        [sys.executable, "-c", OUTS], cwd=root, env=env, capture_output=True, text=True, check=True
+    ).stdout.split()
     for out in outs:
         path = root / out
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -123,13 +149,25 @@ def test_dvc_repro_dry_lists_the_full_study(tmp_path):
 
 def test_offline_without_sd_weights_is_one_sentence(tmp_path):
     shutil.copy(PAPER, tmp_path / "params.yaml")
-    proc = subprocess.run([sys.executable, "-m", "diffaug.stages.base_model"], cwd=tmp_path, capture_output=True,
-                          text=True, env={"PYTHONPATH": str(REPO / "src"), "PATH": os.environ["PATH"],
-                                          "HF_HOME": str(tmp_path / "hf"), "HF_HUB_OFFLINE": "1",
-                                          "DIFFAUG_CACHE": str(tmp_path / "cache")}, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "-m", "diffaug.stages.base_model"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        env={
+            "PYTHONPATH": str(REPO / "src"),
+            "PATH": os.environ["PATH"],
+            "HF_HOME": str(tmp_path / "hf"),
+            "HF_HUB_OFFLINE": "1",
+            "DIFFAUG_CACHE": str(tmp_path / "cache"),
+        },
+        timeout=120,
+    )
     assert proc.returncode == 2, proc.stderr
     lines = proc.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: the base model CompVis/stable-diffusion-v1-4 at revision main")
+    assert len(lines) == 1 and lines[0].startswith(
+        "error: the base model CompVis/stable-diffusion-v1-4 at revision main"
+    )
     assert "hf download CompVis/stable-diffusion-v1-4 --revision main" in lines[0]
     assert "Traceback" not in proc.stderr
 
@@ -138,8 +176,13 @@ def test_switch_keeps_uncommitted_edits_unless_forced(tmp_path):
     (tmp_path / "profiles").mkdir()
     shutil.copy(PAPER, tmp_path / "profiles" / "paper.yaml")
     (tmp_path / "params.yaml").write_text("classes: [zero]\n")
-    env = dict(os.environ, GIT_AUTHOR_NAME="t", GIT_AUTHOR_EMAIL="t@example.com", GIT_COMMITTER_NAME="t",
-               GIT_COMMITTER_EMAIL="t@example.com")
+    env = dict(
+        os.environ,
+        GIT_AUTHOR_NAME="t",
+        GIT_AUTHOR_EMAIL="t@example.com",
+        GIT_COMMITTER_NAME="t",
+        GIT_COMMITTER_EMAIL="t@example.com",
+    )
     for cmd in (["git", "init", "-q"], ["git", "add", "-A"], ["git", "commit", "-qm", "x"]):
         subprocess.run(cmd, cwd=tmp_path, env=env, check=True, capture_output=True)
     (tmp_path / "params.yaml").write_text("classes: [one]\n")  # an edit not committed

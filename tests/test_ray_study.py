@@ -1,5 +1,6 @@
 """`python -m diffaug.study --executor ray`: real Ray, real git and DVC, in a throwaway repo whose
 pipeline is a shared stage and a one-line training stage."""
+
 from __future__ import annotations
 
 import json
@@ -8,11 +9,11 @@ from pathlib import Path
 
 import pytest
 import yaml
+from test_study import REPORT, SRC
 
 from diffaug.config import load_params
 from diffaug.errors import DiffaugError
 from helpers import params_file
-from test_study import REPORT, SRC
 
 ray = pytest.importorskip("ray")
 
@@ -39,26 +40,58 @@ json.dump({"accuracy": 0.9 - p["mix"]["p"] / 10}, open("metrics.json", "w"))
 def tiny_repo(tmp_path: Path, monkeypatch, **study) -> Path:
     repo = tmp_path / "repo"
     (repo / "src" / "diffaug").mkdir(parents=True)
-    params_file(repo, mix={"source": "none", "p": 0.0, "seed": 0},
-                train={"regime": "scratch", "epochs": 1, "seed": 0, "augment": "standard"},
-                study={"sources": ["vanilla"], "regimes": {"frozen": 2}, "seeds": [0], "executor": "ray",
-                       "retries": 1, "cpus_per_run": 1, **study})
+    params_file(
+        repo,
+        mix={"source": "none", "p": 0.0, "seed": 0},
+        train={"regime": "scratch", "epochs": 1, "seed": 0, "augment": "standard"},
+        study={
+            "sources": ["vanilla"],
+            "regimes": {"frozen": 2},
+            "seeds": [0],
+            "executor": "ray",
+            "retries": 1,
+            "cpus_per_run": 1,
+            **study,
+        },
+    )
     (repo / "prep.py").write_text(PREP)
     (repo / "train.py").write_text(TRAIN)
     (repo / "src" / "diffaug" / "report.py").write_text(REPORT)  # what `python -m diffaug.report` runs here
     (repo / "src" / "diffaug" / "__init__.py").write_text(
-        "from pkgutil import extend_path\n__path__ = extend_path(__path__, __name__)\n")
-    (repo / "dvc.yaml").write_text(yaml.safe_dump({"stages": {
-        "prep": {"cmd": "python prep.py", "deps": ["prep.py"], "outs": ["data.txt"]},
-        "train": {"cmd": "python train.py", "deps": ["train.py", "data.txt"], "params": ["mix", "train"],
-                  "metrics": [{"metrics.json": {"cache": False}}]}}}))
+        "from pkgutil import extend_path\n__path__ = extend_path(__path__, __name__)\n"
+    )
+    (repo / "dvc.yaml").write_text(
+        yaml.safe_dump(
+            {
+                "stages": {
+                    "prep": {"cmd": "python prep.py", "deps": ["prep.py"], "outs": ["data.txt"]},
+                    "train": {
+                        "cmd": "python train.py",
+                        "deps": ["train.py", "data.txt"],
+                        "params": ["mix", "train"],
+                        "metrics": [{"metrics.json": {"cache": False}}],
+                    },
+                }
+            }
+        )
+    )
     # Set before Ray starts: its workers, and the dvc and git they run, inherit this environment.
-    for key, value in {"PYTHONPATH": f"{repo / 'src'}:{SRC}", "DVC_NO_ANALYTICS": "1", "GIT_AUTHOR_NAME": "t",
-                       "GIT_AUTHOR_EMAIL": "t@example.com", "GIT_COMMITTER_NAME": "t",
-                       "GIT_COMMITTER_EMAIL": "t@example.com", "SEEN": str(tmp_path / "seen.log")}.items():
+    for key, value in {
+        "PYTHONPATH": f"{repo / 'src'}:{SRC}",
+        "DVC_NO_ANALYTICS": "1",
+        "GIT_AUTHOR_NAME": "t",
+        "GIT_AUTHOR_EMAIL": "t@example.com",
+        "GIT_COMMITTER_NAME": "t",
+        "GIT_COMMITTER_EMAIL": "t@example.com",
+        "SEEN": str(tmp_path / "seen.log"),
+    }.items():
         monkeypatch.setenv(key, value)
-    for cmd in (["git", "init", "-q", "-b", "main"], ["dvc", "init", "-q"], ["git", "add", "-A"],
-                ["git", "commit", "-qm", "tiny"]):
+    for cmd in (
+        ["git", "init", "-q", "-b", "main"],
+        ["dvc", "init", "-q"],
+        ["git", "add", "-A"],
+        ["git", "commit", "-qm", "tiny"],
+    ):
         subprocess.run(cmd, cwd=repo, check=True, capture_output=True)
     monkeypatch.chdir(repo)
     return repo
@@ -66,16 +99,24 @@ def tiny_repo(tmp_path: Path, monkeypatch, **study) -> Path:
 
 def seen(tmp_path: Path) -> list:
     path = tmp_path / "seen.log"
-    return [line if line == "prep" else json.loads(line) for line in path.read_text().splitlines()] \
-        if path.exists() else []
+    return (
+        [line if line == "prep" else json.loads(line) for line in path.read_text().splitlines()]
+        if path.exists()
+        else []
+    )
 
 
 def exp_show(repo: Path) -> dict[str, dict]:
     """Experiment name -> its metrics, from `dvc exp show --json` in `repo`."""
-    show = json.loads(subprocess.run(["dvc", "exp", "show", "--json"], cwd=repo, capture_output=True,
-                                     text=True, check=True).stdout)
-    return {rev["name"]: ((rev["data"].get("metrics") or {}).get("metrics.json") or {}).get("data")
-            for baseline in show for e in baseline.get("experiments") or [] for rev in e["revs"]}
+    show = json.loads(
+        subprocess.run(["dvc", "exp", "show", "--json"], cwd=repo, capture_output=True, text=True, check=True).stdout
+    )
+    return {
+        rev["name"]: ((rev["data"].get("metrics") or {}).get("metrics.json") or {}).get("data")
+        for baseline in show
+        for e in baseline.get("experiments") or []
+        for rev in e["revs"]
+    }
 
 
 @pytest.fixture
@@ -104,16 +145,23 @@ def test_ray_runs_each_point_in_its_own_clone_through_remotes_and_resumes(tmp_pa
 
     runs = seen(tmp_path)
     assert runs.count("prep") == 1  # the shared stage ran once, here; the clones pulled its output
-    here, trained = [r for r in runs if r != "prep" and r["cwd"] == str(repo)], [
-        r for r in runs if r != "prep" and r["cwd"] != str(repo)]
+    here, trained = (
+        [r for r in runs if r != "prep" and r["cwd"] == str(repo)],
+        [r for r in runs if r != "prep" and r["cwd"] != str(repo)],
+    )
     assert len(here) == 1  # `dvc repro` at the workspace's params, before the study
     assert len(trained) == len({r["cwd"] for r in trained}) == 6  # 4 points, the failing one twice (retries: 1)
     assert all(r["cuda"] in (None, "") for r in trained)  # no GPU in this cluster: CPU cores were asked for
 
     metrics = exp_show(repo)
-    assert {n: m["accuracy"] for n, m in metrics.items() if m} == pytest.approx({
-        "none-p0-frozen-2ep-s0": 0.9, "none-p0.5-frozen-2ep-s0": 0.85, "vanilla-p0.5-frozen-2ep-s0": 0.85,
-        "vanilla-p1-frozen-2ep-s0": 0.8})
+    assert {n: m["accuracy"] for n, m in metrics.items() if m} == pytest.approx(
+        {
+            "none-p0-frozen-2ep-s0": 0.9,
+            "none-p0.5-frozen-2ep-s0": 0.85,
+            "vanilla-p0.5-frozen-2ep-s0": 0.85,
+            "vanilla-p1-frozen-2ep-s0": 0.8,
+        }
+    )
     report = (repo / "report.json").read_text()  # the report ran, after every experiment was back
     assert all(f'"{name}"' in report for name in metrics)
 
@@ -133,12 +181,19 @@ def test_ray_gives_concurrent_runs_different_gpus(tmp_path, monkeypatch, local_r
     monkeypatch.setattr(ray_study, "run_study", lambda *a, **k: results.extend(run_study(*a, **k)))
     main([])
     assert sorted(r["name"] for r in results if r["ok"]) == [
-        "none-p0-frozen-2ep-s0", "none-p0-frozen-2ep-s0-randaugment", "vanilla-p1-frozen-2ep-s0"]
+        "none-p0-frozen-2ep-s0",
+        "none-p0-frozen-2ep-s0-randaugment",
+        "vanilla-p1-frozen-2ep-s0",
+    ]
     assert all(r["resources"]["GPU"] == 1.0 for r in results)  # each asked Ray for its share
     trained = [r for r in seen(tmp_path) if r != "prep" and r["cwd"] != str(repo)]
     assert len(trained) == 3 and all(r["cuda"] in ("0", "1") for r in trained)
-    overlapping = [(a, b) for i, a in enumerate(trained) for b in trained[i + 1:]
-                   if a["start"] < b["end"] and b["start"] < a["end"]]
+    overlapping = [
+        (a, b)
+        for i, a in enumerate(trained)
+        for b in trained[i + 1 :]
+        if a["start"] < b["end"] and b["start"] < a["end"]
+    ]
     assert overlapping and all(a["cuda"] != b["cuda"] for a, b in overlapping)
     assert len([n for n, m in exp_show(repo).items() if m]) == 3
 
@@ -146,8 +201,9 @@ def test_ray_gives_concurrent_runs_different_gpus(tmp_path, monkeypatch, local_r
 def test_resources_ask_for_a_gpu_share_or_cpu_cores():
     from diffaug.ray_study import resources
 
-    study = load_params(Path(SRC.parent / "params.yaml")).study.model_copy(update={"gpus_per_run": 0.25,
-                                                                                 "cpus_per_run": 2})
+    study = load_params(Path(SRC.parent / "params.yaml")).study.model_copy(
+        update={"gpus_per_run": 0.25, "cpus_per_run": 2}
+    )
     assert resources(study, {"CPU": 16.0, "GPU": 4.0}) == {"num_gpus": 0.25}
     assert resources(study, {"CPU": 16.0}) == {"num_cpus": 2.0}
     with pytest.raises(DiffaugError, match="study.cpus_per_run is 2 but the Ray cluster has 1 CPUs"):
@@ -155,14 +211,20 @@ def test_resources_ask_for_a_gpu_share_or_cpu_cores():
 
 
 def test_names_follow_the_grid_point():
-    from diffaug.ray_study import exp_name
     from diffaug.grid import grid, points
+    from diffaug.ray_study import exp_name
 
-    names = [exp_name(s, p) for s, p in points(grid(("vanilla",), (0.0, 0.25, 1.0), (("scratch", None),
-                                                                                    ("frozen", 20)), (0, 1), True))]
+    names = [
+        exp_name(s, p)
+        for s, p in points(grid(("vanilla",), (0.0, 0.25, 1.0), (("scratch", None), ("frozen", 20)), (0, 1), True))
+    ]
     assert len(names) == len(set(names)) == 2 * 2 * (2 + 1 + 2)
     assert "vanilla-p0.25-frozen-20st-s1" in names and "none-p0-scratch-s0-randaugment" in names
-    few = [exp_name(s, p) for s, p in points(grid(("vanilla",), (0.0, 1.0), (("scratch", None),), (0,), True,
-                                                  real_per_class=(2, 5), add_per_class=(5,)))]
+    few = [
+        exp_name(s, p)
+        for s, p in points(
+            grid(("vanilla",), (0.0, 1.0), (("scratch", None),), (0,), True, real_per_class=(2, 5), add_per_class=(5,))
+        )
+    ]
     assert len(few) == len(set(few)) == 1 + 1 + 1 + 2 + 1
     assert {"none-k2-p0-scratch-s0", "none-k5-p0-scratch-s0", "vanilla-k5-add-p1-scratch-s0"} <= set(few)

@@ -1,4 +1,5 @@
 """The real source: split's held-out pool -> real@<name> -> a source that mix, measure and the study take."""
+
 import subprocess
 import sys
 from pathlib import Path
@@ -7,11 +8,10 @@ import pytest
 import yaml
 
 from diffaug.config import ParamsError, parse_params
-from diffaug.rules import made_count, source_count
 from diffaug.diffusion.generate import MANIFEST_COLUMNS
 from diffaug.io import list_images, read_csv, read_json, sha256_tree, write_csv, write_json
+from diffaug.rules import made_count, source_count
 from diffaug.stages.mix import more_of
-
 from helpers import params_file, pattern
 
 REPO = Path(__file__).resolve().parents[1]
@@ -20,8 +20,14 @@ CLASSES = ["cat", "dog"]
 
 def stage(root: Path, module: str, *args: str, check: bool = True) -> subprocess.CompletedProcess:
     env = {"PYTHONPATH": str(REPO / "src"), "PATH": "/usr/bin:/bin"}
-    return subprocess.run([sys.executable, "-m", f"diffaug.stages.{module}", *args], cwd=root, check=check,
-                          capture_output=True, text=True, env=env)
+    return subprocess.run(
+        [sys.executable, "-m", f"diffaug.stages.{module}", *args],
+        cwd=root,
+        check=check,
+        capture_output=True,
+        text=True,
+        env=env,
+    )
 
 
 def make_project(root: Path, pool_per_class: int, **mix) -> Path:
@@ -34,8 +40,11 @@ def make_project(root: Path, pool_per_class: int, **mix) -> Path:
             rows.append({"class": c, "file": f"{c}/{i:02d}.png"})
     write_csv(root / "data/raw/manifest.csv", rows, ["class", "file"])
     write_json(root / "data/raw/classes.json", CLASSES)
-    params_file(root, split={"original_per_class": 6, "test_per_class": 4, "pool_per_class": pool_per_class},
-                mix={"source": "pool", "mode": "add", "n_per_class": 4, "p": 0.5, **mix})
+    params_file(
+        root,
+        split={"original_per_class": 6, "test_per_class": 4, "pool_per_class": pool_per_class},
+        mix={"source": "pool", "mode": "add", "n_per_class": 4, "p": 0.5, **mix},
+    )
     return root
 
 
@@ -70,8 +79,11 @@ def test_real_stage_copies_the_pool_as_a_source_mix_takes(tmp_path):
     pooled = {r["file"] for r in read_csv(root / "data/mixed/train.csv") if r["origin"] == "synthetic"}
     assert pooled <= {f"data/synthetic/pool/{r['file']}" for r in rows}
     # p = 1 asks for 4 a class; the pool has 2: the error says which key gives more
-    params_file(root, split={"original_per_class": 6, "test_per_class": 4, "pool_per_class": 4},
-                mix={"source": "pool", "mode": "add", "n_per_class": 4, "p": 1.0})
+    params_file(
+        root,
+        split={"original_per_class": 6, "test_per_class": 4, "pool_per_class": 4},
+        mix={"source": "pool", "mode": "add", "n_per_class": 4, "p": 1.0},
+    )
     failed = stage(root, "mix", check=False)
     assert failed.returncode != 0 and "raise split.pool_per_class" in failed.stderr
 

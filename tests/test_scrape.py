@@ -4,6 +4,7 @@ What a user sees: `<out>/<class>/<sha256[:16]>.png` RGB files, a manifest that m
 report whose counts explain every skipped input, downloads that give up within the timeout and
 are not repeated on the next run, and one-sentence errors that name the offending class or line.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -34,7 +35,6 @@ from diffaug.data.images import TooManyPixels, decode_image, png_bytes
 from diffaug.data.scrape import MANIFEST_COLUMNS, scrape
 from diffaug.errors import DiffaugError
 from diffaug.io import read_csv
-
 from helpers import params_file, pattern, section
 
 SRC = Path(diffaug.__file__).resolve().parents[1]  # the code under test, also for subprocesses
@@ -58,6 +58,7 @@ def noise(size: tuple[int, int], seed: int = 0) -> Image.Image:
 
 def png_header_only(width: int, height: int) -> bytes:
     """A PNG signature + IHDR claiming a huge size + IEND: a tiny 'decompression bomb'."""
+
     def chunk(kind: bytes, data: bytes) -> bytes:
         return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
 
@@ -384,8 +385,7 @@ class Server:
                     pass  # the client gave up, as it should
 
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.thread = threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.05},
-                                       daemon=True)
+        self.thread = threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
         self.thread.start()
 
     def url(self, path: str) -> str:
@@ -405,7 +405,8 @@ def ok(data: bytes, ctype: str = "image/png", length: bool = True, chunk: int = 
             h.send_header("Content-Length", str(len(data)))
         h.end_headers()
         for i in range(0, len(data), chunk):
-            h.wfile.write(data[i:i + chunk])
+            h.wfile.write(data[i : i + chunk])
+
     return route
 
 
@@ -414,6 +415,7 @@ def status(code: int):
         h.send_response(code)
         h.send_header("Content-Length", "0")
         h.end_headers()
+
     return route
 
 
@@ -423,12 +425,14 @@ def redirect(location: str, code: int = 302):
         h.send_header("Location", location)
         h.send_header("Content-Length", "0")
         h.end_headers()
+
     return route
 
 
 def fails_first(k: int, code: int, then):
     def route(h, n):
         (status(code) if n <= k else then)(h, n)
+
     return route
 
 
@@ -437,6 +441,7 @@ def delay_headers(stop: threading.Event, seconds: float = 20.0):
         if stop.wait(seconds):
             return
         ok(b"late")(h, n)
+
     return route
 
 
@@ -455,13 +460,14 @@ def delay_body(stop: threading.Event, data: bytes, seconds: float = 20.0):
         if stop.wait(seconds):
             return
         h.wfile.write(data[10:])
+
     return route
 
 
 def dribble(h, data: bytes, stop: threading.Event, every: float) -> None:
     """`data` one byte at a time, `every` seconds apart (until the test ends)."""
     for i in range(len(data)):
-        h.wfile.write(data[i:i + 1])
+        h.wfile.write(data[i : i + 1])
         h.wfile.flush()
         if stop.wait(every):
             return
@@ -469,9 +475,11 @@ def dribble(h, data: bytes, stop: threading.Event, every: float) -> None:
 
 def trickle(stop: threading.Event, data: bytes, every: float = 0.2):
     """Headers at once, then one byte at a time: each read is quick, the whole body never ends."""
+
     def route(h, n):
         png_headers(h, data)
         dribble(h, data, stop, every)
+
     return route
 
 
@@ -505,37 +513,44 @@ HTML = b"<!doctype html><html><head><title>Not found</title></head><body>nope</b
 
 def test_urls_counts_every_outcome(tmp_path, server):
     assert len(HUGE) > MAX_BYTES and max(len(PNG_A), len(PNG_C), len(JPEG_B)) < MAX_BYTES
-    server.routes.update({
-        "/a.png": ok(PNG_A),
-        "/a-copy.png": ok(PNG_A),
-        "/b.jpg": ok(JPEG_B, "image/jpeg"),
-        "/page.png": ok(HTML, "image/png"),  # lies about its type
-        "/flaky.png": fails_first(1, 503, ok(PNG_C)),
-        "/slow-head.png": delay_headers(server.stop),
-        "/slow-body.png": delay_body(server.stop, PNG_C),
-        "/huge-len.png": ok(HUGE),
-        "/huge-stream.png": ok(HUGE, length=False),
-        "/bird.png": ok(encode(pattern(4))),
-    })  # /missing.png is not a route: 404
+    server.routes.update(
+        {
+            "/a.png": ok(PNG_A),
+            "/a-copy.png": ok(PNG_A),
+            "/b.jpg": ok(JPEG_B, "image/jpeg"),
+            "/page.png": ok(HTML, "image/png"),  # lies about its type
+            "/flaky.png": fails_first(1, 503, ok(PNG_C)),
+            "/slow-head.png": delay_headers(server.stop),
+            "/slow-body.png": delay_body(server.stop, PNG_C),
+            "/huge-len.png": ok(HUGE),
+            "/huge-stream.png": ok(HUGE, length=False),
+            "/bird.png": ok(encode(pattern(4))),
+        }
+    )  # /missing.png is not a route: 404
     u = server.url
-    csv_path = write_list(tmp_path / "urls.csv", [
-        (u("/a.png"), "cat"),
-        (u("/b.jpg"), "dog"),
-        (u("/a-copy.png"), "cat"),
-        (u("/a.png"), "cat"),  # the same URL twice
-        (u("/page.png"), "cat"),
-        (u("/missing.png"), "dog"),
-        (u("/flaky.png"), "dog"),
-        (u("/slow-head.png"), "cat"),
-        (u("/slow-body.png"), "cat"),
-        (u("/huge-len.png"), "dog"),
-        (u("/huge-stream.png"), "dog"),
-        (u("/bird.png"), "bird"),
-        ("file:///etc/passwd", "cat"),
-    ])
+    csv_path = write_list(
+        tmp_path / "urls.csv",
+        [
+            (u("/a.png"), "cat"),
+            (u("/b.jpg"), "dog"),
+            (u("/a-copy.png"), "cat"),
+            (u("/a.png"), "cat"),  # the same URL twice
+            (u("/page.png"), "cat"),
+            (u("/missing.png"), "dog"),
+            (u("/flaky.png"), "dog"),
+            (u("/slow-head.png"), "cat"),
+            (u("/slow-body.png"), "cat"),
+            (u("/huge-len.png"), "dog"),
+            (u("/huge-stream.png"), "dog"),
+            (u("/bird.png"), "bird"),
+            ("file:///etc/passwd", "cat"),
+        ],
+    )
     out = tmp_path / "out"
     out.mkdir()
-    params = section("scrape", source="urls", path=str(csv_path), timeout=1.0, retries=1, workers=8, max_bytes=MAX_BYTES)
+    params = section(
+        "scrape", source="urls", path=str(csv_path), timeout=1.0, retries=1, workers=8, max_bytes=MAX_BYTES
+    )
     start = time.monotonic()
     report = scrape(params, ("cat", "dog"), out)
     elapsed = time.monotonic() - start
@@ -577,16 +592,24 @@ def test_urls_counts_every_outcome(tmp_path, server):
 
 
 def fast_routes(server: Server) -> list[tuple[str, str]]:
-    server.routes.update({
-        "/a.png": ok(PNG_A),
-        "/a-copy.png": ok(PNG_A),
-        "/b.jpg": ok(JPEG_B, "image/jpeg"),
-        "/page.png": ok(HTML, "image/png"),
-        "/flaky.png": fails_first(1, 503, ok(PNG_C)),
-    })
+    server.routes.update(
+        {
+            "/a.png": ok(PNG_A),
+            "/a-copy.png": ok(PNG_A),
+            "/b.jpg": ok(JPEG_B, "image/jpeg"),
+            "/page.png": ok(HTML, "image/png"),
+            "/flaky.png": fails_first(1, 503, ok(PNG_C)),
+        }
+    )
     u = server.url
-    return [(u("/a.png"), "cat"), (u("/b.jpg"), "dog"), (u("/a-copy.png"), "cat"),
-            (u("/page.png"), "cat"), (u("/flaky.png"), "dog"), (u("/missing.png"), "dog")]
+    return [
+        (u("/a.png"), "cat"),
+        (u("/b.jpg"), "dog"),
+        (u("/a-copy.png"), "cat"),
+        (u("/page.png"), "cat"),
+        (u("/flaky.png"), "dog"),
+        (u("/missing.png"), "dog"),
+    ]
 
 
 def test_urls_second_run_uses_the_download_cache(tmp_path, server, private_cache):
@@ -644,8 +667,7 @@ def test_urls_rerun_fetches_only_what_failed(tmp_path, server):
 
 def test_urls_trickling_server_is_cut_off_at_the_timeout(tmp_path, server):
     server.routes.update({"/a.png": ok(PNG_A), "/trickle.png": trickle(server.stop, PNG_C)})
-    csv_path = write_list(tmp_path / "urls.csv", [(server.url("/a.png"), "cat"),
-                                                  (server.url("/trickle.png"), "cat")])
+    csv_path = write_list(tmp_path / "urls.csv", [(server.url("/a.png"), "cat"), (server.url("/trickle.png"), "cat")])
     params = section("scrape", source="urls", path=str(csv_path), timeout=1.0, retries=0)
     result = {}
 
@@ -664,11 +686,14 @@ def test_urls_non_http_schemes_are_refused(tmp_path, server):
     server.routes["/a.png"] = ok(PNG_A)
     local = tmp_path / "local.png"
     local.write_bytes(PNG_C)  # a real image: had it been read, it would show up in the output
-    csv_path = write_list(tmp_path / "urls.csv", [
-        ("file:///etc/passwd", "cat"),
-        (local.as_uri(), "cat"),
-        (server.url("/a.png"), "cat"),
-    ])
+    csv_path = write_list(
+        tmp_path / "urls.csv",
+        [
+            ("file:///etc/passwd", "cat"),
+            (local.as_uri(), "cat"),
+            (server.url("/a.png"), "cat"),
+        ],
+    )
     out = tmp_path / "out"
     out.mkdir()
     report = scrape(section("scrape", source="urls", path=str(csv_path), timeout=1.0, retries=1), ("cat",), out)
@@ -685,13 +710,16 @@ def test_urls_non_http_schemes_are_refused(tmp_path, server):
 
 def header_tarpit(stop: threading.Event, every: float = 0.5):
     """The status line and headers one byte every `every` s: each read is quick, the response never ends."""
+
     def route(h, n):
         dribble(h, b"HTTP/1.1 200 OK\r\nContent-Type: image/png\r\nContent-Length: 10\r\n\r\n", stop, every)
+
     return route
 
 
 def endless_redirect(stop: threading.Event, location: str):
     """A 302 whose body never ends (no Content-Length): a client reading it would never follow it."""
+
     def route(h, n):
         h.send_response(302)
         h.send_header("Location", location)
@@ -699,6 +727,7 @@ def endless_redirect(stop: threading.Event, location: str):
         block = b"<html>" + b"x" * 65530
         while not stop.is_set():
             h.wfile.write(block)
+
     return route
 
 
@@ -722,8 +751,9 @@ def test_urls_header_tarpit_ends_within_timeout_times_attempts(tmp_path, server)
     csv_path = write_list(tmp_path / "urls.csv", [(server.url("/tarpit.png"), "cat"), (server.url("/a.png"), "cat")])
     (tmp_path / "out").mkdir()
     start = time.monotonic()
-    report = scrape(section("scrape", source="urls", path=str(csv_path), timeout=1.0, retries=1),
-                    ("cat",), tmp_path / "out")
+    report = scrape(
+        section("scrape", source="urls", path=str(csv_path), timeout=1.0, retries=1), ("cat",), tmp_path / "out"
+    )
     elapsed = time.monotonic() - start
     assert report["images"] == 1 and report["skipped"] == {"timeout": 1}
     assert server.hits["/tarpit.png"] == 2  # a timeout is worth another try
@@ -742,12 +772,15 @@ def test_urls_dns_lookup_that_never_answers_is_abandoned_at_the_deadline(tmp_pat
 
     monkeypatch.setattr(download, "resolve", hanging)
     server.routes["/a.png"] = ok(PNG_A)
-    csv_path = write_list(tmp_path / "urls.csv", [("http://slow-dns.example/a.png", "cat"), (server.url("/a.png"), "cat")])
+    csv_path = write_list(
+        tmp_path / "urls.csv", [("http://slow-dns.example/a.png", "cat"), (server.url("/a.png"), "cat")]
+    )
     (tmp_path / "out").mkdir()
     start = time.monotonic()
     try:
-        report = scrape(section("scrape", source="urls", path=str(csv_path), timeout=0.5, retries=0),
-                        ("cat",), tmp_path / "out")
+        report = scrape(
+            section("scrape", source="urls", path=str(csv_path), timeout=0.5, retries=0), ("cat",), tmp_path / "out"
+        )
     finally:
         release.set()
     assert time.monotonic() - start < 1.5
@@ -760,8 +793,9 @@ def test_urls_redirect_body_is_never_read(tmp_path, server):
     csv_path = write_list(tmp_path / "urls.csv", [(server.url("/moved"), "cat")])
     (tmp_path / "out").mkdir()
     start = time.monotonic()
-    report = scrape(section("scrape", source="urls", path=str(csv_path), timeout=5.0, retries=0),
-                    ("cat",), tmp_path / "out")
+    report = scrape(
+        section("scrape", source="urls", path=str(csv_path), timeout=5.0, retries=0), ("cat",), tmp_path / "out"
+    )
     assert time.monotonic() - start < 2.0  # followed at once, not after the 5 s deadline
     rows = check_output(tmp_path / "out", report, ("cat",))
     assert [r["source"] for r in rows] == [server.url("/moved")]
@@ -772,15 +806,26 @@ def test_urls_redirect_from_a_public_host_to_loopback_is_refused(tmp_path, serve
     port = server.httpd.server_address[1]
     lookups = public_host(monkeypatch)
     public = lambda path: f"http://public.example:{port}{path}"
-    server.routes.update({
-        "/a.png": ok(PNG_A), "/b.jpg": ok(JPEG_B, "image/jpeg"), "/c.png": ok(PNG_C),
-        "/to-loopback": redirect(server.url("/a.png")),
-        "/to-localhost": redirect(f"http://localhost:{port}/a.png"),
-        "/to-public": redirect(public("/c.png")),
-        "/local-to-local": redirect(server.url("/b.jpg")),  # the user's own host may send them on at home
-    })
-    csv_path = write_list(tmp_path / "urls.csv", [(public("/to-loopback"), "cat"), (public("/to-localhost"), "cat"),
-                                                  (public("/to-public"), "cat"), (server.url("/local-to-local"), "cat")])
+    server.routes.update(
+        {
+            "/a.png": ok(PNG_A),
+            "/b.jpg": ok(JPEG_B, "image/jpeg"),
+            "/c.png": ok(PNG_C),
+            "/to-loopback": redirect(server.url("/a.png")),
+            "/to-localhost": redirect(f"http://localhost:{port}/a.png"),
+            "/to-public": redirect(public("/c.png")),
+            "/local-to-local": redirect(server.url("/b.jpg")),  # the user's own host may send them on at home
+        }
+    )
+    csv_path = write_list(
+        tmp_path / "urls.csv",
+        [
+            (public("/to-loopback"), "cat"),
+            (public("/to-localhost"), "cat"),
+            (public("/to-public"), "cat"),
+            (server.url("/local-to-local"), "cat"),
+        ],
+    )
     out = tmp_path / "out"
     out.mkdir()
     report = scrape(section("scrape", source="urls", path=str(csv_path), timeout=1.0, retries=2), ("cat",), out)
@@ -797,12 +842,21 @@ def test_urls_redirect_from_a_public_host_to_loopback_is_refused(tmp_path, serve
 
 
 def test_urls_redirects_to_other_schemes_and_loops_are_final(tmp_path, server):
-    server.routes.update({"/a.png": ok(PNG_A), "/to-file": redirect("file:///etc/passwd"),
-                          "/to-ftp": redirect("ftp://example.org/a.png"), "/loop": redirect("/loop")})
-    csv_path = write_list(tmp_path / "urls.csv", [(server.url(p), "cat") for p in ("/a.png", "/to-file", "/to-ftp", "/loop")])
+    server.routes.update(
+        {
+            "/a.png": ok(PNG_A),
+            "/to-file": redirect("file:///etc/passwd"),
+            "/to-ftp": redirect("ftp://example.org/a.png"),
+            "/loop": redirect("/loop"),
+        }
+    )
+    csv_path = write_list(
+        tmp_path / "urls.csv", [(server.url(p), "cat") for p in ("/a.png", "/to-file", "/to-ftp", "/loop")]
+    )
     (tmp_path / "out").mkdir()
-    report = scrape(section("scrape", source="urls", path=str(csv_path), timeout=1.0, retries=2),
-                    ("cat",), tmp_path / "out")
+    report = scrape(
+        section("scrape", source="urls", path=str(csv_path), timeout=1.0, retries=2), ("cat",), tmp_path / "out"
+    )
     assert report["skipped"] == {"unsupported_scheme": 2, "too_many_redirects": 1}
     assert server.hits["/to-file"] == server.hits["/to-ftp"] == 1
     assert server.hits["/loop"] == download.MAX_REDIRECTS + 1  # one attempt, never retried
@@ -817,14 +871,16 @@ def test_urls_retry_after_is_honoured_up_to_its_cap(tmp_path, server):
             h.send_header("Retry-After", seconds)
             h.send_header("Content-Length", "0")
             h.end_headers()
+
         return route
 
     server.routes.update({"/busy.png": busy("1", ok(PNG_C)), "/away.png": busy("3600", None), "/a.png": ok(PNG_A)})
     csv_path = write_list(tmp_path / "urls.csv", [(server.url(p), "cat") for p in ("/busy.png", "/away.png", "/a.png")])
     (tmp_path / "out").mkdir()
     start = time.monotonic()
-    report = scrape(section("scrape", source="urls", path=str(csv_path), timeout=1.0, retries=2),
-                    ("cat",), tmp_path / "out")
+    report = scrape(
+        section("scrape", source="urls", path=str(csv_path), timeout=1.0, retries=2), ("cat",), tmp_path / "out"
+    )
     assert time.monotonic() - start < 3.0
     assert report["images"] == 2 and report["skipped"] == {"http_503": 1}
     asked = [t for _, path, t in server.log if path == "/busy.png"]
@@ -844,7 +900,7 @@ def test_urls_tls_failure_is_final(tmp_path, server):
         while not done.is_set() and time.monotonic() < end and len(connections) < 4:
             try:
                 conn, _ = listener.accept()
-            except (socket.timeout, OSError):
+            except (TimeoutError, OSError):
                 continue
             connections.append(conn)
             conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")  # plain text where TLS is expected
@@ -856,8 +912,9 @@ def test_urls_tls_failure_is_final(tmp_path, server):
     csv_path = write_list(tmp_path / "urls.csv", [(tls_url, "cat"), (server.url("/a.png"), "cat")])
     (tmp_path / "out").mkdir()
     try:
-        report = scrape(section("scrape", source="urls", path=str(csv_path), timeout=1.0, retries=3),
-                        ("cat",), tmp_path / "out")
+        report = scrape(
+            section("scrape", source="urls", path=str(csv_path), timeout=1.0, retries=3), ("cat",), tmp_path / "out"
+        )
     finally:
         done.set()
         thread.join(5)
@@ -873,35 +930,62 @@ def test_urls_refused_connection_is_retried_and_named(tmp_path, server):
     port = closed.getsockname()[1]
     closed.close()  # nothing listens there now
     server.routes["/a.png"] = ok(PNG_A)
-    csv_path = write_list(tmp_path / "urls.csv", [(f"http://127.0.0.1:{port}/a.png", "cat"), (server.url("/a.png"), "cat")])
+    csv_path = write_list(
+        tmp_path / "urls.csv", [(f"http://127.0.0.1:{port}/a.png", "cat"), (server.url("/a.png"), "cat")]
+    )
     (tmp_path / "out").mkdir()
     start = time.monotonic()
-    report = scrape(section("scrape", source="urls", path=str(csv_path), timeout=1.0, retries=1),
-                    ("cat",), tmp_path / "out")
+    report = scrape(
+        section("scrape", source="urls", path=str(csv_path), timeout=1.0, retries=1), ("cat",), tmp_path / "out"
+    )
     assert report["skipped"] == {"connection_failed": 1}
     assert "ConnectionRefusedError" in report["skipped_examples"]["connection_failed"]
     assert time.monotonic() - start >= 0.5  # retried after the backoff: the host may come back
 
 
-@pytest.mark.parametrize("address, public", [
-    ("8.8.8.8", True), ("2606:4700:4700::1111", True),
-    ("127.0.0.1", False), ("10.1.2.3", False), ("172.16.0.1", False), ("192.168.1.1", False),
-    ("169.254.169.254", False), ("100.64.0.1", False), ("0.0.0.0", False), ("224.0.0.1", False),
-    ("240.0.0.1", False), ("255.255.255.255", False), ("::1", False), ("fe80::1%2", False), ("fc00::1", False),
-    ("ff02::1", False), ("::ffff:127.0.0.1", False), ("::", False),
-])
+@pytest.mark.parametrize(
+    "address, public",
+    [
+        ("8.8.8.8", True),
+        ("2606:4700:4700::1111", True),
+        ("127.0.0.1", False),
+        ("10.1.2.3", False),
+        ("172.16.0.1", False),
+        ("192.168.1.1", False),
+        ("169.254.169.254", False),
+        ("100.64.0.1", False),
+        ("0.0.0.0", False),
+        ("224.0.0.1", False),
+        ("240.0.0.1", False),
+        ("255.255.255.255", False),
+        ("::1", False),
+        ("fe80::1%2", False),
+        ("fc00::1", False),
+        ("ff02::1", False),
+        ("::ffff:127.0.0.1", False),
+        ("::", False),
+    ],
+)
 def test_only_globally_routable_addresses_count_as_public(address, public):
     assert download.is_public(address) is public
 
 
 def test_urls_path_traversal_rows_write_nothing_outside_cache_and_output(tmp_path, server, private_cache):
     server.routes.update({"/../../escape.png": ok(PNG_A), "/%2e%2e/%2e%2e/escape.png": ok(PNG_C)})
-    csv_path = write_list(tmp_path / "urls.csv", [
-        (server.url("/../../escape.png"), "cat"), (server.url("/%2e%2e/%2e%2e/escape.png"), "cat"),
-        ("../../escape.png", "cat"), ("/etc/passwd", "cat")])
+    csv_path = write_list(
+        tmp_path / "urls.csv",
+        [
+            (server.url("/../../escape.png"), "cat"),
+            (server.url("/%2e%2e/%2e%2e/escape.png"), "cat"),
+            ("../../escape.png", "cat"),
+            ("/etc/passwd", "cat"),
+        ],
+    )
     out = tmp_path / "out"
     out.mkdir()
-    before = {p for p in tmp_path.parent.rglob("*") if not p.is_relative_to(private_cache) and not p.is_relative_to(out)}
+    before = {
+        p for p in tmp_path.parent.rglob("*") if not p.is_relative_to(private_cache) and not p.is_relative_to(out)
+    }
     report = scrape(section("scrape", source="urls", path=str(csv_path), timeout=1.0, retries=0), ("cat",), out)
     after = {p for p in tmp_path.parent.rglob("*") if not p.is_relative_to(private_cache) and not p.is_relative_to(out)}
     assert after == before  # nothing appeared outside the cache and the output
@@ -966,8 +1050,9 @@ def test_urls_memory_stays_flat_in_the_number_of_rows(tmp_path, server, rows):
     (tmp_path / "out").mkdir()
     tracemalloc.start()
     try:
-        report = scrape(section("scrape", source="urls", path=str(csv_path), timeout=5.0, retries=0),
-                        ("cat",), tmp_path / "out")
+        report = scrape(
+            section("scrape", source="urls", path=str(csv_path), timeout=5.0, retries=0), ("cat",), tmp_path / "out"
+        )
         peak = tracemalloc.get_traced_memory()[1]
     finally:
         tracemalloc.stop()
@@ -977,6 +1062,7 @@ def test_urls_memory_stays_flat_in_the_number_of_rows(tmp_path, server, rows):
 
 def flat_png(width: int, height: int) -> bytes:
     """A black RGB PNG written row by row (never the whole image in memory): tiny file, huge image."""
+
     def chunk(kind: bytes, data: bytes) -> bytes:
         return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
 
@@ -1002,8 +1088,10 @@ def test_urls_small_file_with_too_many_pixels_is_refused_before_decoding(tmp_pat
     assert params.max_pixels == 40_000_000  # params.yaml's default
     report = scrape(params, ("cat",), tmp_path / "out")
     assert report["images"] == 1 and report["skipped"] == {"too_many_pixels": 1}
-    assert "10000x5000 = 50,000,000 pixels, more than scrape.max_pixels = 40,000,000" in \
-        report["skipped_examples"]["too_many_pixels"]
+    assert (
+        "10000x5000 = 50,000,000 pixels, more than scrape.max_pixels = 40,000,000"
+        in report["skipped_examples"]["too_many_pixels"]
+    )
     assert (10000, 5000) not in decoded  # refused from the header: the 150 MB were never allocated
 
 
@@ -1034,8 +1122,9 @@ def test_only_the_listed_formats_are_opened(tmp_path, monkeypatch):
     root, out = tmp_path / "src", tmp_path / "out"
     (root / "cat").mkdir(parents=True)
     out.mkdir()
-    for i, (fmt, kw) in enumerate([("PNG", {}), ("JPEG", {"quality": 95}), ("WEBP", {"lossless": True}),
-                                   ("BMP", {}), ("TIFF", {})]):
+    for i, (fmt, kw) in enumerate(
+        [("PNG", {}), ("JPEG", {"quality": 95}), ("WEBP", {"lossless": True}), ("BMP", {}), ("TIFF", {})]
+    ):
         pattern(20 + i).save(root / "cat" / f"{i}.{fmt.lower()}", format=fmt, **kw)
     red, blue = Image.new("RGB", (16, 16), (255, 0, 0)), Image.new("RGB", (16, 16), (0, 0, 255))
     red.save(root / "cat" / "anim.gif", save_all=True, append_images=[blue], duration=100)
@@ -1109,8 +1198,7 @@ def test_urls_missing_list_file(tmp_path):
 
 def test_urls_class_with_only_failed_downloads_names_the_class(tmp_path, server):
     server.routes["/a.png"] = ok(PNG_A)
-    csv_path = write_list(tmp_path / "urls.csv", [(server.url("/a.png"), "cat"),
-                                                  (server.url("/gone.png"), "dog")])
+    csv_path = write_list(tmp_path / "urls.csv", [(server.url("/a.png"), "cat"), (server.url("/gone.png"), "dog")])
     out = tmp_path / "out"
     out.mkdir()
     with pytest.raises(DiffaugError) as e:
@@ -1127,8 +1215,9 @@ def run_stage(cwd: Path, classes: list[str], path: Path) -> subprocess.Completed
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join([str(SRC)] + ([env["PYTHONPATH"]] if env.get("PYTHONPATH") else []))
     env["DIFFAUG_CACHE"] = str(cwd / "cache")
-    return subprocess.run([sys.executable, "-m", "diffaug.stages.scrape"], cwd=cwd, env=env,
-                          capture_output=True, text=True, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "diffaug.stages.scrape"], cwd=cwd, env=env, capture_output=True, text=True, timeout=120
+    )
 
 
 def check_failed_run(work: Path, code, stderr: str, cls: str) -> None:

@@ -1,4 +1,5 @@
 """The `search` scrape source against a 127.0.0.1 server playing Bing's result pages and the image hosts."""
+
 from __future__ import annotations
 
 import html
@@ -7,6 +8,7 @@ import time
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
+from test_scrape import Server, check_output, encode, ok, redirect, status
 
 from diffaug.data import download
 from diffaug.data import search as search_module
@@ -15,7 +17,6 @@ from diffaug.data.scrape import scrape
 from diffaug.data.search import parse_bing
 from diffaug.errors import DiffaugError
 from helpers import params_file, pattern, section
-from test_scrape import Server, check_output, encode, ok, redirect, status
 
 # Result pages are written by strangers, so image URLs must lead to public addresses. The test's image host
 # plays a public one: the resolver hook sends its name to 127.0.0.1 and calls it public; the search engine's
@@ -29,7 +30,8 @@ def result_page(hits: list[tuple[str, str]]) -> bytes:
         f'<li><div class="imgpt"><a class="iusc" href="/images/search?view=detailV2" '
         f'm="{html.escape(json.dumps({"cid": str(i), "purl": page, "murl": image, "t": "a title"}))}">'
         f'<img src="/th?id=OIP.{i}"/></a></div></li>'
-        for i, (image, page) in enumerate(hits))
+        for i, (image, page) in enumerate(hits)
+    )
     return f'<html><body><ul class="dgControl_list">{items}<a m="not json">x</a></ul></body></html>'.encode()
 
 
@@ -48,7 +50,7 @@ class Routes(dict):
         q = parse_qs(parts.query)
         hits = self.results.get(q["q"][0], [])
         first, count = int(q["first"][0]), int(q["count"][0])
-        hits = hits[first:first + count] or hits[-count:]  # past the end Bing repeats its last page
+        hits = hits[first : first + count] or hits[-count:]  # past the end Bing repeats its last page
         return ok(result_page(hits), "text/html")
 
 
@@ -59,8 +61,11 @@ def web(monkeypatch, tmp_path):
     s = Server()
     s.routes = Routes(s)
     real = download.resolve
-    monkeypatch.setattr(download, "resolve", lambda host, port: [Address("127.0.0.1", public=True)]
-                        if host == IMAGE_HOST else real(host, port))
+    monkeypatch.setattr(
+        download,
+        "resolve",
+        lambda host, port: [Address("127.0.0.1", public=True)] if host == IMAGE_HOST else real(host, port),
+    )
     s.image_url = lambda path: f"http://{IMAGE_HOST}:{s.httpd.server_address[1]}{path}"
     yield s
     s.close()
@@ -74,14 +79,28 @@ def setup_web(web: Server) -> None:
     u = web.image_url
     web.routes.update({f"/cat/{i}.png": ok(d) for i, d in enumerate(CAT)})
     web.routes.update({f"/dog/{i}.jpg": ok(d, "image/jpeg") for i, d in enumerate(DOG)})
-    web.routes.update({"/cat/copy.png": ok(CAT[0]), "/cat/page.png": ok(b"<html>login</html>", "text/html"),
-                       "/cat/half.png": ok(CAT[1][: len(CAT[1]) // 2]), "/cat/gone.png": status(404)})
+    web.routes.update(
+        {
+            "/cat/copy.png": ok(CAT[0]),
+            "/cat/page.png": ok(b"<html>login</html>", "text/html"),
+            "/cat/half.png": ok(CAT[1][: len(CAT[1]) // 2]),
+            "/cat/gone.png": status(404),
+        }
+    )
     page = lambda n: web.url(f"/pages/{n}.html")  # never fetched
     web.routes.results = {
-        "cat photo": [(u("/cat/0.png"), page(0)), (u("/cat/gone.png"), page(1)), (u("/cat/copy.png"), page(2)),
-                      (u("/cat/page.png"), page(3)), (u("/cat/0.png"), page(4)),  # the same URL listed twice
-                      (u("/cat/half.png"), page(5)), (u("/cat/1.png"), page(6)), (u("/cat/2.png"), page(7)),
-                      (u("/cat/3.png"), page(8)), (u("/cat/4.png"), page(9))],
+        "cat photo": [
+            (u("/cat/0.png"), page(0)),
+            (u("/cat/gone.png"), page(1)),
+            (u("/cat/copy.png"), page(2)),
+            (u("/cat/page.png"), page(3)),
+            (u("/cat/0.png"), page(4)),  # the same URL listed twice
+            (u("/cat/half.png"), page(5)),
+            (u("/cat/1.png"), page(6)),
+            (u("/cat/2.png"), page(7)),
+            (u("/cat/3.png"), page(8)),
+            (u("/cat/4.png"), page(9)),
+        ],
         # dog: the first query runs dry after one image, the second query fills up; it also
         # returns a cat image, which belongs to `cat` already (first class wins).
         "dog photo": [(u("/dog/0.jpg"), page(20))],
@@ -90,15 +109,25 @@ def setup_web(web: Server) -> None:
 
 
 def params(web: Server, **kw):
-    base = dict(source="search", endpoint=web.url("/images/async"), queries=["{} photo", "a {}"], per_class=3,
-                delay=0.0, timeout=2.0, retries=0, workers=4)
+    base = dict(
+        source="search",
+        endpoint=web.url("/images/async"),
+        queries=["{} photo", "a {}"],
+        per_class=3,
+        delay=0.0,
+        timeout=2.0,
+        retries=0,
+        workers=4,
+    )
     return section("scrape", **{**base, **kw})
 
 
 def test_parse_bing_reads_image_and_page_urls():
     page = result_page([("https://img.example/a.jpg?x=1&y=2", "https://site.example/p"), ("https://i/b.png", "")])
     assert [(h.image_url, h.page_url) for h in parse_bing(page)] == [
-        ("https://img.example/a.jpg?x=1&y=2", "https://site.example/p"), ("https://i/b.png", "")]
+        ("https://img.example/a.jpg?x=1&y=2", "https://site.example/p"),
+        ("https://i/b.png", ""),
+    ]
     assert parse_bing(b"<html>no results</html>") == []
 
 
@@ -113,7 +142,8 @@ def test_search_collects_per_class_valid_unique_images_with_provenance(web, tmp_
     # the second listing of 0.png is not fetched again and 3.png, 4.png are never needed.
     assert [r["source"] for r in rows if r["class"] == "cat"] == sorted(
         [web.image_url("/cat/0.png"), web.image_url("/cat/1.png"), web.image_url("/cat/2.png")],
-        key=lambda s: next(r["file"] for r in rows if r["source"] == s))
+        key=lambda s: next(r["file"] for r in rows if r["source"] == s),
+    )
     assert web.hits["/cat/3.png"] == web.hits["/cat/4.png"] == 0
     assert report["skipped"] == {"http_404": 1, "duplicate": 2, "not_an_image": 2}
     by_src = {r["source"]: r for r in rows}
@@ -136,7 +166,10 @@ def test_search_resumes_from_the_cache_without_any_request(web, tmp_path):
     # Pages and images come from $DIFFAUG_CACHE; only the failed link and the cached bodies that are no
     # image (an HTML page, a truncated PNG) are asked for again.
     assert {p: n - before.get(p, 0) for p, n in web.hits.items() if n != before.get(p, 0)} == {
-        "/cat/gone.png": 1, "/cat/page.png": 1, "/cat/half.png": 1}
+        "/cat/gone.png": 1,
+        "/cat/page.png": 1,
+        "/cat/half.png": 1,
+    }
     assert first == second
     files = lambda o: {p.relative_to(o).as_posix(): p.read_bytes() for p in o.rglob("*") if p.is_file()}
     assert files(outs[0]) == files(outs[1])
@@ -165,13 +198,16 @@ def test_search_engine_unreachable_names_the_class(web, tmp_path):
     assert "'cat'" in str(e.value) and "search_failed" in str(e.value) and "404" in str(e.value)
 
 
-@pytest.mark.parametrize("scrape, key", [
-    ({"source": "search", "engine": "altavista"}, "scrape.engine"),
-    ({"source": "search", "queries": ["photos"]}, "scrape.queries"),
-    ({"source": "search", "per_class": 0}, "scrape.per_class"),
-    ({"source": "search", "licence": "mine"}, "scrape.licence"),
-    ({"source": "search", "delay": -1.0}, "scrape.delay"),
-])
+@pytest.mark.parametrize(
+    "scrape, key",
+    [
+        ({"source": "search", "engine": "altavista"}, "scrape.engine"),
+        ({"source": "search", "queries": ["photos"]}, "scrape.queries"),
+        ({"source": "search", "per_class": 0}, "scrape.per_class"),
+        ({"source": "search", "licence": "mine"}, "scrape.licence"),
+        ({"source": "search", "delay": -1.0}, "scrape.delay"),
+    ],
+)
 def test_search_params_are_checked(tmp_path, scrape, key):
     from diffaug.config import ParamsError, load_params
 
@@ -193,14 +229,23 @@ def test_search_page_without_results_is_reported_and_not_cached(web, tmp_path):
 def test_search_results_cannot_point_at_the_users_network(web, tmp_path):
     """A result page may list loopback addresses, or a public host redirecting there: all refused, unfetched."""
     port = web.httpd.server_address[1]
-    web.routes.update({"/cat/0.png": ok(CAT[0]), "/cat/1.png": ok(CAT[1]), "/cat/2.png": ok(CAT[2]),
-                       "/cat/3.png": ok(CAT[3]), "/go-home": redirect(web.url("/cat/1.png"))})
-    web.routes.results = {"cat photo": [
-        (web.url("/cat/0.png"), ""),  # 127.0.0.1 itself
-        (web.image_url("/go-home"), ""),  # a public host's 302 to 127.0.0.1
-        (f"http://localhost:{port}/cat/2.png", ""),  # a name that resolves to loopback
-        (web.image_url("/cat/3.png"), ""),
-    ]}
+    web.routes.update(
+        {
+            "/cat/0.png": ok(CAT[0]),
+            "/cat/1.png": ok(CAT[1]),
+            "/cat/2.png": ok(CAT[2]),
+            "/cat/3.png": ok(CAT[3]),
+            "/go-home": redirect(web.url("/cat/1.png")),
+        }
+    )
+    web.routes.results = {
+        "cat photo": [
+            (web.url("/cat/0.png"), ""),  # 127.0.0.1 itself
+            (web.image_url("/go-home"), ""),  # a public host's 302 to 127.0.0.1
+            (f"http://localhost:{port}/cat/2.png", ""),  # a name that resolves to loopback
+            (web.image_url("/cat/3.png"), ""),
+        ]
+    }
     out = tmp_path / "out"
     out.mkdir()
     report = scrape(params(web, per_class=1, queries=["{} photo"], retries=2), ("cat",), out)

@@ -1,15 +1,15 @@
 """split: seeded per-class counts, and no near-duplicate of a test image in d_original."""
+
 from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image, ImageEnhance
 
-from diffaug.rules import imbalance_sizes
 from diffaug.data.images import hamming_matrix, phash
 from diffaug.data.split import draw_pool, split
 from diffaug.errors import DiffaugError
-
+from diffaug.rules import imbalance_sizes
 from helpers import pattern, section
 
 
@@ -76,8 +76,9 @@ def test_imbalance_makes_a_long_tail_of_the_balanced_split(tmp_path):
     and each class's d_original is a part of the balanced one."""
     raw, rows = make_raw(tmp_path, twins=False)
     balanced = split(raw, rows, ("cat", "dog"), section("split", original_per_class=8, test_per_class=4))
-    long_tail = split(raw, rows, ("cat", "dog"), section("split", original_per_class=8, test_per_class=4,
-                                                         imbalance=0.25))
+    long_tail = split(
+        raw, rows, ("cat", "dog"), section("split", original_per_class=8, test_per_class=4, imbalance=0.25)
+    )
     assert {c: len(v) for c, v in long_tail[0].items()} == {"cat": 8, "dog": 2}
     assert long_tail[1] == balanced[1] and set(long_tail[0]["dog"]) <= set(balanced[0]["dog"])
     assert imbalance_sizes(section("split", imbalance=0.1), 120, 10) == [120, 93, 72, 56, 43, 33, 26, 20, 15, 12]
@@ -115,5 +116,7 @@ def test_pool_leaves_original_and_test_alone(tmp_path):
     pool, report = draw_pool(raw, rows, ("cat", "dog"), section("split", **base, pool_per_class=2), *with_pool[:2])
     assert report["pool_per_class"] == {"cat": 2, "dog": 2}
     empty = draw_pool(raw, rows, ("cat", "dog"), section("split", **base, pool_per_class=0), *without[:2])
-    assert empty == ({"cat": [], "dog": []},
-                     {"pool_per_class": {"cat": 0, "dog": 0}, "pool_near_duplicates_removed": 0})
+    assert empty == (
+        {"cat": [], "dog": []},
+        {"pool_per_class": {"cat": 0, "dog": 0}, "pool_near_duplicates_removed": 0},
+    )

@@ -1,4 +1,5 @@
 """`python -m diffaug.study`: the grid it queues, and a real queue run in a throwaway git + DVC repo."""
+
 from __future__ import annotations
 
 import json
@@ -25,7 +26,9 @@ def experiments(sweeps) -> list[tuple]:
 
 
 def test_grid_has_the_baseline_once_and_no_empty_mixes():
-    runs = experiments(grid(("vanilla", "dreambooth"), (0.0, 0.5, 1.0, 0.5), (("scratch", 200), ("frozen", 20)), (0, 1)))
+    runs = experiments(
+        grid(("vanilla", "dreambooth"), (0.0, 0.5, 1.0, 0.5), (("scratch", 200), ("frozen", 20)), (0, 1))
+    )
     assert len(runs) == len(set(runs)) == 2 * 2 * (2 + 2 * 2)  # regimes x seeds x (none: 0, .5; 2 sources: .5, 1)
     assert Counter(r[0] for r in runs) == {"none": 8, "vanilla": 8, "dreambooth": 8}
     assert all(p < 1.0 for s, p, *_ in runs if s == "none")  # p = 1 would keep no real image
@@ -34,13 +37,24 @@ def test_grid_has_the_baseline_once_and_no_empty_mixes():
     sweeps = grid(("vanilla",), (0.0, 1.0), (("scratch", 200),), (0, 1), randaugment=True)
     extra = [s for s in sweeps if s.augment == "randaugment"]
     assert [(s.source, s.p, s.seed) for s in extra] == [("none", (0.0,), 0), ("none", (0.0,), 1)]
-    assert "train.augment=randaugment" in extra[0].args() and all("train.augment" not in a
-                                                                  for s in sweeps if not s.augment for a in s.args())
+    assert "train.augment=randaugment" in extra[0].args() and all(
+        "train.augment" not in a for s in sweeps if not s.augment for a in s.args()
+    )
 
 
 def test_dry_run_prints_typed_overrides(tmp_path, monkeypatch, capsys):
-    params_file(tmp_path, study={"sources": ["vanilla"], "p": [0.0, 1], "regimes": {"finetune": 20, "scratch": None},
-                                 "seeds": [3], "randaugment": False, "real_per_class": [], "add_per_class": []})
+    params_file(
+        tmp_path,
+        study={
+            "sources": ["vanilla"],
+            "p": [0.0, 1],
+            "regimes": {"finetune": 20, "scratch": None},
+            "seeds": [3],
+            "randaugment": False,
+            "real_per_class": [],
+            "add_per_class": [],
+        },
+    )
     monkeypatch.chdir(tmp_path)
     main(["--dry-run"])
     lines = capsys.readouterr().out.splitlines()
@@ -67,27 +81,54 @@ def test_a_step_budget_needs_steps_for_every_regime(tmp_path, monkeypatch):
 
 
 def test_grid_adds_the_yardstick_and_few_shot_points():
-    sweeps = grid(("vanilla", "img2img"), (0.0, 1.0), (("scratch", None),), (0, 1), real_per_class=(10, 2, 5),
-                  add_per_class=(5, 3))
+    sweeps = grid(
+        ("vanilla", "img2img"),
+        (0.0, 1.0),
+        (("scratch", None),),
+        (0, 1),
+        real_per_class=(10, 2, 5),
+        add_per_class=(5, 3),
+    )
     small = [(s.source, s.p, s.n_per_class, s.mode, s.seed) for s in sweeps if s.n_per_class is not None]
     # per seed: only original at k = 2, 3, 5, 10 (3: the few-shot point's own real images), then each
     # source at k = 3 and 5 with as many synthetic images as real ones
-    assert small == [(src, p, k, mode, seed) for seed in (0, 1) for src, p, k, mode in
-                     [("none", (0.0,), k, None) for k in (2, 3, 5, 10)]
-                     + [(s, (1.0,), k, "add") for k in (3, 5) for s in ("vanilla", "img2img")]]
+    assert small == [
+        (src, p, k, mode, seed)
+        for seed in (0, 1)
+        for src, p, k, mode in [("none", (0.0,), k, None) for k in (2, 3, 5, 10)]
+        + [(s, (1.0,), k, "add") for k in (3, 5) for s in ("vanilla", "img2img")]
+    ]
     add = next(s for s in sweeps if s.mode == "add")
-    assert add.sets(1.0) == {"mix.source": "vanilla", "mix.p": 1.0, "train.regime": "scratch", "train.seed": 0,
-                             "mix.seed": 0, "mix.n_per_class": 3, "mix.mode": "add"}
+    assert add.sets(1.0) == {
+        "mix.source": "vanilla",
+        "mix.p": 1.0,
+        "train.regime": "scratch",
+        "train.seed": 0,
+        "mix.seed": 0,
+        "mix.n_per_class": 3,
+        "mix.mode": "add",
+    }
     none = next(s for s in sweeps if s.n_per_class == 2)
     assert "-S mix.n_per_class=2" in " ".join(none.args()) and "mix.mode" not in " ".join(none.args())
-    assert grid(("vanilla",), (0.0, 1.0), (("scratch", None),), (0,)) == \
-        grid(("vanilla",), (0.0, 1.0), (("scratch", None),), (0,), real_per_class=(), add_per_class=())
+    assert grid(("vanilla",), (0.0, 1.0), (("scratch", None),), (0,)) == grid(
+        ("vanilla",), (0.0, 1.0), (("scratch", None),), (0,), real_per_class=(), add_per_class=()
+    )
 
 
 def test_dry_run_lists_the_yardstick_points(tmp_path, monkeypatch, capsys):
-    params_file(tmp_path, study={"sources": ["vanilla"], "p": [0.0], "regimes": {"scratch": None}, "seeds": [1],
-                                 "randaugment": False, "real_per_class": [2], "add_per_class": [5]},
-                split={"pool_per_class": 5})
+    params_file(
+        tmp_path,
+        study={
+            "sources": ["vanilla"],
+            "p": [0.0],
+            "regimes": {"scratch": None},
+            "seeds": [1],
+            "randaugment": False,
+            "real_per_class": [2],
+            "add_per_class": [5],
+        },
+        split={"pool_per_class": 5},
+    )
     monkeypatch.chdir(tmp_path)
     main(["--dry-run"])
     assert capsys.readouterr().out.splitlines() == [
@@ -108,8 +149,17 @@ def test_dry_run_lists_the_yardstick_points(tmp_path, monkeypatch, capsys):
 def test_an_impossible_yardstick_size_fails_before_queueing(tmp_path, monkeypatch):
     from diffaug.config import ParamsError
 
-    params_file(tmp_path, study={"sources": ["vanilla"], "p": [0.0], "regimes": {"scratch": None}, "seeds": [0],
-                                 "real_per_class": [100000], "add_per_class": []})
+    params_file(
+        tmp_path,
+        study={
+            "sources": ["vanilla"],
+            "p": [0.0],
+            "regimes": {"scratch": None},
+            "seeds": [0],
+            "real_per_class": [100000],
+            "add_per_class": [],
+        },
+    )
     monkeypatch.chdir(tmp_path)
     with pytest.raises(ParamsError, match="mix.n_per_class=100000 .*would fail"):
         main(["--dry-run"])
@@ -133,27 +183,61 @@ def test_study_queues_runs_and_reports_in_a_real_repo(tmp_path):
     """About 30 s: a one-stage pipeline, five experiments, one of which (RandAugment) fails on purpose."""
     repo = tmp_path / "repo"
     (repo / "src" / "diffaug").mkdir(parents=True)
-    params_file(repo, mix={"source": "none", "p": 0.0, "seed": 0},
-                train={"regime": "scratch", "epochs": 1, "seed": 0, "augment": "standard"},
-                study={"sources": ["vanilla"], "p": [0.0, 0.5, 1.0], "regimes": {"frozen": 2}, "seeds": [0], "jobs": 2,
-                       "real_per_class": [], "add_per_class": []})
+    params_file(
+        repo,
+        mix={"source": "none", "p": 0.0, "seed": 0},
+        train={"regime": "scratch", "epochs": 1, "seed": 0, "augment": "standard"},
+        study={
+            "sources": ["vanilla"],
+            "p": [0.0, 0.5, 1.0],
+            "regimes": {"frozen": 2},
+            "seeds": [0],
+            "jobs": 2,
+            "real_per_class": [],
+            "add_per_class": [],
+        },
+    )
     (repo / "train.py").write_text(TRAIN)
     # The report module of this repo: what `python -m diffaug.report` would read, saved as a file.
     (repo / "src" / "diffaug" / "report.py").write_text(REPORT)
-    (repo / "dvc.yaml").write_text(yaml.safe_dump({"stages": {"train": {
-        "cmd": "python train.py", "deps": ["train.py"], "params": ["mix", "train"],
-        "metrics": [{"metrics.json": {"cache": False}}]}}}))
+    (repo / "dvc.yaml").write_text(
+        yaml.safe_dump(
+            {
+                "stages": {
+                    "train": {
+                        "cmd": "python train.py",
+                        "deps": ["train.py"],
+                        "params": ["mix", "train"],
+                        "metrics": [{"metrics.json": {"cache": False}}],
+                    }
+                }
+            }
+        )
+    )
     # diffaug.report resolves to the repo's own module first, the study to the code under test.
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(repo / "src"), str(SRC)]), DVC_NO_ANALYTICS="1",
-               GIT_AUTHOR_NAME="t", GIT_AUTHOR_EMAIL="t@example.com", GIT_COMMITTER_NAME="t",
-               GIT_COMMITTER_EMAIL="t@example.com")
+    env = dict(
+        os.environ,
+        PYTHONPATH=os.pathsep.join([str(repo / "src"), str(SRC)]),
+        DVC_NO_ANALYTICS="1",
+        GIT_AUTHOR_NAME="t",
+        GIT_AUTHOR_EMAIL="t@example.com",
+        GIT_COMMITTER_NAME="t",
+        GIT_COMMITTER_EMAIL="t@example.com",
+    )
     (repo / "src" / "diffaug" / "__init__.py").write_text(
-        "from pkgutil import extend_path\n__path__ = extend_path(__path__, __name__)\n")
+        "from pkgutil import extend_path\n__path__ = extend_path(__path__, __name__)\n"
+    )
     for cmd in (["git", "init", "-q"], ["dvc", "init", "-q"], ["git", "add", "-A"], ["git", "commit", "-qm", "tiny"]):
         subprocess.run(cmd, cwd=repo, env=env, check=True, capture_output=True)
 
-    proc = subprocess.run([sys.executable, "-m", "diffaug.study", "--sources", "vanilla"], cwd=repo,
-                          env=env, capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        [sys.executable, "-m", "diffaug.study", "--sources", "vanilla"],
+        cwd=repo,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     # The RandAugment baseline was queued and fails in this repo: the study names it and says where
     # the log is, in one line.
     assert proc.returncode == 2, proc.stderr
@@ -180,26 +264,46 @@ def test_study_queues_runs_and_reports_in_a_real_repo(tmp_path):
 
     # A second study in the same repo runs every experiment: the first left no `queue stop` behind that
     # would stop the next worker after one experiment.
-    proc = subprocess.run([sys.executable, "-m", "diffaug.study", "--sources", "vanilla", "--p", "0.5", "--seeds", "1",
-                           "--no-randaugment", "--no-report"], cwd=repo, env=env, capture_output=True, text=True,
-                          timeout=300)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "diffaug.study",
+            "--sources",
+            "vanilla",
+            "--p",
+            "0.5",
+            "--seeds",
+            "1",
+            "--no-randaugment",
+            "--no-report",
+        ],
+        cwd=repo,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stderr
     assert "2 experiments succeeded" in proc.stderr
 
 
-@pytest.mark.parametrize("study, key", [
-    ({"sources": ["none"]}, "study.sources"),
-    ({"p": [0.5, 1.5]}, "study.p"),
-    ({"regimes": {"scratch": 0}}, "study.regimes.scratch"),
-    ({"regimes": {"linear": 5}}, "study.regimes"),
-    ({"regimes": ["scratch"]}, "study.regimes"),
-    ({"seeds": []}, "study.seeds"),
-    ({"jobs": 0}, "study.jobs"),
-    ({"randaugment": "yes"}, "study.randaugment"),
-    ({"real_per_class": [0]}, "study.real_per_class"),
-    ({"add_per_class": "5"}, "study.add_per_class"),
-    ({"grid": 1}, "study.grid"),
-])
+@pytest.mark.parametrize(
+    "study, key",
+    [
+        ({"sources": ["none"]}, "study.sources"),
+        ({"p": [0.5, 1.5]}, "study.p"),
+        ({"regimes": {"scratch": 0}}, "study.regimes.scratch"),
+        ({"regimes": {"linear": 5}}, "study.regimes"),
+        ({"regimes": ["scratch"]}, "study.regimes"),
+        ({"seeds": []}, "study.seeds"),
+        ({"jobs": 0}, "study.jobs"),
+        ({"randaugment": "yes"}, "study.randaugment"),
+        ({"real_per_class": [0]}, "study.real_per_class"),
+        ({"add_per_class": "5"}, "study.add_per_class"),
+        ({"grid": 1}, "study.grid"),
+    ],
+)
 def test_study_params_are_checked(tmp_path, study, key):
     from diffaug.config import ParamsError, load_params
 
@@ -226,11 +330,14 @@ def test_wait_reads_the_queue_and_gives_up_without_workers(monkeypatch):
     with pytest.raises(DiffaugError, match="no worker left with 1 experiments"):
         study.wait(["spiry-grot", "aided-coat", "sharp-mako"], poll=0.0)
     assert len(seen) == 5 and seen[0] == ("queue", "status")
-    monkeypatch.setattr(study, "dvc", lambda *a, **k: STATUS.format(1).replace("Queued", "Running ").replace(
-        "Running ", "Success"))
+    monkeypatch.setattr(
+        study, "dvc", lambda *a, **k: STATUS.format(1).replace("Queued", "Running ").replace("Running ", "Success")
+    )
     assert study.wait(["spiry-grot", "aided-coat", "sharp-mako"], poll=0.0) == {
-        "spiry-grot": ("6b373af", "Success"), "aided-coat": ("119a9a7", "Success"),
-        "sharp-mako": ("75a2dcd", "Failed")}
+        "spiry-grot": ("6b373af", "Success"),
+        "aided-coat": ("119a9a7", "Success"),
+        "sharp-mako": ("75a2dcd", "Failed"),
+    }
 
 
 def test_every_experiment_of_the_default_study_has_valid_params(monkeypatch, capsys):
@@ -249,8 +356,15 @@ def test_every_experiment_of_the_default_study_has_valid_params(monkeypatch, cap
     # 3 seeds x (none at 4 p, 5 sources at 4 p, RandAugment, none at k = 1, 2, 4, 8, 5 sources and the pool at
     # k = 4 in add mode)
     assert len(points) == 3 * (25 + 4 + 6)
-    assert {pt["mix.source"] for pt in points} == {"none", "vanilla", "dreambooth", "textual_inversion", "img2img",
-                                                   "vanilla_filtered", "pool"}
+    assert {pt["mix.source"] for pt in points} == {
+        "none",
+        "vanilla",
+        "dreambooth",
+        "textual_inversion",
+        "img2img",
+        "vanilla_filtered",
+        "pool",
+    }
     for point in points:
         params = parse_params(with_sets(raw, point))
         assert params.train.seed == params.mix.seed == point["train.seed"]

@@ -1,4 +1,5 @@
 """The built-in tiny base model: a real SD pipeline, trained deterministically, with its own tokenizer."""
+
 import hashlib
 from pathlib import Path
 
@@ -14,8 +15,11 @@ SMALL = dict(n_images=64, vae_steps=3, vae_batch=8, unet_steps=3, unet_batch=8)
 
 
 def files_digest(folder: Path) -> dict:
-    return {p.relative_to(folder).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(folder.rglob("*")) if p.is_file()}
+    return {
+        p.relative_to(folder).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(folder.rglob("*"))
+        if p.is_file()
+    }
 
 
 def test_pretrain_is_deterministic_and_loads_as_a_pipeline(tmp_path):
@@ -28,7 +32,9 @@ def test_pretrain_is_deterministic_and_loads_as_a_pipeline(tmp_path):
     assert a["params"]["unet"] > 100_000
     pipe = StableDiffusionPipeline.from_pretrained(tmp_path / "a", use_safetensors=True)
     pipe.set_progress_bar_config(disable=True)
-    image = pipe("a photo of the digit seven", num_inference_steps=2, generator=torch.Generator().manual_seed(0)).images[0]
+    image = pipe(
+        "a photo of the digit seven", num_inference_steps=2, generator=torch.Generator().manual_seed(0)
+    ).images[0]
     assert image.size == (32, 32)
 
 

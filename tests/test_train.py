@@ -8,20 +8,21 @@ import pytest
 import torch
 from torchvision.models import resnet18
 
-from helpers import REPO, section
 from diffaug.classify.data import Augment
 from diffaug.classify.evaluate import score
 from diffaug.classify.model import build_model, imagenet_weights_path, use_small_stem
 from diffaug.classify.train import budget, epoch_batches, fit, predict, seed_everything, step_batches
 from diffaug.device import autocast_dtype, pick_device
 from diffaug.errors import DiffaugError
+from helpers import REPO, section
 
 sys.path.insert(0, str(REPO / "benchmarks"))
 from baseline import OldAugment, old_fit_epochs  # noqa: E402  the data path before issue 15
 
 CPU = torch.device("cpu")
-CFG = section("train", steps=None, epochs=3, batch_size=16, lr=0.05, image_size=16, small_stem="false",
-              augment="standard")
+CFG = section(
+    "train", steps=None, epochs=3, batch_size=16, lr=0.05, image_size=16, small_stem="false", augment="standard"
+)
 
 
 def stripes(n: int, seed: int):
@@ -72,7 +73,9 @@ def test_small_stem_for_small_images():
 
 def test_finetune_offline_without_weights_says_which_file_and_where(tmp_path, monkeypatch):
     monkeypatch.setenv("TORCH_HOME", str(tmp_path))
-    monkeypatch.setattr(torch.hub, "load_state_dict_from_url", lambda *a, **k: (_ for _ in ()).throw(OSError("offline")))
+    monkeypatch.setattr(
+        torch.hub, "load_state_dict_from_url", lambda *a, **k: (_ for _ in ()).throw(OSError("offline"))
+    )
     with pytest.raises(DiffaugError) as info:
         build_model(10, "finetune", small_stem=False)
     message = str(info.value)
@@ -104,7 +107,8 @@ def test_frozen_regime_trains_only_the_head(tmp_path, monkeypatch):
     changed = {k for k, v in result.state_dict.items() if not k.startswith("fc.") and not torch.equal(v, state[k])}
     assert changed == set()  # weights and batch-norm statistics stay ImageNet's
     assert not torch.equal(result.state_dict["fc.weight"], model.fc.weight.new_zeros(1)) and any(
-        p.requires_grad for p in model.fc.parameters())
+        p.requires_grad for p in model.fc.parameters()
+    )
 
 
 def test_augment_is_seeded_and_keeps_shape():
@@ -128,8 +132,17 @@ def test_batched_crop_and_flip_give_the_old_pixels(size, hflip):
 def crop_offsets(augment, n=3000, size=32):
     """(dy, dx) of each crop, read back from images whose pixels hold their own row and column."""
     r = torch.arange(size, dtype=torch.uint8)
-    x = torch.stack([r.view(size, 1).expand(size, size), r.view(1, size).expand(size, size),
-                     torch.zeros(size, size, dtype=torch.uint8)]).expand(n, 3, size, size).contiguous()
+    x = (
+        torch.stack(
+            [
+                r.view(size, 1).expand(size, size),
+                r.view(1, size).expand(size, size),
+                torch.zeros(size, size, dtype=torch.uint8),
+            ]
+        )
+        .expand(n, 3, size, size)
+        .contiguous()
+    )
     out = augment(x)
     pad = size // 8
     return out[:, 0, pad, 0].long(), out[:, 1, 0, pad].long()  # row and column `pad` show the offset
@@ -208,7 +221,8 @@ def test_score_agrees_with_sklearn():
     metrics, _, _ = score(y_true, y_pred, classes)
     labels = list(range(len(classes)))
     assert metrics["macro_f1"] == pytest.approx(
-        f1_score(y_true, y_pred, labels=labels, average="macro", zero_division=0), abs=1e-6)
+        f1_score(y_true, y_pred, labels=labels, average="macro", zero_division=0), abs=1e-6
+    )
     cm = confusion_matrix(y_true, y_pred, labels=labels)
     expected = {c: round(float(cm[i, i] / cm[i].sum()), 6) if cm[i].sum() else None for i, c in enumerate(classes)}
     assert metrics["per_class_accuracy"] == expected

@@ -1,4 +1,5 @@
 """The train stage records its budget (steps, images seen), what it cost and where it ran."""
+
 import json
 import os
 import subprocess
@@ -22,14 +23,25 @@ def train_stage(folder: Path, images_per_class: int, env: dict | None = None, **
             f = folder / "img" / c / f"{i}.png"
             pattern(i, 16).save(f)
             rows["val" if i == first else "train"].append(
-                {"class": c, "file": f"img/{c}/{i}.png", "origin": "original", "sha256": sha256_file(f)})
+                {"class": c, "file": f"img/{c}/{i}.png", "origin": "original", "sha256": sha256_file(f)}
+            )
     for split, rs in rows.items():
         write_csv(folder / "data/mixed" / f"{split}.csv", rs, ["class", "file", "origin", "sha256"])
     write_json(folder / "data/mixed/classes.json", ["cat", "dog"])
-    params_file(folder, classes=["cat", "dog"], scrape={"source": "folder", "path": str(folder)},
-                train={"batch_size": 4, "image_size": 16, "device": "cpu", **train})
-    proc = subprocess.run([sys.executable, "-m", "diffaug.stages.train"], cwd=folder, capture_output=True, text=True,
-                          env=dict(env or os.environ, PYTHONPATH=str(REPO / "src")), timeout=300)
+    params_file(
+        folder,
+        classes=["cat", "dog"],
+        scrape={"source": "folder", "path": str(folder)},
+        train={"batch_size": 4, "image_size": 16, "device": "cpu", **train},
+    )
+    proc = subprocess.run(
+        [sys.executable, "-m", "diffaug.stages.train"],
+        cwd=folder,
+        capture_output=True,
+        text=True,
+        env=dict(env or os.environ, PYTHONPATH=str(REPO / "src")),
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stderr
     return json.loads((folder / "metrics/train/metrics.json").read_text())
 
@@ -55,10 +67,12 @@ def test_one_experiment_gives_the_same_numbers_whatever_the_queue_runs_it_with(t
     from diffaug.study import worker_env
 
     env = {k: v for k, v in os.environ.items() if k != "OMP_NUM_THREADS"}
-    one, four = (train_stage(tmp_path / str(jobs), 6, worker_env(jobs, env), steps=4, val_every=2, threads=1)
-                 for jobs in (1, 4))
+    one, four = (
+        train_stage(tmp_path / str(jobs), 6, worker_env(jobs, env), steps=4, val_every=2, threads=1) for jobs in (1, 4)
+    )
     assert worker_env(4, env).get("OMP_NUM_THREADS") != worker_env(1, env).get("OMP_NUM_THREADS")
     timing = ("seconds", "images_per_second")
     assert {k: v for k, v in one.items() if k not in timing} == {k: v for k, v in four.items() if k not in timing}
-    assert sha256_file(tmp_path / "1/models/classifier/model.safetensors") == \
-        sha256_file(tmp_path / "4/models/classifier/model.safetensors")
+    assert sha256_file(tmp_path / "1/models/classifier/model.safetensors") == sha256_file(
+        tmp_path / "4/models/classifier/model.safetensors"
+    )

@@ -8,11 +8,13 @@
 
 The pipeline's stages are DVC's to run (`dvc repro`, `dvc exp run`); each is `python -m diffaug.stages.<name>`.
 """
+
 from __future__ import annotations
 
 import json
 import sys
-from typing import Callable, Optional
+from collections.abc import Callable
+from typing import Optional
 
 from diffaug.cli import run
 
@@ -48,7 +50,12 @@ def _params(argv: list[str]) -> None:
 
 
 COMMANDS: dict[str, Callable[[list[str]], None]] = {
-    "study": _study, "report": _report, "profile": _profile, "cost": _cost, "params": _params}
+    "study": _study,
+    "report": _report,
+    "profile": _profile,
+    "cost": _cost,
+    "params": _params,
+}
 
 
 def main(argv: Optional[list[str]] = None) -> None:

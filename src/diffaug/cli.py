@@ -1,12 +1,13 @@
 """The command-line frame of every entry point (stages, study, report, profile): a `DiffaugError`
 becomes one sentence on stderr and exit code 2, so the user sees the problem and the fix, not a
 traceback."""
+
 from __future__ import annotations
 
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 from diffaug.errors import DiffaugError
 
@@ -20,6 +21,11 @@ def run(main: Callable[[], None]) -> None:
         sys.exit(2)
     path = Path(sys.argv[0])
     # python -m diffaug.report: the package's name; `diffaug report`: the subcommand's
-    name = sys.argv[0] if sys.argv[0].startswith("diffaug ") else path.parent.name if path.stem == "__main__" \
+    name = (
+        sys.argv[0]
+        if sys.argv[0].startswith("diffaug ")
+        else path.parent.name
+        if path.stem == "__main__"
         else path.stem
+    )
     print(f"{name}: done in {time.perf_counter() - start:.1f} s", file=sys.stderr)

@@ -11,9 +11,9 @@ the checks here call it. Besides that and the Textual Inversion token, this modu
 from the project but the error type, so every stage can load params without the scraper, torch or
 diffusers.
 """
+
 from __future__ import annotations
 
-import math
 import re
 import typing
 import unicodedata
@@ -23,8 +23,8 @@ from typing import Annotated, Any, Literal, Optional
 import yaml
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
 
-from diffaug.rules import GENERATED_KINDS, asks, candidates, imbalance_sizes, mix_counts, source_count, token_of
 from diffaug.errors import DiffaugError
+from diffaug.rules import GENERATED_KINDS, asks, candidates, imbalance_sizes, mix_counts, source_count, token_of
 
 DIGIT_WORDS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
 # Files that live beside the class folders (data/raw, data/original, data/test, data/synthetic/<source>).
@@ -33,9 +33,15 @@ RESERVED_NAMES = ("manifest.csv", "classes.json", "report.json")
 SHELL_SPECIAL = '"$`\\'
 # The scraper's vocabularies (data/search.py asserts that its tables match these).
 SEARCH_ENGINES = ("bing",)
-LICENCES = ("any", "creative_commons", "public_domain", "free_to_share_and_use",
-            "free_to_share_and_use_commercially", "free_to_modify_share_and_use",
-            "free_to_modify_share_and_use_commercially")
+LICENCES = (
+    "any",
+    "creative_commons",
+    "public_domain",
+    "free_to_share_and_use",
+    "free_to_share_and_use_commercially",
+    "free_to_modify_share_and_use",
+    "free_to_modify_share_and_use_commercially",
+)
 
 
 class ParamsError(DiffaugError):
@@ -45,6 +51,7 @@ class ParamsError(DiffaugError):
 # ------------------------------------------------------------------------------------------------
 # Field types: each carries its own check, so a section only names them.
 # ------------------------------------------------------------------------------------------------
+
 
 def _device(value: str) -> str:
     if not (value in ("auto", "cpu", "cuda", "mps") or re.fullmatch(r"cuda:\d+", value)):
@@ -67,6 +74,7 @@ def _multiple_of_8(value: Optional[int]) -> Optional[int]:
 
 def _template(*fields: str):
     """A prompt template: exactly one {} (the class or its token) and only the named {fields}."""
+
     def check(text: str) -> str:
         if text.count("{}") != 1:
             raise ValueError("a prompt template needs exactly one {} where the class (or its token) goes")
@@ -76,6 +84,7 @@ def _template(*fields: str):
             named = " and " + ", ".join("{" + f + "}" for f in fields) if fields else ""
             raise ValueError(f"a prompt template may hold only {{}}{named}; double other braces ({{{{ }}}})") from None
         return text
+
     return check
 
 
@@ -126,54 +135,77 @@ class Section(BaseModel):
 # Sections, in pipeline order
 # ------------------------------------------------------------------------------------------------
 
+
 class Scrape(Section):
     source: Literal["digits", "folder", "urls", "search"] = Field(
         description="`digits` (built in, offline), `folder` (`<path>/<class>/...`), `urls` (CSV of `url,label`), "
-                    "`search` (an image search engine)")
-    path: str = Field(description="the input, a dependency of `scrape`: the folder (`folder`) or CSV (`urls`); "
-                                  "`data/input` for `digits` and `search`")
+        "`search` (an image search engine)"
+    )
+    path: str = Field(
+        description="the input, a dependency of `scrape`: the folder (`folder`) or CSV (`urls`); "
+        "`data/input` for `digits` and `search`"
+    )
     digits_size: int = Field(ge=8, description="digits: side in px the 8x8 scans are upscaled to")
     max_side: int = Field(ge=0, description="shrink larger images to this longest side (0 keeps them)")
     # Pillow refuses (as a decompression bomb) from its own MAX_IMAGE_PIXELS, 89,478,485 by default.
-    max_pixels: int = Field(ge=1, le=89_478_485, description="larger images (width x height, read from the file's "
-                                                             "header before decoding) are refused as too_many_pixels")
+    max_pixels: int = Field(
+        ge=1,
+        le=89_478_485,
+        description="larger images (width x height, read from the file's "
+        "header before decoding) are refused as too_many_pixels",
+    )
     workers: Count = Field(description="parallel downloads")
-    timeout: float = Field(gt=0, description="seconds per download attempt: lookup, connect, every redirect, headers "
-                                             "and body together")
+    timeout: float = Field(
+        gt=0, description="seconds per download attempt: lookup, connect, every redirect, headers and body together"
+    )
     retries: int = Field(ge=0, description="further attempts after a transient failure")
     max_bytes: Count = Field(description="larger downloads are refused")
     engine: Literal[SEARCH_ENGINES] = Field(description="search: the image search engine")
     endpoint: Optional[str] = Field(description="search: the engine's address (`null`: its own)")
     queries: Annotated[list[Template], AfterValidator(_non_empty)] = Field(
-        description="search: query templates, tried in order")
+        description="search: query templates, tried in order"
+    )
     per_class: Count = Field(description="search: usable images to collect per class")
     licence: Literal[LICENCES] = Field(description="search: the engine's licence filter (recorded, unverified)")
     delay: float = Field(ge=0, description="search: seconds between two requests to one host")
 
     @model_validator(mode="after")
     def _path_exists(self):
-        want = {"folder": ("a folder of class sub-folders", Path.is_dir),
-                "urls": ("a CSV file of url,label rows", Path.is_file)}.get(self.source)
+        want = {
+            "folder": ("a folder of class sub-folders", Path.is_dir),
+            "urls": ("a CSV file of url,label rows", Path.is_file),
+        }.get(self.source)
         if want and not want[1](Path(self.path)):
-            raise _fail("scrape.path", self.path, f"scrape.source={self.source} reads {want[0]} there, and it does "
-                                                  "not exist (relative paths start at the repository's root)")
+            raise _fail(
+                "scrape.path",
+                self.path,
+                f"scrape.source={self.source} reads {want[0]} there, and it does "
+                "not exist (relative paths start at the repository's root)",
+            )
         return self
 
 
 class Split(Section):
     original_per_class: Optional[Count] = Field(
-        description="images per class in `d_original` (paper: 700); `null` = all that remain after the test split")
+        description="images per class in `d_original` (paper: 700); `null` = all that remain after the test split"
+    )
     test_per_class: Count = Field(description="held-out test images per class (paper: 300)")
-    dedupe_distance: int = Field(ge=0, le=64, description="pHash Hamming distance counted as a near-duplicate "
-                                                          "of a test image")
+    dedupe_distance: int = Field(
+        ge=0, le=64, description="pHash Hamming distance counted as a near-duplicate of a test image"
+    )
     imbalance: Optional[float] = Field(
-        gt=0.0, le=1.0, description="`null` (balanced) or a long-tail ratio r: class c of C keeps "
-                                    "n_c = round(n_max · r^(c/(C−1))) images of `d_original` (long-tailed CIFAR)")
-    pool_per_class: int = Field(ge=0, description="extra real images per class held out in `data/pool` (the "
-                                                  "`real` sources' images), drawn from what `d_original` and `d_test` "
-                                                  "leave, near-duplicates of either skipped; 0 = no pool")
+        gt=0.0,
+        le=1.0,
+        description="`null` (balanced) or a long-tail ratio r: class c of C keeps "
+        "n_c = round(n_max · r^(c/(C−1))) images of `d_original` (long-tailed CIFAR)",
+    )
+    pool_per_class: int = Field(
+        ge=0,
+        description="extra real images per class held out in `data/pool` (the "
+        "`real` sources' images), drawn from what `d_original` and `d_test` "
+        "leave, near-duplicates of either skipped; 0 = no pool",
+    )
     seed: Seed = Field(description="seed of the split")
-
 
 
 class Base(Section):
@@ -191,8 +223,12 @@ class Base(Section):
         try:
             _hub_or_folder(self.model)
         except ValueError:
-            raise _fail("base.model", self.model, "use builtin:tiny, a hub id like "
-                        "stable-diffusion-v1-5/stable-diffusion-v1-5, or an existing local folder") from None
+            raise _fail(
+                "base.model",
+                self.model,
+                "use builtin:tiny, a hub id like "
+                "stable-diffusion-v1-5/stable-diffusion-v1-5, or an existing local folder",
+            ) from None
         return self
 
 
@@ -210,7 +246,8 @@ class Prompts(Section):
 class Generate(Section):
     per_class: Count = Field(description="synthetic images per class of each generated source (paper: 700)")
     scheduler: Literal["dpm++", "lms", "ddim", "pndm", "euler", "euler_a"] = Field(
-        description="sampler (the paper: `lms`)")
+        description="sampler (the paper: `lms`)"
+    )
     steps: Count = Field(description="denoising steps (the paper: 50)")
     guidance: float = Field(ge=0, description="classifier-free guidance scale")
     negative_prompt: str = Field(description="negative prompt (empty: none)")
@@ -218,7 +255,8 @@ class Generate(Section):
     save_size: Size8 = Field(description="saved side in px; `null` keeps the generated size")
     batch_size: Count = Field(description="images per pipeline call (halves itself on CUDA out-of-memory)")
     dtype: Literal["auto", "float32", "float16", "bfloat16"] = Field(
-        description="`auto`: bf16/fp16 on a GPU, fp32 on the CPU")
+        description="`auto`: bf16/fp16 on a GPU, fp32 on the CPU"
+    )
     compile: bool = Field(description="torch.compile the UNet (CUDA)")
     cpu_offload: bool = Field(description="keep models on the CPU until used (small GPUs)")
     safety_checker: bool = Field(description="run the model's safety checker (hub models only)")
@@ -229,6 +267,7 @@ class Generate(Section):
 
 class _Finetune(Section):
     """What DreamBooth and Textual Inversion share (the diffusers examples' options)."""
+
     steps: Count = Field(description="optimizer steps")
     lr: float = Field(gt=0, description="learning rate")
     scale_lr: bool = Field(description="multiply lr by batch size x gradient accumulation x processes")
@@ -256,7 +295,8 @@ class DreamBooth(_Finetune):
     lora_lr: float = Field(gt=0, description="learning rate in `lora` mode (`lr` is full mode's)")
     lora_targets: Literal["attention", "all"] = Field(
         description="UNet layers with adapters: `attention` (q, k, v, out: the diffusers example) or `all` "
-                    "(also projections, feed-forward, ResNet convs, time embedding)")
+        "(also projections, feed-forward, ResNet convs, time embedding)"
+    )
     train_text_encoder: bool = Field(description="also fine-tune the text encoder")
     use_8bit_adam: bool = Field(description="bitsandbytes 8-bit AdamW (CUDA only)")
 
@@ -266,9 +306,11 @@ class TextualInversion(_Finetune):
     num_vectors: Count = Field(description="embedding vectors behind the token `<class>`")
     init_word: Optional[str] = Field(description="the embedding starts as this word's; `null` = the class name")
     templates: Annotated[list[str], AfterValidator(_non_empty)] = Field(
-        description="`object` (the diffusers example's 27 templates) or your own (`{}` = token, `{class}` = class)")
+        description="`object` (the diffusers example's 27 templates) or your own (`{}` = token, `{class}` = class)"
+    )
     prompt: Annotated[str, AfterValidator(_template("class"))] = Field(
-        description="generation prompt (`{}` = the token, `{class}` = the class name)")
+        description="generation prompt (`{}` = the token, `{class}` = the class name)"
+    )
     init_reg: float = Field(ge=0, description="weight of an L2 pull of the token toward `init_word`")
 
     @model_validator(mode="after")
@@ -283,25 +325,30 @@ class TextualInversion(_Finetune):
 
 
 class Mix(Section):
-    source: str = Field(description="`none` (the paper's \"only original\" baseline: the real part alone) or a "
-                                    "synthetic source of `sources`")
+    source: str = Field(
+        description='`none` (the paper\'s "only original" baseline: the real part alone) or a '
+        "synthetic source of `sources`"
+    )
     p: Proportion = Field(description="proportion of synthetic images, 0.0 to 1.0")
-    n_per_class: Optional[Count] = Field(
-        description="fixed per-class total `n` (`null`: all real training images)")
+    n_per_class: Optional[Count] = Field(description="fixed per-class total `n` (`null`: all real training images)")
     mode: Literal["replace", "add", "balance"] = Field(
         description="`replace`: round(p·n) synthetic + n − round(p·n) real; `add`: all n real + round(p·n) synthetic; "
-                    "`balance`: all real images, every class topped up with synthetic ones to the largest class's "
-                    "count (or to `n_per_class`); p is not used")
+        "`balance`: all real images, every class topped up with synthetic ones to the largest class's "
+        "count (or to `n_per_class`); p is not used"
+    )
     val_fraction: float = Field(ge=0.0, lt=1.0, description="validation share, for model selection")
     val_from: Literal["original", "mixed"] = Field(
-        description="`original`: real images only; `mixed`: the paper's code (validation drawn from the mixed set)")
+        description="`original`: real images only; `mixed`: the paper's code (validation drawn from the mixed set)"
+    )
     seed: Seed = Field(description="seed of the draw (the study sets it with `train.seed`)")
     exclude_test_copies: bool = Field(
-        description="leave out synthetic images within `copies.phash_distance` of a `d_test` image (a leak)")
+        description="leave out synthetic images within `copies.phash_distance` of a `d_test` image (a leak)"
+    )
 
 
 class _Classifier(Section):
     """A ResNet-18 trained with SGD: what `train` and the `reference` classifier share."""
+
     epochs: Count = Field(description="training epochs")
     batch_size: int = Field(ge=2, description="images per SGD step")
     lr: float = Field(gt=0, description="SGD learning rate (the paper: 1.0e-3)")
@@ -311,10 +358,13 @@ class _Classifier(Section):
     image_size: int = Field(ge=8, description="side in px images are resized to")
     small_stem: SmallStem = Field(description="3x3 stride-1 stem without max-pool: `auto` (at <= 64 px), true, false")
     augment: Literal["none", "standard", "randaugment"] = Field(
-        description="`none`, `standard` (random crop), `randaugment` (then the same crop)")
+        description="`none`, `standard` (random crop), `randaugment` (then the same crop)"
+    )
     hflip: bool = Field(description="horizontal flips with standard augmentation (wrong for digits and text)")
-    compile: bool = Field(description="torch.compile the training steps (pays off on a GPU over many epochs; "
-                                      "costs a minute of compiling first)")
+    compile: bool = Field(
+        description="torch.compile the training steps (pays off on a GPU over many epochs; "
+        "costs a minute of compiling first)"
+    )
     seed: Seed = Field(description="seed of initialisation, order and augmentation")
 
 
@@ -322,14 +372,17 @@ class Train(_Classifier):
     regime: Regime = Field(description="`scratch`, `finetune` (ImageNet weights), `frozen` (only the head trains)")
     steps: Optional[Count] = Field(
         description="the training budget in SGD steps of `batch_size` images, the same for every mix (so runs on "
-                    "fewer images are not also trained less); `null`: `epochs` passes over the training set, "
-                    "the paper's fixed-epoch budget, which shrinks with the training set")
-    val_every: Count = Field(description="with `steps`: validate, and keep the best model, every this many steps "
-                                         "and after the last")
+        "fewer images are not also trained less); `null`: `epochs` passes over the training set, "
+        "the paper's fixed-epoch budget, which shrinks with the training set"
+    )
+    val_every: Count = Field(
+        description="with `steps`: validate, and keep the best model, every this many steps and after the last"
+    )
     threads: Optional[Count] = Field(
         description="CPU threads of training and evaluation: CPU float results depend on the thread count, so a "
-                    "fixed number gives the same result whatever runs the experiment (`null`: torch's default, "
-                    "recorded in the metrics)")
+        "fixed number gives the same result whatever runs the experiment (`null`: torch's default, "
+        "recorded in the metrics)"
+    )
     device: Device = Field(description="`auto` (CUDA > MPS > CPU), `cpu`, `cuda`, `cuda:N`, `mps`")
 
 
@@ -340,18 +393,28 @@ class Evaluate(Section):
 class Reference(_Classifier):
     """A classifier of d_original alone (from scratch): it scores how recognisable synthetic images are,
     and gives the offline FID features."""
+
     val_fraction: float = Field(ge=0.0, lt=1.0, description="share of d_original held out to pick its best epoch")
 
     def as_train(self, device: str) -> Train:
         # The reference trains on the fixed d_original: its budget is epochs, with torch's threads.
-        return Train.model_validate({**self.model_dump(exclude={"val_fraction"}), "regime": "scratch",
-                                     "steps": None, "val_every": 1, "threads": None, "device": device})
+        return Train.model_validate(
+            {
+                **self.model_dump(exclude={"val_fraction"}),
+                "regime": "scratch",
+                "steps": None,
+                "val_every": 1,
+                "threads": None,
+                "device": device,
+            }
+        )
 
 
 class Fid(Section):
     features: Literal["reference", "inception"] = Field(
         description="`reference` (offline: the reference ResNet-18's 512-d features) or `inception` "
-                    "(pytorch-fid's InceptionV3, 2048-d, the paper)")
+        "(pytorch-fid's InceptionV3, 2048-d, the paper)"
+    )
     batch_size: Count = Field(description="images per forward pass (does not change the numbers)")
     kid_subsets: Count = Field(description="KID: random subsets averaged (their std is reported)")
     kid_subset_size: int = Field(ge=2, description="KID: images per subset, capped at the smaller set")
@@ -361,18 +424,24 @@ class Fid(Section):
 
 class Copies(Section):
     """Near duplicates of d_test and d_original among the synthetic images (measure stages; `mix` uses the pHash)."""
+
     phash_distance: Annotated[int, Field(ge=0, le=64)] = Field(
-        description="perceptual-hash Hamming distance (of 64 bits) at or below which an image is a near duplicate")
+        description="perceptual-hash Hamming distance (of 64 bits) at or below which an image is a near duplicate"
+    )
     feature_distance: Annotated[float, Field(ge=0.0, le=2.0)] = Field(
-        description="cosine distance between `fid.features` vectors at or below which an image is a near duplicate")
+        description="cosine distance between `fid.features` vectors at or below which an image is a near duplicate"
+    )
     flag_share: Proportion = Field(
-        description="the report flags a source whose share of `d_test` near duplicates is above this")
+        description="the report flags a source whose share of `d_test` near duplicates is above this"
+    )
 
 
 class Clip(Section):
     """Zero-shot CLIP on data/test (stage clip_zero_shot), the paper's second baseline."""
+
     model: Optional[Annotated[str, AfterValidator(_hub_or_folder)]] = Field(
-        description="`null` (skipped, offline) or a CLIP model: hub id or folder")
+        description="`null` (skipped, offline) or a CLIP model: hub id or folder"
+    )
     revision: str = Field(description="pin a commit for a reproducible number")
     template: Template = Field(description="one prompt per class (`{}` = class name)")
     batch_size: Count = Field(description="images per forward pass")
@@ -382,16 +451,23 @@ class Clip(Section):
 class Img2Img(Section):
     """SDEdit / Real Guidance (stages img2img@<name>): each image starts from a real image of d_original,
     noised to `strength` and denoised under its class prompt; the other generation settings are `generate`'s."""
-    strength: Annotated[list[Proportion], AfterValidator(_non_empty), BeforeValidator(
-        lambda v: [v] if isinstance(v, (int, float)) and not isinstance(v, bool) else v)] = Field(
+
+    strength: Annotated[
+        list[Proportion],
+        AfterValidator(_non_empty),
+        BeforeValidator(lambda v: [v] if isinstance(v, (int, float)) and not isinstance(v, bool) else v),
+    ] = Field(
         description="noise level: 0 keeps the real image, 1 draws anew; a list cycles through its values per image "
-                    "(DA-Fusion's mix); costs about strength × steps denoising steps")
+        "(DA-Fusion's mix); costs about strength × steps denoising steps"
+    )
     per_image: Optional[Count] = Field(description="M images per real image (`null`: `per_class` in all)")
-    per_class: Optional[Count] = Field(description="images per class in all, their parents cycled (`null`: "
-                                                   "`per_image` per real image)")
+    per_class: Optional[Count] = Field(
+        description="images per class in all, their parents cycled (`null`: `per_image` per real image)"
+    )
     token: Optional[Literal["textual_inversion"]] = Field(
         description="`null`: the class prompts of data/prompts.json; `textual_inversion`: "
-                    "`textual_inversion.prompt` with each class's learned token (DA-Fusion's recipe)")
+        "`textual_inversion.prompt` with each class's learned token (DA-Fusion's recipe)"
+    )
     steps: Count = Field(description="denoising steps at strength 1 (strength s runs about s × steps)")
     guidance: float = Field(ge=0, description="classifier-free guidance scale")
     seed: Seed = Field(description="seed of the per-image seeds")
@@ -399,50 +475,66 @@ class Img2Img(Section):
     @model_validator(mode="after")
     def _one_count(self):
         if (self.per_image is None) == (self.per_class is None):
-            raise _fail("img2img.per_image", self.per_image, "set exactly one of img2img.per_image (images per real "
-                        "image) and img2img.per_class (images per class), the other to null")
+            raise _fail(
+                "img2img.per_image",
+                self.per_image,
+                "set exactly one of img2img.per_image (images per real "
+                "image) and img2img.per_class (images per class), the other to null",
+            )
         return self
 
 
 class Filter(Section):
     """The filter@<name> stages: which images of a source a filtered source keeps."""
-    threshold: Proportion = Field(description="confidence: keep images whose own-class probability by the "
-                                              "`reference` classifier is at least this")
+
+    threshold: Proportion = Field(
+        description="confidence: keep images whose own-class probability by the `reference` classifier is at least this"
+    )
     drop_top: Annotated[float, Field(ge=0.0, lt=1.0)] = Field(
-        description="confidence: also drop this share of each class's most confident images, the too easy (ALIA)")
+        description="confidence: also drop this share of each class's most confident images, the too easy (ALIA)"
+    )
     clip_threshold: Optional[Proportion] = Field(
         description="clip: keep images whose CLIP softmax over the class prompts gives their class at least this "
-                    "(`null`: 1/classes, He et al.); needs `clip.model`")
+        "(`null`: 1/classes, He et al.); needs `clip.model`"
+    )
     batch_size: Count = Field(description="images per forward pass")
     device: Device = Field(description="`auto`, `cpu`, `cuda`, `cuda:N` or `mps`")
 
 
 class Study(Section):
     """`diffaug study`: the grid it queues as DVC experiments. No stage reads it."""
+
     sources: list[str] = Field(description="synthetic sources of the grid (the `none` baseline is always added)")
     p: Annotated[list[Proportion], AfterValidator(_non_empty)] = Field(description="values of p")
     regimes: Annotated[dict[Regime, Optional[Count]], AfterValidator(_non_empty)] = Field(
         description="regime: its budget, in `train.steps` (or `train.epochs` where `train.steps` is `null`); "
-                    "`null` keeps the workspace's")
+        "`null` keeps the workspace's"
+    )
     budget: Optional[Literal["steps", "epochs"]] = Field(
         description="the unit of the regimes' budgets: `steps` (equal for every mix) or `epochs` (the paper's); "
-                    "`null`: `train`'s (steps where `train.steps` is set)")
+        "`null`: `train`'s (steps where `train.steps` is set)"
+    )
     seeds: Annotated[list[Seed], AfterValidator(_non_empty)] = Field(
-        description="seeds; each experiment sets `train.seed` and `mix.seed` to one")
+        description="seeds; each experiment sets `train.seed` and `mix.seed` to one"
+    )
     jobs: Count = Field(description="experiments run at once (`dvc queue start -j`)")
     randaugment: bool = Field(description="also run the RandAugment baseline (only original, p = 0)")
     real_per_class: list[Count] = Field(
         description="the real-image yardstick: only original with k real images a class (p = 0, "
-                    "`mix.n_per_class=k`) for each k; may be empty")
+        "`mix.n_per_class=k`) for each k; may be empty"
+    )
     add_per_class: list[Count] = Field(
         description="few-shot adding: at each k, every source with k real + k synthetic images a class "
-                    "(`mix.mode=add`, p = 1, `mix.n_per_class=k`) and only original at k; may be empty")
+        "(`mix.mode=add`, p = 1, `mix.n_per_class=k`) and only original at k; may be empty"
+    )
     executor: Literal["queue", "ray"] = Field(
         description="queue: DVC's queue on this machine (`dvc queue start -j jobs`); ray: one Ray task per "
-                    "experiment, each in its own clone, on every GPU of this machine or of a Ray cluster")
+        "experiment, each in its own clone, on every GPU of this machine or of a Ray cluster"
+    )
     retries: Annotated[int, Field(ge=0)] = Field(description="ray: times a failed experiment is run again")
     gpus_per_run: Annotated[float, Field(gt=0)] = Field(
-        description="ray, where the cluster has GPUs: each experiment's share of a GPU (0.25 packs four on one)")
+        description="ray, where the cluster has GPUs: each experiment's share of a GPU (0.25 packs four on one)"
+    )
     cpus_per_run: Count = Field(description="ray, where the cluster has no GPU: CPU cores each experiment reserves")
 
 
@@ -450,12 +542,14 @@ class Study(Section):
 # Synthetic sources: one declaration that dvc.yaml, mix, the study, the report and cost read
 # ------------------------------------------------------------------------------------------------
 
+
 class Txt2Img(Section):
     """The base model draws each class from data/prompts.json (stage generate@<name>)."""
 
 
 class Finetuned(Section):
     """The base model with each class's fine-tuned weights (stage generate_finetuned@<name>)."""
+
     method: Literal["dreambooth", "textual_inversion"] = Field(description="whose per-class models draw the images")
 
 
@@ -466,12 +560,15 @@ class Img2ImgSource(Section):
 
 class Filtered(Section):
     """The images of another source that pass a filter (stage filter@<name>)."""
+
     of: str = Field(description="the source whose images are filtered (a txt2img, finetuned or img2img source)")
     filter: Literal["confidence", "clip"] = Field(
-        description="`confidence` (the `reference` classifier, offline) or `clip` (needs `clip.model`)")
+        description="`confidence` (the `reference` classifier, offline) or `clip` (needs `clip.model`)"
+    )
     candidates: Annotated[float, Field(ge=1.0)] = Field(
         description="the `of` source makes this many times its own count as candidates; the filter is expected "
-                    "to keep 1 in `candidates`, so the filtered source counts as the `of` source's own count")
+        "to keep 1 in `candidates`, so the filtered source counts as the `of` source's own count"
+    )
 
 
 class Real(Section):
@@ -480,21 +577,29 @@ class Real(Section):
 
 
 SOURCE_KINDS = {  # kind in params.yaml -> the stage group that writes its sources
-    "txt2img": "generate", "finetuned": "generate_finetuned", "img2img": "img2img", "filtered": "filter",
+    "txt2img": "generate",
+    "finetuned": "generate_finetuned",
+    "img2img": "img2img",
+    "filtered": "filter",
     "real": "real",
 }
 
 
 class Sources(Section):
     txt2img: dict[str, Txt2Img] = Field(description="text-to-image sources: the base model and the class prompts")
-    finetuned: dict[str, Finetuned] = Field(description="sources drawn by the per-class DreamBooth or Textual "
-                                                        "Inversion models")
-    img2img: dict[str, Img2ImgSource] = Field(description="img2img sources (SDEdit): real images of d_original, "
-                                                          "noised and redrawn by the base model")
-    filtered: dict[str, Filtered] = Field(description="filtered sources: the images of another source that pass "
-                                                      "a filter")
-    real: dict[str, Real] = Field(description="real sources: extra real images from the held-out pool "
-                                              "(`data/pool`, `split.pool_per_class` per class), the control")
+    finetuned: dict[str, Finetuned] = Field(
+        description="sources drawn by the per-class DreamBooth or Textual Inversion models"
+    )
+    img2img: dict[str, Img2ImgSource] = Field(
+        description="img2img sources (SDEdit): real images of d_original, noised and redrawn by the base model"
+    )
+    filtered: dict[str, Filtered] = Field(
+        description="filtered sources: the images of another source that pass a filter"
+    )
+    real: dict[str, Real] = Field(
+        description="real sources: extra real images from the held-out pool "
+        "(`data/pool`, `split.pool_per_class` per class), the control"
+    )
 
     def kinds(self) -> dict[str, str]:
         """Every source name -> its kind, in the order params.yaml declares them."""
@@ -507,8 +612,10 @@ class Sources(Section):
         """The settings of source `name` of `kind` (a stage's argument), with the fields in `expect`."""
         entry = getattr(self, kind).get(name)
         if entry is None or any(getattr(entry, k) != v for k, v in expect.items()):
-            raise ParamsError(f"{name!r} is not a {kind} source{' of ' + str(expect) if expect else ''} in "
-                              f"params.yaml's sources; dvc.yaml and params.yaml disagree: run `dvc repro` again.")
+            raise ParamsError(
+                f"{name!r} is not a {kind} source{' of ' + str(expect) if expect else ''} in "
+                f"params.yaml's sources; dvc.yaml and params.yaml disagree: run `dvc repro` again."
+            )
         return entry
 
     def stage(self, name: str) -> str:
@@ -523,19 +630,28 @@ class Sources(Section):
                 if name in seen:
                     raise _fail(f"sources.{kind}.{name}", name, f"the name is already a {seen[name]} source")
                 if name == "none" or not re.fullmatch(r"[a-z][a-z0-9_]*", name):
-                    raise _fail(f"sources.{kind}", name, "a source name is lower-case letters, digits and _, "
-                                "starting with a letter, and not `none` (the baseline)")
+                    raise _fail(
+                        f"sources.{kind}",
+                        name,
+                        "a source name is lower-case letters, digits and _, "
+                        "starting with a letter, and not `none` (the baseline)",
+                    )
                 seen[name] = kind
         for name, entry in self.filtered.items():
             if seen.get(entry.of) not in GENERATED_KINDS:
-                raise _fail(f"sources.filtered.{name}.of", entry.of, "name a txt2img, finetuned or img2img source "
-                            "of sources: " + ", ".join(n for n, k in seen.items() if k in GENERATED_KINDS))
+                raise _fail(
+                    f"sources.filtered.{name}.of",
+                    entry.of,
+                    "name a txt2img, finetuned or img2img source "
+                    "of sources: " + ", ".join(n for n, k in seen.items() if k in GENERATED_KINDS),
+                )
         return self
 
 
 # ------------------------------------------------------------------------------------------------
 # The whole file, and the rules that relate sections
 # ------------------------------------------------------------------------------------------------
+
 
 def _class_name_problem(name: str) -> Optional[str]:
     if not name.strip():
@@ -547,7 +663,7 @@ def _class_name_problem(name: str) -> Optional[str]:
     if not all(c.isprintable() for c in name):
         return "a class name holds only printable characters"
     if any(c in name for c in "/" + SHELL_SPECIAL):
-        return "a class name may not hold / \\ \" $ or ` (it names folders and goes into shell commands)"
+        return 'a class name may not hold / \\ " $ or ` (it names folders and goes into shell commands)'
     if name.startswith(".") or name.lower() in RESERVED_NAMES:
         return "it would be a hidden file or collide with a manifest or report file; rename the class"
     if len(name.encode()) > 200:
@@ -592,13 +708,19 @@ class Params(BaseModel):
             key = unicodedata.normalize("NFC", c).casefold()
             if key in folded:
                 what = "the same name" if folded[key] == c else "the same name up to case"
-                raise _fail("classes", c, f"it is {what} as {folded[key]!r} (folders and tokens would collide); "
-                                          "class names must be unique")
+                raise _fail(
+                    "classes",
+                    c,
+                    f"it is {what} as {folded[key]!r} (folders and tokens would collide); class names must be unique",
+                )
             folded[key] = c
             token = token_of(c).casefold()
             if token in tokens:
-                raise _fail("classes", c, f"its Textual Inversion token {token_of(c)} is also {tokens[token]!r}'s; "
-                                          "rename one of them")
+                raise _fail(
+                    "classes",
+                    c,
+                    f"its Textual Inversion token {token_of(c)} is also {tokens[token]!r}'s; rename one of them",
+                )
             tokens[token] = c
         if self.scrape.source == "digits":
             for c in classes:
@@ -622,45 +744,63 @@ class Params(BaseModel):
         n_max = self.split.original_per_class
         if n_max is None:  # known only after the split; `mix` checks it then
             if self.split.imbalance is not None:
-                raise _fail("split.imbalance", self.split.imbalance, "an imbalanced split needs the largest "
-                            "class's size: set split.original_per_class")
+                raise _fail(
+                    "split.imbalance",
+                    self.split.imbalance,
+                    "an imbalanced split needs the largest class's size: set split.original_per_class",
+                )
             return self
         sizes = sorted(set(imbalance_sizes(self.split, n_max, len(self.classes))))
         n_min = sizes[0]
-        for key, count in (("dreambooth.instance_images", self.dreambooth.instance_images),
-                           ("textual_inversion.images", self.textual_inversion.images)):
+        for key, count in (
+            ("dreambooth.instance_images", self.dreambooth.instance_images),
+            ("textual_inversion.images", self.textual_inversion.images),
+        ):
             if count > n_min:
-                raise _fail(key, count, f"the smallest class of d_original has {n_min} images (split.*); use at "
-                                        "most that many")
+                raise _fail(
+                    key, count, f"the smallest class of d_original has {n_min} images (split.*); use at most that many"
+                )
         for (key, source, p), n_original in ((a, n) for a in asks(self) for n in sizes):
             c = mix_counts(n_original, self.mix, p, n_max)
             if c["real"] > c["available"]:
-                raise _fail("mix.n_per_class", self.mix.n_per_class,
-                            f"at {key} = {p:g} the mix keeps {c['real']} real images per class but there are "
-                            f"{c['available']} (split.original_per_class = {n_original} minus {c['val']} for "
-                            "validation); lower mix.n_per_class or raise split.original_per_class")
+                raise _fail(
+                    "mix.n_per_class",
+                    self.mix.n_per_class,
+                    f"at {key} = {p:g} the mix keeps {c['real']} real images per class but there are "
+                    f"{c['available']} (split.original_per_class = {n_original} minus {c['val']} for "
+                    "validation); lower mix.n_per_class or raise split.original_per_class",
+                )
             if source == "none":
                 continue
             have, have_key = source_count(self, source, n_original, c["val"])
             if c["synthetic"] > have:
                 balance = self.mix.mode == "balance"
                 value = getattr(getattr(self, have_key.split(".")[0]), have_key.split(".")[1])
-                exact = self.sources.kinds()[source] in ("txt2img", "finetuned", "real") and not \
-                    candidates(self.sources, source) > 1.0
+                exact = (
+                    self.sources.kinds()[source] in ("txt2img", "finetuned", "real")
+                    and not candidates(self.sources, source) > 1.0
+                )
                 need = f"{c['n']} - {c['available']}" if balance else f"round({p:g} x {c['n']})"
-                raise _fail("mix.mode" if balance else key, "balance" if balance else p,
-                            f"the mix needs {need} = {c['synthetic']} {source} images per class (n = {c['n']}: "
-                            f"split.original_per_class = {n_original} minus {c['val']} for validation) but "
-                            f"{have_key} = {value}"
-                            + (f"; raise {have_key} to at least {c['synthetic']}" if exact else
-                               f", which gives {have} a mix can use; raise {have_key}")
-                            + " or lower split.original_per_class")
+                raise _fail(
+                    "mix.mode" if balance else key,
+                    "balance" if balance else p,
+                    f"the mix needs {need} = {c['synthetic']} {source} images per class (n = {c['n']}: "
+                    f"split.original_per_class = {n_original} minus {c['val']} for validation) but "
+                    f"{have_key} = {value}"
+                    + (
+                        f"; raise {have_key} to at least {c['synthetic']}"
+                        if exact
+                        else f", which gives {have} a mix can use; raise {have_key}"
+                    )
+                    + " or lower split.original_per_class",
+                )
         return self
 
 
 # ------------------------------------------------------------------------------------------------
 # Loading, and one sentence per error
 # ------------------------------------------------------------------------------------------------
+
 
 class _Refused(ValueError):
     """A rule's own sentence, raised inside a validator and passed through unchanged."""
@@ -671,11 +811,15 @@ def _fail(key: str, value: Any, allowed: str) -> _Refused:
 
 
 TYPE_TEXT = {
-    "int_type": "use a whole number", "int_from_float": "use a whole number",
+    "int_type": "use a whole number",
+    "int_from_float": "use a whole number",
     "float_type": "use a number (write 1.0e-4, not 1e-4, which YAML reads as text)",
     "finite_number": "use a finite number",
-    "bool_type": "use true or false", "string_type": "use text", "list_type": "use a list",
-    "dict_type": "it must be a mapping of keys to values", "model_type": "it must be a mapping of keys to values",
+    "bool_type": "use true or false",
+    "string_type": "use text",
+    "list_type": "use a list",
+    "dict_type": "it must be a mapping of keys to values",
+    "model_type": "it must be a mapping of keys to values",
     "model_attributes_type": "it must be a mapping of keys to values",
 }
 
@@ -697,15 +841,21 @@ def _sentence(error: dict) -> str:
     if kind == "value_error" and isinstance(ctx.get("error"), _Refused):
         return str(ctx["error"])
     if kind == "missing":
-        return (f"params.yaml: {key} is missing; params.yaml is the only place defaults are written, so copy the "
-                "key from the repository's params.yaml (or a profile) and set its value.")
+        return (
+            f"params.yaml: {key} is missing; params.yaml is the only place defaults are written, so copy the "
+            "key from the repository's params.yaml (or a profile) and set its value."
+        )
     if kind == "extra_forbidden":
         return f"params.yaml: {key} = {value!r} is not allowed; known keys are {', '.join(_known_keys(error['loc']))}."
     if kind == "literal_error":
         allowed = re.findall(r"'([^']*)'", ctx.get("expected", ""))
         return f"params.yaml: {key} = {value!r} is not allowed; allowed: {', '.join(allowed)}."
-    bounds = {"greater_than_equal": ("at least", "ge"), "greater_than": ("greater than", "gt"),
-              "less_than_equal": ("at most", "le"), "less_than": ("less than", "lt")}
+    bounds = {
+        "greater_than_equal": ("at least", "ge"),
+        "greater_than": ("greater than", "gt"),
+        "less_than_equal": ("at most", "le"),
+        "less_than": ("less than", "lt"),
+    }
     if kind in bounds:
         word, name = bounds[kind]
         limit = ctx.get(name)
@@ -743,6 +893,7 @@ def load_params(path: str | Path = "params.yaml") -> Params:
 # ------------------------------------------------------------------------------------------------
 # The README's params table, from the field descriptions (a test keeps the README equal to it)
 # ------------------------------------------------------------------------------------------------
+
 
 def _is_model(annotation) -> bool:
     return isinstance(annotation, type) and issubclass(annotation, BaseModel)

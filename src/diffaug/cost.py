@@ -7,6 +7,7 @@ method (all classes' DreamBooth or Textual Inversion runs; which method a source
 params.yaml's `sources`). A filtered source's image costs the candidates its source made for each
 kept one, plus its share of the filter run. Hours on `cpu` or `mps` are reported apart from GPU hours.
 """
+
 from __future__ import annotations
 
 import json
@@ -32,8 +33,11 @@ def _is_gpu(m: dict) -> bool:
     return str(m.get("device") or "cpu") not in ("cpu", "mps")
 
 
-def cost_summary(metrics_dir: str | Path = "metrics", methods: Optional[dict[str, str]] = None,
-                 filtered: Optional[dict[str, str]] = None) -> dict:
+def cost_summary(
+    metrics_dir: str | Path = "metrics",
+    methods: Optional[dict[str, str]] = None,
+    filtered: Optional[dict[str, str]] = None,
+) -> dict:
     """{"stages": {name: {hours, gpu, device}}, "sources": {source: {...per image}}, "gpu_hours", "cpu_hours"}.
 
     `methods`: each fine-tuned source's method, `filtered`: each filtered source's `of` source
@@ -70,22 +74,34 @@ def cost_summary(metrics_dir: str | Path = "metrics", methods: Optional[dict[str
         made, images = int(m.get("generated") or 0), int(m.get("images") or 0)
         hours = _hours(m)
         sources[source] = {
-            "images": images, "generated": made, "generation_hours": round(hours, 4),
+            "images": images,
+            "generated": made,
+            "generation_hours": round(hours, 4),
             "finetune_hours": round(finetune, 4),
             # Generation time per image made now, plus the method's fine-tuning shared by all its images.
             # A run that found every image in the cache made none: no per-image figure then.
             "seconds_per_image": round(hours * 3600 / made + finetune * 3600 / max(images, 1), 3) if made else None,
-            "gpu": _is_gpu(m)}
+            "gpu": _is_gpu(m),
+        }
     for name, of in filtered.items():
         m = _read(root / "filter" / f"{name}.json")
         add(f"filter@{name}", m)
         if not m or not m.get("kept") or of not in sources:
             continue
         made = sources[of]["seconds_per_image"]
-        sources[name] = {"images": int(m["kept"]), "of": of, "candidates": int(m.get("candidates") or 0),
-                         "filter_hours": round(_hours(m), 4),
-                         "seconds_per_image": round(made * m["candidates"] / m["kept"] + _hours(m) * 3600 / m["kept"], 3)
-                         if made is not None else None, "gpu": sources[of]["gpu"]}
-    return {"stages": stages, "sources": sources,
-            "gpu_hours": round(sum(s["hours"] for s in stages.values() if s["gpu"]), 4),
-            "cpu_hours": round(sum(s["hours"] for s in stages.values() if not s["gpu"]), 4)}
+        sources[name] = {
+            "images": int(m["kept"]),
+            "of": of,
+            "candidates": int(m.get("candidates") or 0),
+            "filter_hours": round(_hours(m), 4),
+            "seconds_per_image": round(made * m["candidates"] / m["kept"] + _hours(m) * 3600 / m["kept"], 3)
+            if made is not None
+            else None,
+            "gpu": sources[of]["gpu"],
+        }
+    return {
+        "stages": stages,
+        "sources": sources,
+        "gpu_hours": round(sum(s["hours"] for s in stages.values() if s["gpu"]), 4),
+        "cpu_hours": round(sum(s["hours"] for s in stages.values() if not s["gpu"]), 4),
+    }

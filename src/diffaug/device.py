@@ -1,4 +1,5 @@
 """Device and precision choice, shared by every stage that runs a network."""
+
 from __future__ import annotations
 
 import platform
@@ -51,8 +52,12 @@ def host(device: torch.device) -> dict:
     """What a CPU result depends on besides params and seeds: recorded beside it, so runs that differ
     in it are never pooled as seeds of one setting (the study report splits them)."""
     cpu = device.type == "cpu"
-    return {"threads": torch.get_num_threads(), "cpu": cpu_name(), "torch": torch.__version__,
-            "gpu": None if cpu else device_name(device)}
+    return {
+        "threads": torch.get_num_threads(),
+        "cpu": cpu_name(),
+        "torch": torch.__version__,
+        "gpu": None if cpu else device_name(device),
+    }
 
 
 def autocast_dtype(device: torch.device) -> torch.dtype | None:
@@ -81,7 +86,9 @@ class Cost:
         """`done` units of work (steps, images) since the start: seconds, <unit>_per_second, device, peak GPU GB."""
         seconds = time.perf_counter() - self.start
         cuda = self.device.type == "cuda"
-        return {"seconds": round(seconds, 1),
-                f"{unit}_per_second": round(done / seconds, 3) if done else None,
-                "device": device_name(self.device),
-                "peak_memory_gb": round(torch.cuda.max_memory_allocated(self.device) / 2**30, 2) if cuda else None}
+        return {
+            "seconds": round(seconds, 1),
+            f"{unit}_per_second": round(done / seconds, 3) if done else None,
+            "device": device_name(self.device),
+            "peak_memory_gb": round(torch.cuda.max_memory_allocated(self.device) / 2**30, 2) if cuda else None,
+        }

@@ -1,6 +1,7 @@
 """The study's grid: its experiments (sweeps of p per source, regime and seed, and the real-image
 yardstick's smaller sizes), the params each sets and their `dvc exp run -S` arguments. Both executors
 (study.py, ray_study.py) build on it."""
+
 from __future__ import annotations
 
 import copy
@@ -13,6 +14,7 @@ from diffaug.config import ParamsError, parse_params
 @dataclass(frozen=True)
 class Sweep:
     """One `dvc exp run --queue` call: a source, the p values swept, and the fixed settings."""
+
     source: str
     p: tuple[float, ...]
     regime: str
@@ -25,8 +27,13 @@ class Sweep:
 
     def sets(self, p: Optional[float] = None) -> dict[str, object]:
         """The params this sweep sets (`mix.p` to `p` if given, else to every p of the sweep)."""
-        out = {"mix.source": self.source, "mix.p": float(p) if p is not None else list(self.p),
-               "train.regime": self.regime, "train.seed": self.seed, "mix.seed": self.seed}
+        out = {
+            "mix.source": self.source,
+            "mix.p": float(p) if p is not None else list(self.p),
+            "train.regime": self.regime,
+            "train.seed": self.seed,
+            "mix.seed": self.seed,
+        }
         if self.augment is not None:
             out["train.augment"] = self.augment
         if self.n_per_class is not None:
@@ -45,10 +52,12 @@ class Sweep:
 
 def overrides(sets: dict[str, object]) -> list[str]:
     """`dvc exp run`'s `-S key=value` arguments for `sets` (a list: a sweep, for the queue)."""
+
     def text(v):  # 1.0, not 1: DVC would store an int
         if v is None:
             return "null"
         return ",".join(repr(float(x)) for x in v) if isinstance(v, list) else str(v)
+
     return [a for k, v in sets.items() for a in ("-S", f"{k}={text(v)}")]
 
 
@@ -77,27 +86,45 @@ def check_points(raw: dict, sweeps: list[Sweep]) -> int:
         try:
             parse_params(with_sets(raw, sets))
         except ParamsError as e:
-            raise ParamsError(f"the study's experiment {' '.join(f'{k}={v}' for k, v in sets.items())} would "
-                              f"fail: {e}") from None
+            raise ParamsError(
+                f"the study's experiment {' '.join(f'{k}={v}' for k, v in sets.items())} would fail: {e}"
+            ) from None
         n += 1
     return n
 
 
-def few_shot(sources: tuple[str, ...], regime: str, budget: Optional[int], seed: int,
-             real_per_class: tuple[int, ...], add_per_class: tuple[int, ...], budget_key: str) -> list[Sweep]:
+def few_shot(
+    sources: tuple[str, ...],
+    regime: str,
+    budget: Optional[int],
+    seed: int,
+    real_per_class: tuple[int, ...],
+    add_per_class: tuple[int, ...],
+    budget_key: str,
+) -> list[Sweep]:
     """The yardstick's "only original" runs with k real images a class (p = 0), and at each k of
     `add_per_class` every source adding k synthetic images to the k real ones (mix.mode=add, p = 1).
     A k of `add_per_class` gets its own only-original run too: the point its synthetic images add to."""
     real = sorted(set(real_per_class) | set(add_per_class))
     sweeps = [Sweep("none", (0.0,), regime, budget, seed, budget_key=budget_key, n_per_class=k) for k in real]
-    return sweeps + [Sweep(s, (1.0,), regime, budget, seed, budget_key=budget_key, n_per_class=k, mode="add")
-                     for k in sorted(set(add_per_class)) for s in sources]
+    return sweeps + [
+        Sweep(s, (1.0,), regime, budget, seed, budget_key=budget_key, n_per_class=k, mode="add")
+        for k in sorted(set(add_per_class))
+        for s in sources
+    ]
 
 
-def grid(sources: tuple[str, ...], ps: tuple[float, ...], regimes: tuple[tuple[str, Optional[int]], ...],
-         seeds: tuple[int, ...], randaugment: bool = False, real_per_class: tuple[int, ...] = (),
-         add_per_class: tuple[int, ...] = (), budget_key: str = "train.steps", controls: tuple[str, ...] = ()
-         ) -> list[Sweep]:
+def grid(
+    sources: tuple[str, ...],
+    ps: tuple[float, ...],
+    regimes: tuple[tuple[str, Optional[int]], ...],
+    seeds: tuple[int, ...],
+    randaugment: bool = False,
+    real_per_class: tuple[int, ...] = (),
+    add_per_class: tuple[int, ...] = (),
+    budget_key: str = "train.steps",
+    controls: tuple[str, ...] = (),
+) -> list[Sweep]:
     """The sweeps of the study; `regimes`: (regime, its budget in `budget_key`'s unit or None);
     `controls`: real sources (extra real images), run only in the few-shot points, the one place
     where a small held-out pool can fill them."""

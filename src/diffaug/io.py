@@ -3,6 +3,7 @@
 Outputs are built in a hidden sibling folder and renamed into place only when complete, so a
 failed or interrupted stage never leaves a half-written output for DVC or the next stage to read.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -13,8 +14,8 @@ import json
 import os
 import shutil
 import threading
+from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Iterable, Iterator
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
 
@@ -40,7 +41,7 @@ def _clean_leftovers(folder: Path) -> None:
             shutil.rmtree(leftover, ignore_errors=True) if leftover.is_dir() else leftover.unlink(missing_ok=True)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _workspace_temp(cwd: Path) -> Path:
     folder = cwd / TMP
     folder.mkdir(exist_ok=True)

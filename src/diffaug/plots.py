@@ -1,4 +1,5 @@
 """Sample grids: a row per class, so `dvc plots show` shows what a source draws."""
+
 from __future__ import annotations
 
 import functools
@@ -42,8 +43,9 @@ def sample_grid(folder: Path, classes: list[str], per_class: int = 8, cell: int 
         files = list_images(folder / c)[:per_class] if (folder / c).is_dir() else []
         for col, f in enumerate(files):
             with Image.open(f) as im:
-                grid.paste(im.convert("RGB").resize((cell, cell), Image.Resampling.NEAREST),
-                           (label_w + col * cell, row * cell))
+                grid.paste(
+                    im.convert("RGB").resize((cell, cell), Image.Resampling.NEAREST), (label_w + col * cell, row * cell)
+                )
     return grid
 
 

@@ -4,6 +4,7 @@ The profile is checked first (a bad value stops the switch, params.yaml untouche
 params.yaml. Back to the built-in default: `git checkout params.yaml`. The switch is an ordinary
 params change: commit it, and `dvc repro` / `dvc exp run` take it from there.
 """
+
 from __future__ import annotations
 
 import shutil
@@ -18,8 +19,9 @@ from diffaug.errors import DiffaugError
 
 def has_local_edits(path: Path) -> bool:
     """True if git reports uncommitted changes to `path` (False outside a git repository)."""
-    proc = subprocess.run(["git", "status", "--porcelain", "--", path.name], cwd=path.parent, capture_output=True,
-                          text=True)
+    proc = subprocess.run(
+        ["git", "status", "--porcelain", "--", path.name], cwd=path.parent, capture_output=True, text=True
+    )
     return proc.returncode == 0 and bool(proc.stdout.strip())
 
 
@@ -32,8 +34,10 @@ def switch(name: str, root: Path = Path("."), force: bool = False) -> Path:
     load_params(source)
     params = root / "params.yaml"
     if not force and params.exists() and params.read_bytes() != source.read_bytes() and has_local_edits(params):
-        raise DiffaugError("params.yaml has uncommitted changes that the switch would overwrite; commit them, "
-                           "or add --force to drop them.")
+        raise DiffaugError(
+            "params.yaml has uncommitted changes that the switch would overwrite; commit them, "
+            "or add --force to drop them."
+        )
     shutil.copyfile(source, root / "params.yaml")
     return source
 

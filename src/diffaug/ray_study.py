@@ -11,6 +11,7 @@ show` here lists them all. A rerun skips the points that already have a finished
 the same params; a failed run is tried again `study.retries` times, then reported by name.
 Only this module imports ray (requirements-ray.txt).
 """
+
 from __future__ import annotations
 
 import os
@@ -18,16 +19,17 @@ import shutil
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Optional
 
 import yaml
 
 import diffaug
 from diffaug.config import Study
 from diffaug.errors import DiffaugError
-from diffaug.report.experiments import FINISHED, _params, _revisions, flatten, read_exp_show
 from diffaug.grid import Sweep, overrides, points, with_sets
+from diffaug.report.experiments import FINISHED, _params, _revisions, flatten, read_exp_show
 from diffaug.runner import command, dvc, failure, up_to_date
 
 REMOTE = "diffaug-study"  # the DVC remote --dvc-remote is added as (in .dvc/config.local)
@@ -49,14 +51,17 @@ def resources(study: Study, cluster: dict[str, float]) -> dict[str, float]:
     key, want = ("GPU", study.gpus_per_run) if cluster.get("GPU", 0) > 0 else ("CPU", study.cpus_per_run)
     if want > cluster.get(key, 0):
         field = "gpus_per_run" if key == "GPU" else "cpus_per_run"
-        raise DiffaugError(f"study.{field} is {want:g} but the Ray cluster has {cluster.get(key, 0):g} {key}s in "
-                           f"all, so no experiment could start; lower study.{field}.")
+        raise DiffaugError(
+            f"study.{field} is {want:g} but the Ray cluster has {cluster.get(key, 0):g} {key}s in "
+            f"all, so no experiment could start; lower study.{field}."
+        )
     return {"num_gpus": float(want)} if key == "GPU" else {"num_cpus": float(want)}
 
 
 def finished(states: list[dict], commit: str, wanted: dict[str, dict]) -> set[str]:
     """The names in `wanted` (name -> params.yaml it runs with) that have a finished experiment of
     `commit` with exactly those params (study.* aside: no stage reads it)."""
+
     def stage_params(params: dict) -> dict:
         return {k: v for k, v in params.items() if not k.startswith("study.")}
 
@@ -66,8 +71,13 @@ def finished(states: list[dict], commit: str, wanted: dict[str, dict]) -> set[st
             continue
         for rev, executor, baseline in _revisions([state]):
             name = rev.get("name")
-            if (not baseline and name in wanted and executor in FINISHED and not rev.get("error")
-                    and stage_params(_params(rev.get("data") or {})) == stage_params(flatten(wanted[name]))):
+            if (
+                not baseline
+                and name in wanted
+                and executor in FINISHED
+                and not rev.get("error")
+                and stage_params(_params(rev.get("data") or {})) == stage_params(flatten(wanted[name]))
+            ):
                 done.add(name)
     return done
 
@@ -81,20 +91,28 @@ def prepare(git_remote: Optional[str], dvc_remote: Optional[str]) -> tuple[str, 
     (the git origin the workers clone, the commit they check out)."""
     if not Path(".git").exists():
         raise DiffaugError("the Ray executor clones the repository, so run it from the root of a git repository.")
-    dirty = [line[3:] for line in git("status", "--porcelain", "--untracked-files=no").splitlines()
-             if line[3:] != "dvc.lock"]
+    dirty = [
+        line[3:] for line in git("status", "--porcelain", "--untracked-files=no").splitlines() if line[3:] != "dvc.lock"
+    ]
     if dirty:
-        raise DiffaugError(f"{', '.join(dirty[:3])} {'has' if len(dirty) == 1 else 'have'} uncommitted changes, which "
-                           "the workers' clones would not see; commit them (git commit -am ...) and run the study again.")
+        raise DiffaugError(
+            f"{', '.join(dirty[:3])} {'has' if len(dirty) == 1 else 'have'} uncommitted changes, which "
+            "the workers' clones would not see; commit them (git commit -am ...) and run the study again."
+        )
     up_to_date()
     # dvc.lock (and the .gitignore files DVC writes) tell every clone which cached outputs to check out.
-    made = [line[3:] for line in git("status", "--porcelain", "--untracked-files=all").splitlines()
-            if line[3:] == "dvc.lock" or line[3:].endswith(".gitignore")]
+    made = [
+        line[3:]
+        for line in git("status", "--porcelain", "--untracked-files=all").splitlines()
+        if line[3:] == "dvc.lock" or line[3:].endswith(".gitignore")
+    ]
     if made:
         git("add", "--", *made)
         git("commit", "-q", "-m", "study: dvc.lock of the shared stages, for the Ray executor's clones", "--", *made)
-        print(f"study: committed {', '.join(made)} (the shared stages' outputs), so every worker checks them out",
-              file=sys.stderr)
+        print(
+            f"study: committed {', '.join(made)} (the shared stages' outputs), so every worker checks them out",
+            file=sys.stderr,
+        )
     commit = git("rev-parse", "HEAD")
     if dvc_remote:
         dvc("remote", "add", "--local", "--force", REMOTE, dvc_remote)
@@ -111,8 +129,9 @@ def prepare(git_remote: Optional[str], dvc_remote: Optional[str]) -> tuple[str, 
     return url, commit
 
 
-def run_point(origin: str, commit: str, name: str, args: list[str], cache: Optional[str],
-              dvc_remote: Optional[str]) -> dict:
+def run_point(
+    origin: str, commit: str, name: str, args: list[str], cache: Optional[str], dvc_remote: Optional[str]
+) -> dict:
     """One experiment in its own clone (the body of a Ray task). Returns whether it succeeded, its
     log, and what Ray gave it (CUDA_VISIBLE_DEVICES, resources)."""
     import ray
@@ -131,27 +150,48 @@ def run_point(origin: str, commit: str, name: str, args: list[str], cache: Optio
     # of one group share it); across machines: the shared stages come from the DVC remote. The
     # config is written, not set with `dvc config`: every dvc process costs a second or more.
     if cache:
-        config, get, push = (f'[cache]\n    dir = {cache}\n    shared = group\n'
-                             '    type = "reflink,hardlink,symlink,copy"\n'), ("checkout",), ("--no-cache",)
+        config, get, push = (
+            (f'[cache]\n    dir = {cache}\n    shared = group\n    type = "reflink,hardlink,symlink,copy"\n'),
+            ("checkout",),
+            ("--no-cache",),
+        )
     else:
-        config, get, push = (f"[core]\n    remote = {REMOTE}\n['remote \"{REMOTE}\"']\n    url = {dvc_remote}\n",
-                             ("pull",), ("--remote", REMOTE))
+        config, get, push = (
+            f"[core]\n    remote = {REMOTE}\n['remote \"{REMOTE}\"']\n    url = {dvc_remote}\n",
+            ("pull",),
+            ("--remote", REMOTE),
+        )
     try:
-        ok = (step("git", "clone", "--quiet", "--no-checkout", origin, str(clone), cwd=base)
-              and step("git", "checkout", "--quiet", commit)
-              and (clone / ".dvc" / "config.local").write_text(config) > 0
-              and step("dvc", *get, "--quiet", "--allow-missing")
-              and step("dvc", "exp", "run", "--name", name, *args)
-              and step("dvc", "exp", "push", *push, "origin", name))
+        ok = (
+            step("git", "clone", "--quiet", "--no-checkout", origin, str(clone), cwd=base)
+            and step("git", "checkout", "--quiet", commit)
+            and (clone / ".dvc" / "config.local").write_text(config) > 0
+            and step("dvc", *get, "--quiet", "--allow-missing")
+            and step("dvc", "exp", "run", "--name", name, *args)
+            and step("dvc", "exp", "push", *push, "origin", name)
+        )
     finally:
         shutil.rmtree(base, ignore_errors=True)
-    return {"name": name, "ok": ok, "log": "\n".join(log), "seconds": time.time() - start,
-            "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"), "node": context.get_node_id(),
-            "resources": context.get_assigned_resources()}
+    return {
+        "name": name,
+        "ok": ok,
+        "log": "\n".join(log),
+        "seconds": time.time() - start,
+        "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"),
+        "node": context.get_node_id(),
+        "resources": context.get_assigned_resources(),
+    }
 
 
-def run_study(raw: dict, study: Study, sweeps: list[Sweep], address: Optional[str], git_remote: Optional[str],
-              dvc_remote: Optional[str], after: Callable[[], None]) -> list[dict]:
+def run_study(
+    raw: dict,
+    study: Study,
+    sweeps: list[Sweep],
+    address: Optional[str],
+    git_remote: Optional[str],
+    dvc_remote: Optional[str],
+    after: Callable[[], None],
+) -> list[dict]:
     """Run the grid's missing experiments on Ray, then `after` (the report); return the tasks' results."""
     try:
         import ray
@@ -174,8 +214,11 @@ def run_study(raw: dict, study: Study, sweeps: list[Sweep], address: Optional[st
     ray.cloudpickle.register_pickle_by_value(diffaug)
     # Ray reruns a task whose worker died; runs that fail are retried below.
     task = ray.remote(run_point).options(**ask, max_retries=study.retries)
-    print(f"study: {len(done)} of {len(wanted)} experiments finished before; running {len(todo)} on Ray, "
-          f"each with {', '.join(f'{k}={v:g}' for k, v in ask.items())}", file=sys.stderr)
+    print(
+        f"study: {len(done)} of {len(wanted)} experiments finished before; running {len(todo)} on Ray, "
+        f"each with {', '.join(f'{k}={v:g}' for k, v in ask.items())}",
+        file=sys.stderr,
+    )
 
     def submit(name: str):
         return task.remote(origin, commit, name, overrides(wanted[name][0]), cache, dvc_remote)
@@ -198,14 +241,18 @@ def run_study(raw: dict, study: Study, sweeps: list[Sweep], address: Optional[st
         results.append(result)
         if not result["ok"]:
             failed.append((name, LOGS / f"{name}.log"))
-        print(f"study: {len(results)} of {len(todo)} experiments finished ({name}: "
-              f"{'ok' if result['ok'] else 'failed'})", file=sys.stderr)
+        print(
+            f"study: {len(results)} of {len(todo)} experiments finished ({name}: {'ok' if result['ok'] else 'failed'})",
+            file=sys.stderr,
+        )
     succeeded = [r["name"] for r in results if r["ok"]]
     if git_remote and succeeded:
         dvc("exp", "pull", *(("--remote", REMOTE) if dvc_remote else ("--no-cache",)), git_remote, *succeeded)
     after()
     if failed:
         raise failure([(n, str(path)) for n, path in failed], len(todo))
-    print(f"study: {len(succeeded)} experiments succeeded on Ray, {len(done)} were done before; "
-          "see `dvc exp show`", file=sys.stderr)
+    print(
+        f"study: {len(succeeded)} experiments succeeded on Ray, {len(done)} were done before; see `dvc exp show`",
+        file=sys.stderr,
+    )
     return results

@@ -1,4 +1,5 @@
 """Seeded randomness that does not depend on the order things are processed in."""
+
 import hashlib
 
 import numpy as np

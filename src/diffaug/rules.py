@@ -7,6 +7,7 @@ same functions to refuse a grid that cannot fit before any stage starts. This mo
 every stage that uses it, so editing a rule reruns what it shapes (config.py, schema only, is not).
 Params objects come in as arguments: nothing here imports config at run time.
 """
+
 from __future__ import annotations
 
 import math
@@ -33,8 +34,7 @@ def n_val_of(n_original: int, mix: Mix) -> int:
     return round_half_up(mix.val_fraction * n_original) if mix.val_from == "original" else 0
 
 
-def mix_counts(n_original: int, mix: Mix, p: Optional[float] = None, n_largest: Optional[int] = None
-               ) -> dict[str, int]:
+def mix_counts(n_original: int, mix: Mix, p: Optional[float] = None, n_largest: Optional[int] = None) -> dict[str, int]:
     """How a class of `n_original` real images is mixed at `p` (default `mix.p`): validation images,
     the per-class total n, and how many real and synthetic training images the mix takes.
     `mode: balance` keeps every real image and fills up to n = mix.n_per_class, or to the real
@@ -45,12 +45,22 @@ def mix_counts(n_original: int, mix: Mix, p: Optional[float] = None, n_largest: 
     if mix.mode == "balance":
         largest = n_largest or n_original
         n = mix.n_per_class or largest - n_val_of(largest, mix)
-        return {"val": n_val, "available": available, "n": n, "synthetic": max(0, n - available),
-                "real": min(n, available)}
+        return {
+            "val": n_val,
+            "available": available,
+            "n": n,
+            "synthetic": max(0, n - available),
+            "real": min(n, available),
+        }
     n = mix.n_per_class or available
     synthetic = round_half_up(p * n)
-    return {"val": n_val, "available": available, "n": n, "synthetic": synthetic,
-            "real": n if mix.mode == "add" else n - synthetic}
+    return {
+        "val": n_val,
+        "available": available,
+        "n": n,
+        "synthetic": synthetic,
+        "real": n if mix.mode == "add" else n - synthetic,
+    }
 
 
 def imbalance_sizes(split: Split, n_max: int, k: int) -> list[int]:
@@ -103,12 +113,22 @@ def source_count(params: Params, name: str, n_original: int, n_val: int = 0) -> 
 def asks(params: Params) -> list[tuple[str, str, float]]:
     """(key, source, p) of every mix the current params and the study grid (as study.py queues it) ask for."""
     out = [("mix.p", params.mix.source, params.mix.p)]
-    return out + [("study.p", s, p) for s in ["none", *params.study.sources] for p in params.study.p
-                  if (p < 1.0 if s == "none" else p > 0.0)]
+    return out + [
+        ("study.p", s, p)
+        for s in ["none", *params.study.sources]
+        for p in params.study.p
+        if (p < 1.0 if s == "none" else p > 0.0)
+    ]
 
 
 def needed(params: Params, name: str, n_original: int, n_largest: int) -> int:
     """The most images of source `name` a class of `n_original` real images gives a mix of these params
     (0 if none mixes it); `n_largest`: the largest class's real images (for mix.mode: balance)."""
-    return max([mix_counts(n_original, params.mix, p, n_largest)["synthetic"]
-                for _, source, p in asks(params) if source == name], default=0)
+    return max(
+        [
+            mix_counts(n_original, params.mix, p, n_largest)["synthetic"]
+            for _, source, p in asks(params)
+            if source == name
+        ],
+        default=0,
+    )

@@ -1,5 +1,6 @@
 """The git and dvc commands of both study executors: one runner, the failure sentence, and the
 pipeline brought up to date once before any experiment."""
+
 from __future__ import annotations
 
 import subprocess
@@ -15,8 +16,9 @@ def command(args: list[str], cwd: Optional[Path] = None) -> subprocess.Completed
     try:
         return subprocess.run(args, cwd=cwd, capture_output=True, text=True)
     except FileNotFoundError:
-        raise DiffaugError(f"the {args[0]} command is not on PATH; install git and the project's requirements.txt "
-                           "first.") from None
+        raise DiffaugError(
+            f"the {args[0]} command is not on PATH; install git and the project's requirements.txt first."
+        ) from None
 
 
 def command_failed(args: list[str], output: str) -> DiffaugError:
@@ -35,17 +37,22 @@ def dvc(*args: str, check: bool = True, cwd: Optional[Path] = None, program: str
 def failure(failed: list[tuple[str, str]], total: int) -> DiffaugError:
     """The error for failed experiments, (name, where its log is) each, sorted by name."""
     name, log = sorted(failed)[0]
-    return DiffaugError(f"{len(failed)} of {total} experiments failed, first {name}; read {log}, fix the cause "
-                        "and run the study again.")
+    return DiffaugError(
+        f"{len(failed)} of {total} experiments failed, first {name}; read {log}, fix the cause and run the study again."
+    )
 
 
 def up_to_date() -> None:
     """Run the pipeline once at the workspace's params, so every experiment restores the shared stages
     (data, base model, fine-tuning, generation, FID) from the DVC cache instead of recomputing them."""
     if subprocess.run(["dvc", "status", "--quiet"], capture_output=True).returncode:  # 1: not up to date
-        print("study: the pipeline is not up to date; running `dvc repro` once, so the experiments share its outputs",
-              file=sys.stderr)
+        print(
+            "study: the pipeline is not up to date; running `dvc repro` once, so the experiments share its outputs",
+            file=sys.stderr,
+        )
         proc = subprocess.run(["dvc", "repro"])
         if proc.returncode:
-            raise DiffaugError("`dvc repro` failed at the workspace's params; fix that first (its output is above), "
-                               "then run the study again.")
+            raise DiffaugError(
+                "`dvc repro` failed at the workspace's params; fix that first (its output is above), "
+                "then run the study again."
+            )

@@ -22,6 +22,7 @@ Experiments that ran before are restored from DVC's run-cache instead of recompu
 `--executor ray` (study.executor) the experiments run as Ray tasks instead of in DVC's queue:
 see diffaug.ray_study.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -55,8 +56,10 @@ def budget_key(params) -> str:
     """The param the regimes' budgets set: train.steps (equal for every mix) or train.epochs."""
     unit = params.study.budget or ("steps" if params.train.steps else "epochs")
     if unit == "steps" and not params.train.steps and None in params.study.regimes.values():
-        raise DiffaugError("the study's budget is steps but train.steps is null; give every regime its steps, "
-                           "e.g. --regimes scratch=2400,finetune=240,frozen=240.")
+        raise DiffaugError(
+            "the study's budget is steps but train.steps is null; give every regime its steps, "
+            "e.g. --regimes scratch=2400,finetune=240,frozen=240."
+        )
     return f"train.{unit}"
 
 
@@ -99,8 +102,10 @@ def wait(names: list[str], poll: float = POLL_SECONDS, patience: int = 3) -> dic
             return ours
         idle = idle + 1 if workers == 0 else 0
         if idle >= patience:
-            raise DiffaugError(f"the DVC queue has no worker left with {len(names) - done} experiments to go; "
-                               "run `dvc queue start` and then this command again.")
+            raise DiffaugError(
+                f"the DVC queue has no worker left with {len(names) - done} experiments to go; "
+                "run `dvc queue start` and then this command again."
+            )
         time.sleep(poll)
 
 
@@ -118,8 +123,9 @@ def start_workers(jobs: int) -> None:
     # Output to a file, not a pipe: the workers DVC spawns inherit it, and reading a pipe would wait
     # until the last of them leaves, i.e. until the whole queue has run.
     with tempfile.TemporaryFile("w+") as out:
-        proc = subprocess.run(["dvc", "queue", "start", "-j", str(jobs)], stdout=out, stderr=subprocess.STDOUT,
-                              env=worker_env(jobs))
+        proc = subprocess.run(
+            ["dvc", "queue", "start", "-j", str(jobs)], stdout=out, stderr=subprocess.STDOUT, env=worker_env(jobs)
+        )
         out.seek(0)
         text = out.read()
     if proc.returncode:
@@ -136,19 +142,36 @@ def main(argv: Optional[list[str]] = None) -> None:
     ap.add_argument("--budget", choices=("steps", "epochs"), help="the regimes' unit (default: study.budget)")
     ap.add_argument("--seeds", help="seeds, comma-separated (default: study.seeds)")
     ap.add_argument("--jobs", type=int, default=study.jobs, help="experiments at once (default: study.jobs)")
-    ap.add_argument("--randaugment", action=argparse.BooleanOptionalAction, default=study.randaugment,
-                    help="queue the RandAugment baseline (default: study.randaugment)")
-    ap.add_argument("--real-per-class", help="yardstick sizes k, comma-separated; '' for none "
-                                             "(default: study.real_per_class)")
-    ap.add_argument("--add-per-class", help="few-shot k (k real + k synthetic a class), comma-separated; '' for "
-                                            "none (default: study.add_per_class)")
-    ap.add_argument("--executor", choices=("queue", "ray"), default=study.executor,
-                    help="queue: DVC's queue here; ray: one Ray task per experiment (default: study.executor)")
+    ap.add_argument(
+        "--randaugment",
+        action=argparse.BooleanOptionalAction,
+        default=study.randaugment,
+        help="queue the RandAugment baseline (default: study.randaugment)",
+    )
+    ap.add_argument(
+        "--real-per-class", help="yardstick sizes k, comma-separated; '' for none (default: study.real_per_class)"
+    )
+    ap.add_argument(
+        "--add-per-class",
+        help="few-shot k (k real + k synthetic a class), comma-separated; '' for none (default: study.add_per_class)",
+    )
+    ap.add_argument(
+        "--executor",
+        choices=("queue", "ray"),
+        default=study.executor,
+        help="queue: DVC's queue here; ray: one Ray task per experiment (default: study.executor)",
+    )
     ap.add_argument("--address", help="ray: the Ray cluster to join (default: start a local Ray)")
-    ap.add_argument("--git-remote", help="ray: git remote (name or URL) the workers clone and push experiments "
-                                         "to, for machines that share no disk (default: this repository)")
-    ap.add_argument("--dvc-remote", help="ray: DVC remote (URL or path) the workers pull the shared stages from "
-                                         "and push to (default: share this repository's DVC cache)")
+    ap.add_argument(
+        "--git-remote",
+        help="ray: git remote (name or URL) the workers clone and push experiments "
+        "to, for machines that share no disk (default: this repository)",
+    )
+    ap.add_argument(
+        "--dvc-remote",
+        help="ray: DVC remote (URL or path) the workers pull the shared stages from "
+        "and push to (default: share this repository's DVC cache)",
+    )
     ap.add_argument("--dry-run", action="store_true", help="print the dvc commands, queue nothing")
     ap.add_argument("--no-report", action="store_true", help="do not run python -m diffaug.report at the end")
     a = ap.parse_args(argv)
@@ -170,18 +193,34 @@ def main(argv: Optional[list[str]] = None) -> None:
     raw = with_sets(raw, {f"study.{k}": v for k, v in options.items()})
     params = parse_params(raw)
     study = params.study
-    sweeps = grid(tuple(study.sources), tuple(study.p), tuple(study.regimes.items()), tuple(study.seeds),
-                  study.randaugment, tuple(study.real_per_class), tuple(study.add_per_class), budget_key(params),
-                  tuple(name for name in params.sources.real if name not in study.sources))
+    sweeps = grid(
+        tuple(study.sources),
+        tuple(study.p),
+        tuple(study.regimes.items()),
+        tuple(study.seeds),
+        study.randaugment,
+        tuple(study.real_per_class),
+        tuple(study.add_per_class),
+        budget_key(params),
+        tuple(name for name in params.sources.real if name not in study.sources),
+    )
     count = check_points(raw, sweeps)
     if study.executor != "ray" and (a.address or a.git_remote or a.dvc_remote):
-        raise DiffaugError("--address, --git-remote and --dvc-remote are options of the Ray executor; "
-                           "add --executor ray.")
+        raise DiffaugError(
+            "--address, --git-remote and --dvc-remote are options of the Ray executor; add --executor ray."
+        )
     if study.executor == "ray" and not a.dry_run:
         from diffaug.ray_study import run_study  # only this executor needs ray installed
 
-        run_study(raw, study, sweeps, address=a.address, git_remote=a.git_remote, dvc_remote=a.dvc_remote,
-                  after=lambda: report(a.no_report))
+        run_study(
+            raw,
+            study,
+            sweeps,
+            address=a.address,
+            git_remote=a.git_remote,
+            dvc_remote=a.dvc_remote,
+            after=lambda: report(a.no_report),
+        )
         return
     if a.dry_run:
         for sweep in sweeps:

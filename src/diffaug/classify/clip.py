@@ -4,6 +4,7 @@ Images go through CLIP's own processor (resize, centre crop and CLIP's mean/std 
 paper's code skipped the normalisation); weights load as safetensors at a pinned revision, never
 with remote code.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -44,8 +45,9 @@ def _pooled(out) -> torch.Tensor:
 
 
 @torch.no_grad()
-def clip_probabilities(model, processor, files: list[Path], classes: list[str], template: str, batch_size: int,
-                       device: torch.device) -> np.ndarray:
+def clip_probabilities(
+    model, processor, files: list[Path], classes: list[str], template: str, batch_size: int, device: torch.device
+) -> np.ndarray:
     """(N, classes): CLIP's softmax over one prompt per class (its logit scale times cosine similarity)."""
     model.to(device)
     text = processor.tokenizer([template.format(c) for c in classes], padding=True, return_tensors="pt").to(device)
@@ -54,7 +56,7 @@ def clip_probabilities(model, processor, files: list[Path], classes: list[str], 
     out = []
     for start in range(0, len(files), batch_size):
         images = []
-        for f in files[start:start + batch_size]:
+        for f in files[start : start + batch_size]:
             with Image.open(f) as im:
                 images.append(im.convert("RGB"))
         pixels = processor.image_processor(images=images, return_tensors="pt")["pixel_values"].to(device)
@@ -64,7 +66,8 @@ def clip_probabilities(model, processor, files: list[Path], classes: list[str], 
     return torch.cat(out).numpy() if out else np.zeros((0, len(classes)), dtype=np.float32)
 
 
-def zero_shot(model, processor, files: list[Path], classes: list[str], template: str, batch_size: int,
-              device: torch.device) -> np.ndarray:
+def zero_shot(
+    model, processor, files: list[Path], classes: list[str], template: str, batch_size: int, device: torch.device
+) -> np.ndarray:
     """Predicted class index of each image: the prompt of highest cosine similarity."""
     return clip_probabilities(model, processor, files, classes, template, batch_size, device).argmax(1)

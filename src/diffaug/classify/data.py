@@ -1,4 +1,5 @@
 """Images for the classifier: decoded once into uint8 tensors, augmented as tensors per batch."""
+
 from __future__ import annotations
 
 import functools
@@ -28,8 +29,9 @@ def load_image(data: bytes, size: int) -> np.ndarray:
         return np.asarray(im.crop((left, top, left + size, top + size)), dtype=np.uint8)
 
 
-def load_manifest_images(rows: list[dict], classes: list[str], size: int, root: Path = Path(".")
-                         ) -> tuple[torch.Tensor, torch.Tensor]:
+def load_manifest_images(
+    rows: list[dict], classes: list[str], size: int, root: Path = Path(".")
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Decode every file of a manifest once (paths relative to `root`): (N,3,S,S) uint8 images
     and (N,) int64 labels.
 
@@ -50,11 +52,13 @@ def load_manifest_images(rows: list[dict], classes: list[str], size: int, root: 
     return torch.from_numpy(images).permute(0, 3, 1, 2).contiguous(), labels
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _statistics(device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
     # Made once per device: a tensor built from a list on a GPU is a blocking copy.
-    return (torch.tensor(IMAGENET_MEAN, device=device).view(1, 3, 1, 1),
-            torch.tensor(IMAGENET_STD, device=device).view(1, 3, 1, 1))
+    return (
+        torch.tensor(IMAGENET_MEAN, device=device).view(1, 3, 1, 1),
+        torch.tensor(IMAGENET_STD, device=device).view(1, 3, 1, 1),
+    )
 
 
 def normalize(batch: torch.Tensor) -> torch.Tensor:
@@ -147,8 +151,9 @@ class Loader:
     page-locked host buffer, reused (pinning each batch afresh costs another copy of it), and copied
     asynchronously; the next gather waits only for that copy, not for the GPU's work on the batch."""
 
-    def __init__(self, images: torch.Tensor, labels: torch.Tensor, device: torch.device, batch_size: int,
-                 resident: bool):
+    def __init__(
+        self, images: torch.Tensor, labels: torch.Tensor, device: torch.device, batch_size: int, resident: bool
+    ):
         self.device, self.resident = device, resident
         if resident:
             self.images, self.labels = images.to(device), labels.to(device)

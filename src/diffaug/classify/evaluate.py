@@ -1,4 +1,5 @@
 """Test-set metrics: accuracy, balanced accuracy, macro-F1, per-class accuracy and the confusion matrix."""
+
 from __future__ import annotations
 
 import numpy as np

@@ -1,4 +1,5 @@
 """ResNet-18 for the three regimes of the study: scratch, finetune (ImageNet), frozen backbone."""
+
 from __future__ import annotations
 
 import os
@@ -43,7 +44,9 @@ def imagenet_state_dict() -> dict:
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:
-        raise DiffaugError(f"{path} is not a readable ResNet-18 state dict ({e}); delete it and download again.") from None
+        raise DiffaugError(
+            f"{path} is not a readable ResNet-18 state dict ({e}); delete it and download again."
+        ) from None
 
 
 def build_model(num_classes: int, regime: str, small_stem: bool) -> nn.Module:
@@ -69,7 +72,7 @@ def set_train_mode(model: nn.Module, regime: str) -> None:
     """In the frozen regime the backbone's batch-norm statistics stay ImageNet's too."""
     model.train()
     if regime == "frozen":
-        for name, module in model.named_modules():
+        for module in model.modules():
             if isinstance(module, nn.BatchNorm2d):
                 module.eval()
 

@@ -8,11 +8,13 @@ What keeps a GPU busy (the airbench / hlb-CIFAR10 recipe): the uint8 dataset on 
 fits, augmentation there as batched tensor ops, loss and accuracy summed there and read once per
 epoch, so a step never waits for the host.
 """
+
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Callable, Iterator, Optional
+from typing import Optional
 
 import torch
 import torch.nn.functional as F
@@ -47,7 +49,7 @@ def predict(model: nn.Module, images: torch.Tensor, device: torch.device, batch_
     out = []
     amp = autocast_dtype(device)
     for start in range(0, len(images), batch_size):
-        x = normalize(images[start:start + batch_size].to(device))  # a no-op when they are there already
+        x = normalize(images[start : start + batch_size].to(device))  # a no-op when they are there already
         if device.type == "cuda":
             x = x.contiguous(memory_format=torch.channels_last)
         with torch.autocast(device.type, dtype=amp) if amp else contextlib.nullcontext():
@@ -65,8 +67,11 @@ def optimisation(model: nn.Module, cfg: Train, device: torch.device):
         torch.backends.cudnn.benchmark = True
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
-    scheduler = (torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=cfg.steps or cfg.epochs)
-                 if cfg.lr_schedule == "cosine" else None)
+    scheduler = (
+        torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=cfg.steps or cfg.epochs)
+        if cfg.lr_schedule == "cosine"
+        else None
+    )
     amp = autocast_dtype(device)
     return optimizer, scheduler, amp, torch.amp.GradScaler("cuda", enabled=amp == torch.float16)
 
@@ -86,7 +91,7 @@ def epoch_batches(n: int, cfg: Train, generator: torch.Generator) -> Iterator[Ba
         order = torch.randperm(n, generator=generator)
         starts = [s for s in range(0, n, cfg.batch_size) if not (n - s < 2 and s)]
         for i, start in enumerate(starts):
-            yield Batch(order[start:start + cfg.batch_size], epoch, i == len(starts) - 1)
+            yield Batch(order[start : start + cfg.batch_size], epoch, i == len(starts) - 1)
 
 
 def step_batches(n: int, cfg: Train, generator: torch.Generator) -> Iterator[Batch]:
@@ -99,7 +104,7 @@ def step_batches(n: int, cfg: Train, generator: torch.Generator) -> Iterator[Bat
         while len(stream) < cfg.batch_size:
             stream = torch.cat([stream, torch.randperm(n, generator=generator)])
             epoch += 1
-        idx, stream = stream[:cfg.batch_size], stream[cfg.batch_size:]
+        idx, stream = stream[: cfg.batch_size], stream[cfg.batch_size :]
         yield Batch(idx, start_epoch, step % cfg.val_every == 0 or step == cfg.steps)
 
 
@@ -112,9 +117,15 @@ def budget(n: int, cfg: Train) -> dict:
     return {"budget": "epochs", "steps": per_epoch * cfg.epochs, "images_seen": images * cfg.epochs}
 
 
-def fit(model: nn.Module, train: tuple[torch.Tensor, torch.Tensor], val: tuple[torch.Tensor, torch.Tensor],
-        cfg: Train, device: torch.device, generator: torch.Generator,
-        log: Callable[[dict], None] = lambda m: None) -> Result:
+def fit(
+    model: nn.Module,
+    train: tuple[torch.Tensor, torch.Tensor],
+    val: tuple[torch.Tensor, torch.Tensor],
+    cfg: Train,
+    device: torch.device,
+    generator: torch.Generator,
+    log: Callable[[dict], None] = lambda m: None,
+) -> Result:
     optimizer, scheduler, amp, scaler = optimisation(model, cfg, device)
     augment = Augment(cfg.augment, cfg.hflip, generator)
     resident = fits_on_device(train[0].nbytes + val[0].nbytes, device)
@@ -151,9 +162,12 @@ def fit(model: nn.Module, train: tuple[torch.Tensor, torch.Tensor], val: tuple[t
             scheduler.step()
         if not batch.ends_round:
             continue
-        metrics = {"epoch": batch.epoch, "step": step,
-                   "train_loss": loss_sum.item() / max(seen, 1),  # the round's only host syncs
-                   "train_accuracy": correct.item() / max(seen, 1)}
+        metrics = {
+            "epoch": batch.epoch,
+            "step": step,
+            "train_loss": loss_sum.item() / max(seen, 1),  # the round's only host syncs
+            "train_accuracy": correct.item() / max(seen, 1),
+        }
         metrics.update(validate(model, val, device, cfg.batch_size))
         metrics = {k: round(v, 6) if isinstance(v, float) else v for k, v in metrics.items()}
         history.append(metrics)
@@ -171,10 +185,11 @@ def fit(model: nn.Module, train: tuple[torch.Tensor, torch.Tensor], val: tuple[t
     return Result(state, at["epoch"], at.get("val_accuracy"), history, at["step"])
 
 
-def validate(model: nn.Module, val: tuple[torch.Tensor, torch.Tensor], device: torch.device,
-             batch_size: int) -> dict:
+def validate(model: nn.Module, val: tuple[torch.Tensor, torch.Tensor], device: torch.device, batch_size: int) -> dict:
     if not len(val[0]):
         return {}
     logits = predict(model, val[0], device, batch_size)
-    return {"val_loss": F.cross_entropy(logits, val[1]).item(),
-            "val_accuracy": (logits.argmax(1) == val[1]).double().mean().item()}
+    return {
+        "val_loss": F.cross_entropy(logits, val[1]).item(),
+        "val_accuracy": (logits.argmax(1) == val[1]).double().mean().item(),
+    }

@@ -5,6 +5,7 @@ with a rare identifier ("a photo of sks dog"). Prior preservation adds images th
 for the plain class prompt, weighted by `prior_loss_weight`, so the model keeps its idea of the class.
 `mode: lora` trains low-rank adapters through peft instead: megabytes instead of a whole UNet.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -15,8 +16,18 @@ from safetensors.torch import load_file
 
 from diffaug.config import DreamBooth
 from diffaug.device import Cost, pick_device
-from diffaug.diffusion.finetune import (Latents, accelerator, adamw, batches, denoising_loss, encode_prompts,
-                                        n_trainable, noise_and_target, scaled_lr, training_scheduler)
+from diffaug.diffusion.finetune import (
+    Latents,
+    accelerator,
+    adamw,
+    batches,
+    denoising_loss,
+    encode_prompts,
+    n_trainable,
+    noise_and_target,
+    scaled_lr,
+    training_scheduler,
+)
 from diffaug.diffusion.generate import Settings, cache_key, cached_path, generate, plan
 from diffaug.diffusion.pipeline import fingerprint, load_pipeline, pick_dtype, speed_up
 from diffaug.io import read_json
@@ -26,8 +37,20 @@ from diffaug.io import read_json
 # layers full fine-tuning changes besides attention: a small UNet has little in its attention alone.
 UNET_LORA_TARGETS = {
     "attention": ["to_k", "to_q", "to_v", "to_out.0"],
-    "all": ["to_k", "to_q", "to_v", "to_out.0", "proj_in", "proj_out", "ff.net.0.proj", "ff.net.2",
-            "conv1", "conv2", "conv_shortcut", "time_emb_proj"],
+    "all": [
+        "to_k",
+        "to_q",
+        "to_v",
+        "to_out.0",
+        "proj_in",
+        "proj_out",
+        "ff.net.0.proj",
+        "ff.net.2",
+        "conv1",
+        "conv2",
+        "conv_shortcut",
+        "time_emb_proj",
+    ],
 }
 TEXT_LORA_TARGETS = ["q_proj", "k_proj", "v_proj", "out_proj"]
 UNET_FILE = "unet/diffusion_pytorch_model.safetensors"
@@ -40,9 +63,17 @@ def prior_images(source: dict, prompt: str, label: str, params: DreamBooth, reso
     made (and cached) by the generation library in the GPU's fast precision."""
     device = pick_device(params.device)
     dtype = pick_dtype(device)
-    settings = Settings(model=fingerprint(source), scheduler="dpm++", steps=params.prior_steps,
-                        guidance=params.prior_guidance, negative_prompt="", height=resolution, width=resolution,
-                        save_size=None, dtype=str(dtype).removeprefix("torch."))
+    settings = Settings(
+        model=fingerprint(source),
+        scheduler="dpm++",
+        steps=params.prior_steps,
+        guidance=params.prior_guidance,
+        negative_prompt="",
+        height=resolution,
+        width=resolution,
+        save_size=None,
+        dtype=str(dtype).removeprefix("torch."),
+    )
     jobs = plan({label: [prompt]}, params.class_images, params.seed)
     paths = [cached_path(cache_key(j, settings)) for j in jobs]
     if not all(p.exists() for p in paths):
@@ -74,15 +105,24 @@ def _add_lora(pipe, rank: int, targets: str, text_encoder: bool) -> None:
     from peft import LoraConfig
 
     # LoRA's Gaussian initialisation draws from the global RNG: the caller has seeded it.
-    pipe.unet.add_adapter(LoraConfig(r=rank, lora_alpha=rank, init_lora_weights="gaussian",
-                                     target_modules=UNET_LORA_TARGETS[targets]))
+    pipe.unet.add_adapter(
+        LoraConfig(r=rank, lora_alpha=rank, init_lora_weights="gaussian", target_modules=UNET_LORA_TARGETS[targets])
+    )
     if text_encoder:
-        pipe.text_encoder.add_adapter(LoraConfig(r=rank, lora_alpha=rank, init_lora_weights="gaussian",
-                                                 target_modules=TEXT_LORA_TARGETS))
+        pipe.text_encoder.add_adapter(
+            LoraConfig(r=rank, lora_alpha=rank, init_lora_weights="gaussian", target_modules=TEXT_LORA_TARGETS)
+        )
 
 
-def train_dreambooth(pipe, instance: torch.Tensor, prompt: str, prior: Optional[torch.Tensor],
-                     class_prompt: str, params: DreamBooth, log=print) -> dict:
+def train_dreambooth(
+    pipe,
+    instance: torch.Tensor,
+    prompt: str,
+    prior: Optional[torch.Tensor],
+    class_prompt: str,
+    params: DreamBooth,
+    log=print,
+) -> dict:
     """Fine-tune `pipe` in place on `instance` pixels (N,3,H,W in [-1, 1]); returns the training record."""
     acc = accelerator(params.mixed_precision, params.gradient_accumulation, params.device)
     device = acc.device
@@ -107,8 +147,9 @@ def train_dreambooth(pipe, instance: torch.Tensor, prompt: str, prior: Optional[
         if train_text:
             text_encoder.gradient_checkpointing_enable()
     trainable = [p for m in (unet, text_encoder) for p in m.parameters() if p.requires_grad]
-    lr = scaled_lr(learning_rate(params), params.scale_lr, params.batch_size, params.gradient_accumulation,
-                   acc.num_processes)
+    lr = scaled_lr(
+        learning_rate(params), params.scale_lr, params.batch_size, params.gradient_accumulation, acc.num_processes
+    )
     opt = adamw(trainable, lr, params.use_8bit_adam, device)
     models = acc.prepare(unet, text_encoder, opt) if train_text else acc.prepare(unet, opt)
     unet_t, opt = models[0], models[-1]
@@ -129,7 +170,7 @@ def train_dreambooth(pipe, instance: torch.Tensor, prompt: str, prior: Optional[
             zt, t, target = noise_and_target(scheduler, z0, gen)
             enc = encode_prompts(pipe, prompts, device, text_t) if train_text else fixed
             # expand, not indexing: its backward is a plain sum, deterministic on any thread count
-            text = torch.cat([enc[i:i + 1].expand(bs, -1, -1) for i in range(1 + (cls is not None))])
+            text = torch.cat([enc[i : i + 1].expand(bs, -1, -1) for i in range(1 + (cls is not None))])
             with acc.autocast():
                 each = denoising_loss(unet_t, zt.to(device), t.to(device), text, target.to(device), reduce=False)
             loss = each[:bs].mean() + (w * each[bs:].mean() if cls is not None else 0.0)
@@ -143,11 +184,16 @@ def train_dreambooth(pipe, instance: torch.Tensor, prompt: str, prior: Optional[
     pipe.unet = acc.unwrap_model(unet_t).eval()
     pipe.text_encoder = acc.unwrap_model(text_t).eval()
     after = instance_loss(pipe, inst, prompt, params.seed)
-    tail = losses[-max(1, len(losses) // 10):]
+    tail = losses[-max(1, len(losses) // 10) :]
     log(f"dreambooth: instance loss {before:.4f} -> {after:.4f} in {record['seconds']} s")
-    return {"trainable_parameters": n_trainable(pipe.unet, pipe.text_encoder), "lr": lr,
-            "final_loss": round(sum(tail) / len(tail), 5), "instance_loss_before": round(before, 5),
-            "instance_loss_after": round(after, 5), "cost": record}
+    return {
+        "trainable_parameters": n_trainable(pipe.unet, pipe.text_encoder),
+        "lr": lr,
+        "final_loss": round(sum(tail) / len(tail), 5),
+        "instance_loss_before": round(before, 5),
+        "instance_loss_after": round(after, 5),
+        "cost": record,
+    }
 
 
 def save_dreambooth(pipe, out: Path, params: DreamBooth) -> None:
@@ -157,14 +203,20 @@ def save_dreambooth(pipe, out: Path, params: DreamBooth) -> None:
         from diffusers.utils import convert_state_dict_to_diffusers
         from peft.utils import get_peft_model_state_dict
 
-        text = (convert_state_dict_to_diffusers(get_peft_model_state_dict(pipe.text_encoder))
-                if params.train_text_encoder else None)
+        text = (
+            convert_state_dict_to_diffusers(get_peft_model_state_dict(pipe.text_encoder))
+            if params.train_text_encoder
+            else None
+        )
         # The UNet's adapters stay in peft's key format: convert_state_dict_to_diffusers renames only the
         # attention layers (to the old `lora.down` names), and diffusers' loader, seeing peft keys for the
         # convs of `lora_targets: all`, then silently drops those attention adapters.
         StableDiffusionPipeline.save_lora_weights(
-            out, unet_lora_layers=get_peft_model_state_dict(pipe.unet),
-            text_encoder_lora_layers=text, safe_serialization=True)
+            out,
+            unet_lora_layers=get_peft_model_state_dict(pipe.unet),
+            text_encoder_lora_layers=text,
+            safe_serialization=True,
+        )
         return
     pipe.unet.save_pretrained(out / "unet", safe_serialization=True)
     if params.train_text_encoder:
@@ -185,12 +237,19 @@ class DreamBoothWeights:
             pipe.unload_lora_weights()
             # diffusers' load_lora_weights, minus the text encoder when it was not trained: loading it
             # anyway only prints a warning that there are no keys for it.
-            state, alphas, metadata = pipe.lora_state_dict(str(folder), weight_name=LORA_FILE,
-                                                           return_lora_metadata=True)
+            state, alphas, metadata = pipe.lora_state_dict(
+                str(folder), weight_name=LORA_FILE, return_lora_metadata=True
+            )
             pipe.load_lora_into_unet(state, network_alphas=alphas, unet=pipe.unet, metadata=metadata, _pipeline=pipe)
             if info["train_text_encoder"]:
-                pipe.load_lora_into_text_encoder(state, network_alphas=alphas, text_encoder=pipe.text_encoder,
-                                                 lora_scale=pipe.lora_scale, metadata=metadata, _pipeline=pipe)
+                pipe.load_lora_into_text_encoder(
+                    state,
+                    network_alphas=alphas,
+                    text_encoder=pipe.text_encoder,
+                    lora_scale=pipe.lora_scale,
+                    metadata=metadata,
+                    _pipeline=pipe,
+                )
             return
         unet = getattr(pipe.unet, "_orig_mod", pipe.unet)  # a torch.compile'd UNet wraps the module
         unet.load_state_dict(load_file(folder / UNET_FILE))

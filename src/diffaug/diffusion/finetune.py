@@ -2,11 +2,13 @@
 step of the training loss, `accelerate` set-up (mixed precision, gradient accumulation, several
 GPUs) and the optimizer.
 """
+
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator, Optional
+from typing import Optional
 
 import numpy as np
 import torch
@@ -27,8 +29,10 @@ def pick_instances(folder: Path, n: int, seed: int, label: str) -> list[Path]:
     if not files:
         raise DiffaugError(f"{folder} has no images; run `dvc repro split` (or check the class name).")
     if n > len(files):
-        raise DiffaugError(f"{folder} has {len(files)} images but {n} instance images were asked for; "
-                           "lower the count or raise split.original_per_class.")
+        raise DiffaugError(
+            f"{folder} has {len(files)} images but {n} instance images were asked for; "
+            "lower the count or raise split.original_per_class."
+        )
     order = class_rng(seed, label).permutation(len(files))[:n]
     return [Path(files[i]) for i in sorted(order)]
 
@@ -40,8 +44,10 @@ def load_pixels(files: list[Path], resolution: int) -> torch.Tensor:
         with Image.open(f) as im:
             im = to_rgb(im)
             scale = resolution / min(im.size)
-            im = im.resize((max(resolution, round(im.width * scale)), max(resolution, round(im.height * scale))),
-                           Image.Resampling.BICUBIC)
+            im = im.resize(
+                (max(resolution, round(im.width * scale)), max(resolution, round(im.height * scale))),
+                Image.Resampling.BICUBIC,
+            )
             left, top = (im.width - resolution) // 2, (im.height - resolution) // 2
             im = im.crop((left, top, left + resolution, top + resolution))
         out.append(torch.from_numpy(np.asarray(im).copy()).permute(2, 0, 1))
@@ -55,17 +61,18 @@ def native_resolution(pipe) -> int:
 @dataclass
 class Latents:
     """The VAE posterior of each image, encoded once: training then never runs the VAE."""
+
     mean: torch.Tensor
     std: torch.Tensor
     scaling: float
 
     @classmethod
     @torch.no_grad()
-    def encode(cls, vae, pixels: torch.Tensor, batch: int = 16) -> "Latents":
+    def encode(cls, vae, pixels: torch.Tensor, batch: int = 16) -> Latents:
         means, stds = [], []
         param = next(vae.parameters())
         for i in range(0, len(pixels), batch):
-            d = vae.encode(pixels[i:i + batch].to(param.device, param.dtype)).latent_dist
+            d = vae.encode(pixels[i : i + batch].to(param.device, param.dtype)).latent_dist
             means.append(d.mean.float().cpu())
             stds.append(d.std.float().cpu())
         return cls(torch.cat(means), torch.cat(stds), float(vae.config.scaling_factor))
@@ -127,8 +134,9 @@ def adamw(parameters, lr: float, use_8bit: bool, device: torch.device, weight_de
         try:
             import bitsandbytes as bnb
         except ImportError:
-            raise DiffaugError("use_8bit_adam=true needs bitsandbytes: `pip install bitsandbytes`, "
-                               "or set it to false.") from None
+            raise DiffaugError(
+                "use_8bit_adam=true needs bitsandbytes: `pip install bitsandbytes`, or set it to false."
+            ) from None
         return bnb.optim.AdamW8bit(parameters, lr=lr, weight_decay=weight_decay)
     return torch.optim.AdamW(parameters, lr=lr, weight_decay=weight_decay)
 
@@ -151,8 +159,9 @@ def batches(n: int, batch_size: int, steps: int, gen: torch.Generator) -> Iterat
 
 def encode_prompts(pipe, prompts: list[str], device: Optional[torch.device] = None, text_encoder=None) -> torch.Tensor:
     """Text-encoder hidden states for `prompts`, tokenised exactly as the pipeline does."""
-    ids = pipe.tokenizer(prompts, padding="max_length", max_length=pipe.tokenizer.model_max_length,
-                         truncation=True, return_tensors="pt").input_ids
+    ids = pipe.tokenizer(
+        prompts, padding="max_length", max_length=pipe.tokenizer.model_max_length, truncation=True, return_tensors="pt"
+    ).input_ids
     return (text_encoder or pipe.text_encoder)(ids.to(device or pipe.text_encoder.device))[0]
 
 

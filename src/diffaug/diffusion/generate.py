@@ -12,6 +12,7 @@ The pipeline hands back uint8 tensors; resizing, PNG encoding and writing run in
 pool while the next batch denoises (Pillow releases the GIL while it encodes), so the GPU does not
 wait for the CPU between batches.
 """
+
 from __future__ import annotations
 
 import gc
@@ -19,10 +20,11 @@ import hashlib
 import json
 import os
 import sys
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Optional
 
 import numpy as np
 import torch
@@ -57,6 +59,7 @@ class Job:
 @dataclass(frozen=True)
 class Settings:
     """Everything besides the job that determines the pixels of an image."""
+
     model: str  # a fingerprint of the weights (hub commit or file hash)
     scheduler: str
     steps: int
@@ -72,10 +75,15 @@ def image_seed(seed: int, label: str, index: int) -> int:
     return int(hashlib.sha256(f"{seed}/{label}/{index}".encode()).hexdigest()[:8], 16)
 
 
-def plan(prompts: dict[str, list[str]], per_class: int, seed: int, weights: Optional[dict[str, str]] = None) -> list[Job]:
+def plan(
+    prompts: dict[str, list[str]], per_class: int, seed: int, weights: Optional[dict[str, str]] = None
+) -> list[Job]:
     weights = weights or {}
-    return [Job(c, i, ps[i % len(ps)], image_seed(seed, c, i), weights.get(c, ""))
-            for c, ps in prompts.items() for i in range(per_class)]
+    return [
+        Job(c, i, ps[i % len(ps)], image_seed(seed, c, i), weights.get(c, ""))
+        for c, ps in prompts.items()
+        for i in range(per_class)
+    ]
 
 
 def class_batches(jobs: list[Job], batch_size: int) -> list[list[Job]]:
@@ -83,7 +91,7 @@ def class_batches(jobs: list[Job], batch_size: int) -> list[list[Job]]:
     by_class: dict[tuple, list[Job]] = {}
     for j in jobs:
         by_class.setdefault((j.label, j.strength), []).append(j)
-    return [js[i:i + batch_size] for js in by_class.values() for i in range(0, len(js), batch_size)]
+    return [js[i : i + batch_size] for js in by_class.values() for i in range(0, len(js), batch_size)]
 
 
 def cache_key(job: Job, settings: Settings) -> str:
@@ -146,13 +154,14 @@ def run_fitting(pipe, jobs: list[Job], settings: Settings, limit: list[int]) -> 
     while len(images) < len(jobs):
         size = limit[0]
         try:
-            images += run_batch(pipe, jobs[len(images):len(images) + size], settings)
+            images += run_batch(pipe, jobs[len(images) : len(images) + size], settings)
             continue
         except torch.OutOfMemoryError:
             if size == 1:
                 raise DiffaugError(
                     f"generation ran out of GPU memory even one image at a time at {settings.height or 'native'} px; "
-                    "set generate.cpu_offload: true, a smaller generate.resolution, or free the GPU.") from None
+                    "set generate.cpu_offload: true, a smaller generate.resolution, or free the GPU."
+                ) from None
         # Outside the except block: the traceback no longer pins the failed call's tensors.
         limit[0] = max(1, size // 2)
         gc.collect()
@@ -185,7 +194,7 @@ class Writer:
         for future in pending:
             future.result()
 
-    def __enter__(self) -> "Writer":
+    def __enter__(self) -> Writer:
         return self
 
     def __exit__(self, *exc) -> None:
@@ -197,10 +206,17 @@ class Writer:
             self.pool.shutdown(wait=True)
 
 
-def generate(pipe, jobs: list[Job], settings: Settings, batch_size: int,
-             process_index: int = 0, num_processes: int = 1, cache: Optional[Path] = None,
-             progress: Callable[[int], None] = lambda n: None,
-             switch: Optional[Callable[[object, str], None]] = None) -> dict:
+def generate(
+    pipe,
+    jobs: list[Job],
+    settings: Settings,
+    batch_size: int,
+    process_index: int = 0,
+    num_processes: int = 1,
+    cache: Optional[Path] = None,
+    progress: Callable[[int], None] = lambda n: None,
+    switch: Optional[Callable[[object, str], None]] = None,
+) -> dict:
     """Make sure every job of this process's batches is in the cache; return counts and the batch
     size that fitted in memory.
 
@@ -241,8 +257,18 @@ def collect(jobs: list[Job], settings: Settings, out: Path, meta: dict, cache: O
     rows = []
     lineage = any(j.parent for j in jobs)
     for job in jobs:
-        rows.append({"class": job.label, "file": job.file, "prompt": job.prompt, "seed": job.seed,
-                     "scheduler": settings.scheduler, "steps": settings.steps, "guidance": settings.guidance, **meta})
+        rows.append(
+            {
+                "class": job.label,
+                "file": job.file,
+                "prompt": job.prompt,
+                "seed": job.seed,
+                "scheduler": settings.scheduler,
+                "steps": settings.steps,
+                "guidance": settings.guidance,
+                **meta,
+            }
+        )
         if lineage:
             rows[-1].update(parent=job.parent, parent_sha256=job.parent_sha256, strength=job.strength)
     write_csv(out / "manifest.csv", rows, MANIFEST_COLUMNS + (LINEAGE_COLUMNS if lineage else []))

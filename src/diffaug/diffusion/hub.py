@@ -1,4 +1,5 @@
 """Hub base models: download once into the Hugging Face cache and pin the exact commit."""
+
 from __future__ import annotations
 
 import os
@@ -13,10 +14,14 @@ PIPELINE_FILES = [
     "scheduler/*.json",
     "tokenizer/*",
     "feature_extractor/*.json",
-    "text_encoder/config.json", "text_encoder/model.safetensors",
-    "unet/config.json", "unet/diffusion_pytorch_model.safetensors",
-    "vae/config.json", "vae/diffusion_pytorch_model.safetensors",
-    "safety_checker/config.json", "safety_checker/model.safetensors",
+    "text_encoder/config.json",
+    "text_encoder/model.safetensors",
+    "unet/config.json",
+    "unet/diffusion_pytorch_model.safetensors",
+    "vae/config.json",
+    "vae/diffusion_pytorch_model.safetensors",
+    "safety_checker/config.json",
+    "safety_checker/model.safetensors",
 ]
 
 
@@ -48,6 +53,8 @@ def resolve(model: str, revision: str) -> tuple[str, Path]:
             ) from None
     path = Path(path)
     if not (path / "model_index.json").exists():
-        raise DiffaugError(f"{model} at revision {revision} has no model_index.json: it is not a diffusers "
-                           "Stable Diffusion pipeline; use a diffusers-format repository.")
+        raise DiffaugError(
+            f"{model} at revision {revision} has no model_index.json: it is not a diffusers "
+            "Stable Diffusion pipeline; use a diffusers-format repository."
+        )
     return path.name, path

@@ -4,6 +4,7 @@ The base model is either the project's built-in tiny model (saved in models/base
 model, whose weights stay in the Hugging Face cache; models/base/source.json says which, and at
 which commit. Generation never downloads: the `base_model` stage did that.
 """
+
 from __future__ import annotations
 
 import json
@@ -52,8 +53,10 @@ def fingerprint(source: dict, base: Path = BASE) -> str:
 
 def model_meta(source: dict, method: str = "") -> dict:
     """The manifest's model and revision columns: which weights drew an image (`+method` when fine-tuned)."""
-    return {"model": source["model"] + (f"+{method}" if method else ""),
-            "revision": source.get("commit") or source.get("revision") or ""}
+    return {
+        "model": source["model"] + (f"+{method}" if method else ""),
+        "revision": source.get("commit") or source.get("revision") or "",
+    }
 
 
 def set_scheduler(pipe, name: str) -> None:
@@ -63,8 +66,14 @@ def set_scheduler(pipe, name: str) -> None:
     pipe.scheduler = getattr(diffusers, cls_name).from_config(pipe.scheduler.config, **extra)
 
 
-def load_pipeline(source: dict, device: torch.device, dtype: torch.dtype, scheduler: str,
-                  safety_checker: bool = False, base: Path = BASE):
+def load_pipeline(
+    source: dict,
+    device: torch.device,
+    dtype: torch.dtype,
+    scheduler: str,
+    safety_checker: bool = False,
+    base: Path = BASE,
+):
     """A StableDiffusionPipeline on `device` (safetensors only; no remote code, no download)."""
     from diffusers import StableDiffusionPipeline
 
@@ -75,21 +84,30 @@ def load_pipeline(source: dict, device: torch.device, dtype: torch.dtype, schedu
         where, kwargs["revision"], kwargs["local_files_only"] = source["model"], source["commit"], True
     else:
         if safety_checker:
-            raise DiffaugError("generate.safety_checker=true needs a hub model with a safety checker; "
-                               "the built-in model has none, so set it to false.")
+            raise DiffaugError(
+                "generate.safety_checker=true needs a hub model with a safety checker; "
+                "the built-in model has none, so set it to false."
+            )
         where = base / "pipeline"
     try:
         pipe = StableDiffusionPipeline.from_pretrained(where, **kwargs)
     except (OSError, ValueError) as e:
-        raise DiffaugError(f"could not load the base model {source['model']} ({str(e).splitlines()[0]}); "
-                           "run `dvc repro base_model`.") from None
+        raise DiffaugError(
+            f"could not load the base model {source['model']} ({str(e).splitlines()[0]}); run `dvc repro base_model`."
+        ) from None
     set_scheduler(pipe, scheduler)
     pipe.set_progress_bar_config(disable=True)
     return pipe
 
 
-def speed_up(pipe, device: torch.device, batch_size: int, compile_unet: bool = False,
-             cpu_offload: bool = False, resolution: Optional[int] = None):
+def speed_up(
+    pipe,
+    device: torch.device,
+    batch_size: int,
+    compile_unet: bool = False,
+    cpu_offload: bool = False,
+    resolution: Optional[int] = None,
+):
     """GPU settings: PyTorch SDPA attention, VAE slicing for big batches, VAE tiling above 768 px,
     optional torch.compile, optional model CPU offload for small GPUs. On the CPU only the device
     move applies."""

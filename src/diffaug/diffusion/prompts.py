@@ -4,6 +4,7 @@ A text-generation model answers questions such as "What does a {} look like?"; e
 to its first sentence (models run on into the next question), cleaned, made to name its class,
 and deduplicated.
 """
+
 from __future__ import annotations
 
 import re
@@ -53,7 +54,8 @@ def load_llm(name: str, revision: str):
     except (OSError, ValueError) as e:
         raise DiffaugError(
             f"the prompt model {name} (revision {revision}) could not be loaded ({str(e).splitlines()[0]}); "
-            f"download it first (`hf download {name} --revision {revision}`), give a local folder, or set prompts.llm: null."
+            f"download it first (`hf download {name} --revision {revision}`), give a local folder, "
+            "or set prompts.llm: null."
         ) from None
     return model.eval(), tokenizer
 
@@ -70,14 +72,21 @@ def from_llm(classes: list[str], params: Prompts, model, tokenizer) -> list[dict
         questions = [q.format(c) for q in params.llm_questions]
         batch = tokenizer(questions, return_tensors="pt", padding=True)
         with torch.no_grad():
-            out = model.generate(**batch, do_sample=True, temperature=params.temperature,
-                                 max_new_tokens=params.max_new_tokens, num_return_sequences=params.llm_per_question,
-                                 pad_token_id=tokenizer.pad_token_id)
-        answers = tokenizer.batch_decode(out[:, batch["input_ids"].shape[1]:], skip_special_tokens=True)
+            out = model.generate(
+                **batch,
+                do_sample=True,
+                temperature=params.temperature,
+                max_new_tokens=params.max_new_tokens,
+                num_return_sequences=params.llm_per_question,
+                pad_token_id=tokenizer.pad_token_id,
+            )
+        answers = tokenizer.batch_decode(out[:, batch["input_ids"].shape[1] :], skip_special_tokens=True)
         for i, answer in enumerate(answers):
             text = clean(answer, c)
             if text:
-                records.append({"class": c, "prompt": text, "origin": f"llm: {params.llm_questions[i // params.llm_per_question]}"})
+                records.append(
+                    {"class": c, "prompt": text, "origin": f"llm: {params.llm_questions[i // params.llm_per_question]}"}
+                )
     return records
 
 

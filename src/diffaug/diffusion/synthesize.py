@@ -3,11 +3,13 @@
 Used by `generate@<source>` and `generate_finetuned@<source>`; runs alone or under `accelerate launch`
 (each process takes every N-th batch; the main process assembles the output).
 """
+
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Optional
 
 import torch
 from tqdm import tqdm
@@ -37,15 +39,26 @@ def vocabulary_check(source: dict, prompts: dict[str, list[str]]) -> list[str]:
         return []
     unknown = unknown_words([p for ps in prompts.values() for p in ps])
     if unknown:
-        print(f"WARNING: the built-in base model never learned the prompt words {', '.join(unknown)}: it will draw "
-              "digits for them. For your own classes set base.model to a hub model (see README, "
-              "\"Models that fit a CPU or a small GPU\").", file=sys.stderr)
+        print(
+            f"WARNING: the built-in base model never learned the prompt words {', '.join(unknown)}: it will draw "
+            "digits for them. For your own classes set base.model to a hub model (see README, "
+            '"Models that fit a CPU or a small GPU").',
+            file=sys.stderr,
+        )
     return unknown
 
 
-def synthesize(name: str, prompts: dict[str, list[str]], params: Generate, source: dict, method: str,
-               load: Callable[[torch.device, torch.dtype], object], weights: Optional[dict[str, str]] = None,
-               switch: Optional[Callable[[object, str], None]] = None, jobs: Optional[list[Job]] = None) -> dict:
+def synthesize(
+    name: str,
+    prompts: dict[str, list[str]],
+    params: Generate,
+    source: dict,
+    method: str,
+    load: Callable[[torch.device, torch.dtype], object],
+    weights: Optional[dict[str, str]] = None,
+    switch: Optional[Callable[[object, str], None]] = None,
+    jobs: Optional[list[Job]] = None,
+) -> dict:
     """Make data/synthetic/<name>/<class>/<index>.png + manifest, metrics/generate/<name>.json and the
     sample grid plots/samples/<name>.png for one source drawn by the base model `source` (models/base's
     source.json), fine-tuned by `method` if not empty; `load` builds the pipeline.
@@ -56,27 +69,51 @@ def synthesize(name: str, prompts: dict[str, list[str]], params: Generate, sourc
     """
     from accelerate import PartialState
 
-    out, metrics, grid = Path("data/synthetic") / name, Path("metrics/generate") / f"{name}.json", \
-        Path("plots/samples") / f"{name}.png"
+    out, metrics, grid = (
+        Path("data/synthetic") / name,
+        Path("metrics/generate") / f"{name}.json",
+        Path("plots/samples") / f"{name}.png",
+    )
     model_id, meta = fingerprint(source), model_meta(source, method)
     unknown = vocabulary_check(source, prompts)
     state = PartialState()
     device = state.device if state.num_processes > 1 else pick_device(params.device)
     dtype = pick_dtype(device, params.dtype)
     jobs = jobs or plan(prompts, params.per_class, params.seed, weights)
-    settings = Settings(model=model_id, scheduler=params.scheduler, steps=params.steps, guidance=params.guidance,
-                        negative_prompt=params.negative_prompt, height=params.resolution, width=params.resolution,
-                        save_size=params.save_size, dtype=str(dtype).removeprefix("torch."))
+    settings = Settings(
+        model=model_id,
+        scheduler=params.scheduler,
+        steps=params.steps,
+        guidance=params.guidance,
+        negative_prompt=params.negative_prompt,
+        height=params.resolution,
+        width=params.resolution,
+        save_size=params.save_size,
+        dtype=str(dtype).removeprefix("torch."),
+    )
     missing = sum(not cached_path(cache_key(j, settings)).exists() for j in jobs)
     cost = Cost(device)
     counts = {"generated": 0, "reused": len(jobs), "batch_size": params.batch_size}
     if missing:  # a complete cache needs no model at all
-        pipe = speed_up(load(device, dtype), device, params.batch_size, params.compile, params.cpu_offload,
-                        params.resolution)
-        with tqdm(total=len(jobs), desc=f"{name} (process {state.process_index})", unit="img",
-                  disable=not state.is_local_main_process) as bar:
-            counts = generate(pipe, jobs, settings, params.batch_size, state.process_index,
-                              state.num_processes, progress=bar.update, switch=switch)
+        pipe = speed_up(
+            load(device, dtype), device, params.batch_size, params.compile, params.cpu_offload, params.resolution
+        )
+        with tqdm(
+            total=len(jobs),
+            desc=f"{name} (process {state.process_index})",
+            unit="img",
+            disable=not state.is_local_main_process,
+        ) as bar:
+            counts = generate(
+                pipe,
+                jobs,
+                settings,
+                params.batch_size,
+                state.process_index,
+                state.num_processes,
+                progress=bar.update,
+                switch=switch,
+            )
     record = cost.report(counts["generated"], "images")
     state.wait_for_everyone()
     report = {"images": len(jobs), **counts, **record, "processes": state.num_processes, "unknown_words": unknown}
@@ -85,8 +122,10 @@ def synthesize(name: str, prompts: dict[str, list[str]], params: Generate, sourc
             collect(jobs, settings, tmp, meta)
         save_grid(sample_grid(out, list(prompts)), grid)
         write_json(metrics, report)
-        print(f"{name}: {report['images']} images ({report['generated']} generated, {report['reused']} from the "
-              f"cache) on {report['device']}")
+        print(
+            f"{name}: {report['images']} images ({report['generated']} generated, {report['reused']} from the "
+            f"cache) on {report['device']}"
+        )
     return report
 
 

@@ -6,29 +6,59 @@ like "a photo of a <class>". Every other weight stays byte-identical (the rows a
 each step, since AdamW's weight decay would move them). The output, `learned_embeds.safetensors`,
 loads with `pipe.load_textual_inversion`.
 """
+
 from __future__ import annotations
 
 import torch
 from safetensors.torch import save_file
 
 from diffaug.config import TextualInversion
-from diffaug.rules import token_of
 from diffaug.device import Cost
-from diffaug.diffusion.finetune import (Latents, accelerator, adamw, batches, denoising_loss, encode_prompts,
-                                        noise_and_target, scaled_lr, training_scheduler)
+from diffaug.diffusion.finetune import (
+    Latents,
+    accelerator,
+    adamw,
+    batches,
+    denoising_loss,
+    encode_prompts,
+    noise_and_target,
+    scaled_lr,
+    training_scheduler,
+)
 from diffaug.errors import DiffaugError
+from diffaug.rules import token_of
 
 EMBEDS_FILE = "learned_embeds.safetensors"
 
 # The diffusers example's object templates (imagenet_templates_small).
 OBJECT_TEMPLATES = [
-    "a photo of a {}", "a rendering of a {}", "a cropped photo of the {}", "the photo of a {}",
-    "a photo of a clean {}", "a photo of a dirty {}", "a dark photo of the {}", "a photo of my {}",
-    "a photo of the cool {}", "a close-up photo of a {}", "a bright photo of the {}", "a cropped photo of a {}",
-    "a photo of the {}", "a good photo of the {}", "a photo of one {}", "a close-up photo of the {}",
-    "a rendition of the {}", "a photo of the clean {}", "a rendition of a {}", "a photo of a nice {}",
-    "a good photo of a {}", "a photo of the nice {}", "a photo of the small {}", "a photo of the weird {}",
-    "a photo of the large {}", "a photo of a cool {}", "a photo of a small {}",
+    "a photo of a {}",
+    "a rendering of a {}",
+    "a cropped photo of the {}",
+    "the photo of a {}",
+    "a photo of a clean {}",
+    "a photo of a dirty {}",
+    "a dark photo of the {}",
+    "a photo of my {}",
+    "a photo of the cool {}",
+    "a close-up photo of a {}",
+    "a bright photo of the {}",
+    "a cropped photo of a {}",
+    "a photo of the {}",
+    "a good photo of the {}",
+    "a photo of one {}",
+    "a close-up photo of the {}",
+    "a rendition of the {}",
+    "a photo of the clean {}",
+    "a rendition of a {}",
+    "a photo of a nice {}",
+    "a good photo of a {}",
+    "a photo of the nice {}",
+    "a photo of the small {}",
+    "a photo of the weird {}",
+    "a photo of the large {}",
+    "a photo of a cool {}",
+    "a photo of a small {}",
 ]
 
 
@@ -63,8 +93,9 @@ def add_token(pipe, token: str, num_vectors: int, init_word: str) -> list[int]:
     return ids
 
 
-def train_textual_inversion(pipe, pixels: torch.Tensor, label: str, params: TextualInversion,
-                            log=print) -> tuple[dict, torch.Tensor]:
+def train_textual_inversion(
+    pipe, pixels: torch.Tensor, label: str, params: TextualInversion, log=print
+) -> tuple[dict, torch.Tensor]:
     """Learn the embedding of the token `<label>` on `pixels` (N,3,H,W in [-1, 1]); returns (record, learned rows)."""
     token, init_word = token_of(label), params.init_word or label
     acc = accelerator(params.mixed_precision, params.gradient_accumulation, params.device)
@@ -115,10 +146,16 @@ def train_textual_inversion(pipe, pixels: torch.Tensor, label: str, params: Text
     pipe.text_encoder = acc.unwrap_model(text_t).eval()
     pipe.text_encoder.requires_grad_(False)
     learned = embeddings.weight[ids].detach().float().cpu().clone()
-    tail = losses[-max(1, len(losses) // 10):]
+    tail = losses[-max(1, len(losses) // 10) :]
     log(f"textual inversion {token}: loss {sum(tail) / len(tail):.4f} in {record['seconds']} s")
-    return {"token": token, "init_word": init_word, "lr": lr, "final_loss": round(sum(tail) / len(tail), 5),
-            "trainable_parameters": learned.numel(), "cost": record}, learned
+    return {
+        "token": token,
+        "init_word": init_word,
+        "lr": lr,
+        "final_loss": round(sum(tail) / len(tail), 5),
+        "trainable_parameters": learned.numel(),
+        "cost": record,
+    }, learned
 
 
 def save_embeds(path, token: str, learned: torch.Tensor) -> None:
@@ -128,8 +165,13 @@ def save_embeds(path, token: str, learned: torch.Tensor) -> None:
 
 def load_tokens(pipe, root, classes: list[str], trained: dict[str, dict]) -> None:
     """Put every class's learned token (models/textual_inversion/<class>) into a loaded pipeline."""
-    pipe.load_textual_inversion([str(root / c) for c in classes], token=[trained[c]["token"] for c in classes],
-                                weight_name=EMBEDS_FILE, use_safetensors=True, local_files_only=True)
+    pipe.load_textual_inversion(
+        [str(root / c) for c in classes],
+        token=[trained[c]["token"] for c in classes],
+        weight_name=EMBEDS_FILE,
+        use_safetensors=True,
+        local_files_only=True,
+    )
 
 
 def generation_prompts(prompt: str, trained: dict[str, dict]) -> dict[str, list[str]]:

@@ -1,4 +1,5 @@
 """Everything the report says, computed once from the experiments: points, differences, Table 1, findings."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -47,6 +48,16 @@ def analyse(exps: Experiments) -> Study:
     imbalance = [r for r in exps.runs if in_imbalance_experiment(r)]
     pts, names = points(grid), classes(exps.runs)
     add, rep, clip, exchange = adding(pts), replacing(pts), _clip(exps), yardsticks(grid)
-    return Study(exps, pts, names, add, rep, fid_table(grid, names), clip,
-                 findings(pts, add, rep, clip) + exchange_findings(exchange), balance_results(points(imbalance)),
-                 exchange, copies_table(grid))
+    return Study(
+        exps,
+        pts,
+        names,
+        add,
+        rep,
+        fid_table(grid, names),
+        clip,
+        findings(pts, add, rep, clip) + exchange_findings(exchange),
+        balance_results(points(imbalance)),
+        exchange,
+        copies_table(grid),
+    )

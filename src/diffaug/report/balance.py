@@ -4,6 +4,7 @@ class topped up by synthetic ones (`mix.mode: balance`), paired by seed, per cla
 An imbalanced run carries `split.imbalance`; its "imbalanced only" partner is `mix.source: none` at
 p = 0 with the same other params (the same imbalanced real images and nothing else).
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -18,8 +19,7 @@ BALANCE = "balance"
 def balanced_accuracy(run: Run) -> float:
     """The mean of the per-class test accuracies (what `evaluate` records as balanced_accuracy)."""
     values = [v for v in run.per_class.values() if v is not None]
-    return float(run.metrics.get("metrics/evaluate.json", {}).get("balanced_accuracy")
-                 or sum(values) / len(values))
+    return float(run.metrics.get("metrics/evaluate.json", {}).get("balanced_accuracy") or sum(values) / len(values))
 
 
 def _by_seed(pt: Point) -> dict[tuple, float]:
@@ -49,8 +49,11 @@ class BalanceResult:
         """Per class: (imbalanced only, balanced, paired difference)."""
         out = {}
         for c in classes(self.point.runs + self.against.runs):
-            out[c] = (self.against.class_accuracy(c), self.point.class_accuracy(c),
-                      paired(self.point.by_seed(c), self.against.by_seed(c)))
+            out[c] = (
+                self.against.class_accuracy(c),
+                self.point.class_accuracy(c),
+                paired(self.point.by_seed(c), self.against.by_seed(c)),
+            )
         return out
 
 

@@ -1,5 +1,6 @@
 """Copies and leaks per synthetic source: the shares of near duplicates of d_test and d_original images
 (metrics/copies/<source>.json of the measure stages), a source flagged above `copies.flag_share`."""
+
 from __future__ import annotations
 
 from diffaug.report.experiments import Run
@@ -15,7 +16,7 @@ def copies_table(runs: list[Run]) -> dict[str, dict]:
     for run in runs:
         for path, result in run.metrics.items():
             if path.startswith(PREFIX) and path.endswith(SUFFIX) and "test" in result:
-                found.setdefault(path[len(PREFIX):-len(SUFFIX)], result)
+                found.setdefault(path[len(PREFIX) : -len(SUFFIX)], result)
     return {s: found[s] for s in sorted(found, key=source_rank)}
 
 

@@ -13,6 +13,7 @@ With n seeds there are at most n^n resamples, so few seeds give a coarse CI (the
 a resample whose rate falls beyond the measured range puts an open bound on that side.
 `mix.mode=balance` runs are left out: their classes have different r.
 """
+
 from __future__ import annotations
 
 import math
@@ -50,6 +51,7 @@ def _by_seed(runs: list[Run]) -> dict[tuple, float]:
 @dataclass
 class Curve:
     """The fitted yardstick: accuracy at each measured log r, non-decreasing."""
+
     log_r: np.ndarray
     accuracy: np.ndarray
 
@@ -94,6 +96,7 @@ def rate(curve: Curve, accuracy: float, r: float, s: float) -> float | str:
 @dataclass
 class Exchange:
     """One source point's exchange rate."""
+
     source: str
     p: float
     mode: str
@@ -120,6 +123,7 @@ class Exchange:
 @dataclass
 class Yardstick:
     """One regime's (and variant's) only-original runs by real size, and the points measured against them."""
+
     regime: str
     augment: str
     variant: str  # the other params that differ, as in points.Point.others ("" for the study's own)
@@ -172,8 +176,19 @@ def _exchange(curves: list, key: tuple, runs: list[Run], curve: Curve) -> Exchan
     point = _by_seed(runs)
     accuracy = pool(point.values())
     value = rate(curve, accuracy.mean, real, synthetic)
-    return Exchange(source, p, mode, k, real, synthetic, accuracy, curve.equivalent(accuracy.mean), value,
-                    bootstrap(curves, point, real, synthetic), len(point))
+    return Exchange(
+        source,
+        p,
+        mode,
+        k,
+        real,
+        synthetic,
+        accuracy,
+        curve.equivalent(accuracy.mean),
+        value,
+        bootstrap(curves, point, real, synthetic),
+        len(point),
+    )
 
 
 def _yardstick(group: tuple, runs: list[Run]) -> Yardstick | None:

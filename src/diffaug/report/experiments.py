@@ -5,6 +5,7 @@ revisions with an `executor` (`state`: queued, running, success or failed; null 
 the workspace). A failed or unfinished experiment still carries its parent commit's metrics in
 `data`, so metrics alone never make a result: only the state does.
 """
+
 from __future__ import annotations
 
 import json
@@ -32,6 +33,7 @@ _Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # dvc.lock is large: th
 @dataclass
 class Run:
     """One finished experiment: where it sits in the study, its seeds and its metrics."""
+
     name: str
     source: str
     p: float
@@ -48,11 +50,11 @@ class Run:
 @dataclass(frozen=True)
 class NotRun:
     """An experiment that is queued, running or failed: listed by name, never a result."""
+
     name: str
     state: str
     setting: str  # its point and seeds, in words
     logs: str  # the command that says why
-
 
 
 @dataclass
@@ -68,8 +70,10 @@ def read_exp_show(repo: Path = Path(".")) -> list[dict]:
     except FileNotFoundError:
         raise DiffaugError("dvc is not installed here; run `pip install -r requirements.txt`.") from None
     if done.returncode:
-        raise DiffaugError(f"`dvc exp show --json` failed ({done.stderr.strip().splitlines()[-1:]}); "
-                           "run the report from the repository root.")
+        raise DiffaugError(
+            f"`dvc exp show --json` failed ({done.stderr.strip().splitlines()[-1:]}); "
+            "run the report from the repository root."
+        )
     return json.loads(done.stdout)
 
 
@@ -97,8 +101,10 @@ def _params(data: dict) -> dict:
 
 
 def _metrics(data: dict) -> dict[str, dict]:
-    return {path.replace("\\", "/"): (result or {}).get("data") or {}
-            for path, result in (data.get("metrics") or {}).items()}
+    return {
+        path.replace("\\", "/"): (result or {}).get("data") or {}
+        for path, result in (data.get("metrics") or {}).items()
+    }
 
 
 def _name(rev: dict) -> str:
@@ -115,13 +121,25 @@ def _run(rev: dict) -> Run | None:
     # seeds of one setting, so it splits them like a param.
     host = (metrics.get("metrics/train/metrics.json") or {}).get("host") or {}
     return Run(
-        name=_name(rev), source=params.get("mix.source", "none"), p=float(params.get("mix.p", 0.0)),
-        regime=params.get("train.regime", "scratch"), augment=params.get("train.augment", "standard"),
-        mode=params.get("mix.mode", "replace"), seed=tuple(params.get(k) for k in SEED_KEYS),
-        accuracy=float(evaluate["accuracy"]), per_class=evaluate.get("per_class_accuracy") or {},
-        other={**{k: v for k, v in params.items() if k not in POINT_KEYS + SEED_KEYS
-                  and not k.startswith(IGNORED_PREFIXES)}, **{f"host.{k}": v for k, v in host.items()}},
-        metrics=metrics)
+        name=_name(rev),
+        source=params.get("mix.source", "none"),
+        p=float(params.get("mix.p", 0.0)),
+        regime=params.get("train.regime", "scratch"),
+        augment=params.get("train.augment", "standard"),
+        mode=params.get("mix.mode", "replace"),
+        seed=tuple(params.get(k) for k in SEED_KEYS),
+        accuracy=float(evaluate["accuracy"]),
+        per_class=evaluate.get("per_class_accuracy") or {},
+        other={
+            **{
+                k: v
+                for k, v in params.items()
+                if k not in POINT_KEYS + SEED_KEYS and not k.startswith(IGNORED_PREFIXES)
+            },
+            **{f"host.{k}": v for k, v in host.items()},
+        },
+        metrics=metrics,
+    )
 
 
 def _setting(rev: dict) -> str:
@@ -130,9 +148,11 @@ def _setting(rev: dict) -> str:
         return ""
     size = f", k = {params[N_PER_CLASS]} a class" if params.get(N_PER_CLASS) is not None else ""
     mode = f", mix.mode={params['mix.mode']}" if params.get("mix.mode", "replace") != "replace" else ""
-    return (f"{params.get('mix.source', 'none')}, p = {float(params.get('mix.p', 0.0)):g}{size}{mode}, "
-            f"{params.get('train.regime', 'scratch')}, augment {params.get('train.augment', 'standard')}, "
-            "seeds " + "/".join(str(params.get(k)) for k in SEED_KEYS))
+    return (
+        f"{params.get('mix.source', 'none')}, p = {float(params.get('mix.p', 0.0)):g}{size}{mode}, "
+        f"{params.get('train.regime', 'scratch')}, augment {params.get('train.augment', 'standard')}, "
+        "seeds " + "/".join(str(params.get(k)) for k in SEED_KEYS)
+    )
 
 
 def words_of(value) -> set[str]:
@@ -145,7 +165,7 @@ def words_of(value) -> set[str]:
 def _unknown_words(rev: dict, found: dict[str, set]) -> None:
     for path, result in _metrics(rev.get("data") or {}).items():
         if path.startswith(GENERATE) and path.endswith(".json") and result.get("unknown_words"):
-            found.setdefault(path[len(GENERATE):-len(".json")], set()).update(words_of(result["unknown_words"]))
+            found.setdefault(path[len(GENERATE) : -len(".json")], set()).update(words_of(result["unknown_words"]))
 
 
 def workspace_unknown_words(repo: Path = Path(".")) -> dict[str, list[str]]:
@@ -173,8 +193,9 @@ def experiments(states: list[dict], changed: list[str] = ()) -> Experiments:
         _unknown_words(rev, words)
         if not baseline and (state not in FINISHED or rev.get("error")):
             name = _name(rev)
-            not_run.append(NotRun(name, "failed" if rev.get("error") else state, _setting(rev),
-                                  f"dvc queue logs {name}"))
+            not_run.append(
+                NotRun(name, "failed" if rev.get("error") else state, _setting(rev), f"dvc queue logs {name}")
+            )
             continue
         if rev.get("rev") == WORKSPACE and changed:
             not_run.append(NotRun(WORKSPACE, "params not run: " + ", ".join(changed), _setting(rev), "dvc status"))

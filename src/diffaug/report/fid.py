@@ -1,4 +1,5 @@
 """The paper's Table 1: FID (and KID beside it) per class and synthetic source."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -35,11 +36,13 @@ def fid_table(runs: list[Run], classes: list[str]) -> FidTable:
     for run in runs:
         for path, result in run.metrics.items():
             if path.startswith(PREFIX) and path.endswith(SUFFIX) and "fid" in result:
-                found.setdefault(path[len(PREFIX):-len(SUFFIX)], result)
+                found.setdefault(path[len(PREFIX) : -len(SUFFIX)], result)
     extractors = {res.get("extractor_id", res.get("extractor")) for res in found.values()}
     if len(extractors) > 1:
-        raise DiffaugError(f"the FID results were computed with different feature extractors ({sorted(extractors)}); "
-                           "rerun `dvc repro` so every fid@<source> uses the same fid.features.")
+        raise DiffaugError(
+            f"the FID results were computed with different feature extractors ({sorted(extractors)}); "
+            "rerun `dvc repro` so every fid@<source> uses the same fid.features."
+        )
     results = {s: found[s] for s in sorted(found, key=source_rank)}
     in_results = {c for res in results.values() for c in res.get("per_class") or {}}
     order = [c for c in classes if c in in_results] + sorted(in_results - set(classes))

@@ -1,5 +1,6 @@
 """The report's figures: accuracy vs p (the paper's Figures 3-5), class-wise accuracy vs p
 (Figure 6) and FID per class and source (Table 1) as a heat map with the numbers written in."""
+
 from __future__ import annotations
 
 import math
@@ -42,8 +43,11 @@ def styles(pts: list[Point]) -> dict[tuple, dict]:
         else:
             colour, dashes = colours.setdefault(source, palette[len(colours) % len(palette)]), LINESTYLES
         k = sum(1 for st in out.values() if st["color"] == colour)
-        out[series] = {"color": colour, "marker": "s" if source == BASELINE else "o",
-                       "linestyle": dashes[k % len(dashes)]}
+        out[series] = {
+            "color": colour,
+            "marker": "s" if source == BASELINE else "o",
+            "linestyle": dashes[k % len(dashes)],
+        }
     return out
 
 
@@ -54,8 +58,10 @@ def _reference(series: tuple, by_p: dict) -> bool:
 
 def _title(pts: list[Point], regime: str) -> str:
     runs = [r for pt in pts if pt.regime == regime for r in pt.runs]
-    budget = {(f"{r.other['train.steps']} steps" if r.other.get("train.steps")
-               else f"{r.other.get('train.epochs')} epochs") for r in runs}
+    budget = {
+        (f"{r.other['train.steps']} steps" if r.other.get("train.steps") else f"{r.other.get('train.epochs')} epochs")
+        for r in runs
+    }
     return f"{regime} ({budget.pop()})" if len(budget) == 1 else regime
 
 
@@ -93,8 +99,14 @@ def _legend_below(fig, axes, style: dict) -> None:
     order = {lbl: i for i, lbl in enumerate([label(*s) for s in ranked] + [CLIP])}
     handles = dict(sorted(handles.items(), key=lambda kv: order.get(kv[0], len(order))))
     if handles:
-        fig.legend(list(handles.values()), list(handles), loc="outside lower center",
-                   ncol=min(4, len(handles)), fontsize=8, frameon=False)
+        fig.legend(
+            list(handles.values()),
+            list(handles),
+            loc="outside lower center",
+            ncol=min(4, len(handles)),
+            fontsize=8,
+            frameon=False,
+        )
 
 
 def _p_axis(ax, pts: list[Point]) -> None:
@@ -109,12 +121,17 @@ def _save(fig, path: Path) -> Path:
     return path
 
 
-def accuracy_figure(pts: list[Point], regime_names: list[str], style: dict, clip: float | None,
-                    path: Path) -> Path:
+def accuracy_figure(pts: list[Point], regime_names: list[str], style: dict, clip: float | None, path: Path) -> Path:
     """Figures 3-5: a panel per regime, side by side."""
     plt = _pyplot()
-    fig, axes = plt.subplots(1, len(regime_names), figsize=(max(7.0, 4.8 * len(regime_names)), 4.6), sharey=True,
-                             squeeze=False, layout="constrained")
+    fig, axes = plt.subplots(
+        1,
+        len(regime_names),
+        figsize=(max(7.0, 4.8 * len(regime_names)), 4.6),
+        sharey=True,
+        squeeze=False,
+        layout="constrained",
+    )
     for ax, regime in zip(axes[0], regime_names):
         _accuracy_panel(ax, pts, regime, style, clip)
     axes[0][0].set_ylabel("test accuracy (%)")
@@ -131,8 +148,15 @@ def class_figure(pts: list[Point], regime: str, classes: list[str], style: dict,
     plt = _pyplot()
     ncols = min(5, len(classes))
     nrows = math.ceil(len(classes) / ncols)
-    fig, axes = plt.subplots(nrows, ncols, figsize=(2.9 * ncols, 2.5 * nrows + 0.8), sharex=True, sharey=True,
-                             squeeze=False, layout="constrained")
+    fig, axes = plt.subplots(
+        nrows,
+        ncols,
+        figsize=(2.9 * ncols, 2.5 * nrows + 0.8),
+        sharex=True,
+        sharey=True,
+        squeeze=False,
+        layout="constrained",
+    )
     for ax, cls in zip(axes.flat, classes):
         for series, by_p in drawn.items():
             stats = [pt.class_accuracy(cls) for pt in by_p.values()]
@@ -146,7 +170,7 @@ def class_figure(pts: list[Point], regime: str, classes: list[str], style: dict,
         ax.set_title(cls, fontsize=9)
         _p_axis(ax, pts)
         ax.grid(alpha=0.3)
-    for ax in axes.flat[len(classes):]:
+    for ax in axes.flat[len(classes) :]:
         ax.set_visible(False)
     for ax in axes[:, 0]:
         ax.set_ylabel("accuracy (%)")
@@ -176,8 +200,16 @@ def fid_figure(table: FidTable, path: Path) -> Path | None:
         for j, source in enumerate(sources):
             if np.isfinite(values[i, j]):
                 dark = norm(values[i, j]) > 0.6
-                ax.text(j, i, f"{values[i, j]:.1f}", ha="center", va="center", fontsize=8,
-                        color="white" if dark else "black", fontweight="bold" if source in best else "normal")
+                ax.text(
+                    j,
+                    i,
+                    f"{values[i, j]:.1f}",
+                    ha="center",
+                    va="center",
+                    fontsize=8,
+                    color="white" if dark else "black",
+                    fontweight="bold" if source in best else "normal",
+                )
     ax.set_xticks(range(len(sources)), sources, rotation=20, ha="right")
     ax.set_yticks(range(len(rows)), rows)
     bar = fig.colorbar(image, ax=ax, label="FID (lower: closer to the real images)")
@@ -198,10 +230,19 @@ def balance_figure(results, out: Path) -> Path | None:
     fig, ax = plt.subplots(figsize=(2.0 + 1.6 * len(results), 3.6), layout="constrained")
     for i, res in enumerate(results):
         alone, balanced, _ = res.balanced
-        for j, (stat, colour, name) in enumerate(((alone, "black", "imbalanced only"),
-                                                  (balanced, "tab:blue", "balanced with synthetic"))):
-            ax.bar(i + (j - 0.5) * 0.38, stat.mean * 100, width=0.36, color=colour, alpha=0.8,
-                   yerr=(stat.ci95 or 0.0) * 100, capsize=4, label=name if i == 0 else None)
+        for j, (stat, colour, name) in enumerate(
+            ((alone, "black", "imbalanced only"), (balanced, "tab:blue", "balanced with synthetic"))
+        ):
+            ax.bar(
+                i + (j - 0.5) * 0.38,
+                stat.mean * 100,
+                width=0.36,
+                color=colour,
+                alpha=0.8,
+                yerr=(stat.ci95 or 0.0) * 100,
+                capsize=4,
+                label=name if i == 0 else None,
+            )
     ax.set_xticks(range(len(results)), [f"{r.point.source}\n(imbalance {r.ratio}, {r.point.regime})" for r in results])
     ax.set_ylabel("balanced test accuracy (%)")
     ax.set_title("Class-imbalance filling")
@@ -215,8 +256,16 @@ def balance_figure(results, out: Path) -> Path | None:
 def _exchange_panel(ax, y, colours: dict) -> None:
     stats = y.stats()
     rs = list(stats)
-    ax.errorbar(rs, [100 * st.mean for st in stats.values()], yerr=[100 * (st.ci95 or 0.0) for st in stats.values()],
-                color="black", marker="s", linestyle="--", capsize=3, label="only original (yardstick)")
+    ax.errorbar(
+        rs,
+        [100 * st.mean for st in stats.values()],
+        yerr=[100 * (st.ci95 or 0.0) for st in stats.values()],
+        color="black",
+        marker="s",
+        linestyle="--",
+        capsize=3,
+        label="only original (yardstick)",
+    )
     sources = list(dict.fromkeys(ex.source for ex in y.exchanges))
     for i, source in enumerate(sources):
         exs = [ex for ex in y.exchanges if ex.source == source]
@@ -224,10 +273,16 @@ def _exchange_panel(ax, y, colours: dict) -> None:
         for mode, marker in (("replace", "o"), ("add", "^")):
             mine = [ex for ex in exs if ex.mode == mode]
             if mine:  # nudged apart on the log axis, so sources at one r do not hide each other
-                ax.errorbar([ex.real * (1 + 0.04 * (i - len(sources) / 2)) for ex in mine],
-                            [100 * ex.accuracy.mean for ex in mine],
-                            yerr=[100 * (ex.accuracy.ci95 or 0.0) for ex in mine], color=colour, marker=marker,
-                            linestyle="none", capsize=3, label=f"{source} ({mode})")
+                ax.errorbar(
+                    [ex.real * (1 + 0.04 * (i - len(sources) / 2)) for ex in mine],
+                    [100 * ex.accuracy.mean for ex in mine],
+                    yerr=[100 * (ex.accuracy.ci95 or 0.0) for ex in mine],
+                    color=colour,
+                    marker=marker,
+                    linestyle="none",
+                    capsize=3,
+                    label=f"{source} ({mode})",
+                )
     ax.set_xscale("log")
     ax.set_xlabel("real training images per class (log)")
     ax.set_title(yardstick_title(y), fontsize=10)
@@ -239,15 +294,19 @@ def exchange_figure(sticks: list, path: Path) -> Path | None:
     if not sticks:
         return None
     plt = _pyplot()
-    fig, axes = plt.subplots(1, len(sticks), figsize=(max(7.0, 5.2 * len(sticks)), 4.6), sharey=True,
-                             squeeze=False, layout="constrained")
+    fig, axes = plt.subplots(
+        1, len(sticks), figsize=(max(7.0, 5.2 * len(sticks)), 4.6), sharey=True, squeeze=False, layout="constrained"
+    )
     colours: dict = {}
     for ax, y in zip(axes[0], sticks):
         _exchange_panel(ax, y, colours)
     axes[0][0].set_ylabel("test accuracy (%)")
     axes[0][-1].legend(loc="lower right", fontsize="small")
-    fig.suptitle("Real-image yardstick and synthetic points (o: replace, ^: add)\n" +
-                 CI_NOTE.split(";")[0].replace("error bars and bands", "error bars"), fontsize=10)
+    fig.suptitle(
+        "Real-image yardstick and synthetic points (o: replace, ^: add)\n"
+        + CI_NOTE.split(";")[0].replace("error bars and bands", "error bars"),
+        fontsize=10,
+    )
     return _save(fig, path)
 
 

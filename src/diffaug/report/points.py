@@ -4,6 +4,7 @@ A point is (source, p, regime, augment, variant). The variant names what else di
 runs of one regime (e.g. `train.epochs=1`, `mix.mode=add`), so other settings form their own lines
 instead of being averaged as seeds. Differences pair runs by seed identity (train.seed, mix.seed).
 """
+
 from __future__ import annotations
 
 import json
@@ -17,8 +18,8 @@ BASELINE = "none"  # mix.source of the paper's "only original" line
 PAPER_SOURCES = ("vanilla", "dreambooth", "textual_inversion")
 PAPER_REGIMES = ("scratch", "finetune", "frozen")
 RANDAUGMENT = "randaugment"
-REPLACE, ADD = "replace", "add"
-UNLABELLED_NULLS = ("mix.n_per_class",)  # params whose null is the default setting, left out of labels  # mix.mode: the paper's, and all real images plus synthetic on top
+REPLACE, ADD = "replace", "add"  # mix.mode: the paper's, and all real images plus synthetic on top
+UNLABELLED_NULLS = ("mix.n_per_class",)  # params whose null is the default setting, left out of labels
 
 
 def source_rank(source: str) -> tuple:
@@ -95,8 +96,12 @@ def others(runs: list[Run], ignore: tuple[str, ...] = ()) -> list[str]:
         keys = sorted({k for r in group for k in r.other if k not in ignore})
         varying[regime] = [k for k in keys if len({json.dumps(r.other.get(k)) for r in group}) > 1]
     # The study's own runs keep every real image (n_per_class null): no label for that.
-    return [", ".join(f"{k}={r.other.get(k)}" for k in varying[r.regime]
-                      if not (k in UNLABELLED_NULLS and r.other.get(k) is None)) for r in runs]
+    return [
+        ", ".join(
+            f"{k}={r.other.get(k)}" for k in varying[r.regime] if not (k in UNLABELLED_NULLS and r.other.get(k) is None)
+        )
+        for r in runs
+    ]
 
 
 def points(runs: list[Run]) -> list[Point]:
@@ -108,8 +113,17 @@ def points(runs: list[Run]) -> list[Point]:
         source = BASELINE if run.p == 0 and run.mode == REPLACE else run.source
         grouped[(source, run.p, run.regime, run.augment, run.mode, differ)].append(run)
     out = [Point(*key, rs) for key, rs in grouped.items()]
-    return sorted(out, key=lambda pt: (regime_rank(pt.regime), source_rank(pt.source), pt.augment == RANDAUGMENT,
-                                       pt.augment, pt.variant, pt.p))
+    return sorted(
+        out,
+        key=lambda pt: (
+            regime_rank(pt.regime),
+            source_rank(pt.source),
+            pt.augment == RANDAUGMENT,
+            pt.augment,
+            pt.variant,
+            pt.p,
+        ),
+    )
 
 
 def regimes(pts: list[Point]) -> list[str]:
@@ -123,6 +137,7 @@ def _index(pts: list[Point]) -> dict[tuple, Point]:
 @dataclass
 class Difference:
     """`point` minus `against`, paired by seed."""
+
     point: Point
     against: Point
     stat: Stat
@@ -143,16 +158,22 @@ def _differences(pts: list[Point], base_of) -> list[Difference]:
 def p0_keys(pt: Point) -> list[tuple]:
     """Where the all-real run of a line is: the study queues p = 0 once, as `none`; with mix.mode
     add every p of `none` keeps all real images, as p = 0 of replace does."""
-    keys = [(BASELINE, 0.0, pt.regime, pt.augment, pt.mode, pt.others),
-            (pt.source, 0.0, pt.regime, pt.augment, pt.mode, pt.others)]
+    keys = [
+        (BASELINE, 0.0, pt.regime, pt.augment, pt.mode, pt.others),
+        (pt.source, 0.0, pt.regime, pt.augment, pt.mode, pt.others),
+    ]
     return keys + ([(BASELINE, 0.0, pt.regime, pt.augment, REPLACE, pt.others)] if pt.mode == ADD else [])
 
 
 def adding(pts: list[Point]) -> list[Difference]:
     """Source s at p against "only original" with the same real images: at the same p in replace
     mode (the (1-p)·n real images), all n real images in add mode."""
-    return _differences(pts, lambda pt: [(BASELINE, pt.p, pt.regime, pt.augment, pt.mode, pt.others)]
-                        + (p0_keys(pt) if pt.mode == ADD else []))
+    return _differences(
+        pts,
+        lambda pt: (
+            [(BASELINE, pt.p, pt.regime, pt.augment, pt.mode, pt.others)] + (p0_keys(pt) if pt.mode == ADD else [])
+        ),
+    )
 
 
 def replacing(pts: list[Point]) -> list[Difference]:
@@ -182,8 +203,9 @@ def slopes(pts: list[Point]) -> list[tuple[str, tuple, Stat]]:
     images and has three values of p or more."""
     out = []
     for regime in regimes(pts):
-        for series in dict.fromkeys(pt.series for pt in pts if pt.regime == regime and pt.source != BASELINE
-                                    and pt.mode == REPLACE):
+        for series in dict.fromkeys(
+            pt.series for pt in pts if pt.regime == regime and pt.source != BASELINE and pt.mode == REPLACE
+        ):
             stat = slope({p: pt.by_seed() for p, pt in line(pts, regime, series).items()})
             if stat is not None:
                 out.append((regime, series, stat))

@@ -1,4 +1,5 @@
 """Statistics over seeds: mean, sample std and the 95% Student-t confidence interval."""
+
 from __future__ import annotations
 
 import math

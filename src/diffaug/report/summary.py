@@ -1,4 +1,5 @@
 """summary.md and summary.json, and writing the whole report into its folder."""
+
 from __future__ import annotations
 
 import json
@@ -10,10 +11,10 @@ from diffaug.errors import DiffaugError
 from diffaug.report.analysis import Study, analyse
 from diffaug.report.balance import BalanceResult
 from diffaug.report.copies import REFERENCES, flagged
+from diffaug.report.exchange import Yardstick
 from diffaug.report.experiments import Experiments, NotRun
 from diffaug.report.fid import OVERALL, FidTable
 from diffaug.report.figures import CI_NOTE, write_figures
-from diffaug.report.exchange import Yardstick
 from diffaug.report.findings import interval, pct, rate_text, yardstick_title
 from diffaug.report.points import Difference, Point, at_largest_p, class_changes, label, lines, regimes, slopes
 from diffaug.report.stats import Stat
@@ -45,35 +46,54 @@ def _where_json(pt: Point) -> dict:
 def summary_json(study: Study) -> dict:
     def row(pt: Point) -> dict:
         per_class = {c: s.mean for c in study.classes if (s := pt.class_accuracy(c)) is not None}
-        return {**_where_json(pt), **_stat_json(pt.accuracy),
-                "per_class": {c: round(v, DIGITS) for c, v in per_class.items()},
-                "experiments": sorted(r.name for r in pt.runs)}
+        return {
+            **_where_json(pt),
+            **_stat_json(pt.accuracy),
+            "per_class": {c: round(v, DIGITS) for c, v in per_class.items()},
+            "experiments": sorted(r.name for r in pt.runs),
+        }
 
     def balance(res: BalanceResult) -> dict:
         alone, balanced, d = res.balanced
-        return {"source": res.point.source, "imbalance": res.ratio, "regime": res.point.regime,
-                "balanced_accuracy": {"imbalanced_only": _stat_json(alone), "balanced": _stat_json(balanced),
-                                      "difference": _stat_json(d) if d else None},
-                "per_class": {c: {"imbalanced_only": _round(a.mean) if a else None,
-                                  "balanced": _round(b.mean) if b else None,
-                                  "difference": _stat_json(x) if x else None}
-                              for c, (a, b, x) in res.per_class().items()}}
+        return {
+            "source": res.point.source,
+            "imbalance": res.ratio,
+            "regime": res.point.regime,
+            "balanced_accuracy": {
+                "imbalanced_only": _stat_json(alone),
+                "balanced": _stat_json(balanced),
+                "difference": _stat_json(d) if d else None,
+            },
+            "per_class": {
+                c: {
+                    "imbalanced_only": _round(a.mean) if a else None,
+                    "balanced": _round(b.mean) if b else None,
+                    "difference": _stat_json(x) if x else None,
+                }
+                for c, (a, b, x) in res.per_class().items()
+            },
+        }
 
     def diff(d: Difference) -> dict:
-        return {**_where_json(d.point), "against": {"source": d.against.source, "p": d.against.p},
-                **_stat_json(d.stat)}
+        return {**_where_json(d.point), "against": {"source": d.against.source, "p": d.against.p}, **_stat_json(d.stat)}
 
     return {
         "budgets": budgets(study.points),
         "rows": [row(pt) for pt in study.points],
-        "not_run": [{"name": r.name, "state": r.state, "setting": r.setting, "logs": r.logs}
-                    for r in study.exps.not_run],
+        "not_run": [
+            {"name": r.name, "state": r.state, "setting": r.setting, "logs": r.logs} for r in study.exps.not_run
+        ],
         "adding": [diff(d) for d in study.adding],
         "replacing": [diff(d) for d in study.replacing],
         "warnings": [{"source": s, "unknown_words": w} for s, w in study.exps.unknown_words.items()],
         "fid": {"extractor": study.fid.extractor, "sources": study.fid.results},
-        "copies": {s: {**{k: res.get(k) for k in (*REFERENCES, "flag_share", "phash_distance", "feature_distance")},
-                       "flagged": flagged(res)} for s, res in study.copies.items()},
+        "copies": {
+            s: {
+                **{k: res.get(k) for k in (*REFERENCES, "flag_share", "phash_distance", "feature_distance")},
+                "flagged": flagged(res),
+            }
+            for s, res in study.copies.items()
+        },
         "clip": study.clip,
         "findings": study.findings,
         "balance": [balance(res) for res in study.balance],
@@ -89,33 +109,62 @@ def _number(x: float | str) -> float | str:
 
 
 def _exchange_json(y: Yardstick) -> dict:
-    return {"regime": y.regime, "augment": y.augment, "variant": y.variant,
-            "yardstick": [{"real_per_class": r, **_stat_json(st)} for r, st in y.stats().items()],
-            "points": [{"source": ex.source, "p": ex.p, "mode": ex.mode, "n_per_class": ex.n_per_class,
-                        "real_per_class": _round(ex.real), "synthetic_per_class": _round(ex.synthetic),
-                        "accuracy": _stat_json(ex.accuracy), "real_equivalent": _number(ex.equivalent),
-                        "rate": _number(ex.rate), "ci95": [_number(b) for b in ex.ci] if ex.ci else None,
-                        "seeds": ex.seeds} for ex in y.exchanges]}
+    return {
+        "regime": y.regime,
+        "augment": y.augment,
+        "variant": y.variant,
+        "yardstick": [{"real_per_class": r, **_stat_json(st)} for r, st in y.stats().items()],
+        "points": [
+            {
+                "source": ex.source,
+                "p": ex.p,
+                "mode": ex.mode,
+                "n_per_class": ex.n_per_class,
+                "real_per_class": _round(ex.real),
+                "synthetic_per_class": _round(ex.synthetic),
+                "accuracy": _stat_json(ex.accuracy),
+                "real_equivalent": _number(ex.equivalent),
+                "rate": _number(ex.rate),
+                "ci95": [_number(b) for b in ex.ci] if ex.ci else None,
+                "seeds": ex.seeds,
+            }
+            for ex in y.exchanges
+        ],
+    }
 
 
 def _exchange_lines(sticks: list[Yardstick]) -> list[str]:
     if not sticks:
         return []
-    out = ["## Exchange rate: what a synthetic image is worth in real images", "",
-           "The yardstick: runs without synthetic images at several real sizes r (real images a class), accuracy "
-           "against log r fitted non-decreasing (isotonic) and linear between the sizes. A point reaching the "
-           "yardstick's accuracy at R real images a class has the real-image equivalent R and the rate (R − r) / s "
-           "per synthetic image; 95% CI: paired bootstrap over seeds. Outside the yardstick's accuracies the "
-           "point is beyond the measured range (not extrapolated).", "", "![exchange rate](exchange.png)", ""]
+    out = [
+        "## Exchange rate: what a synthetic image is worth in real images",
+        "",
+        "The yardstick: runs without synthetic images at several real sizes r (real images a class), accuracy "
+        "against log r fitted non-decreasing (isotonic) and linear between the sizes. A point reaching the "
+        "yardstick's accuracy at R real images a class has the real-image equivalent R and the rate (R − r) / s "
+        "per synthetic image; 95% CI: paired bootstrap over seeds. Outside the yardstick's accuracies the "
+        "point is beyond the measured range (not extrapolated).",
+        "",
+        "![exchange rate](exchange.png)",
+        "",
+    ]
     for y in sticks:
         sizes = ", ".join(f"{r:g}: {_cell(st)}" for r, st in y.stats().items())
-        out += [f"### {yardstick_title(y)}", "", f"Yardstick (r: accuracy): {sizes}.", "",
-                "| source | p | mix.mode | k | real + synthetic a class | accuracy | real-image equivalent | "
-                "rate (real images per synthetic) [95% CI] |", "|---|---|---|---|---|---|---|---|"]
+        out += [
+            f"### {yardstick_title(y)}",
+            "",
+            f"Yardstick (r: accuracy): {sizes}.",
+            "",
+            "| source | p | mix.mode | k | real + synthetic a class | accuracy | real-image equivalent | "
+            "rate (real images per synthetic) [95% CI] |",
+            "|---|---|---|---|---|---|---|---|",
+        ]
         for ex in y.exchanges:
             eq = f"{ex.equivalent:.1f}" if not isinstance(ex.equivalent, str) else "beyond the measured range"
-            out.append(f"| {ex.source} | {ex.p:g} | {ex.mode} | {ex.n_per_class or 'all'} | "
-                       f"{ex.real:g} + {ex.synthetic:g} | {_cell(ex.accuracy)} | {eq} | {rate_text(ex)} |")
+            out.append(
+                f"| {ex.source} | {ex.p:g} | {ex.mode} | {ex.n_per_class or 'all'} | "
+                f"{ex.real:g} + {ex.synthetic:g} | {_cell(ex.accuracy)} | {eq} | {rate_text(ex)} |"
+            )
         out.append("")
     return out
 
@@ -123,12 +172,19 @@ def _exchange_lines(sticks: list[Yardstick]) -> list[str]:
 def _warning(unknown: dict[str, list[str]]) -> list[str]:
     if not unknown:
         return []
-    lines_ = ["> **⚠ Warning: the base model did not know some prompt words.** It drew something else for "
-              "them, so these sources' images are not what their prompts ask for, and their results do not "
-              "measure synthetic data of those classes:", ">"]
+    lines_ = [
+        "> **⚠ Warning: the base model did not know some prompt words.** It drew something else for "
+        "them, so these sources' images are not what their prompts ask for, and their results do not "
+        "measure synthetic data of those classes:",
+        ">",
+    ]
     lines_ += [f"> - **{s}**: " + ", ".join(f"`{w}`" for w in words) for s, words in unknown.items()]
-    return lines_ + [">", "> Use a hub model (`base.model`; the README names models that fit a CPU or a small "
-                     "GPU) and rerun `dvc repro`.", ""]
+    return lines_ + [
+        ">",
+        "> Use a hub model (`base.model`; the README names models that fit a CPU or a small "
+        "GPU) and rerun `dvc repro`.",
+        "",
+    ]
 
 
 def _accuracy_tables(pts: list[Point]) -> list[str]:
@@ -136,11 +192,18 @@ def _accuracy_tables(pts: list[Point]) -> list[str]:
     for regime in regimes(pts):
         by_line = lines(pts, regime)
         ps = sorted({p for by_p in by_line.values() for p in by_p})
-        out += [f"### {regime}", "", f"![accuracy vs p, {regime}](accuracy_vs_p_{regime}.png)", "",
-                "| setting | " + " | ".join(f"p={p:g}" for p in ps) + " |", "|---|" + "---|" * len(ps)]
+        out += [
+            f"### {regime}",
+            "",
+            f"![accuracy vs p, {regime}](accuracy_vs_p_{regime}.png)",
+            "",
+            "| setting | " + " | ".join(f"p={p:g}" for p in ps) + " |",
+            "|---|" + "---|" * len(ps),
+        ]
         for series, by_p in by_line.items():
-            out.append(f"| {label(*series)} | " + " | ".join(_cell(by_p[p].accuracy) if p in by_p else ""
-                                                             for p in ps) + " |")
+            out.append(
+                f"| {label(*series)} | " + " | ".join(_cell(by_p[p].accuracy) if p in by_p else "" for p in ps) + " |"
+            )
         out.append("")
     return out
 
@@ -151,8 +214,10 @@ def _difference_table(title: str, what: str, diffs: list[Difference]) -> list[st
         return out + ["Not measured: no synthetic point has its baseline run with the same seeds.", ""]
     out += ["| regime | source | p | against | difference (points) [95% CI] | n |", "|---|---|---|---|---|---|"]
     for d in diffs:
-        out.append(f"| {d.point.regime} | {label(*d.point.series)} | {d.point.p:g} | "
-                   f"{label(*d.against.series)} at p = {d.against.p:g} | {interval(d.stat)} | {d.stat.n} |")
+        out.append(
+            f"| {d.point.regime} | {label(*d.point.series)} | {d.point.p:g} | "
+            f"{label(*d.against.series)} at p = {d.against.p:g} | {interval(d.stat)} | {d.stat.n} |"
+        )
     return out + [""]
 
 
@@ -160,9 +225,13 @@ def _slope_lines(pts: list[Point]) -> list[str]:
     fits = slopes(pts)
     if not fits:
         return []
-    out = ["How the loss grows with p: a least-squares line of accuracy against p (p = 0 included) per seed, "
-           "its slope pooled over seeds.", "",
-           "| regime | source | points of accuracy per unit of p [95% CI] | n |", "|---|---|---|---|"]
+    out = [
+        "How the loss grows with p: a least-squares line of accuracy against p (p = 0 included) per seed, "
+        "its slope pooled over seeds.",
+        "",
+        "| regime | source | points of accuracy per unit of p [95% CI] | n |",
+        "|---|---|---|---|",
+    ]
     out += [f"| {regime} | {label(*series)} | {interval(stat)} | {stat.n} |" for regime, series, stat in fits]
     return out + [""]
 
@@ -173,11 +242,15 @@ def _class_change_lines(rep: list[Difference], class_names: list[str]) -> list[s
     for regime in dict.fromkeys(d.point.regime for d in rep):
         diffs = [d for d in at_largest_p(rep) if d.point.regime == regime]
         changes = [class_changes(d) for d in diffs]
-        out += [f"Class accuracy at the largest p against p = 0, {regime} (points [95% CI]):", "",
-                "| class | " + " | ".join(f"{label(*d.point.series)} (p = {d.point.p:g})" for d in diffs) + " |",
-                "|---|" + "---|" * len(diffs)]
-        out += [f"| {c} | " + " | ".join(interval(ch[c]) if c in ch else "" for ch in changes) + " |"
-                for c in class_names]
+        out += [
+            f"Class accuracy at the largest p against p = 0, {regime} (points [95% CI]):",
+            "",
+            "| class | " + " | ".join(f"{label(*d.point.series)} (p = {d.point.p:g})" for d in diffs) + " |",
+            "|---|" + "---|" * len(diffs),
+        ]
+        out += [
+            f"| {c} | " + " | ".join(interval(ch[c]) if c in ch else "" for ch in changes) + " |" for c in class_names
+        ]
         out.append("")
     return out
 
@@ -186,12 +259,17 @@ def _fid_lines(table: FidTable) -> list[str]:
     if not table.results:
         return []
     sources = list(table.results)
-    out = [f"## FID and KID per class ({table.extractor} features)", "",
-           "FID is biased on small sets; KID (×10³, mean ± std over subsets) is not: read them together. "
-           "Bold: the lowest of the row. Numbers of different feature extractors are not comparable.", "",
-           "![FID per class](fid_per_class.png)", "",
-           "| class | " + " | ".join(f"{s} FID | {s} KID×10³" for s in sources) + " |",
-           "|---|" + "---|---|" * len(sources)]
+    out = [
+        f"## FID and KID per class ({table.extractor} features)",
+        "",
+        "FID is biased on small sets; KID (×10³, mean ± std over subsets) is not: read them together. "
+        "Bold: the lowest of the row. Numbers of different feature extractors are not comparable.",
+        "",
+        "![FID per class](fid_per_class.png)",
+        "",
+        "| class | " + " | ".join(f"{s} FID | {s} KID×10³" for s in sources) + " |",
+        "|---|" + "---|---|" * len(sources),
+    ]
     for row in table.classes + [OVERALL]:
         best_fid, best_kid = table.best(row, "fid"), table.best(row, "kid")
         cells = []
@@ -215,12 +293,17 @@ def _share(res: dict, reference: str) -> str:
 def _copies_lines(results: dict[str, dict]) -> list[str]:
     if not results:
         return []
-    out = ["## Copies and leaks", "",
-           "Share of each source's images that are near duplicates of a test image (a leak into training: `mix` "
-           "leaves them out with `mix.exclude_test_copies`) or of a `d_original` image (a redrawn training image), "
-           "of any class: pHash within `copies.phash_distance` bits or FID features within "
-           "`copies.feature_distance` (cosine), either test counting. Flagged: a test share above `copies.flag_share`.",
-           "", "| source | of d_test | of d_original | flagged |", "|---|---|---|---|"]
+    out = [
+        "## Copies and leaks",
+        "",
+        "Share of each source's images that are near duplicates of a test image (a leak into training: `mix` "
+        "leaves them out with `mix.exclude_test_copies`) or of a `d_original` image (a redrawn training image), "
+        "of any class: pHash within `copies.phash_distance` bits or FID features within "
+        "`copies.feature_distance` (cosine), either test counting. Flagged: a test share above `copies.flag_share`.",
+        "",
+        "| source | of d_test | of d_original | flagged |",
+        "|---|---|---|---|",
+    ]
     for s, res in results.items():
         flag = f"**yes** (> {pct(res['flag_share'])}%)" if flagged(res) else "no"
         out.append(f"| {s} | {_share(res, 'test')} | {_share(res, 'original')} | {flag} |")
@@ -232,26 +315,35 @@ def _verdict(diff: Stat | None) -> str:
         return "not measured (no seed has both runs)"
     if diff.sign() is None:
         return f"{interval(diff)}: one seed, so no verdict; run more seeds"
-    return {1: "balancing helped", -1: "balancing hurt", 0: "no clear difference"}[diff.sign()] + \
-        f" ({interval(diff)} points of balanced accuracy, n = {diff.n})"
+    return {1: "balancing helped", -1: "balancing hurt", 0: "no clear difference"}[
+        diff.sign()
+    ] + f" ({interval(diff)} points of balanced accuracy, n = {diff.n})"
 
 
 def _balance_lines(results: list[BalanceResult]) -> list[str]:
     if not results:
         return []
-    out = ["## Class-imbalance filling", "",
-           "An imbalanced `d_original` (`split.imbalance`) alone against the same real images with every class "
-           "topped up by synthetic ones to the largest class (`mix.mode=balance`). Test accuracy in %, mean ± 95% "
-           "CI over seeds; differences paired by seed. Balanced accuracy is the mean of the per-class accuracies.",
-           "", "![balanced accuracy](balanced_accuracy.png)", ""]
+    out = [
+        "## Class-imbalance filling",
+        "",
+        "An imbalanced `d_original` (`split.imbalance`) alone against the same real images with every class "
+        "topped up by synthetic ones to the largest class (`mix.mode=balance`). Test accuracy in %, mean ± 95% "
+        "CI over seeds; differences paired by seed. Balanced accuracy is the mean of the per-class accuracies.",
+        "",
+        "![balanced accuracy](balanced_accuracy.png)",
+        "",
+    ]
     for res in results:
         alone, balanced, diff = res.balanced
-        out += [f"### {res.point.source}, imbalance {res.ratio}, {res.point.regime}: {_verdict(diff)}", "",
-                "| | imbalanced only | balanced with " + res.point.source + " | difference (points) [95% CI] |",
-                "|---|---|---|---|",
-                f"| **balanced accuracy** | {_cell(alone)} | {_cell(balanced)} | {interval(diff) if diff else ''} |",
-                f"| accuracy | {_cell(res.against.accuracy)} | {_cell(res.point.accuracy)} | "
-                f"{interval(res.accuracy) if res.accuracy else ''} |"]
+        out += [
+            f"### {res.point.source}, imbalance {res.ratio}, {res.point.regime}: {_verdict(diff)}",
+            "",
+            "| | imbalanced only | balanced with " + res.point.source + " | difference (points) [95% CI] |",
+            "|---|---|---|---|",
+            f"| **balanced accuracy** | {_cell(alone)} | {_cell(balanced)} | {interval(diff) if diff else ''} |",
+            f"| accuracy | {_cell(res.against.accuracy)} | {_cell(res.point.accuracy)} | "
+            f"{interval(res.accuracy) if res.accuracy else ''} |",
+        ]
         for c, (a, b, d) in res.per_class().items():
             out.append(f"| {c} | {_cell(a) if a else ''} | {_cell(b) if b else ''} | {interval(d) if d else ''} |")
         out.append("")
@@ -261,9 +353,15 @@ def _balance_lines(results: list[BalanceResult]) -> list[str]:
 def _not_run_lines(not_run: list[NotRun]) -> list[str]:
     if not not_run:
         return []
-    out = ["## Not run", "",
-           f"{_count(len(not_run), 'experiment')} did not finish: in no table and no figure. Read a log with "
-           "the command beside it.", "", "| experiment | state | setting | log |", "|---|---|---|---|"]
+    out = [
+        "## Not run",
+        "",
+        f"{_count(len(not_run), 'experiment')} did not finish: in no table and no figure. Read a log with "
+        "the command beside it.",
+        "",
+        "| experiment | state | setting | log |",
+        "|---|---|---|---|",
+    ]
     out += [f"| {r.name} | {r.state} | {r.setting} | `{r.logs}` |" for r in not_run]
     return out + [""]
 
@@ -274,8 +372,11 @@ def budgets(pts: list[Point]) -> dict[str, list[dict]]:
     for pt in pts:
         for r in pt.runs:
             steps, batch = r.other.get("train.steps"), r.other.get("train.batch_size")
-            b = ({"unit": "steps", "steps": steps, "images_seen": steps * batch if batch else None}
-                 if steps else {"unit": "epochs", "epochs": r.other.get("train.epochs")})
+            b = (
+                {"unit": "steps", "steps": steps, "images_seen": steps * batch if batch else None}
+                if steps
+                else {"unit": "epochs", "epochs": r.other.get("train.epochs")}
+            )
             if b not in out.setdefault(pt.regime, []):
                 out[pt.regime].append(b)
     return out
@@ -297,8 +398,10 @@ def _budget_line(pts: list[Point]) -> list[str]:
         return []
     out = "**Training budget**: " + "; ".join(parts) + "."
     if fixed_epochs:
-        out += (" A fixed-epoch budget gives a mix with fewer images fewer optimiser steps, so differences between "
-                "mixes confound data with steps (`train.steps` sets an equal budget).")
+        out += (
+            " A fixed-epoch budget gives a mix with fewer images fewer optimiser steps, so differences between "
+            "mixes confound data with steps (`train.steps` sets an equal budget)."
+        )
     return [out + " Runs with different budgets are never pooled or paired.", ""]
 
 
@@ -306,8 +409,11 @@ def _host_line(exps: Experiments) -> list[str]:
     hosts = {tuple((k, r.other[k]) for k in sorted(r.other) if k.startswith("host.")) for r in exps.runs}
     if len(hosts) < 2:
         return []
-    return ["> **⚠ The runs come from different CPUs, torch versions or thread counts**, which change CPU float "
-            "results: their lines are kept apart (labelled `host.*`), never pooled as seeds.", ""]
+    return [
+        "> **⚠ The runs come from different CPUs, torch versions or thread counts**, which change CPU float "
+        "results: their lines are kept apart (labelled `host.*`), never pooled as seeds.",
+        "",
+    ]
 
 
 def summary_md(study: Study, figures: list[str]) -> str:
@@ -316,33 +422,56 @@ def summary_md(study: Study, figures: list[str]) -> str:
     n_imbalance = len(exps.runs) - n_runs  # their own table: `dvc exp show` lists both
     head = f"{_count(n_runs, 'finished experiment')} pooled over seeds into {_count(len(pts), 'point')}"
     if n_imbalance:
-        head = (f"{_count(len(exps.runs), 'finished experiment')}: {n_runs} pooled over seeds into "
-                f"{_count(len(pts), 'point')} of the p grid, {n_imbalance} in the class-imbalance experiment "
-                f"([Class-imbalance filling](#class-imbalance-filling))")
-    lines_ = ["# Study report", "", head
-              + (f"; {_count(len(exps.not_run), 'experiment')} did not finish (see [Not run](#not-run))."
-                 if exps.not_run else "."),
-              "Test accuracy in %: mean ± half-width of the 95% Student-t confidence interval over seeds "
-              "(n = seeds; one seed gives no interval). Differences are in points of accuracy, paired by seed "
-              "(`train.seed`, `mix.seed`), with their 95% CI.", ""]
+        head = (
+            f"{_count(len(exps.runs), 'finished experiment')}: {n_runs} pooled over seeds into "
+            f"{_count(len(pts), 'point')} of the p grid, {n_imbalance} in the class-imbalance experiment "
+            f"([Class-imbalance filling](#class-imbalance-filling))"
+        )
+    lines_ = [
+        "# Study report",
+        "",
+        head
+        + (
+            f"; {_count(len(exps.not_run), 'experiment')} did not finish (see [Not run](#not-run))."
+            if exps.not_run
+            else "."
+        ),
+        "Test accuracy in %: mean ± half-width of the 95% Student-t confidence interval over seeds "
+        "(n = seeds; one seed gives no interval). Differences are in points of accuracy, paired by seed "
+        "(`train.seed`, `mix.seed`), with their 95% CI.",
+        "",
+    ]
     lines_ += _budget_line(pts) + _host_line(exps)
     lines_ += _warning(exps.unknown_words)
     lines_ += ["## Findings", ""] + [f"- {f}" for f in study.findings] + [""]
     if pts:
-        lines_ += ["## Accuracy vs p (the paper's Figures 3-5)", "", "![accuracy vs p](accuracy_vs_p.png)", "",
-                   f"Lines: each synthetic source; only original (the real part alone); RandAugment and zero-shot "
-                   f"CLIP as horizontal lines. {CI_NOTE[0].upper() + CI_NOTE[1:]}.", ""]
+        lines_ += [
+            "## Accuracy vs p (the paper's Figures 3-5)",
+            "",
+            "![accuracy vs p](accuracy_vs_p.png)",
+            "",
+            f"Lines: each synthetic source; only original (the real part alone); RandAugment and zero-shot "
+            f"CLIP as horizontal lines. {CI_NOTE[0].upper() + CI_NOTE[1:]}.",
+            "",
+        ]
         lines_ += _accuracy_tables(pts)
-    lines_ += _difference_table("Adding: synthetic images on top of the same real images",
-                                "A source at p against only original at the same p (both train on the same "
-                                "(1 − p)·n real images).", study.adding)
-    lines_ += _difference_table("Replacing: real images replaced by synthetic ones",
-                                "A source at p against p = 0 (all n images real).", rep)
+    lines_ += _difference_table(
+        "Adding: synthetic images on top of the same real images",
+        "A source at p against only original at the same p (both train on the same (1 − p)·n real images).",
+        study.adding,
+    )
+    lines_ += _difference_table(
+        "Replacing: real images replaced by synthetic ones", "A source at p against p = 0 (all n images real).", rep
+    )
     lines_ += _slope_lines(pts)
     class_figures = [f for f in figures if f.startswith("class_accuracy_")]
     if class_figures or rep:
-        lines_ += ["## Class-wise accuracy vs p (the paper's Figure 6)", "",
-                   "A panel per class, a line per source: mean over seeds.", ""]
+        lines_ += [
+            "## Class-wise accuracy vs p (the paper's Figure 6)",
+            "",
+            "A panel per class, a line per source: mean over seeds.",
+            "",
+        ]
         lines_ += [line for f in class_figures for line in (f"![class-wise accuracy]({f})", "")]
         lines_ += _class_change_lines(rep, study.classes)
     lines_ += _exchange_lines(study.exchange)

@@ -5,6 +5,7 @@
 - a hub id: downloaded into the Hugging Face cache (not into DVC) and pinned to its commit.
 - a local diffusers pipeline folder: copied into models/base/pipeline.
 """
+
 import shutil
 import time
 from pathlib import Path
@@ -24,8 +25,10 @@ def main() -> None:
             from diffaug.diffusion.tiny.pretrain import pretrain
 
             report = pretrain(out / "pipeline", seed=params.seed, unet_steps=params.tiny_steps)
-            metrics = {"unet_loss": round(report["unet_loss"], 6),
-                       "conditioning_gap": round(report["conditioning_gap"], 6)}
+            metrics = {
+                "unet_loss": round(report["unet_loss"], 6),
+                "conditioning_gap": round(report["conditioning_gap"], 6),
+            }
             report.pop("seconds")
             source = {"model": params.model, "revision": None, "commit": None, "training": report}
         elif Path(params.model).is_dir():  # a diffusers pipeline folder of your own
@@ -37,10 +40,13 @@ def main() -> None:
             commit, _ = resolve(params.model, params.revision)
             source = {"model": params.model, "revision": params.revision, "commit": commit}
         write_json(out / "source.json", source)
-    write_json("metrics/base_model.json", {"model": params.model, "seconds": round(time.perf_counter() - start, 1),
-                                           **metrics})
-    print(f"base_model: {params.model} ready in {time.perf_counter() - start:.0f} s"
-          + (f" (commit {source['commit']})" if source["commit"] else ""))
+    write_json(
+        "metrics/base_model.json", {"model": params.model, "seconds": round(time.perf_counter() - start, 1), **metrics}
+    )
+    print(
+        f"base_model: {params.model} ready in {time.perf_counter() - start:.0f} s"
+        + (f" (commit {source['commit']})" if source["commit"] else "")
+    )
 
 
 if __name__ == "__main__":

@@ -5,6 +5,7 @@ late: `dvc exp run -S mix.p=1.5` would already have removed data/mixed. Every ot
 on this stage's output, so DVC runs it first; its output is the same bytes whenever the params are
 valid, so a change that passes reruns nothing downstream by itself.
 """
+
 from pathlib import Path
 
 from diffaug.cli import run

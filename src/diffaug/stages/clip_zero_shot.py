@@ -3,6 +3,7 @@
 `clip.model: null` (the offline default) writes a note saying it was skipped, so the default
 pipeline needs no download; set `clip.model` to a hub id or folder to measure the baseline.
 """
+
 from pathlib import Path
 
 import numpy as np
@@ -28,13 +29,28 @@ def main() -> None:
     classes = read_json(TEST / "classes.json")
     rows = read_csv(TEST / "manifest.csv")
     model, processor = load_clip(params.model, params.revision)
-    predicted = zero_shot(model, processor, [TEST / r["file"] for r in rows], classes, params.template,
-                          params.batch_size, pick_device(params.device))
+    predicted = zero_shot(
+        model,
+        processor,
+        [TEST / r["file"] for r in rows],
+        classes,
+        params.template,
+        params.batch_size,
+        pick_device(params.device),
+    )
     truth = np.array([classes.index(r["class"]) for r in rows])
     metrics, _, _ = score(truth, predicted, classes)
-    write_json(METRICS, {"model": params.model, "revision": params.revision, "template": params.template,
-                         "accuracy": metrics["accuracy"], "test_images": metrics["test_images"],
-                         "per_class_accuracy": metrics["per_class_accuracy"]})
+    write_json(
+        METRICS,
+        {
+            "model": params.model,
+            "revision": params.revision,
+            "template": params.template,
+            "accuracy": metrics["accuracy"],
+            "test_images": metrics["test_images"],
+            "per_class_accuracy": metrics["per_class_accuracy"],
+        },
+    )
     print(f"clip_zero_shot: accuracy {metrics['accuracy']:.4f} with {params.model}")
 
 

@@ -1,4 +1,5 @@
 """Stage `evaluate`: models/classifier on data/test -> metrics/evaluate.json and plots/evaluate/."""
+
 from pathlib import Path
 
 from diffaug.classify.classifier import classify_manifest
@@ -15,8 +16,14 @@ def main() -> None:
     params = load_params()
     use_threads(params.train.threads)
     classes = read_json(TEST / "classes.json")
-    y_true, y_pred = classify_manifest(MODEL, read_csv(TEST / "manifest.csv"), classes,
-                                       pick_device(params.train.device), params.evaluate.batch_size, TEST)
+    y_true, y_pred = classify_manifest(
+        MODEL,
+        read_csv(TEST / "manifest.csv"),
+        classes,
+        pick_device(params.train.device),
+        params.evaluate.batch_size,
+        TEST,
+    )
     metrics, confusion, bars = score(y_true, y_pred, classes)
     write_json("metrics/evaluate.json", metrics)
     with atomic_dir(PLOTS) as out:

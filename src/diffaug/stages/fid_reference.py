@@ -1,5 +1,6 @@
 """Stage `fid_reference`: features of d_original per class, computed once for every `measure_<kind>@<source>`
 (data/original -> models/fid_reference), and the sample grid of the real images."""
+
 from pathlib import Path
 
 from diffaug.cli import run
@@ -21,8 +22,13 @@ def main() -> None:
     extractor = make_extractor(params.features, REFERENCE, pick_device(params.device))
     files = {c: [ORIGINAL / r["file"] for r in rows if r["class"] == c] for c in classes}
     features = class_features(extractor, files, params.batch_size)
-    meta = {"extractor": extractor.name, "extractor_id": extractor.identity, "image_size": extractor.image_size,
-            "classes": classes, "images": {c: len(f) for c, f in features.items()}}
+    meta = {
+        "extractor": extractor.name,
+        "extractor_id": extractor.identity,
+        "image_size": extractor.image_size,
+        "classes": classes,
+        "images": {c: len(f) for c, f in features.items()},
+    }
     save_features(OUT, features, meta)
     save_grid(sample_grid(ORIGINAL, classes), GRID)
     print(f"fid_reference: {sum(meta['images'].values())} original images, {extractor.name} features")

@@ -5,6 +5,7 @@ like any other, and metrics/filter/<source>.json (per class: candidates, kept, d
 `confidence` scores with models/reference (offline). `clip` needs `clip.model`; while it is null the
 stage writes an empty source and a note instead (`mix` then says the source has no images).
 """
+
 import shutil
 import sys
 from collections import Counter
@@ -33,8 +34,15 @@ def probabilities(params, entry, folder: Path, rows: list[dict], classes: list[s
     from diffaug.classify.clip import clip_probabilities, load_clip
 
     model, processor = load_clip(params.clip.model, params.clip.revision)
-    return clip_probabilities(model, processor, [folder / r["file"] for r in rows], classes, params.clip.template,
-                              params.filter.batch_size, device)
+    return clip_probabilities(
+        model,
+        processor,
+        [folder / r["file"] for r in rows],
+        classes,
+        params.clip.template,
+        params.filter.batch_size,
+        device,
+    )
 
 
 def shortfalls(params, name: str, kept: dict[str, int]) -> list[str]:
@@ -42,8 +50,11 @@ def shortfalls(params, name: str, kept: dict[str, int]) -> list[str]:
     sizes = Counter(r["class"] for r in read_csv(ORIGINAL / "manifest.csv"))
     largest = max(sizes.values())
     need = {c: needed(params, name, n, largest) for c, n in sizes.items()}
-    return [f"{c}: {need[c] - kept[c]} missing ({kept[c]} kept, {need[c]} needed)"
-            for c in sizes if kept.get(c, 0) < need[c]]
+    return [
+        f"{c}: {need[c] - kept[c]} missing ({kept[c]} kept, {need[c]} needed)"
+        for c in sizes
+        if kept.get(c, 0) < need[c]
+    ]
 
 
 def main() -> None:
@@ -63,8 +74,9 @@ def main() -> None:
         write_json(f"metrics/filter/{name}.json", {"of": entry.of, "filter": entry.filter, "skipped": note})
         print(f"filter {name}: {note}")
         return
-    threshold = params.filter.threshold if entry.filter == "confidence" else \
-        params.filter.clip_threshold or 1.0 / len(classes)
+    threshold = (
+        params.filter.threshold if entry.filter == "confidence" else params.filter.clip_threshold or 1.0 / len(classes)
+    )
     drop_top = params.filter.drop_top if entry.filter == "confidence" else 0.0
     labels = np.array([classes.index(r["class"]) for r in rows], dtype=np.int64)
     cost = Cost(pick_device(params.filter.device))
@@ -78,15 +90,28 @@ def main() -> None:
         write_csv(tmp / "manifest.csv", kept_rows, [*rows[0], "score"] if rows else ["class", "file", "score"])
     save_grid(sample_grid(out, classes), grid)
     per_class = class_counts(keep, labels, classes, threshold)
-    write_json(f"metrics/filter/{name}.json", {
-        "of": entry.of, "filter": entry.filter, "threshold": round(float(threshold), 6), "drop_top": drop_top,
-        "candidates": len(rows), "kept": int(keep.sum()), "dropped": int((~keep).sum()), "per_class": per_class,
-        **cost.report(len(rows), "images")})
+    write_json(
+        f"metrics/filter/{name}.json",
+        {
+            "of": entry.of,
+            "filter": entry.filter,
+            "threshold": round(float(threshold), 6),
+            "drop_top": drop_top,
+            "candidates": len(rows),
+            "kept": int(keep.sum()),
+            "dropped": int((~keep).sum()),
+            "per_class": per_class,
+            **cost.report(len(rows), "images"),
+        },
+    )
     print(f"filter {name}: kept {int(keep.sum())} of {len(rows)} {entry.of} images ({entry.filter} >= {threshold:g})")
     short = shortfalls(params, name, {c: v["kept"] for c, v in per_class.items()})
     if short:
-        print(f"WARNING: filter {name} kept fewer images than the mixes of params.yaml need ({'; '.join(short)}); "
-              f"raise sources.filtered.{name}.candidates or lower the filter's threshold.", file=sys.stderr)
+        print(
+            f"WARNING: filter {name} kept fewer images than the mixes of params.yaml need ({'; '.join(short)}); "
+            f"raise sources.filtered.{name}.candidates or lower the filter's threshold.",
+            file=sys.stderr,
+        )
 
 
 if __name__ == "__main__":

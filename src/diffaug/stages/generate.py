@@ -3,14 +3,15 @@ text-to-image sources of params.yaml's `sources.txt2img` (vanilla Stable Diffusi
 
 Multi-GPU: `generate.launcher: "accelerate launch --num_processes 4"` splits the batches between GPUs.
 """
+
 import sys
 
 from diffaug.cli import run
 from diffaug.config import load_params
-from diffaug.rules import made_count
 from diffaug.diffusion.pipeline import load_pipeline, read_source
 from diffaug.diffusion.synthesize import prompts_by_class, synthesize
 from diffaug.io import read_json
+from diffaug.rules import made_count
 
 
 def main() -> None:
@@ -20,8 +21,14 @@ def main() -> None:
     g = params.generate.model_copy(update={"per_class": made_count(params, name)})  # + candidates for its filters
     source = read_source()
     prompts = prompts_by_class(read_json("data/prompts.json"))
-    synthesize(name, prompts, g, source, "",
-               lambda device, dtype: load_pipeline(source, device, dtype, g.scheduler, g.safety_checker))
+    synthesize(
+        name,
+        prompts,
+        g,
+        source,
+        "",
+        lambda device, dtype: load_pipeline(source, device, dtype, g.scheduler, g.safety_checker),
+    )
 
 
 if __name__ == "__main__":

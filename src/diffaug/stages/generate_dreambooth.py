@@ -5,14 +5,15 @@ The generation library, seeds, cache and batching of `generate@<source>`, with e
 fine-tuned UNet (or LoRA adapters) switched in before its batches and the instance prompt
 ("a photo of sks {}").
 """
+
 import sys
 
 from diffaug.cli import run
 from diffaug.config import load_params
-from diffaug.rules import made_count
 from diffaug.diffusion.dreambooth import DreamBoothWeights, generation_prompts
 from diffaug.diffusion.pipeline import load_pipeline, read_source
 from diffaug.diffusion.synthesize import finetuned_models, synthesize
+from diffaug.rules import made_count
 
 
 def main() -> None:
@@ -23,9 +24,16 @@ def main() -> None:
     g = g.model_copy(update={"per_class": made_count(params, name)})  # with the candidates its filters ask for
     root, _, weights = finetuned_models("dreambooth", classes)
     source = read_source()
-    synthesize(name, generation_prompts(params.dreambooth.prompt, classes), g, source, "dreambooth",
-               lambda device, dtype: load_pipeline(source, device, dtype, g.scheduler, g.safety_checker),
-               weights=weights, switch=DreamBoothWeights(root))
+    synthesize(
+        name,
+        generation_prompts(params.dreambooth.prompt, classes),
+        g,
+        source,
+        "dreambooth",
+        lambda device, dtype: load_pipeline(source, device, dtype, g.scheduler, g.safety_checker),
+        weights=weights,
+        switch=DreamBoothWeights(root),
+    )
 
 
 if __name__ == "__main__":

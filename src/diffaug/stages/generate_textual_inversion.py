@@ -4,14 +4,15 @@ textual_inversion`): models/base + models/textual_inversion/<class> -> data/synt
 The generation library, seeds, cache and batching of `generate@<source>`, with every class's
 learned token loaded into the pipeline and the prompt around it ("a photo of a <seven>").
 """
+
 import sys
 
 from diffaug.cli import run
 from diffaug.config import load_params
-from diffaug.rules import made_count
 from diffaug.diffusion.pipeline import load_pipeline, read_source
 from diffaug.diffusion.synthesize import finetuned_models, synthesize
 from diffaug.diffusion.textual_inversion import generation_prompts, load_tokens
+from diffaug.rules import made_count
 
 
 def main() -> None:
@@ -28,8 +29,15 @@ def main() -> None:
         load_tokens(pipe, root, classes, trained)
         return pipe
 
-    synthesize(name, generation_prompts(params.textual_inversion.prompt, trained), g, source, "textual_inversion",
-               load, weights=weights)
+    synthesize(
+        name,
+        generation_prompts(params.textual_inversion.prompt, trained),
+        g,
+        source,
+        "textual_inversion",
+        load,
+        weights=weights,
+    )
 
 
 if __name__ == "__main__":

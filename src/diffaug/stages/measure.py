@@ -8,6 +8,7 @@
   d_original image (any class), by pHash and by the FID features (d_test's are computed here: it is small).
 One process for all three: the networks are loaded once, and a source costs one process start.
 """
+
 import sys
 from pathlib import Path
 
@@ -29,11 +30,20 @@ TEST, ORIGINAL = Path("data/test"), Path("data/original")
 
 
 def recognised(params, folder: Path, classes: list[str]) -> dict:
-    y_true, y_pred = classify_manifest(REFERENCE, read_csv(folder / "manifest.csv"), classes,
-                                       pick_device(params.train.device), params.evaluate.batch_size, folder)
+    y_true, y_pred = classify_manifest(
+        REFERENCE,
+        read_csv(folder / "manifest.csv"),
+        classes,
+        pick_device(params.train.device),
+        params.evaluate.batch_size,
+        folder,
+    )
     metrics, _, _ = score(y_true, y_pred, classes)
-    return {"recognised": metrics["accuracy"], "images": metrics["test_images"],
-            "per_class": metrics["per_class_accuracy"]}
+    return {
+        "recognised": metrics["accuracy"],
+        "images": metrics["test_images"],
+        "per_class": metrics["per_class_accuracy"],
+    }
 
 
 def distances(params, folder: Path, source: str, original: dict, meta: dict) -> tuple[dict, dict, dict]:
@@ -41,14 +51,21 @@ def distances(params, folder: Path, source: str, original: dict, meta: dict) -> 
     f = params.fid
     extractor = make_extractor(f.features, REFERENCE, pick_device(f.device))
     if extractor.identity != meta["extractor_id"]:  # never compare features of two different networks
-        raise DiffaugError(f"{FEATURES} was made with {meta['extractor_id']}, fid.features gives "
-                           f"{extractor.identity}; run `dvc repro fid_reference`.")
+        raise DiffaugError(
+            f"{FEATURES} was made with {meta['extractor_id']}, fid.features gives "
+            f"{extractor.identity}; run `dvc repro fid_reference`."
+        )
     classes = meta["classes"]
     synthetic = class_features(extractor, folder_files(folder, classes), f.batch_size)
     scores = compare(original, synthetic, classes, f.kid_subsets, f.kid_subset_size, f.seed)
     overall = scores.pop(OVERALL)
-    report = {"source": source, "extractor": meta["extractor"], "extractor_id": meta["extractor_id"],
-              **overall, "per_class": scores}
+    report = {
+        "source": source,
+        "extractor": meta["extractor"],
+        "extractor_id": meta["extractor_id"],
+        **overall,
+        "per_class": scores,
+    }
     return report, synthetic, extract(extractor, test_files(), f.batch_size)
 
 
@@ -66,13 +83,24 @@ def copies(params, folder: Path, classes: list[str], synthetic: dict, original: 
     original_files = [ORIGINAL / r["file"] for k in classes for r in rows if r["class"] == k]  # fid_reference's order
     original_features = np.concatenate([original[k] for k in classes])
     if len(original_features) != len(original_files):
-        raise DiffaugError(f"{FEATURES} holds {len(original_features)} images' features, {ORIGINAL} has "
-                           f"{len(original_files)}; run `dvc repro fid_reference`.")
-    references = {"test": (phashes(test_files()), test_features), "original": (phashes(original_files), original_features)}
-    shares = copy_shares({k: phashes(fs) for k, fs in files.items()}, synthetic, references,
-                         c.phash_distance, c.feature_distance)
-    return {**shares, "phash_distance": c.phash_distance, "feature_distance": c.feature_distance,
-            "flag_share": c.flag_share, "extractor": params.fid.features}
+        raise DiffaugError(
+            f"{FEATURES} holds {len(original_features)} images' features, {ORIGINAL} has "
+            f"{len(original_files)}; run `dvc repro fid_reference`."
+        )
+    references = {
+        "test": (phashes(test_files()), test_features),
+        "original": (phashes(original_files), original_features),
+    }
+    shares = copy_shares(
+        {k: phashes(fs) for k, fs in files.items()}, synthetic, references, c.phash_distance, c.feature_distance
+    )
+    return {
+        **shares,
+        "phash_distance": c.phash_distance,
+        "feature_distance": c.feature_distance,
+        "flag_share": c.flag_share,
+        "extractor": params.fid.features,
+    }
 
 
 def main() -> None:
@@ -85,20 +113,28 @@ def main() -> None:
     original, meta = load_features(FEATURES)  # d_original's features and classes, from fid_reference
     few = {c: len(fs) for c, fs in folder_files(folder, meta["classes"]).items() if len(fs) < 2}
     if few:  # FID and KID need two images a class: say so before any work
-        more = f"raise sources.filtered.{source}.candidates or lower filter.threshold" \
-            if source in params.sources.filtered else "raise split.pool_per_class" \
-            if source in params.sources.real else "generate more"
-        raise DiffaugError(f"{folder} has fewer than 2 images of class {', '.join(f'{c} ({n})' for c, n in few.items())}"
-                           f" (FID and KID need 2 a class); {more}.")
+        more = (
+            f"raise sources.filtered.{source}.candidates or lower filter.threshold"
+            if source in params.sources.filtered
+            else "raise split.pool_per_class"
+            if source in params.sources.real
+            else "generate more"
+        )
+        raise DiffaugError(
+            f"{folder} has fewer than 2 images of class {', '.join(f'{c} ({n})' for c, n in few.items())}"
+            f" (FID and KID need 2 a class); {more}."
+        )
     recognise = recognised(params, folder, meta["classes"])
     write_json(f"metrics/recognise/{source}.json", recognise)
     fid, synthetic, test_features = distances(params, folder, source, original, meta)
     write_json(f"metrics/fid/{source}.json", fid)
     leaks = copies(params, folder, meta["classes"], synthetic, original, test_features)
     write_json(f"metrics/copies/{source}.json", leaks)
-    print(f"measure {source}: {recognise['recognised']:.1%} of {recognise['images']} images recognised as their "
-          f"class; FID {fid['fid']:.2f}, KID {fid['kid']:.4f} ± {fid['kid_std']:.4f} ({fid['extractor']} features); "
-          f"near duplicates: {leaks['test']['share']:.1%} of d_test, {leaks['original']['share']:.1%} of d_original")
+    print(
+        f"measure {source}: {recognise['recognised']:.1%} of {recognise['images']} images recognised as their "
+        f"class; FID {fid['fid']:.2f}, KID {fid['kid']:.4f} ± {fid['kid_std']:.4f} ({fid['extractor']} features); "
+        f"near duplicates: {leaks['test']['share']:.1%} of d_test, {leaks['original']['share']:.1%} of d_original"
+    )
 
 
 if __name__ == "__main__":

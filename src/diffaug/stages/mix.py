@@ -1,13 +1,14 @@
 """Stage `mix`: data/original + data/synthetic/<mix.source> -> data/mixed (manifests, not copies)."""
+
 from pathlib import Path
 
 from diffaug.cli import run
 from diffaug.config import load_params
-from diffaug.rules import source_count
 from diffaug.data.mix import MIXED_COLUMNS, mix_class, parents_of, synthetic_files
 from diffaug.errors import DiffaugError
 from diffaug.io import atomic_dir, read_csv, read_json, sha256_file, write_csv, write_json
 from diffaug.metrics.copies import near_copies
+from diffaug.rules import source_count
 
 ORIGINAL, SYNTHETIC, MIXED, TEST = Path("data/original"), Path("data/synthetic"), Path("data/mixed"), Path("data/test")
 
@@ -16,8 +17,10 @@ def more_of(params, source: str) -> str:
     """How to get more images of `source`, in words (for mix's error)."""
     kind = params.sources.kinds().get(source)
     if kind == "filtered":
-        return (f"raise sources.filtered.{source}.candidates (or {source_count(params, source, 1)[1]}) or lower the "
-                "filter's threshold")
+        return (
+            f"raise sources.filtered.{source}.candidates (or {source_count(params, source, 1)[1]}) or lower the "
+            "filter's threshold"
+        )
     if kind == "img2img":
         return "raise img2img.per_class or img2img.per_image"
     if kind == "real":  # the pool holds at most what d_original and d_test leave of the scraped images
@@ -30,8 +33,10 @@ def leaked_copies(params, synthetic: dict[str, list[str]]) -> dict[str, list[str
     if not params.mix.exclude_test_copies or not synthetic:
         return {c: [] for c in synthetic}
     if not (TEST / "manifest.csv").is_file():
-        raise DiffaugError(f"{TEST} does not exist; produce it with `dvc repro split` "
-                           "(mix.exclude_test_copies compares the synthetic images with it).")
+        raise DiffaugError(
+            f"{TEST} does not exist; produce it with `dvc repro split` "
+            "(mix.exclude_test_copies compares the synthetic images with it)."
+        )
     test = [str(TEST / r["file"]) for r in read_csv(TEST / "manifest.csv")]
     return near_copies(synthetic, test, params.copies.phash_distance)
 
@@ -43,8 +48,11 @@ def main() -> None:
     original = read_csv(ORIGINAL / "manifest.csv")
     real_hash = {str(ORIGINAL / r["file"]): r["sha256"] for r in original}
     real = {c: [str(ORIGINAL / r["file"]) for r in original if r["class"] == c] for c in classes}
-    synthetic = {} if params.source == "none" else \
-        synthetic_files(SYNTHETIC, params.source, classes, all_params.sources.stage(params.source))
+    synthetic = (
+        {}
+        if params.source == "none"
+        else synthetic_files(SYNTHETIC, params.source, classes, all_params.sources.stage(params.source))
+    )
     parents = {} if params.source == "none" else parents_of(SYNTHETIC, params.source, ORIGINAL)
     # Left out before the seeded draw: with nothing to leave out, the mix is the same bytes as without the check.
     excluded = leaked_copies(all_params, synthetic)
@@ -62,8 +70,11 @@ def main() -> None:
         t, v = mix_class(c, real[c], synthetic.get(c, []), params, parents, largest, hint)
         train += rows(t, c)
         val += rows(v, c)
-        counts[c] = {"original": sum(o == "original" for _, o in t), "synthetic": sum(o == "synthetic" for _, o in t),
-                     "val": len(v)}
+        counts[c] = {
+            "original": sum(o == "original" for _, o in t),
+            "synthetic": sum(o == "synthetic" for _, o in t),
+            "val": len(v),
+        }
         if excluded.get(c):  # only where some were: data/mixed stays the same bytes when none are
             counts[c]["test_copies_excluded"] = len(excluded[c])
     with atomic_dir(MIXED) as out:
@@ -86,8 +97,10 @@ def main() -> None:
         "test_copies_excluded": sum(len(files) for files in excluded.values()),
     }
     write_json("metrics/mix.json", report)
-    print(f"mix: {composition} training images, {report['val_images']} validation; "
-          f"{report['test_copies_excluded']} near duplicates of test images left out")
+    print(
+        f"mix: {composition} training images, {report['val_images']} validation; "
+        f"{report['test_copies_excluded']} near duplicates of test images left out"
+    )
 
 
 if __name__ == "__main__":

@@ -1,4 +1,5 @@
 """Stage `prompts`: classes -> data/prompts.json (templates, optionally expanded by a language model)."""
+
 from collections import Counter
 
 from diffaug.cli import run

@@ -4,6 +4,7 @@ other, so `mix`, `measure` and the study treat the real control as they treat a 
 
 The images are byte copies (no re-encoding: a real image stays the file the scraper kept).
 """
+
 import shutil
 import sys
 from pathlib import Path
@@ -30,8 +31,11 @@ def copy_pool(pool: Path, out: Path) -> dict[str, int]:
         (out / c).mkdir()
     for r in rows:
         shutil.copyfile(pool / r["file"], out / r["file"])
-    write_csv(out / "manifest.csv", [{k: "" for k in COLUMNS} | {"class": r["class"], "file": r["file"],
-                                                                  "model": "real"} for r in rows], COLUMNS)
+    write_csv(
+        out / "manifest.csv",
+        [{k: "" for k in COLUMNS} | {"class": r["class"], "file": r["file"], "model": "real"} for r in rows],
+        COLUMNS,
+    )
     return {c: sum(r["class"] == c for r in rows) for c in classes}
 
 

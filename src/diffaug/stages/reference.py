@@ -3,6 +3,7 @@
 It answers "does this synthetic image look like its class to a model of the real data?" for the
 `measure` stages, independently of any mix or training regime, and gives the offline FID features.
 """
+
 from pathlib import Path
 
 from diffaug.classify.classifier import save_classifier, train_classifier
@@ -22,8 +23,16 @@ def main() -> None:
     classes = read_json(ORIGINAL / "classes.json")
     rows = read_csv(ORIGINAL / "manifest.csv")
     # Validation from the real images only, as `mix` draws it.
-    split = Mix(source="none", p=0.0, n_per_class=None, mode="replace", val_fraction=ref.val_fraction,
-                val_from="original", seed=ref.seed, exclude_test_copies=False)
+    split = Mix(
+        source="none",
+        p=0.0,
+        n_per_class=None,
+        mode="replace",
+        val_fraction=ref.val_fraction,
+        val_from="original",
+        seed=ref.seed,
+        exclude_test_copies=False,
+    )
     train, val = [], []
     for c in classes:
         t, v = mix_class(c, [r["file"] for r in rows if r["class"] == c], [], split)

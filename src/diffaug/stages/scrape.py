@@ -1,4 +1,5 @@
 """Stage `scrape`: collect `d_raw` into data/raw/<class>/ with a provenance manifest."""
+
 from pathlib import Path
 
 from diffaug.cli import run

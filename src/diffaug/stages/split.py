@@ -1,5 +1,6 @@
 """Stage `split`: data/raw -> data/original (d_original), data/test and data/pool (held-out extra real
 images, the `real` sources'), decontaminated."""
+
 import shutil
 import sys
 from pathlib import Path
@@ -36,19 +37,26 @@ def main() -> None:
         write_split(original_dir, original, classes, report)
         write_split(pool_dir, pool, classes, pool_report)
     short = {c: n for c, n in pool_report["pool_per_class"].items() if n < params.split.pool_per_class}
-    summary = {"original_images": sum(report["original_per_class"].values()),
-               "test_images": sum(report["test_per_class"].values()),
-               "near_duplicates_removed": report["near_duplicates_removed"],
-               "pool_images": sum(pool_report["pool_per_class"].values()),
-               "pool_per_class": pool_report["pool_per_class"],
-               "pool_near_duplicates_removed": pool_report["pool_near_duplicates_removed"]}
+    summary = {
+        "original_images": sum(report["original_per_class"].values()),
+        "test_images": sum(report["test_per_class"].values()),
+        "near_duplicates_removed": report["near_duplicates_removed"],
+        "pool_images": sum(pool_report["pool_per_class"].values()),
+        "pool_per_class": pool_report["pool_per_class"],
+        "pool_near_duplicates_removed": pool_report["pool_near_duplicates_removed"],
+    }
     write_json("metrics/split.json", summary)
-    print(f"split: {summary['original_images']} original, {summary['test_images']} test, "
-          f"{summary['near_duplicates_removed']} near-duplicates of test images kept out of d_original, "
-          f"{summary['pool_images']} in the pool")
+    print(
+        f"split: {summary['original_images']} original, {summary['test_images']} test, "
+        f"{summary['near_duplicates_removed']} near-duplicates of test images kept out of d_original, "
+        f"{summary['pool_images']} in the pool"
+    )
     if short:  # too few left: take what there is; `mix` says so if a mix asks for more
-        print(f"split: fewer pool images than split.pool_per_class = {params.split.pool_per_class} in "
-              + ", ".join(f"{c} ({n})" for c, n in short.items()), file=sys.stderr)
+        print(
+            f"split: fewer pool images than split.pool_per_class = {params.split.pool_per_class} in "
+            + ", ".join(f"{c} ({n})" for c, n in short.items()),
+            file=sys.stderr,
+        )
 
 
 if __name__ == "__main__":

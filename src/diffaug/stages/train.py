@@ -1,12 +1,13 @@
 """Stage `train`: data/mixed -> models/classifier (the best-validation ResNet-18) and its curves."""
+
 from pathlib import Path
 
 from dvclive import Live
 
 from diffaug.classify.classifier import save_classifier, train_classifier
+from diffaug.classify.train import budget
 from diffaug.cli import run
 from diffaug.config import load_params
-from diffaug.classify.train import budget
 from diffaug.device import Cost, host, pick_device, use_threads
 from diffaug.io import read_csv, read_json
 
@@ -22,6 +23,7 @@ def main() -> None:
     cost = Cost(device)
     # Curves through DVCLive; dvc.yaml declares them itself, so DVCLive writes no dvc.yaml.
     with Live(CURVES, dvcyaml=False, save_dvc_exp=False, report=None) as live:
+
         def log(m: dict) -> None:
             for key, value in m.items():
                 if key not in ("epoch", "step"):
@@ -31,12 +33,21 @@ def main() -> None:
         result, meta = train_classifier(train_rows, read_csv(MIXED / "val.csv"), classes, cfg, device, log)
         # The budget it had, what it cost (for `dvc exp show` and the study's GPU-hour sums) and where it ran.
         spent = budget(len(train_rows), cfg)
-        live.summary.update({**spent, "best_epoch": result.best_epoch, "best_step": result.best_step,
-                             "best_val_accuracy": result.best_val_accuracy,
-                             **cost.report(spent["images_seen"], "images"), "host": host(device)})
+        live.summary.update(
+            {
+                **spent,
+                "best_epoch": result.best_epoch,
+                "best_step": result.best_step,
+                "best_val_accuracy": result.best_val_accuracy,
+                **cost.report(spent["images_seen"], "images"),
+                "host": host(device),
+            }
+        )
     save_classifier(MODEL, result, meta)
-    print(f"train: {spent['steps']} SGD steps ({spent['images_seen']} images seen, {spent['budget']} budget), best "
-          f"at step {result.best_step}, validation accuracy {result.best_val_accuracy}")
+    print(
+        f"train: {spent['steps']} SGD steps ({spent['images_seen']} images seen, {spent['budget']} budget), best "
+        f"at step {result.best_step}, validation accuracy {result.best_val_accuracy}"
+    )
 
 
 if __name__ == "__main__":

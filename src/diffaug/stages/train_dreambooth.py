@@ -2,6 +2,7 @@
 
 Multi-GPU: `dreambooth.launcher: "accelerate launch --num_processes N"` trains with data parallelism.
 """
+
 import sys
 from pathlib import Path
 
@@ -37,20 +38,42 @@ def main() -> None:
     with atomic_dir(out) as tmp:
         save_dreambooth(pipe, tmp, d)
         # Deterministic content only (no wall time), so an identical retrain changes nothing downstream.
-        write_json(tmp / "trained.json", {
-            "method": "dreambooth", "class": label, "mode": d.mode, "prompt": prompt, "class_prompt": class_prompt,
-            "prior_preservation": d.prior_preservation, "class_images": d.class_images if prior is not None else 0,
-            "instance_images": [f.name for f in files], "train_text_encoder": d.train_text_encoder,
-            "steps": d.steps, "lr": record["lr"], "batch_size": d.batch_size, "resolution": resolution,
-            "base": fingerprint(source), **{k: record[k] for k in ("final_loss", "instance_loss_before",
-                                                                    "instance_loss_after")},
-            **({"lora_rank": d.lora_rank, "lora_targets": d.lora_targets} if d.mode == "lora" else {})})
+        write_json(
+            tmp / "trained.json",
+            {
+                "method": "dreambooth",
+                "class": label,
+                "mode": d.mode,
+                "prompt": prompt,
+                "class_prompt": class_prompt,
+                "prior_preservation": d.prior_preservation,
+                "class_images": d.class_images if prior is not None else 0,
+                "instance_images": [f.name for f in files],
+                "train_text_encoder": d.train_text_encoder,
+                "steps": d.steps,
+                "lr": record["lr"],
+                "batch_size": d.batch_size,
+                "resolution": resolution,
+                "base": fingerprint(source),
+                **{k: record[k] for k in ("final_loss", "instance_loss_before", "instance_loss_after")},
+                **({"lora_rank": d.lora_rank, "lora_targets": d.lora_targets} if d.mode == "lora" else {}),
+            },
+        )
     size = sum(f.stat().st_size for f in out.rglob("*") if f.is_file())
-    write_json(Path("metrics/dreambooth") / f"{label}.json", {
-        **{k: v for k, v in record.items() if k != "cost"}, **record["cost"], "steps": d.steps,
-        "output_mb": round(size / 2**20, 2), "weights_sha256": sha256_tree(out)[:16]})
-    print(f"train_dreambooth {label}: instance loss {record['instance_loss_before']} -> "
-          f"{record['instance_loss_after']}, {size / 2**20:.1f} MB")
+    write_json(
+        Path("metrics/dreambooth") / f"{label}.json",
+        {
+            **{k: v for k, v in record.items() if k != "cost"},
+            **record["cost"],
+            "steps": d.steps,
+            "output_mb": round(size / 2**20, 2),
+            "weights_sha256": sha256_tree(out)[:16],
+        },
+    )
+    print(
+        f"train_dreambooth {label}: instance loss {record['instance_loss_before']} -> "
+        f"{record['instance_loss_after']}, {size / 2**20:.1f} MB"
+    )
 
 
 if __name__ == "__main__":

@@ -1,5 +1,6 @@
 """Stage `train_textual_inversion@<class>`: models/base + data/original/<class> ->
 models/textual_inversion/<class>/learned_embeds.safetensors (loadable by `pipe.load_textual_inversion`)."""
+
 import sys
 from pathlib import Path
 
@@ -29,13 +30,28 @@ def main() -> None:
     out = Path("models/textual_inversion") / label
     with atomic_dir(out) as tmp:
         save_embeds(tmp / EMBEDS_FILE, token, learned)
-        write_json(tmp / "trained.json", {
-            "method": "textual_inversion", "class": label, "token": token, "num_vectors": ti.num_vectors,
-            "init_word": record.pop("init_word"), "templates": len(expand_templates(ti.templates)),
-            "images": [f.name for f in files], "steps": ti.steps, "lr": record["lr"], "batch_size": ti.batch_size,
-            "resolution": resolution, "base": fingerprint(source), "final_loss": record["final_loss"]})
-    write_json(Path("metrics/textual_inversion") / f"{label}.json", {
-        **{k: v for k, v in record.items() if k != "cost"}, **record["cost"], "steps": ti.steps})
+        write_json(
+            tmp / "trained.json",
+            {
+                "method": "textual_inversion",
+                "class": label,
+                "token": token,
+                "num_vectors": ti.num_vectors,
+                "init_word": record.pop("init_word"),
+                "templates": len(expand_templates(ti.templates)),
+                "images": [f.name for f in files],
+                "steps": ti.steps,
+                "lr": record["lr"],
+                "batch_size": ti.batch_size,
+                "resolution": resolution,
+                "base": fingerprint(source),
+                "final_loss": record["final_loss"],
+            },
+        )
+    write_json(
+        Path("metrics/textual_inversion") / f"{label}.json",
+        {**{k: v for k, v in record.items() if k != "cost"}, **record["cost"], "steps": ti.steps},
+    )
     print(f"train_textual_inversion {label}: {token} learned, loss {record['final_loss']}")
 
 

@@ -1,5 +1,6 @@
 """The built-in model's networks: the UNet, VAE and CLIP text encoder of Stable Diffusion's
 architecture at a size a CPU trains in minutes, saved as a regular StableDiffusionPipeline folder."""
+
 from __future__ import annotations
 
 import contextlib
@@ -18,11 +19,11 @@ ARCH = {
     "latent_channels": 4,
     "unet_channels": (32, 64, 64),
     "unet_attn": (False, True, True),  # cross-attention per level (8x8, 4x4, 2x2 latent pixels)
-    "unet_heads": 4,          # diffusers' `attention_head_dim` is really the number of heads
+    "unet_heads": 4,  # diffusers' `attention_head_dim` is really the number of heads
     "text_hidden": 64,
     "text_layers": 2,
     "text_heads": 4,
-    "groups": 8,              # GroupNorm groups (must divide every channel count)
+    "groups": 8,  # GroupNorm groups (must divide every channel count)
 }
 
 
@@ -50,7 +51,7 @@ def build_vae(seed: int):
             norm_num_groups=ARCH["groups"],
             sample_size=IMAGE_SIZE,
             mid_block_add_attention=False,  # 8x8 needs no attention in the autoencoder
-            force_upcast=False,             # fp32 throughout; SD's upcast exists for fp16 weights
+            force_upcast=False,  # fp32 throughout; SD's upcast exists for fp16 weights
         )
 
 
@@ -112,9 +113,15 @@ def noise_schedule():
     """SD's noise schedule (scaled_linear, 1000 steps, epsilon prediction), saved with the pipeline."""
     from diffusers import DDPMScheduler
 
-    return DDPMScheduler(num_train_timesteps=1000, beta_schedule="scaled_linear", beta_start=0.00085,
-                         beta_end=0.012, prediction_type="epsilon", clip_sample=False,
-                         steps_offset=1)  # SD v1's value; the pipeline warns about 0
+    return DDPMScheduler(
+        num_train_timesteps=1000,
+        beta_schedule="scaled_linear",
+        beta_start=0.00085,
+        beta_end=0.012,
+        prediction_type="epsilon",
+        clip_sample=False,
+        steps_offset=1,
+    )  # SD v1's value; the pipeline warns about 0
 
 
 def save_pipeline(out_dir: str | os.PathLike, unet, vae, text_encoder, tokenizer, scheduler):
@@ -122,9 +129,14 @@ def save_pipeline(out_dir: str | os.PathLike, unet, vae, text_encoder, tokenizer
     from diffusers import DPMSolverMultistepScheduler, StableDiffusionPipeline
 
     pipe = StableDiffusionPipeline(
-        vae=vae, text_encoder=text_encoder, tokenizer=tokenizer, unet=unet,
+        vae=vae,
+        text_encoder=text_encoder,
+        tokenizer=tokenizer,
+        unet=unet,
         scheduler=DPMSolverMultistepScheduler.from_config(scheduler.config),
-        safety_checker=None, feature_extractor=None, requires_safety_checker=False,
+        safety_checker=None,
+        feature_extractor=None,
+        requires_safety_checker=False,
     )
     pipe.save_pretrained(str(out_dir), safe_serialization=True)
     return pipe

@@ -5,6 +5,7 @@ Deterministic for a fixed seed, machine and torch thread count (1 and 2 threads 
 each reproducible, weights): every random draw comes from seeded generators, and torch's
 deterministic-algorithms mode is on while training.
 """
+
 from __future__ import annotations
 
 import time
@@ -25,9 +26,9 @@ TRAIN = {
     "vae_lr": 3e-3,
     "kl_weight": 1e-3,
     "unet_steps": 800,
-    "unet_batch": 32,          # more, smaller steps: the prompt is followed sooner
+    "unet_batch": 32,  # more, smaller steps: the prompt is followed sooner
     "unet_lr": 2e-3,
-    "text_lr_mult": 0.2,       # a fast-moving text encoder collapsed to one output for all prompts
+    "text_lr_mult": 0.2,  # a fast-moving text encoder collapsed to one output for all prompts
     "caption_dropout": 0.12,
 }
 
@@ -39,8 +40,9 @@ def _schedule(opt, steps: int):
     return get_cosine_schedule_with_warmup(opt, num_warmup_steps=max(1, steps // 20), num_training_steps=steps)
 
 
-def train_vae(vae, images: torch.Tensor, steps: int, batch: int, lr: float, kl_weight: float,
-              gen: torch.Generator, log=print) -> float:
+def train_vae(
+    vae, images: torch.Tensor, steps: int, batch: int, lr: float, kl_weight: float, gen: torch.Generator, log=print
+) -> float:
     """Reconstruction (MSE) plus a small KL term, as in SD's VAE minus its perceptual and GAN losses.
 
     The KL term keeps the latent smooth and near unit scale, which the diffusion model needs; it is
@@ -86,8 +88,9 @@ def _encode_captions(text_encoder, ids: torch.Tensor, cap: torch.Tensor) -> torc
 
 
 @torch.no_grad()
-def conditioning_gap(unet, text_encoder, ids, scheduler, z0: torch.Tensor, labels: torch.Tensor,
-                     seed: int = 0) -> float:
+def conditioning_gap(
+    unet, text_encoder, ids, scheduler, z0: torch.Tensor, labels: torch.Tensor, seed: int = 0
+) -> float:
     """Loss with wrong digit captions minus loss with the right ones, on fixed noisy latents.
 
     Near 0: the UNet ignores the prompt (it then draws random digits); clearly > 0: it follows it.
@@ -100,17 +103,30 @@ def conditioning_gap(unet, text_encoder, ids, scheduler, z0: torch.Tensor, label
     return losses[1] - losses[0]
 
 
-def train_unet(unet, text_encoder, tokenizer, scheduler, latents: Latents, labels: torch.Tensor, cfg: dict,
-               gen: torch.Generator, log=print) -> dict:
+def train_unet(
+    unet,
+    text_encoder,
+    tokenizer,
+    scheduler,
+    latents: Latents,
+    labels: torch.Tensor,
+    cfg: dict,
+    gen: torch.Generator,
+    log=print,
+) -> dict:
     """Text-conditioned epsilon-prediction DDPM training of the UNet and the text encoder together."""
-    ids = tokenizer(captions(), padding="max_length", max_length=tokenizer.model_max_length,
-                    truncation=True, return_tensors="pt").input_ids  # exactly as the pipeline tokenises
+    ids = tokenizer(
+        captions(), padding="max_length", max_length=tokenizer.model_max_length, truncation=True, return_tensors="pt"
+    ).input_ids  # exactly as the pipeline tokenises
     empty, steps, batch = len(captions()) - 1, cfg["unet_steps"], cfg["unet_batch"]
-    opt = torch.optim.AdamW([
-        {"params": unet.parameters(), "lr": cfg["unet_lr"]},
-        # The text encoder starts from random too; a higher rate makes it tell the digits apart sooner.
-        {"params": text_encoder.parameters(), "lr": cfg["unet_lr"] * cfg["text_lr_mult"]},
-    ], weight_decay=1e-2)
+    opt = torch.optim.AdamW(
+        [
+            {"params": unet.parameters(), "lr": cfg["unet_lr"]},
+            # The text encoder starts from random too; a higher rate makes it tell the digits apart sooner.
+            {"params": text_encoder.parameters(), "lr": cfg["unet_lr"] * cfg["text_lr_mult"]},
+        ],
+        weight_decay=1e-2,
+    )
     params = [p for g in opt.param_groups for p in g["params"]]
     sched = _schedule(opt, steps)
     probe = (latents.mean[:256] * latents.scaling, labels[:256])  # fixed latents for the conditioning gap
@@ -170,11 +186,19 @@ def _pretrain(out_dir: Path, seed: int, cfg: dict, log) -> dict:
     t_unet = time.time() - t1
     save_pipeline(out_dir, unet, vae, text_encoder, tokenizer, scheduler)
     stats = {
-        "seed": seed, **cfg,
+        "seed": seed,
+        **cfg,
         "params": {"unet": n_params(unet), "vae": n_params(vae), "text_encoder": n_params(text_encoder)},
-        "vocab_size": len(tokenizer), "vae_mse": mse, **result, "scaling_factor": scaling,
-        "seconds": {"render": round(t_render, 1), "vae": round(t_vae, 1), "unet": round(t_unet, 1),
-                    "total": round(time.time() - t0, 1)},
+        "vocab_size": len(tokenizer),
+        "vae_mse": mse,
+        **result,
+        "scaling_factor": scaling,
+        "seconds": {
+            "render": round(t_render, 1),
+            "vae": round(t_vae, 1),
+            "unet": round(t_unet, 1),
+            "total": round(time.time() - t0, 1),
+        },
         "torch_threads": torch.get_num_threads(),
     }
     # Not written into out_dir: the timings would make the saved model differ between identical runs.

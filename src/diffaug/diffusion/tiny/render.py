@@ -3,6 +3,7 @@
 It is a *different* corpus than the experiment's scanned handwriting, as Stable Diffusion learned
 digits from the web and not from your dataset.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -17,15 +18,15 @@ PROMPT_TEMPLATE = "a photo of the digit {}"
 # Ranges of the random rendering. Chosen so a classifier trained on scikit-learn's handwritten
 # digits recognises the renders as well as possible: tall, narrow, bold, blurred.
 RENDER = {
-    "stroke": (0, 4),           # extra stroke width in px at font size 64 (Aileron Regular is thin)
-    "shear": 0.25,              # +- horizontal shear (slant)
-    "rotate": 10.0,             # +- degrees
-    "height": (0.85, 1.0),      # glyph height / frame
-    "aspect": (0.65, 1.05),     # factor on the glyph's own width/height
-    "max_width": 0.8,           # glyph width / frame, at most
+    "stroke": (0, 4),  # extra stroke width in px at font size 64 (Aileron Regular is thin)
+    "shear": 0.25,  # +- horizontal shear (slant)
+    "rotate": 10.0,  # +- degrees
+    "height": (0.85, 1.0),  # glyph height / frame
+    "aspect": (0.65, 1.05),  # factor on the glyph's own width/height
+    "max_width": 0.8,  # glyph width / frame, at most
     "low_res": (8, 8, 8, 12, 16, 32),  # intermediate resolution, drawn uniformly (8 = like the scans)
-    "blur_p": 0.3,              # share of images with an extra slight Gaussian blur
-    "normalise": True,          # stretch ink so its darkest pixel is black, as in the scans
+    "blur_p": 0.3,  # share of images with an extra slight Gaussian blur
+    "normalise": True,  # stretch ink so its darkest pixel is black, as in the scans
 }
 
 _FONT_CACHE: dict[int, ImageFont.FreeTypeFont] = {}

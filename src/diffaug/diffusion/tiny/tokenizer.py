@@ -4,6 +4,7 @@ It merges a fixed list of words into single tokens; any other text still tokenis
 then byte characters), but the model never saw it in training: `unknown_words` names such words,
 so a prompt for a class the model cannot draw is reported instead of silently drawing a digit.
 """
+
 from __future__ import annotations
 
 import json
@@ -24,10 +25,45 @@ MAX_TOKENS = 16
 # Whole words the vocabulary merges into single tokens: the prompt words of the project's stages
 # (vanilla, DreamBooth "a photo of sks seven", the Textual Inversion templates) plus the digit words.
 VOCAB_WORDS = list(DIGIT_WORDS) + [
-    "a", "an", "the", "of", "photo", "picture", "image", "rendering", "drawing", "digit", "digits",
-    "number", "handwritten", "written", "printed", "sks", "in", "on", "with", "and", "style", "black",
-    "white", "dark", "small", "large", "clean", "cropped", "close", "up", "good", "bad", "my", "cool",
-    "bright", "dirty", "nice", "weird", "rendition",
+    "a",
+    "an",
+    "the",
+    "of",
+    "photo",
+    "picture",
+    "image",
+    "rendering",
+    "drawing",
+    "digit",
+    "digits",
+    "number",
+    "handwritten",
+    "written",
+    "printed",
+    "sks",
+    "in",
+    "on",
+    "with",
+    "and",
+    "style",
+    "black",
+    "white",
+    "dark",
+    "small",
+    "large",
+    "clean",
+    "cropped",
+    "close",
+    "up",
+    "good",
+    "bad",
+    "my",
+    "cool",
+    "bright",
+    "dirty",
+    "nice",
+    "weird",
+    "rendition",
 ]
 
 
@@ -51,7 +87,7 @@ def _bpe(symbols: list[str], ranks: dict[tuple[str, str], int]) -> list[str]:
         rank, i = min(pairs)
         if rank == math.inf:
             break
-        symbols = symbols[:i] + [symbols[i] + symbols[i + 1]] + symbols[i + 2:]
+        symbols = symbols[:i] + [symbols[i] + symbols[i + 1]] + symbols[i + 2 :]
     return symbols
 
 
