@@ -14,11 +14,14 @@ import torch
 from PIL import Image
 
 from diffaug.errors import DiffaugError
+from diffaug.progress import quiet_libraries
 
 
 def load_clip(name: str, revision: str):
     """(CLIPModel, CLIPProcessor) from a local folder or the hub (or its cache)."""
     from transformers import CLIPModel, CLIPProcessor
+
+    quiet_libraries()
 
     def load(local: bool):
         processor = CLIPProcessor.from_pretrained(name, revision=revision, local_files_only=local)

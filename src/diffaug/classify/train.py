@@ -24,6 +24,7 @@ from diffaug.classify.data import Augment, Loader, fits_on_device, normalize
 from diffaug.classify.model import set_train_mode
 from diffaug.config import Train
 from diffaug.device import autocast_dtype
+from diffaug.progress import bar
 
 
 @dataclass
@@ -142,7 +143,9 @@ def fit(
     loss_sum = torch.zeros((), dtype=sum_dtype, device=device)
     correct = torch.zeros((), dtype=torch.int64, device=device)
     set_train_mode(model, cfg.regime)
+    progress = bar(budget(len(loader), cfg)["steps"], "train", "step")
     for batch in batches:
+        progress.update()
         x, y = loader(batch.idx)
         x = normalize(augment(x))
         if device.type == "cuda":
@@ -172,6 +175,11 @@ def fit(
         metrics = {k: round(v, 6) if isinstance(v, float) else v for k, v in metrics.items()}
         history.append(metrics)
         log(metrics)
+        # The round's numbers, read without another sync: a per-step loss would wait for the GPU every step.
+        progress.set_postfix(
+            {k.replace("_accuracy", "_acc"): v for k, v in metrics.items() if k in ("train_loss", "val_accuracy")},
+            refresh=False,
+        )
         # Best validation accuracy, ties to the lower validation loss; without validation, the last.
         key = (metrics.get("val_accuracy", 0.0), -metrics.get("val_loss", -step))
         if best is None or key > best[0]:
@@ -181,6 +189,7 @@ def fit(
         loss_sum.zero_()
         correct.zero_()
         set_train_mode(model, cfg.regime)
+    progress.close()
     _, at, state = best
     return Result(state, at["epoch"], at.get("val_accuracy"), history, at["step"])
 

@@ -26,11 +26,13 @@ from diffaug.diffusion.finetune import (
     n_trainable,
     noise_and_target,
     scaled_lr,
+    show_step,
     training_scheduler,
 )
 from diffaug.diffusion.generate import Settings, cache_key, cached_path, generate, plan
 from diffaug.diffusion.pipeline import fingerprint, load_pipeline, pick_dtype, speed_up
 from diffaug.io import read_json
+from diffaug.progress import bar
 
 # `lora_targets: attention` is the diffusers DreamBooth LoRA example's; `all` adds every other linear and
 # conv layer of the UNet (transformer projections and feed-forward, ResNet convs, time embedding), the
@@ -162,6 +164,7 @@ def train_dreambooth(
     bs, w = params.batch_size, params.prior_loss_weight
     cost, losses = Cost(device), []
     unet_t.train()
+    progress = bar(params.steps, "dreambooth", "step", disable=not acc.is_local_main_process)
     for idx in batches(len(inst.mean), bs, params.steps * params.gradient_accumulation, gen):
         with acc.accumulate(unet_t):
             z0 = inst.sample(idx, gen)
@@ -180,6 +183,8 @@ def train_dreambooth(
             opt.step()
             opt.zero_grad(set_to_none=True)
         losses.append(loss.item())
+        show_step(progress, losses, acc.sync_gradients)
+    progress.close()
     record = cost.report(params.steps, "steps")
     pipe.unet = acc.unwrap_model(unet_t).eval()
     pipe.text_encoder = acc.unwrap_model(text_t).eval()

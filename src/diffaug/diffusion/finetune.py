@@ -157,6 +157,15 @@ def batches(n: int, batch_size: int, steps: int, gen: torch.Generator) -> Iterat
         yield torch.randint(0, n, (batch_size,), generator=gen)
 
 
+def show_step(progress, losses: list[float], synced: bool) -> None:
+    """Advance the bar by an optimizer step (gradient accumulation: every few batches), with the
+    mean loss of the last ten batches: one batch's loss jumps with its random timesteps."""
+    if synced:
+        progress.update()
+        tail = losses[-10:]
+        progress.set_postfix(loss=f"{sum(tail) / len(tail):.4f}", refresh=False)
+
+
 def encode_prompts(pipe, prompts: list[str], device: Optional[torch.device] = None, text_encoder=None) -> torch.Tensor:
     """Text-encoder hidden states for `prompts`, tokenised exactly as the pipeline does."""
     ids = pipe.tokenizer(

@@ -15,6 +15,7 @@ import torch
 
 from diffaug.errors import DiffaugError
 from diffaug.io import sha256_tree
+from diffaug.progress import quiet_libraries
 
 BASE = Path("models/base")
 
@@ -77,6 +78,7 @@ def load_pipeline(
     """A StableDiffusionPipeline on `device` (safetensors only; no remote code, no download)."""
     from diffusers import StableDiffusionPipeline
 
+    quiet_libraries()
     kwargs = dict(dtype=dtype, use_safetensors=True)
     if not safety_checker:
         kwargs.update(safety_checker=None, requires_safety_checker=False)

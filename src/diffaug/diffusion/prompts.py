@@ -11,6 +11,7 @@ import re
 
 from diffaug.config import Prompts
 from diffaug.errors import DiffaugError
+from diffaug.progress import quiet_libraries
 
 MAX_WORDS = 40  # CLIP reads 77 tokens; a short sentence keeps the class name inside them
 
@@ -47,6 +48,8 @@ def dedupe(records: list[dict]) -> list[dict]:
 def load_llm(name: str, revision: str):
     """A causal language model and its tokenizer (safetensors only, never remote code)."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    quiet_libraries()
 
     try:
         tokenizer = AutoTokenizer.from_pretrained(name, revision=revision)

@@ -12,7 +12,6 @@ from pathlib import Path
 from typing import Optional
 
 import torch
-from tqdm import tqdm
 
 from diffaug.config import Generate
 from diffaug.device import Cost, pick_device
@@ -22,6 +21,7 @@ from diffaug.diffusion.tiny.tokenizer import unknown_words
 from diffaug.errors import DiffaugError
 from diffaug.io import atomic_dir, read_json, sha256_tree, write_json
 from diffaug.plots import sample_grid, save_grid
+from diffaug.progress import bar
 
 
 def prompts_by_class(records: list[dict]) -> dict[str, list[str]]:
@@ -98,12 +98,9 @@ def synthesize(
         pipe = speed_up(
             load(device, dtype), device, params.batch_size, params.compile, params.cpu_offload, params.resolution
         )
-        with tqdm(
-            total=len(jobs),
-            desc=f"{name} (process {state.process_index})",
-            unit="img",
-            disable=not state.is_local_main_process,
-        ) as bar:
+        with bar(
+            len(jobs), f"{name} (process {state.process_index})", "img", disable=not state.is_local_main_process
+        ) as progress:
             counts = generate(
                 pipe,
                 jobs,
@@ -111,7 +108,7 @@ def synthesize(
                 params.batch_size,
                 state.process_index,
                 state.num_processes,
-                progress=bar.update,
+                progress=progress.update,
                 switch=switch,
             )
     record = cost.report(counts["generated"], "images")

@@ -23,9 +23,11 @@ from diffaug.diffusion.finetune import (
     encode_prompts,
     noise_and_target,
     scaled_lr,
+    show_step,
     training_scheduler,
 )
 from diffaug.errors import DiffaugError
+from diffaug.progress import bar
 from diffaug.rules import token_of
 
 EMBEDS_FILE = "learned_embeds.safetensors"
@@ -124,6 +126,7 @@ def train_textual_inversion(
     word = token_text(token, params.num_vectors)
     scheduler = training_scheduler(pipe)
     cost, losses = Cost(device), []
+    progress = bar(params.steps, f"textual inversion {token}", "step", disable=not acc.is_local_main_process)
     for idx in batches(len(latents.mean), params.batch_size, params.steps * params.gradient_accumulation, gen):
         with acc.accumulate(text_t):
             z0 = latents.sample(idx, gen)
@@ -142,6 +145,8 @@ def train_textual_inversion(
             with torch.no_grad():  # only the new rows may change
                 embeddings.weight[keep] = original[keep].to(embeddings.weight.dtype)
         losses.append(loss.item())
+        show_step(progress, losses, acc.sync_gradients)
+    progress.close()
     record = cost.report(params.steps, "steps")
     pipe.text_encoder = acc.unwrap_model(text_t).eval()
     pipe.text_encoder.requires_grad_(False)
