@@ -14,8 +14,8 @@ from helpers import params_file, pattern
 REPO = Path(__file__).resolve().parents[1]
 
 
-def train_stage(folder: Path, images_per_class: int, env: dict | None = None, **train) -> dict:
-    """Run `python -m diffaug.stages.train` on a mix of `images_per_class` training images a class."""
+def scratch_mix(folder: Path, images_per_class: int, **train) -> None:
+    """A scratch repo for the train stage: a mix of `images_per_class` training images a class, params."""
     rows = {"train": [], "val": []}
     for c, first in (("cat", 0), ("dog", 100)):
         (folder / "img" / c).mkdir(parents=True)
@@ -34,6 +34,11 @@ def train_stage(folder: Path, images_per_class: int, env: dict | None = None, **
         scrape={"source": "folder", "path": str(folder)},
         train={"batch_size": 4, "image_size": 16, "device": "cpu", **train},
     )
+
+
+def train_stage(folder: Path, images_per_class: int, env: dict | None = None, **train) -> dict:
+    """Run `python -m diffaug.stages.train` on a mix of `images_per_class` training images a class."""
+    scratch_mix(folder, images_per_class, **train)
     proc = subprocess.run(
         [sys.executable, "-m", "diffaug.stages.train"],
         cwd=folder,

@@ -278,6 +278,11 @@ class _Finetune(Section):
     resolution: Size8 = Field(description="training side in px; `null` = the model's native size")
     device: Device = Field(description="`auto`, `cpu`, `cuda`, `cuda:N` or `mps`")
     launcher: Launcher = Field(description="`python`, or `accelerate launch --num_processes N`")
+    checkpoint_every: int = Field(
+        ge=0,
+        description="steps between checkpoints (in the cache, outside the outputs) a killed run resumes from, "
+        "with the same result; `0`: none",
+    )
     seed: Seed = Field(description="seed of the instance draw, noise and timesteps")
 
 
@@ -384,6 +389,11 @@ class Train(_Classifier):
         "recorded in the metrics)"
     )
     device: Device = Field(description="`auto` (CUDA > MPS > CPU), `cpu`, `cuda`, `cuda:N`, `mps`")
+    checkpoint_every: int = Field(
+        ge=0,
+        description="steps between checkpoints (in the cache, outside the outputs) a killed run resumes from, "
+        "with the same result; `0`: none",
+    )
 
 
 class Evaluate(Section):
@@ -406,6 +416,7 @@ class Reference(_Classifier):
                 "val_every": 1,
                 "threads": None,
                 "device": device,
+                "checkpoint_every": 0,  # its few epochs of d_original are cheap to redo
             }
         )
 

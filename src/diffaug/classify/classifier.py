@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
+from typing import Optional
 
 import numpy as np
 import torch
 from safetensors.torch import save_file
 
+from diffaug.checkpoint import Checkpoints
 from diffaug.classify.data import IMAGENET_MEAN, IMAGENET_STD, load_manifest_images
 from diffaug.classify.model import build_model, load_classifier, use_small_stem
 from diffaug.classify.train import Result, fit, predict, seed_everything
@@ -25,15 +27,17 @@ def train_classifier(
     device: torch.device,
     log: Callable[[dict], None] = lambda m: None,
     root: Path = Path("."),
+    checkpoints: Optional[Checkpoints] = None,
 ) -> tuple[Result, dict]:
-    """Seed, build (failing fast if ImageNet weights are missing), decode the images once, fit."""
+    """Seed, build (failing fast if ImageNet weights are missing), decode the images once, fit
+    (resuming from `checkpoints` where a killed run left one)."""
     small_stem = use_small_stem(cfg.small_stem, cfg.image_size)
     generator = seed_everything(cfg.seed)
     model = build_model(len(classes), cfg.regime, small_stem)
     train = load_manifest_images(train_rows, classes, cfg.image_size, root)
     val = load_manifest_images(val_rows, classes, cfg.image_size, root)
     print(f"{len(train[0])} training and {len(val[0])} validation images, {cfg.regime} on {device}")
-    result = fit(model, train, val, cfg, device, generator, log)
+    result = fit(model, train, val, cfg, device, generator, log, checkpoints)
     meta = {
         "architecture": "resnet18",
         "classes": classes,

@@ -20,6 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from diffaug.checkpoint import Checkpoints, resumed, rng_states, set_rng_states
 from diffaug.classify.data import Augment, Loader, fits_on_device, normalize
 from diffaug.classify.model import set_train_mode
 from diffaug.config import Train
@@ -82,31 +83,41 @@ class Batch:
     idx: torch.Tensor  # training-set indices
     epoch: int  # 1-based pass over the training set this batch starts in
     ends_round: bool  # validate (and, in the fixed-epoch budget, step the lr schedule) after it
+    position: dict = field(default_factory=dict, compare=False)  # where the order stands after it: to resume
 
 
-def epoch_batches(n: int, cfg: Train, generator: torch.Generator) -> Iterator[Batch]:
+def epoch_batches(n: int, cfg: Train, generator: torch.Generator, start: Optional[dict] = None) -> Iterator[Batch]:
     """The fixed-epoch budget: `epochs` shuffled passes, a round per pass (its last short batch
-    kept, unless it has a single image, which would break batch-norm statistics)."""
-    for epoch in range(1, cfg.epochs + 1):
-        # Drawn lazily, at the start of each pass, after the previous pass's augmentation draws.
-        order = torch.randperm(n, generator=generator)
-        starts = [s for s in range(0, n, cfg.batch_size) if not (n - s < 2 and s)]
-        for i, start in enumerate(starts):
-            yield Batch(order[start : start + cfg.batch_size], epoch, i == len(starts) - 1)
+    kept, unless it has a single image, which would break batch-norm statistics). `start`: a
+    batch's `position`, to go on after it."""
+    epoch, order, first = (start["epoch"], start["order"], start["next"]) if start else (1, None, 0)
+    starts = [s for s in range(0, n, cfg.batch_size) if not (n - s < 2 and s)]
+    while epoch <= cfg.epochs:
+        if order is None:
+            # Drawn lazily, at the start of each pass, after the previous pass's augmentation draws.
+            order = torch.randperm(n, generator=generator)
+        for i in range(first, len(starts)):
+            at = {"epoch": epoch, "order": order, "next": i + 1}
+            yield Batch(order[starts[i] : starts[i] + cfg.batch_size], epoch, i == len(starts) - 1, at)
+        epoch, order, first = epoch + 1, None, 0
 
 
-def step_batches(n: int, cfg: Train, generator: torch.Generator) -> Iterator[Batch]:
+def step_batches(n: int, cfg: Train, generator: torch.Generator, start: Optional[dict] = None) -> Iterator[Batch]:
     """The step budget: a stream of shuffled passes over the training set cut into `steps` full
     batches, so every run sees steps x batch_size images however many it has (a batch may span two
-    passes, and a set smaller than a batch repeats within it); a round every `val_every` steps."""
-    stream, epoch = torch.zeros(0, dtype=torch.int64), 0
-    for step in range(1, cfg.steps + 1):
+    passes, and a set smaller than a batch repeats within it); a round every `val_every` steps.
+    `start`: a batch's `position`, to go on after it."""
+    done, stream, epoch = (
+        (start["step"], start["stream"], start["epoch"]) if start else (0, torch.zeros(0, dtype=torch.int64), 0)
+    )
+    for step in range(done + 1, cfg.steps + 1):
         start_epoch = epoch + (len(stream) == 0)
         while len(stream) < cfg.batch_size:
             stream = torch.cat([stream, torch.randperm(n, generator=generator)])
             epoch += 1
         idx, stream = stream[: cfg.batch_size], stream[cfg.batch_size :]
-        yield Batch(idx, start_epoch, step % cfg.val_every == 0 or step == cfg.steps)
+        at = {"step": step, "stream": stream, "epoch": epoch}
+        yield Batch(idx, start_epoch, step % cfg.val_every == 0 or step == cfg.steps, at)
 
 
 def budget(n: int, cfg: Train) -> dict:
@@ -118,6 +129,19 @@ def budget(n: int, cfg: Train) -> dict:
     return {"budget": "epochs", "steps": per_epoch * cfg.epochs, "images_seen": images * cfg.epochs}
 
 
+@dataclass
+class Run:
+    """Where a training run stands: what a checkpoint holds besides the model, optimizer and RNGs."""
+
+    loss_sum: torch.Tensor  # the round so far, summed on the device: read once per round
+    correct: torch.Tensor
+    step: int = 0
+    seen: int = 0
+    best: Optional[tuple] = None  # (key, metrics, CPU state dict) of the kept model
+    history: list[dict] = field(default_factory=list)
+    position: Optional[dict] = None  # the batch order's, after the last step
+
+
 def fit(
     model: nn.Module,
     train: tuple[torch.Tensor, torch.Tensor],
@@ -126,8 +150,9 @@ def fit(
     device: torch.device,
     generator: torch.Generator,
     log: Callable[[dict], None] = lambda m: None,
+    checkpoints: Optional[Checkpoints] = None,
 ) -> Result:
-    optimizer, scheduler, amp, scaler = optimisation(model, cfg, device)
+    opt = optimisation(model, cfg, device)
     augment = Augment(cfg.augment, cfg.hflip, generator)
     resident = fits_on_device(train[0].nbytes + val[0].nbytes, device)
     loader = Loader(*train, device, cfg.batch_size, resident)
@@ -138,60 +163,104 @@ def fit(
     step_model = torch.compile(model) if cfg.compile else model
     # float64 sums of float32 losses: the same numbers as summing loss.item() on the host (MPS has no float64).
     sum_dtype = torch.float32 if device.type == "mps" else torch.float64
-    batches = (step_batches if cfg.steps else epoch_batches)(len(loader), cfg, generator)
-    best, history, step, seen = None, [], 0, 0
-    loss_sum = torch.zeros((), dtype=sum_dtype, device=device)
-    correct = torch.zeros((), dtype=torch.int64, device=device)
+    run = Run(torch.zeros((), dtype=sum_dtype, device=device), torch.zeros((), dtype=torch.int64, device=device))
+    total = budget(len(loader), cfg)["steps"]
+    saved = checkpoints.load() if checkpoints else None
+    if saved:
+        restore(saved, model, opt, generator, run)
+        for metrics in run.history:  # the curves the killed run had logged
+            log(metrics)
+        resumed(run.step, total, "train")
+    batches = (step_batches if cfg.steps else epoch_batches)(len(loader), cfg, generator, run.position)
     set_train_mode(model, cfg.regime)
-    progress = bar(budget(len(loader), cfg)["steps"], "train", "step")
-    for batch in batches:
-        progress.update()
-        x, y = loader(batch.idx)
-        x = normalize(augment(x))
-        if device.type == "cuda":
-            x = x.contiguous(memory_format=torch.channels_last)
-        with torch.autocast(device.type, dtype=amp) if amp else contextlib.nullcontext():
-            logits = step_model(x)
-            loss = F.cross_entropy(logits, y)
-        optimizer.zero_grad(set_to_none=True)
-        scaler.scale(loss).backward()
-        scaler.step(optimizer)
-        scaler.update()
-        step += 1
-        seen += len(batch.idx)
-        loss_sum += loss.detach().to(sum_dtype) * len(batch.idx)
-        correct += (logits.argmax(1) == y).sum()
-        if scheduler and (cfg.steps or batch.ends_round):
-            scheduler.step()
-        if not batch.ends_round:
-            continue
-        metrics = {
-            "epoch": batch.epoch,
-            "step": step,
-            "train_loss": loss_sum.item() / max(seen, 1),  # the round's only host syncs
-            "train_accuracy": correct.item() / max(seen, 1),
-        }
-        metrics.update(validate(model, val, device, cfg.batch_size))
-        metrics = {k: round(v, 6) if isinstance(v, float) else v for k, v in metrics.items()}
-        history.append(metrics)
-        log(metrics)
-        # The round's numbers, read without another sync: a per-step loss would wait for the GPU every step.
-        progress.set_postfix(
-            {k.replace("_accuracy", "_acc"): v for k, v in metrics.items() if k in ("train_loss", "val_accuracy")},
-            refresh=False,
-        )
-        # Best validation accuracy, ties to the lower validation loss; without validation, the last.
-        key = (metrics.get("val_accuracy", 0.0), -metrics.get("val_loss", -step))
-        if best is None or key > best[0]:
-            state = {k: v.detach().to("cpu", copy=True).contiguous() for k, v in model.state_dict().items()}
-            best = (key, metrics, state)
-        seen = 0
-        loss_sum.zero_()
-        correct.zero_()
-        set_train_mode(model, cfg.regime)
-    progress.close()
-    _, at, state = best
-    return Result(state, at["epoch"], at.get("val_accuracy"), history, at["step"])
+    with bar(total, "train", "step", initial=run.step) as progress:
+        for batch in batches:
+            train_step(step_model, loader, augment, batch, opt, cfg, device, run)
+            progress.update()
+            if batch.ends_round:
+                end_round(model, val, cfg, device, run, log, progress, batch.epoch)
+            if checkpoints and checkpoints.due(run.step, total):
+                checkpoints.save(snapshot(model, opt, generator, run))
+    _, at, state = run.best
+    return Result(state, at["epoch"], at.get("val_accuracy"), run.history, at["step"])
+
+
+def train_step(step_model, loader, augment, batch: Batch, opt, cfg: Train, device: torch.device, run: Run) -> None:
+    """One SGD step on `batch`; the loss and hits join the round's sums on the device."""
+    optimizer, scheduler, amp, scaler = opt
+    x, y = loader(batch.idx)
+    x = normalize(augment(x))
+    if device.type == "cuda":
+        x = x.contiguous(memory_format=torch.channels_last)
+    with torch.autocast(device.type, dtype=amp) if amp else contextlib.nullcontext():
+        logits = step_model(x)
+        loss = F.cross_entropy(logits, y)
+    optimizer.zero_grad(set_to_none=True)
+    scaler.scale(loss).backward()
+    scaler.step(optimizer)
+    scaler.update()
+    run.step += 1
+    run.seen += len(batch.idx)
+    run.position = batch.position
+    run.loss_sum += loss.detach().to(run.loss_sum.dtype) * len(batch.idx)
+    run.correct += (logits.argmax(1) == y).sum()
+    if scheduler and (cfg.steps or batch.ends_round):
+        scheduler.step()
+
+
+def end_round(model: nn.Module, val, cfg: Train, device: torch.device, run: Run, log, progress, epoch: int) -> None:
+    """Validate, log, keep the model if it is the best so far, and start the next round's sums."""
+    seen = max(run.seen, 1)
+    metrics = {
+        "epoch": epoch,
+        "step": run.step,
+        "train_loss": run.loss_sum.item() / seen,  # the round's only host syncs
+        "train_accuracy": run.correct.item() / seen,
+    }
+    metrics.update(validate(model, val, device, cfg.batch_size))
+    metrics = {k: round(v, 6) if isinstance(v, float) else v for k, v in metrics.items()}
+    run.history.append(metrics)
+    log(metrics)
+    # The round's numbers, read without another sync: a per-step loss would wait for the GPU every step.
+    progress.set_postfix(
+        {k.replace("_accuracy", "_acc"): v for k, v in metrics.items() if k in ("train_loss", "val_accuracy")},
+        refresh=False,
+    )
+    # Best validation accuracy, ties to the lower validation loss; without validation, the last.
+    key = (metrics.get("val_accuracy", 0.0), -metrics.get("val_loss", -run.step))
+    if run.best is None or key > run.best[0]:
+        state = {k: v.detach().to("cpu", copy=True).contiguous() for k, v in model.state_dict().items()}
+        run.best = (key, metrics, state)
+    run.seen = 0
+    run.loss_sum.zero_()
+    run.correct.zero_()
+    set_train_mode(model, cfg.regime)
+
+
+def snapshot(model: nn.Module, opt, generator: torch.Generator, run: Run) -> dict:
+    """Everything a resumed run needs to end with the same bytes, as tensors and plain containers."""
+    optimizer, scheduler, _, scaler = opt
+    return {
+        "model": model.state_dict(),
+        "optimizer": optimizer.state_dict(),
+        "scheduler": scheduler.state_dict() if scheduler else None,
+        "scaler": scaler.state_dict(),
+        "rng": rng_states(generator),
+        "run": {**vars(run), "loss_sum": run.loss_sum.cpu(), "correct": run.correct.cpu()},
+    }
+
+
+def restore(saved: dict, model: nn.Module, opt, generator: torch.Generator, run: Run) -> None:
+    optimizer, scheduler, _, scaler = opt
+    model.load_state_dict(saved["model"])
+    optimizer.load_state_dict(saved["optimizer"])
+    if scheduler:
+        scheduler.load_state_dict(saved["scheduler"])
+    scaler.load_state_dict(saved["scaler"])
+    set_rng_states(saved["rng"], generator)
+    device = run.loss_sum.device
+    vars(run).update({**saved["run"], "loss_sum": saved["run"]["loss_sum"].to(device)})
+    run.correct = run.correct.to(device)
 
 
 def validate(model: nn.Module, val: tuple[torch.Tensor, torch.Tensor], device: torch.device, batch_size: int) -> dict:

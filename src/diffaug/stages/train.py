@@ -4,6 +4,7 @@ from pathlib import Path
 
 from dvclive import Live
 
+from diffaug.checkpoint import Checkpoints, checkpoint_key
 from diffaug.classify.classifier import save_classifier, train_classifier
 from diffaug.classify.train import budget
 from diffaug.cli import run
@@ -21,6 +22,9 @@ def main() -> None:
     classes = read_json(MIXED / "classes.json")
     train_rows = read_csv(MIXED / "train.csv")
     cost = Cost(device)
+    # Keyed by the params and the mix: a rerun after a kill resumes, any other run starts afresh.
+    key = checkpoint_key(cfg.model_dump(), [MIXED / f for f in ("train.csv", "val.csv", "classes.json")], str(device))
+    checkpoints = Checkpoints("train", key, cfg.checkpoint_every)
     # Curves through DVCLive; dvc.yaml declares them itself, so DVCLive writes no dvc.yaml.
     with Live(CURVES, dvcyaml=False, save_dvc_exp=False, report=None) as live:
 
@@ -30,7 +34,9 @@ def main() -> None:
                     live.log_metric(key.replace("_", "/", 1), value)
             live.next_step()
 
-        result, meta = train_classifier(train_rows, read_csv(MIXED / "val.csv"), classes, cfg, device, log)
+        result, meta = train_classifier(
+            train_rows, read_csv(MIXED / "val.csv"), classes, cfg, device, log, checkpoints=checkpoints
+        )
         # The budget it had, what it cost (for `dvc exp show` and the study's GPU-hour sums) and where it ran.
         spent = budget(len(train_rows), cfg)
         live.summary.update(
@@ -44,6 +50,7 @@ def main() -> None:
             }
         )
     save_classifier(MODEL, result, meta)
+    checkpoints.clear()  # the model is in place: a rerun is DVC's business now
     print(
         f"train: {spent['steps']} SGD steps ({spent['images_seen']} images seen, {spent['budget']} budget), best "
         f"at step {result.best_step}, validation accuracy {result.best_val_accuracy}"
