@@ -18,6 +18,7 @@ import subprocess
 import sys
 import threading
 import time
+import unicodedata
 import zlib
 from collections import Counter
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -309,6 +310,33 @@ def test_folder_class_without_usable_images_names_the_class(tmp_path, contents):
     assert "'cat'" not in msg and "'dog'" not in msg
     if contents == "corrupt":
         assert "not_an_image" in msg  # says why
+
+
+def test_folder_class_folder_in_decomposed_unicode_is_found(tmp_path):
+    # macOS writes "käse" as "ka\u0308se" (NFD); the class name in params.yaml is composed (NFC)
+    root, out = tmp_path / "src", tmp_path / "out"
+    out.mkdir()
+    nfd = unicodedata.normalize("NFD", "käse")
+    (root / nfd).mkdir(parents=True)
+    (root / "dog").mkdir()
+    pattern(1).save(root / nfd / "a.png")
+    pattern(2).save(root / "dog" / "b.png")
+    report = scrape(section("scrape", source="folder", path=str(root)), ("käse", "dog"), out)
+    check_output(out, report, ("käse", "dog"))
+    assert report["per_class"] == {"käse": 1, "dog": 1}
+    assert (out / "käse").is_dir()  # the output folder carries the class name as written in params.yaml
+
+
+def test_folder_two_folders_for_one_class_up_to_normalisation_are_refused(tmp_path):
+    root, out = tmp_path / "src", tmp_path / "out"
+    out.mkdir()
+    for name in ("käse", unicodedata.normalize("NFD", "käse")):
+        (root / name).mkdir(parents=True)
+        pattern(1).save(root / name / "a.png")
+    (root / "dog").mkdir()
+    with pytest.raises(DiffaugError, match="'käse' has 2 folders") as e:
+        scrape(section("scrape", source="folder", path=str(root)), ("käse", "dog"), out)
+    assert "merge" in str(e.value)
 
 
 def test_folder_path_that_is_not_a_folder(tmp_path):

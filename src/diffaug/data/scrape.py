@@ -8,6 +8,7 @@ number of rows.
 from __future__ import annotations
 
 import csv
+import unicodedata
 from collections import Counter
 from pathlib import Path
 from typing import Iterable, Iterator
@@ -49,17 +50,31 @@ def folder(root: str | Path, classes: tuple[str, ...]) -> Iterator[Candidate]:
     root = Path(root)
     if not root.is_dir():
         raise DiffaugError(f"scrape.path {root} is not a folder; point it at a folder of class sub-folders.")
-    missing = [c for c in classes if not (root / c).is_dir()]
-    if missing:
-        raise DiffaugError(
-            f"class '{missing[0]}' has no folder {root / missing[0]}; create it or remove the class from `classes`."
-        )
+    folders = class_folders(root, classes)
     for c in classes:
-        for path in sorted(p for p in (root / c).rglob("*") if p.is_file()):
+        for path in sorted(p for p in folders[c].rglob("*") if p.is_file()):
             if path.name.startswith("."):  # .DS_Store and friends: counted, so nothing disappears unexplained
                 yield Candidate(c, str(path), error="a hidden file", reason="hidden_file")
             else:
                 yield Candidate(c, str(path), file=path)
+
+
+def class_folders(root: Path, classes: tuple[str, ...]) -> dict[str, Path]:
+    """Each class's folder, matched by its NFC form: macOS writes `käse` decomposed (NFD), and class names are NFC."""
+    found: dict[str, list[Path]] = {}
+    for sub in sorted(root.iterdir()):
+        if sub.is_dir():
+            found.setdefault(unicodedata.normalize("NFC", sub.name), []).append(sub)
+    for c in classes:
+        if c not in found:
+            raise DiffaugError(f"class '{c}' has no folder {root / c}; create it or remove the class from `classes`.")
+        if len(found[c]) > 1:
+            names = " and ".join(repr(p.name) for p in found[c])
+            raise DiffaugError(
+                f"class '{c}' has {len(found[c])} folders in {root} ({names}, the same name in composed and "
+                "decomposed Unicode); merge them into one."
+            )
+    return {c: found[c][0] for c in classes}
 
 
 def read_url_list(path: str | Path) -> list[tuple[str, str]]:
