@@ -1202,6 +1202,35 @@ def test_urls_list_without_header_and_with_comments(tmp_path, server):
     assert report["skipped"] == {}
 
 
+def test_urls_list_as_a_spreadsheet_saves_it(tmp_path, server):
+    # Excel's "CSV UTF-8": a byte-order mark before the header, CRLF line ends, a capitalised header
+    server.routes.update({"/a.png": ok(PNG_A), "/b.jpg": ok(JPEG_B)})
+    csv_path = tmp_path / "urls.csv"
+    text = f"URL,Label\r\n{server.url('/a.png')},cat\r\n{server.url('/b.jpg')},dog\r\n"
+    csv_path.write_bytes(b"\xef\xbb\xbf" + text.encode())
+    out = tmp_path / "out"
+    out.mkdir()
+    report = scrape(section("scrape", source="urls", path=str(csv_path), timeout=1.0), ("cat", "dog"), out)
+    check_output(out, report, ("cat", "dog"))
+    assert report["per_class"] == {"cat": 1, "dog": 1}
+    assert report["skipped"] == {}  # no header row read as data, no BOM glued to the first URL
+
+
+def test_urls_list_not_in_utf8_names_file_line_and_encoding(tmp_path, server):
+    csv_path = tmp_path / "urls.csv"
+    csv_path.write_bytes(
+        f"url,label\n{server.url('/a.png')},cat\n{server.url('/b.png')},fromage_rapé\n".encode("latin-1")
+    )
+    out = tmp_path / "out"
+    out.mkdir()
+    with pytest.raises(DiffaugError) as e:
+        scrape(section("scrape", source="urls", path=str(csv_path), timeout=1.0), ("cat",), out)
+    msg = str(e.value)
+    assert str(csv_path) in msg and "line 3" in msg and "UTF-8" in msg
+    assert len(msg.splitlines()) == 1
+    assert sum(server.hits.values()) == 0
+
+
 def test_urls_row_without_label_names_the_line(tmp_path, server):
     server.routes["/a.png"] = ok(PNG_A)
     csv_path = tmp_path / "urls.csv"

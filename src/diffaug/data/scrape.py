@@ -8,6 +8,7 @@ number of rows.
 from __future__ import annotations
 
 import csv
+import io
 import unicodedata
 from collections import Counter
 from pathlib import Path
@@ -77,21 +78,34 @@ def class_folders(root: Path, classes: tuple[str, ...]) -> dict[str, Path]:
     return {c: found[c][0] for c in classes}
 
 
+def _csv_text(path: Path) -> io.StringIO:
+    """The file's lines as spreadsheets save CSV: UTF-8 with or without a byte-order mark, LF or CRLF."""
+    data = path.read_bytes()
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        line = data[: e.start].count(b"\n") + 1
+        raise DiffaugError(
+            f"{path} line {line} is not UTF-8 (byte 0x{data[e.start]:02x}, perhaps Latin-1 or Windows-1252); "
+            "save it as CSV UTF-8 (or convert it: iconv -f latin1 -t utf-8)."
+        ) from None
+    return io.StringIO(text, newline="")  # as open(newline="") reads it: csv handles CRLF and quoted newlines
+
+
 def read_url_list(path: str | Path) -> list[tuple[str, str]]:
     """Rows of `url,label` (a header row is optional)."""
     path = Path(path)
     if not path.is_file():
         raise DiffaugError(f"scrape.path {path} does not exist; give a CSV file of url,label rows.")
     rows = []
-    with open(path, newline="") as f:
-        for n, row in enumerate(csv.reader(f), start=1):
-            if not row or not "".join(row).strip() or row[0].startswith("#"):
-                continue
-            if not rows and [c.strip().lower() for c in row[:2]] == ["url", "label"]:
-                continue  # the optional header
-            if len(row) < 2 or not row[1].strip():
-                raise DiffaugError(f"{path} line {n} has no label; each row must be url,label.")
-            rows.append((row[0].strip(), row[1].strip()))
+    for n, row in enumerate(csv.reader(_csv_text(path)), start=1):
+        if not row or not "".join(row).strip() or row[0].startswith("#"):
+            continue
+        if not rows and [c.strip().lower() for c in row[:2]] == ["url", "label"]:
+            continue  # the optional header
+        if len(row) < 2 or not row[1].strip():
+            raise DiffaugError(f"{path} line {n} has no label; each row must be url,label.")
+        rows.append((row[0].strip(), row[1].strip()))
     return rows
 
 
