@@ -339,6 +339,30 @@ def test_folder_two_folders_for_one_class_up_to_normalisation_are_refused(tmp_pa
     assert "merge" in str(e.value)
 
 
+def test_folder_counts_symlinked_folders_loops_and_broken_links(tmp_path):
+    # DVC hashes linked files but not linked folders (checked on 3.67), so a linked folder is reported, not read
+    root, out, elsewhere = tmp_path / "src", tmp_path / "out", tmp_path / "elsewhere"
+    out.mkdir()
+    (root / "cat").mkdir(parents=True)
+    (root / "dog").mkdir()
+    elsewhere.mkdir()
+    pattern(1).save(root / "cat" / "a.png")
+    pattern(2).save(elsewhere / "b.png")
+    pattern(3).save(root / "dog" / "c.png")
+    (root / "cat" / "more").symlink_to(elsewhere, target_is_directory=True)  # a sub-folder kept on another disk
+    (root / "dog" / "up").symlink_to(root / "dog", target_is_directory=True)  # a loop
+    (root / "cat" / "gone.png").symlink_to(tmp_path / "deleted.png")
+    (root / "cat" / "linked.png").symlink_to(elsewhere / "b.png")  # a linked file is read, as DVC hashes it
+    report = scrape(section("scrape", source="folder", path=str(root)), ("cat", "dog"), out)
+    rows = check_output(out, report, ("cat", "dog"))
+    assert str(root / "cat" / "linked.png") in by_source(rows)
+    assert report["per_class"] == {"cat": 2, "dog": 1}
+    assert report["skipped"] == {"symlinked_folder": 2, "broken_link": 1}
+    example = report["skipped_examples"]["symlinked_folder"]
+    assert example.startswith(str(root / "cat" / "more")) and "DVC" in example and "copy" in example
+    assert str(root / "cat" / "gone.png") in report["skipped_examples"]["broken_link"]
+
+
 def test_folder_path_that_is_not_a_folder(tmp_path):
     from diffaug.config import ParamsError, load_params
 

@@ -53,11 +53,35 @@ def folder(root: str | Path, classes: tuple[str, ...]) -> Iterator[Candidate]:
         raise DiffaugError(f"scrape.path {root} is not a folder; point it at a folder of class sub-folders.")
     folders = class_folders(root, classes)
     for c in classes:
-        for path in sorted(p for p in folders[c].rglob("*") if p.is_file()):
-            if path.name.startswith("."):  # .DS_Store and friends: counted, so nothing disappears unexplained
+        for path, reason in sorted(_walk(folders[c])):
+            if reason:
+                yield Candidate(c, str(path), error=LINK_ERRORS[reason], reason=reason)
+            elif path.name.startswith("."):  # .DS_Store and friends: counted, so nothing disappears unexplained
                 yield Candidate(c, str(path), error="a hidden file", reason="hidden_file")
             else:
                 yield Candidate(c, str(path), file=path)
+
+
+LINK_ERRORS = {
+    # DVC hashes a linked file's content but skips a linked folder: its images would change without a rerun.
+    "symlinked_folder": "a symbolic link to a folder, not followed (DVC does not hash what it holds, so a change "
+    "there would not rerun scrape); copy the folder in or bind-mount it",
+    "broken_link": "a symbolic link to nothing",
+}
+
+
+def _walk(folder: Path) -> Iterator[tuple[Path, str]]:
+    """(path, skip reason or "") for every file below `folder`; symbolic links to folders (loops included)
+    are reported, not walked."""
+    for entry in folder.iterdir():
+        if entry.is_dir() and entry.is_symlink():
+            yield entry, "symlinked_folder"
+        elif entry.is_dir():
+            yield from _walk(entry)
+        elif entry.is_file():
+            yield entry, ""
+        elif entry.is_symlink():
+            yield entry, "broken_link"
 
 
 def class_folders(root: Path, classes: tuple[str, ...]) -> dict[str, Path]:
