@@ -363,6 +363,44 @@ def test_folder_counts_symlinked_folders_loops_and_broken_links(tmp_path):
     assert str(root / "cat" / "gone.png") in report["skipped_examples"]["broken_link"]
 
 
+def non_utf8_folder(root: Path) -> Path:
+    """cat/ and dog/ with one good image each, and cat/caf\\xe9.png: a Latin-1 name, as old disks and zips hold."""
+    for i, c in enumerate(("cat", "dog")):
+        (root / c).mkdir(parents=True)
+        pattern(i).save(root / c / "ok.png")
+    bad = Path(os.fsdecode(bytes(root / "cat") + b"/caf\xe9.png"))  # Python holds the byte as a surrogate escape
+    pattern(5).save(bad, format="PNG")
+    return bad
+
+
+def test_folder_file_name_not_in_utf8_is_refused_by_name(tmp_path):
+    root, out = tmp_path / "src", tmp_path / "out"
+    out.mkdir()
+    non_utf8_folder(root)
+    with pytest.raises(DiffaugError) as e:
+        scrape(section("scrape", source="folder", path=str(root)), ("cat", "dog"), out)
+    msg = str(e.value)
+    assert f"{root}/cat/caf\\xe9.png" in msg and "not UTF-8" in msg and "convmv" in msg
+    msg.encode("utf-8")  # printable: no surrogates left in the sentence
+    assert list(out.iterdir()) == []
+
+
+def test_check_stage_refuses_a_file_name_dvc_cannot_hash(tmp_path):
+    # DVC 3.67 crashes hashing such a folder ("surrogates not allowed", naming no file); `check` runs before it
+    root, work = tmp_path / "src", tmp_path / "work"
+    work.mkdir()
+    non_utf8_folder(root)
+    params_file(work, classes=["cat", "dog"], scrape={"source": "folder", "path": str(root)})
+    env = {**os.environ, "PYTHONPATH": str(SRC)}
+    proc = subprocess.run(
+        [sys.executable, "-m", "diffaug.stages.check"], cwd=work, env=env, capture_output=True, text=True, timeout=120
+    )
+    assert proc.returncode == 2, proc.stderr
+    (line,) = proc.stderr.strip().splitlines()
+    assert line.startswith("error: ") and "cat/caf\\xe9.png" in line and "convmv" in line
+    assert not (work / "params.checked").exists()
+
+
 def test_folder_path_that_is_not_a_folder(tmp_path):
     from diffaug.config import ParamsError, load_params
 

@@ -17,6 +17,8 @@ import threading
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
+from diffaug.errors import DiffaugError
+
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
 
 
@@ -160,6 +162,26 @@ def list_images(folder: str | Path) -> list[Path]:
         for p in folder.rglob("*")
         if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith(".")
     )
+
+
+def shown(path: str | Path) -> str:
+    """A path as a message can print it: bytes that are not UTF-8 as \\xNN escapes."""
+    return os.fsencode(path).decode("utf-8", "backslashreplace")
+
+
+def require_utf8_names(folder: str | Path) -> None:
+    """Refuse a folder holding a name that is not UTF-8 (old Linux disks, zip archives): Python holds its bytes
+    as surrogate escapes, which neither a manifest nor DVC's hashing (a crash naming no file) can write."""
+    for top, dirs, files in os.walk(folder):
+        dirs.sort()
+        for name in sorted(dirs + files):
+            try:
+                name.encode("utf-8")
+            except UnicodeEncodeError:
+                raise DiffaugError(
+                    f"{shown(Path(top, name))} has a name that is not UTF-8; rename it "
+                    f"(e.g. convmv -f latin1 -t utf-8 -r --notest {shown(folder)})."
+                ) from None
 
 
 def cache_dir(*parts: str) -> Path:

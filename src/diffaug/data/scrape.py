@@ -23,7 +23,7 @@ from diffaug.data.download import Fetched, fetch_each
 from diffaug.data.images import NotAnImage, decode_image, png_bytes
 from diffaug.data.search import search
 from diffaug.errors import DiffaugError
-from diffaug.io import cache_dir, sha256_bytes, write_csv
+from diffaug.io import cache_dir, require_utf8_names, sha256_bytes, write_csv
 
 # page_url: the web page showing the image (search results); licence: what is known of it, empty if
 # nothing is (search engines do not report licences; the built-in digits are CC BY 4.0).
@@ -51,6 +51,7 @@ def folder(root: str | Path, classes: tuple[str, ...]) -> Iterator[Candidate]:
     root = Path(root)
     if not root.is_dir():
         raise DiffaugError(f"scrape.path {root} is not a folder; point it at a folder of class sub-folders.")
+    require_utf8_names(root)  # before anything is read: the manifest could not hold such a name
     folders = class_folders(root, classes)
     for c in classes:
         for path, reason in sorted(_walk(folders[c])):

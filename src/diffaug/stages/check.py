@@ -3,20 +3,23 @@
 DVC deletes a stage's outputs before running its command, so a check inside `mix` would come too
 late: `dvc exp run -S mix.p=1.5` would already have removed data/mixed. Every other stage depends
 on this stage's output, so DVC runs it first; its output is the same bytes whenever the params are
-valid, so a change that passes reruns nothing downstream by itself.
+valid, so a change that passes reruns nothing downstream by itself. It also refuses a `folder` source
+holding a file name that is not UTF-8, which DVC crashes on (naming no file) when it hashes the folder.
 """
 
 from pathlib import Path
 
 from diffaug.cli import run
 from diffaug.config import load_params
-from diffaug.io import atomic_write_bytes
+from diffaug.io import atomic_write_bytes, require_utf8_names
 
 CHECKED = Path("params.checked")
 
 
 def main() -> None:
-    load_params()
+    params = load_params()
+    if params.scrape.source == "folder":
+        require_utf8_names(params.scrape.path)  # before DVC hashes the folder: it crashes on such a name
     atomic_write_bytes(CHECKED, b"params.yaml passed its checks (diffaug.config)\n")
 
 
