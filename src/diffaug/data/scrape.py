@@ -5,14 +5,15 @@ Every source yields `Candidate`s (a label, where it came from, and the file to d
 stay in the cache folder until `collect` decodes them, one at a time, so memory does not grow with the
 number of rows.
 """
+
 from __future__ import annotations
 
 import csv
 import io
 import unicodedata
 from collections import Counter
+from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Iterable, Iterator
 
 import numpy as np
 from PIL import Image
@@ -144,8 +145,16 @@ def urls(csv_path: str | Path, classes: tuple[str, ...], params: Scrape) -> Iter
     """
     rows = read_url_list(csv_path)
     listed = Counter(url for url, label in rows if label in classes)  # others are not fetched
-    results = fetch_each(listed, cache_dir("downloads"), params.timeout, params.max_bytes, params.retries,
-                         params.workers, trusted=True, reusable=reusable_image(params))
+    results = fetch_each(
+        listed,
+        cache_dir("downloads"),
+        params.timeout,
+        params.max_bytes,
+        params.retries,
+        params.workers,
+        trusted=True,
+        reusable=reusable_image(params),
+    )
     repeated: dict[str, Fetched] = {}  # results of URLs listed more than once, for their later rows
     for url, label in rows:
         if label not in classes:
@@ -157,8 +166,9 @@ def urls(csv_path: str | Path, classes: tuple[str, ...], params: Scrape) -> Iter
         yield Candidate(label, url, f.path, error=f.error, reason=f.reason)
 
 
-def collect(candidates: Iterable[Candidate], classes: tuple[str, ...], out: Path,
-            params: Scrape) -> tuple[list[dict], dict]:
+def collect(
+    candidates: Iterable[Candidate], classes: tuple[str, ...], out: Path, params: Scrape
+) -> tuple[list[dict], dict]:
     """Validate, normalise to RGB PNG, dedupe by content hash, write; return manifest and report.
 
     Every skipped candidate is counted under its reason, with the first one as the reason's example.
@@ -179,8 +189,9 @@ def collect(candidates: Iterable[Candidate], classes: tuple[str, ...], out: Path
             skip(cand.reason, cand, cand.error)
             continue
         try:
-            image = cand.image if cand.image is not None else decode_image(cand.file, params.max_side,
-                                                                           params.max_pixels)
+            image = (
+                cand.image if cand.image is not None else decode_image(cand.file, params.max_side, params.max_pixels)
+            )
         except NotAnImage as e:
             skip(e.reason, cand, str(e))
             continue
@@ -194,9 +205,18 @@ def collect(candidates: Iterable[Candidate], classes: tuple[str, ...], out: Path
         (out / cand.label).mkdir(parents=True, exist_ok=True)
         (out / rel).write_bytes(data)
         per_class[cand.label] += 1
-        rows.append({"class": cand.label, "file": rel, "source": cand.source, "sha256": digest,
-                     "width": image.width, "height": image.height, "page_url": cand.page_url,
-                     "licence": cand.licence})
+        rows.append(
+            {
+                "class": cand.label,
+                "file": rel,
+                "source": cand.source,
+                "sha256": digest,
+                "width": image.width,
+                "height": image.height,
+                "page_url": cand.page_url,
+                "licence": cand.licence,
+            }
+        )
     empty = [c for c in classes if per_class[c] == 0]
     if empty:
         why = "; ".join(f"{k}: {v}" for k, v in sorted(examples.items()) if k != "label_not_in_classes")
@@ -205,8 +225,7 @@ def collect(candidates: Iterable[Candidate], classes: tuple[str, ...], out: Path
             "add images for it or remove it from `classes`."
         )
     rows.sort(key=lambda r: (classes.index(r["class"]), r["file"]))
-    report = {"images": len(rows), "per_class": dict(per_class), "skipped": dict(skipped),
-              "skipped_examples": examples}
+    report = {"images": len(rows), "per_class": dict(per_class), "skipped": dict(skipped), "skipped_examples": examples}
     return rows, report
 
 
