@@ -68,6 +68,7 @@ def _shares(flags: dict[str, np.ndarray], n: int) -> dict:
 
     def share(k) -> float:
         return round(float(k) / n, 6) if n else 0.0
+
     return {
         "share": share(hits.sum()),
         "phash": share(flags["phash"].sum()),
