@@ -6,6 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from diffaug.__main__ import params_page
 from diffaug.config import params_table
 from helpers import params_file
 
@@ -27,6 +28,9 @@ def test_subcommands_run_the_tools(tmp_path):
     help_ = diffaug("--help", cwd=tmp_path)
     assert help_.returncode == 0 and all(f"diffaug {c}" in help_.stdout for c in ("study", "report", "profile", "cost"))
     assert diffaug("params", cwd=tmp_path).stdout == params_table()
+    assert diffaug("params", "--page", cwd=tmp_path).stdout == params_page()
+    bad = diffaug("params", "--pages", cwd=tmp_path)
+    assert bad.returncode == 2 and "unknown option '--pages'" in bad.stderr
     params_file(
         tmp_path,
         study={

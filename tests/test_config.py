@@ -106,6 +106,25 @@ def test_stage_fails_fast_and_touches_nothing(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["params.yaml"]
 
 
+def test_check_stage_says_how_to_restore_params_a_refused_experiment_left(tmp_path):
+    # `dvc exp run -S mix.p=1.5` writes the value into params.yaml before `check` runs, and leaves it there
+    # when the run is refused (checked on DVC 3.67), so the next `dvc repro` fails on it again.
+    write_params(tmp_path, mix__p=1.5)
+    proc = subprocess.run(
+        [sys.executable, "-m", "diffaug.stages.check"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        env={"PYTHONPATH": str(REPO / "src"), "PATH": "/usr/bin:/bin"},
+    )
+    assert proc.returncode == 2
+    (line,) = proc.stderr.strip().splitlines()
+    assert line.startswith("error: params.yaml: mix.p = 1.5 is not allowed; use a proportion between 0.0 and 1.0")
+    assert "dvc exp run -S" in line and "leaves" in line and "git checkout params.yaml" in line
+    assert line.endswith(".") and line.count(". ") == 0  # one sentence
+    assert not (tmp_path / "params.checked").exists()
+
+
 def test_a_missing_key_names_it_and_the_only_place_defaults_live(tmp_path):
     raw = yaml.safe_load((REPO / "params.yaml").read_text())
     del raw["train"]["lr"]

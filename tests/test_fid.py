@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from diffaug.errors import DiffaugError
-from diffaug.io import write_csv
+from diffaug.io import read_csv, write_csv
 from diffaug.metrics.fid import fid, frechet_distance, kid
 from helpers import params_file, pattern, write_split_folder
 
@@ -128,6 +128,43 @@ def test_stages_write_fid_and_kid_per_class_with_their_extractor(tmp_path, monke
     meta["extractor_id"] = "reference:0000"
     (tmp_path / "models/fid_reference/meta.json").write_text(json.dumps(meta))
     with pytest.raises(DiffaugError, match="fid_reference"):
+        fid_stage.main()
+
+
+def test_a_source_with_an_empty_class_is_measured_and_says_so(tmp_path, monkeypatch, capsys):
+    """A filtered source that kept no image of a class: the measure completes for the others, records
+    the class as too few (no score), and warns; the report flags it."""
+    import shutil
+
+    from diffaug.report.fid import FidTable
+    from diffaug.report.summary import _fid_lines
+    from diffaug.stages import fid_reference
+    from diffaug.stages import measure as fid_stage
+
+    make_project(tmp_path)
+    folder = tmp_path / "data/synthetic/vanilla"
+
+    def drop(cls: str) -> None:
+        shutil.rmtree(folder / cls)
+        rows = [r for r in read_csv(folder / "manifest.csv") if r["class"] != cls]
+        write_csv(folder / "manifest.csv", rows, ["class", "file"])
+
+    drop("zero")  # none of `zero`
+    monkeypatch.chdir(tmp_path)
+    fid_reference.main()
+    monkeypatch.setattr(sys, "argv", ["measure", "vanilla"])
+    fid_stage.main()
+    assert "WARNING: vanilla has fewer than 2 images of class zero (0)" in capsys.readouterr().err
+    report = json.loads((tmp_path / "metrics/fid/vanilla.json").read_text())
+    assert report["too_few"] == {"zero": 0} and report["per_class"]["zero"]["fid"] is None
+    assert report["per_class"]["one"]["fid"] > 0 and report["fid"] > 0 and report["synthetic"] == 5
+    copies = json.loads((tmp_path / "metrics/copies/vanilla.json").read_text())
+    assert copies["test"]["images"] == 5 and copies["per_class"]["zero"]["test"] == 0.0
+    md = "\n".join(_fid_lines(FidTable("reference", {"vanilla": report}, ["zero", "one"])))
+    assert "⚠ vanilla has fewer than 2 images of class zero (0)" in md
+
+    drop("one")  # nothing at all: nothing to measure
+    with pytest.raises(DiffaugError, match="fewer than 2 images; raise generate.per_class"):
         fid_stage.main()
 
 

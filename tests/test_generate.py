@@ -1,7 +1,10 @@
 """Generation library: seeds per image, batching, cache and resume, manifest, pipeline loading."""
 
 import dataclasses
+import errno
 import hashlib
+import os
+import subprocess
 import sys
 import threading
 from pathlib import Path
@@ -12,6 +15,7 @@ import torch
 from diffaug.diffusion import generate as generate_module
 from diffaug.diffusion.generate import Settings, cache_key, cached_path, collect, generate, image_seed, plan
 from diffaug.diffusion.pipeline import SCHEDULERS, load_pipeline, pick_dtype, read_source, set_scheduler
+from diffaug.errors import DiffaugError
 from diffaug.io import read_csv
 from helpers import REPO
 
@@ -191,3 +195,32 @@ def test_a_failed_write_stops_generation(pipe, tmp_path, monkeypatch):
     monkeypatch.setattr(generate_module, "write_png", broken)
     with pytest.raises(OSError, match="disk full"):
         generate(pipe, plan(PROMPTS, 2, seed=0), SETTINGS, batch_size=2, cache=tmp_path)
+
+
+def no_space(self, data):
+    """Path.write_bytes on a full disk: the file is created, then nothing fits."""
+    self.touch()
+    raise OSError(errno.ENOSPC, "No space left on device", str(self))
+
+
+def test_a_full_disk_names_the_cache_folder_and_leaves_no_temporary_files(pipe, tmp_path, monkeypatch):
+    cache = tmp_path / "images"
+    monkeypatch.setattr(Path, "write_bytes", no_space)
+    with pytest.raises(DiffaugError) as e:
+        generate(pipe, plan(PROMPTS, 2, seed=0), SETTINGS, batch_size=2, cache=cache)
+    msg = str(e.value)
+    assert "no space left" in msg and str(cache) in msg and "DIFFAUG_CACHE" in msg
+    assert len(msg.splitlines()) == 1
+    assert [p for p in cache.rglob("*") if p.is_file()] == []  # no zero-byte .png.tmp-* left behind
+
+
+def test_generation_removes_temporary_files_a_killed_run_left(pipe, tmp_path):
+    cache = tmp_path / "images"
+    (cache / "ab").mkdir(parents=True)
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    stale = cache / "ab" / f".{'ab' + '0' * 62}.png.tmp-{int(dead.stdout)}-1"
+    live = cache / "ab" / f".{'ab' + '1' * 62}.png.tmp-{os.getppid()}-1"  # another run's, still writing
+    stale.touch()
+    live.touch()
+    generate(pipe, plan(PROMPTS, 1, seed=0), SETTINGS, batch_size=2, cache=cache)
+    assert not stale.exists() and live.exists()

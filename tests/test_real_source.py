@@ -10,8 +10,7 @@ import yaml
 from diffaug.config import ParamsError, parse_params
 from diffaug.diffusion.generate import MANIFEST_COLUMNS
 from diffaug.io import list_images, read_csv, read_json, sha256_tree, write_csv, write_json
-from diffaug.rules import made_count, source_count
-from diffaug.stages.mix import more_of
+from diffaug.rules import made_count, more_of, source_count
 from helpers import params_file, pattern
 
 REPO = Path(__file__).resolve().parents[1]

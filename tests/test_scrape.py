@@ -18,6 +18,7 @@ import subprocess
 import sys
 import threading
 import time
+import unicodedata
 import zlib
 from collections import Counter
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -309,6 +310,95 @@ def test_folder_class_without_usable_images_names_the_class(tmp_path, contents):
     assert "'cat'" not in msg and "'dog'" not in msg
     if contents == "corrupt":
         assert "not_an_image" in msg  # says why
+
+
+def test_folder_class_folder_in_decomposed_unicode_is_found(tmp_path):
+    # macOS writes "käse" as "ka\u0308se" (NFD); the class name in params.yaml is composed (NFC)
+    root, out = tmp_path / "src", tmp_path / "out"
+    out.mkdir()
+    nfd = unicodedata.normalize("NFD", "käse")
+    (root / nfd).mkdir(parents=True)
+    (root / "dog").mkdir()
+    pattern(1).save(root / nfd / "a.png")
+    pattern(2).save(root / "dog" / "b.png")
+    report = scrape(section("scrape", source="folder", path=str(root)), ("käse", "dog"), out)
+    check_output(out, report, ("käse", "dog"))
+    assert report["per_class"] == {"käse": 1, "dog": 1}
+    assert (out / "käse").is_dir()  # the output folder carries the class name as written in params.yaml
+
+
+def test_folder_two_folders_for_one_class_up_to_normalisation_are_refused(tmp_path):
+    root, out = tmp_path / "src", tmp_path / "out"
+    out.mkdir()
+    for name in ("käse", unicodedata.normalize("NFD", "käse")):
+        (root / name).mkdir(parents=True)
+        pattern(1).save(root / name / "a.png")
+    (root / "dog").mkdir()
+    with pytest.raises(DiffaugError, match="'käse' has 2 folders") as e:
+        scrape(section("scrape", source="folder", path=str(root)), ("käse", "dog"), out)
+    assert "merge" in str(e.value)
+
+
+def test_folder_counts_symlinked_folders_loops_and_broken_links(tmp_path):
+    # DVC hashes linked files but not linked folders (checked on 3.67), so a linked folder is reported, not read
+    root, out, elsewhere = tmp_path / "src", tmp_path / "out", tmp_path / "elsewhere"
+    out.mkdir()
+    (root / "cat").mkdir(parents=True)
+    (root / "dog").mkdir()
+    elsewhere.mkdir()
+    pattern(1).save(root / "cat" / "a.png")
+    pattern(2).save(elsewhere / "b.png")
+    pattern(3).save(root / "dog" / "c.png")
+    (root / "cat" / "more").symlink_to(elsewhere, target_is_directory=True)  # a sub-folder kept on another disk
+    (root / "dog" / "up").symlink_to(root / "dog", target_is_directory=True)  # a loop
+    (root / "cat" / "gone.png").symlink_to(tmp_path / "deleted.png")
+    (root / "cat" / "linked.png").symlink_to(elsewhere / "b.png")  # a linked file is read, as DVC hashes it
+    report = scrape(section("scrape", source="folder", path=str(root)), ("cat", "dog"), out)
+    rows = check_output(out, report, ("cat", "dog"))
+    assert str(root / "cat" / "linked.png") in by_source(rows)
+    assert report["per_class"] == {"cat": 2, "dog": 1}
+    assert report["skipped"] == {"symlinked_folder": 2, "broken_link": 1}
+    example = report["skipped_examples"]["symlinked_folder"]
+    assert example.startswith(str(root / "cat" / "more")) and "DVC" in example and "copy" in example
+    assert str(root / "cat" / "gone.png") in report["skipped_examples"]["broken_link"]
+
+
+def non_utf8_folder(root: Path) -> Path:
+    """cat/ and dog/ with one good image each, and cat/caf\\xe9.png: a Latin-1 name, as old disks and zips hold."""
+    for i, c in enumerate(("cat", "dog")):
+        (root / c).mkdir(parents=True)
+        pattern(i).save(root / c / "ok.png")
+    bad = Path(os.fsdecode(bytes(root / "cat") + b"/caf\xe9.png"))  # Python holds the byte as a surrogate escape
+    pattern(5).save(bad, format="PNG")
+    return bad
+
+
+def test_folder_file_name_not_in_utf8_is_refused_by_name(tmp_path):
+    root, out = tmp_path / "src", tmp_path / "out"
+    out.mkdir()
+    non_utf8_folder(root)
+    with pytest.raises(DiffaugError) as e:
+        scrape(section("scrape", source="folder", path=str(root)), ("cat", "dog"), out)
+    msg = str(e.value)
+    assert f"{root}/cat/caf\\xe9.png" in msg and "not UTF-8" in msg and "convmv" in msg
+    msg.encode("utf-8")  # printable: no surrogates left in the sentence
+    assert list(out.iterdir()) == []
+
+
+def test_check_stage_refuses_a_file_name_dvc_cannot_hash(tmp_path):
+    # DVC 3.67 crashes hashing such a folder ("surrogates not allowed", naming no file); `check` runs before it
+    root, work = tmp_path / "src", tmp_path / "work"
+    work.mkdir()
+    non_utf8_folder(root)
+    params_file(work, classes=["cat", "dog"], scrape={"source": "folder", "path": str(root)})
+    env = {**os.environ, "PYTHONPATH": str(SRC)}
+    proc = subprocess.run(
+        [sys.executable, "-m", "diffaug.stages.check"], cwd=work, env=env, capture_output=True, text=True, timeout=120
+    )
+    assert proc.returncode == 2, proc.stderr
+    (line,) = proc.stderr.strip().splitlines()
+    assert line.startswith("error: ") and "cat/caf\\xe9.png" in line and "convmv" in line
+    assert not (work / "params.checked").exists()
 
 
 def test_folder_path_that_is_not_a_folder(tmp_path):
@@ -1172,6 +1262,35 @@ def test_urls_list_without_header_and_with_comments(tmp_path, server):
     check_output(out, report, ("cat", "dog"))
     assert report["per_class"] == {"cat": 1, "dog": 1}
     assert report["skipped"] == {}
+
+
+def test_urls_list_as_a_spreadsheet_saves_it(tmp_path, server):
+    # Excel's "CSV UTF-8": a byte-order mark before the header, CRLF line ends, a capitalised header
+    server.routes.update({"/a.png": ok(PNG_A), "/b.jpg": ok(JPEG_B)})
+    csv_path = tmp_path / "urls.csv"
+    text = f"URL,Label\r\n{server.url('/a.png')},cat\r\n{server.url('/b.jpg')},dog\r\n"
+    csv_path.write_bytes(b"\xef\xbb\xbf" + text.encode())
+    out = tmp_path / "out"
+    out.mkdir()
+    report = scrape(section("scrape", source="urls", path=str(csv_path), timeout=1.0), ("cat", "dog"), out)
+    check_output(out, report, ("cat", "dog"))
+    assert report["per_class"] == {"cat": 1, "dog": 1}
+    assert report["skipped"] == {}  # no header row read as data, no BOM glued to the first URL
+
+
+def test_urls_list_not_in_utf8_names_file_line_and_encoding(tmp_path, server):
+    csv_path = tmp_path / "urls.csv"
+    csv_path.write_bytes(
+        f"url,label\n{server.url('/a.png')},cat\n{server.url('/b.png')},fromage_rapé\n".encode("latin-1")
+    )
+    out = tmp_path / "out"
+    out.mkdir()
+    with pytest.raises(DiffaugError) as e:
+        scrape(section("scrape", source="urls", path=str(csv_path), timeout=1.0), ("cat",), out)
+    msg = str(e.value)
+    assert str(csv_path) in msg and "line 3" in msg and "UTF-8" in msg
+    assert len(msg.splitlines()) == 1
+    assert sum(server.hits.values()) == 0
 
 
 def test_urls_row_without_label_names_the_line(tmp_path, server):

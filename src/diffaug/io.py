@@ -17,6 +17,8 @@ import threading
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
+from diffaug.errors import DiffaugError
+
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
 
 
@@ -33,9 +35,9 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
-def _clean_leftovers(folder: Path) -> None:
-    """Remove what killed runs left behind: temporary paths whose process is gone."""
-    for leftover in folder.glob(".*.tmp-*"):
+def clean_leftovers(folder: Path, pattern: str = ".*.tmp-*") -> None:
+    """Remove what killed runs left behind: temporary paths (`pattern` below `folder`) whose process is gone."""
+    for leftover in folder.glob(pattern):
         pid = leftover.name.rpartition(".tmp-")[2].split("-")[0]
         if pid.isdigit() and not _pid_alive(int(pid)):
             shutil.rmtree(leftover, ignore_errors=True) if leftover.is_dir() else leftover.unlink(missing_ok=True)
@@ -45,7 +47,7 @@ def _clean_leftovers(folder: Path) -> None:
 def _workspace_temp(cwd: Path) -> Path:
     folder = cwd / TMP
     folder.mkdir(exist_ok=True)
-    _clean_leftovers(folder)  # once per process
+    clean_leftovers(folder)  # once per process
     return folder
 
 
@@ -100,8 +102,12 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = temp_path(path)
-    tmp.write_bytes(data)
-    tmp.replace(path)
+    try:
+        tmp.write_bytes(data)
+        tmp.replace(path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)  # a full disk leaves an empty or partial file
+        raise
 
 
 def write_json(path: str | Path, obj) -> None:
@@ -117,12 +123,16 @@ def write_csv(path: str | Path, rows: Iterable[dict], columns: list[str]) -> Non
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = temp_path(path)
-    with open(tmp, "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=columns, lineterminator="\n")
-        writer.writeheader()
-        for row in rows:
-            writer.writerow({c: row[c] for c in columns})
-    tmp.replace(path)
+    try:
+        with open(tmp, "w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=columns, lineterminator="\n")
+            writer.writeheader()
+            for row in rows:
+                writer.writerow({c: row[c] for c in columns})
+        tmp.replace(path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 def read_csv(path: str | Path) -> list[dict]:
@@ -160,6 +170,26 @@ def list_images(folder: str | Path) -> list[Path]:
         for p in folder.rglob("*")
         if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith(".")
     )
+
+
+def shown(path: str | Path) -> str:
+    """A path as a message can print it: bytes that are not UTF-8 as \\xNN escapes."""
+    return os.fsencode(path).decode("utf-8", "backslashreplace")
+
+
+def require_utf8_names(folder: str | Path) -> None:
+    """Refuse a folder holding a name that is not UTF-8 (old Linux disks, zip archives): Python holds its bytes
+    as surrogate escapes, which neither a manifest nor DVC's hashing (a crash naming no file) can write."""
+    for top, dirs, files in os.walk(folder):
+        dirs.sort()
+        for name in sorted(dirs + files):
+            try:
+                name.encode("utf-8")
+            except UnicodeEncodeError:
+                raise DiffaugError(
+                    f"{shown(Path(top, name))} has a name that is not UTF-8; rename it "
+                    f"(e.g. convmv -f latin1 -t utf-8 -r --notest {shown(folder)})."
+                ) from None
 
 
 def cache_dir(*parts: str) -> Path:

@@ -132,3 +132,18 @@ def needed(params: Params, name: str, n_original: int, n_largest: int) -> int:
         ],
         default=0,
     )
+
+
+def more_of(params, source: str) -> str:
+    """How to get more images of `source`, in words (for the errors of `mix` and `measure`)."""
+    kind = params.sources.kinds().get(source)
+    if kind == "filtered":
+        return (
+            f"raise sources.filtered.{source}.candidates (or {source_count(params, source, 1)[1]}) or lower the "
+            "filter's threshold"
+        )
+    if kind == "img2img":
+        return "raise img2img.per_class or img2img.per_image"
+    if kind == "real":  # the pool holds at most what d_original and d_test leave of the scraped images
+        return "raise split.pool_per_class (and scrape more images if the pool has run out)"
+    return "raise generate.per_class"

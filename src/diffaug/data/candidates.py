@@ -1,4 +1,5 @@
 """What every way of collecting `d_raw` yields: candidate images, accepted or skipped by `scrape.collect`."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass

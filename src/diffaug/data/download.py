@@ -7,6 +7,7 @@ one checks is not necessarily the one it connects to (DNS rebinding). Here each 
 thread abandoned at the deadline), checked, and http.client talks over a socket connected to exactly that
 address, which a watchdog shuts down when the attempt's time is up, whatever the server is doing.
 """
+
 from __future__ import annotations
 
 import email.utils
@@ -19,10 +20,11 @@ import ssl
 import threading
 import time
 from collections import deque
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterable, Iterator, Optional
+from typing import Optional
 from urllib.parse import quote, urljoin, urlsplit
 
 from diffaug.io import sha256_bytes
@@ -65,8 +67,9 @@ def is_public(ip: str) -> bool:
     a = ipaddress.ip_address(ip.split("%", 1)[0])  # an IPv6 scope ("fe80::1%eth0") is not part of the address
     if isinstance(a, ipaddress.IPv6Address) and a.ipv4_mapped:
         a = a.ipv4_mapped
-    return a.is_global and not (a.is_multicast or a.is_reserved or a.is_loopback or a.is_link_local
-                                or a.is_unspecified or a.is_private)
+    return a.is_global and not (
+        a.is_multicast or a.is_reserved or a.is_loopback or a.is_link_local or a.is_unspecified or a.is_private
+    )
 
 
 def _kind(ip: str) -> str:
@@ -123,7 +126,7 @@ class _Watchdog:
         with self.lock:
             self.sock = sock
             if self.expired:
-                raise socket.timeout("deadline passed")
+                raise TimeoutError("deadline passed")
 
     def _fire(self) -> None:
         with self.lock:
@@ -226,8 +229,9 @@ def _target(parts) -> str:
     return quote(path + (f"?{parts.query}" if parts.query else ""), safe="!#$%&'()*+,/:;=?@[]~")
 
 
-def _hop(url: str, dest: Path, seconds: float, timeout: float, max_bytes: int, may_be_private: bool,
-         first: bool) -> Optional[tuple[str, bool]]:
+def _hop(
+    url: str, dest: Path, seconds: float, timeout: float, max_bytes: int, may_be_private: bool, first: bool
+) -> Optional[tuple[str, bool]]:
     """One request. Returns (the redirect's target, whether this host is public), or None once the body
     is in `dest`. Every step shares the `seconds` left of the attempt's `timeout`, which a watchdog enforces."""
     parts = urlsplit(url)
@@ -246,13 +250,21 @@ def _hop(url: str, dest: Path, seconds: float, timeout: float, max_bytes: int, m
         if not public and not may_be_private:
             blocked = next(a.ip for a in addresses if not a.public)
             where = host if blocked == host else f"{host} ({blocked})"
-            raise Failure("address_refused" if first else "redirect_refused",
-                          ("" if first else "redirect from a public host to ") + f"{where}, a {_kind(blocked)} "
-                          "address, refused")
+            raise Failure(
+                "address_refused" if first else "redirect_refused",
+                ("" if first else "redirect from a public host to ") + f"{where}, a {_kind(blocked)} address, refused",
+            )
         conn = _Connection(host, port, addresses, parts.scheme == "https", watchdog)
-        conn.request("GET", _target(parts), headers={
-            "User-Agent": USER_AGENT, "Accept": "image/*,*/*;q=0.5", "Accept-Encoding": "identity",
-            "Connection": "close"})
+        conn.request(
+            "GET",
+            _target(parts),
+            headers={
+                "User-Agent": USER_AGENT,
+                "Accept": "image/*,*/*;q=0.5",
+                "Accept-Encoding": "identity",
+                "Connection": "close",
+            },
+        )
         response = conn.getresponse()
         if response.status in (301, 302, 303, 307, 308):
             location = response.getheader("Location")
@@ -302,7 +314,7 @@ def _stream(response: http.client.HTTPResponse, dest: Path, max_bytes: int, watc
                     raise Failure("too_large", f"too large (more than scrape.max_bytes = {max_bytes} bytes)")
                 f.write(chunk)
         if watchdog.expired:  # the watchdog's shutdown reads as the end of the body
-            raise socket.timeout()
+            raise TimeoutError()
         if declared is not None and size != declared:
             raise Failure("connection_failed", f"the body ended after {size} of {declared} bytes", retry=True)
         tmp.replace(dest)
@@ -347,8 +359,16 @@ def _nonempty(path: Path) -> bool:
     return path.stat().st_size > 0
 
 
-def fetch(url: str, cache: Path, timeout: float, max_bytes: int, retries: int, pacer: Optional[Pacer] = None,
-          trusted: bool = False, reusable: Callable[[Path], bool] = _nonempty) -> Fetched:
+def fetch(
+    url: str,
+    cache: Path,
+    timeout: float,
+    max_bytes: int,
+    retries: int,
+    pacer: Optional[Pacer] = None,
+    trusted: bool = False,
+    reusable: Callable[[Path], bool] = _nonempty,
+) -> Fetched:
     """Download `url` into `cache` unless a cached copy passes `reusable` (one that does not is fetched again).
 
     `trusted`: the user named this URL (a `urls` row, `scrape.endpoint`), so its host may be private.
@@ -382,9 +402,17 @@ def fetch(url: str, cache: Path, timeout: float, max_bytes: int, retries: int, p
     return Fetched(url, None, failure.reason, message)
 
 
-def fetch_each(urls: Iterable[str], cache: Path, timeout: float, max_bytes: int, retries: int, workers: int,
-               pacer: Optional[Pacer] = None, trusted: bool = False,
-               reusable: Callable[[Path], bool] = _nonempty) -> Iterator[Fetched]:
+def fetch_each(
+    urls: Iterable[str],
+    cache: Path,
+    timeout: float,
+    max_bytes: int,
+    retries: int,
+    workers: int,
+    pacer: Optional[Pacer] = None,
+    trusted: bool = False,
+    reusable: Callable[[Path], bool] = _nonempty,
+) -> Iterator[Fetched]:
     """Parallel downloads, yielded in the order of `urls` while later ones go on; a bounded number is
     in flight, so memory does not grow with the number of URLs."""
     with ThreadPoolExecutor(max_workers=workers) as pool:
@@ -397,8 +425,16 @@ def fetch_each(urls: Iterable[str], cache: Path, timeout: float, max_bytes: int,
             yield pending.popleft().result()
 
 
-def fetch_all(urls: list[str], cache: Path, timeout: float, max_bytes: int, retries: int, workers: int,
-              pacer: Optional[Pacer] = None, trusted: bool = False,
-              reusable: Callable[[Path], bool] = _nonempty) -> list[Fetched]:
+def fetch_all(
+    urls: list[str],
+    cache: Path,
+    timeout: float,
+    max_bytes: int,
+    retries: int,
+    workers: int,
+    pacer: Optional[Pacer] = None,
+    trusted: bool = False,
+    reusable: Callable[[Path], bool] = _nonempty,
+) -> list[Fetched]:
     """Parallel downloads; results come back in the order of `urls`."""
     return list(fetch_each(urls, cache, timeout, max_bytes, retries, workers, pacer, trusted, reusable))

@@ -6,6 +6,7 @@ most confident share of each class too (too easy: they teach the classifier noth
 `clip` (He et al. 2023): the same rule on CLIP's softmax over the class prompts, with 1/classes as
 the usual threshold. The rule is one function; only the probabilities differ.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -38,6 +39,10 @@ def class_counts(keep: np.ndarray, labels: np.ndarray, classes: list[str], thres
     for i, c in enumerate(classes):
         in_class = labels == i
         kept = int((keep & in_class).sum())
-        out[c] = {"candidates": int(in_class.sum()), "kept": kept, "dropped": int(in_class.sum()) - kept,
-                  "threshold": round(float(threshold), 6)}
+        out[c] = {
+            "candidates": int(in_class.sum()),
+            "kept": kept,
+            "dropped": int(in_class.sum()) - kept,
+            "threshold": round(float(threshold), 6),
+        }
     return out

@@ -4,6 +4,7 @@ Untrusted files reach Pillow only through `decode_image`: a short list of format
 runs Ghostscript, nor any other plugin), a pixel limit read from the header before anything is decoded,
 and colour profiles applied so the same pixels always give the same PNG bytes.
 """
+
 from __future__ import annotations
 
 import io
@@ -41,8 +42,9 @@ def to_srgb(im: Image.Image) -> Image.Image:
         try:
             if im.mode in ("LA", "P", "PA"):
                 im = im.convert("RGBA" if im.has_transparency_data else "RGB")
-            im = ImageCms.profileToProfile(im, ImageCms.ImageCmsProfile(io.BytesIO(icc)), SRGB,
-                                           outputMode="RGBA" if im.mode == "RGBA" else "RGB")
+            im = ImageCms.profileToProfile(
+                im, ImageCms.ImageCmsProfile(io.BytesIO(icc)), SRGB, outputMode="RGBA" if im.mode == "RGBA" else "RGB"
+            )
         except (ImageCms.PyCMSError, OSError, ValueError):
             pass  # a broken or mismatched profile: keep the pixels, drop the profile
     im.info.pop("icc_profile", None)
@@ -106,8 +108,9 @@ def decode_image(source: Path | bytes, max_side: int, max_pixels: int) -> Image.
 def check_pixels(size: tuple[int, int], max_pixels: int) -> None:
     width, height = size
     if width * height > max_pixels:
-        raise TooManyPixels(f"{width}x{height} = {width * height:,} pixels, "
-                            f"more than scrape.max_pixels = {max_pixels:,}")
+        raise TooManyPixels(
+            f"{width}x{height} = {width * height:,} pixels, more than scrape.max_pixels = {max_pixels:,}"
+        )
 
 
 def is_complete_image(path: Path, max_pixels: int) -> bool:

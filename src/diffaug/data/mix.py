@@ -9,16 +9,17 @@ judged on real data; `val_from: mixed` reproduces the paper's code, which split 
 An img2img image whose parent (its manifest's `parent`) went to validation is never trained on:
 it is its parent redrawn, and would leak the validation image into training.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Optional
 
 from diffaug.config import Mix
-from diffaug.rules import mix_counts, round_half_up
 from diffaug.errors import DiffaugError
 from diffaug.io import list_images, read_csv
 from diffaug.rng import class_rng
+from diffaug.rules import mix_counts, round_half_up
 
 MIXED_COLUMNS = ["class", "file", "origin", "sha256"]
 
@@ -46,8 +47,15 @@ def _take(rng, files: list[str], k: int) -> list[str]:
     return [files[i] for i in rng.permutation(len(files))[:k]]
 
 
-def mix_class(name: str, real: list[str], synthetic: list[str], params: Mix, parents: Optional[dict[str, str]] = None,
-              n_largest: Optional[int] = None, hint: str = "generate more") -> tuple[list, list]:
+def mix_class(
+    name: str,
+    real: list[str],
+    synthetic: list[str],
+    params: Mix,
+    parents: Optional[dict[str, str]] = None,
+    n_largest: Optional[int] = None,
+    hint: str = "generate more",
+) -> tuple[list, list]:
     """Return ([(file, origin)] for training, [(file, origin)] for validation) for one class.
 
     `parents`: synthetic file -> its real parent (img2img); `n_largest`: the largest class's real images

@@ -5,12 +5,15 @@ Every source yields `Candidate`s (a label, where it came from, and the file to d
 stay in the cache folder until `collect` decodes them, one at a time, so memory does not grow with the
 number of rows.
 """
+
 from __future__ import annotations
 
 import csv
+import io
+import unicodedata
 from collections import Counter
+from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Iterable, Iterator
 
 import numpy as np
 from PIL import Image
@@ -21,7 +24,7 @@ from diffaug.data.download import Fetched, fetch_each
 from diffaug.data.images import NotAnImage, decode_image, png_bytes
 from diffaug.data.search import search
 from diffaug.errors import DiffaugError
-from diffaug.io import cache_dir, sha256_bytes, write_csv
+from diffaug.io import cache_dir, require_utf8_names, sha256_bytes, write_csv
 
 # page_url: the web page showing the image (search results); licence: what is known of it, empty if
 # nothing is (search engines do not report licences; the built-in digits are CC BY 4.0).
@@ -49,17 +52,70 @@ def folder(root: str | Path, classes: tuple[str, ...]) -> Iterator[Candidate]:
     root = Path(root)
     if not root.is_dir():
         raise DiffaugError(f"scrape.path {root} is not a folder; point it at a folder of class sub-folders.")
-    missing = [c for c in classes if not (root / c).is_dir()]
-    if missing:
-        raise DiffaugError(
-            f"class '{missing[0]}' has no folder {root / missing[0]}; create it or remove the class from `classes`."
-        )
+    require_utf8_names(root)  # before anything is read: the manifest could not hold such a name
+    folders = class_folders(root, classes)
     for c in classes:
-        for path in sorted(p for p in (root / c).rglob("*") if p.is_file()):
-            if path.name.startswith("."):  # .DS_Store and friends: counted, so nothing disappears unexplained
+        for path, reason in sorted(_walk(folders[c])):
+            if reason:
+                yield Candidate(c, str(path), error=LINK_ERRORS[reason], reason=reason)
+            elif path.name.startswith("."):  # .DS_Store and friends: counted, so nothing disappears unexplained
                 yield Candidate(c, str(path), error="a hidden file", reason="hidden_file")
             else:
                 yield Candidate(c, str(path), file=path)
+
+
+LINK_ERRORS = {
+    # DVC hashes a linked file's content but skips a linked folder: its images would change without a rerun.
+    "symlinked_folder": "a symbolic link to a folder, not followed (DVC does not hash what it holds, so a change "
+    "there would not rerun scrape); copy the folder in or bind-mount it",
+    "broken_link": "a symbolic link to nothing",
+}
+
+
+def _walk(folder: Path) -> Iterator[tuple[Path, str]]:
+    """(path, skip reason or "") for every file below `folder`; symbolic links to folders (loops included)
+    are reported, not walked."""
+    for entry in folder.iterdir():
+        if entry.is_dir() and entry.is_symlink():
+            yield entry, "symlinked_folder"
+        elif entry.is_dir():
+            yield from _walk(entry)
+        elif entry.is_file():
+            yield entry, ""
+        elif entry.is_symlink():
+            yield entry, "broken_link"
+
+
+def class_folders(root: Path, classes: tuple[str, ...]) -> dict[str, Path]:
+    """Each class's folder, matched by its NFC form: macOS writes `käse` decomposed (NFD), and class names are NFC."""
+    found: dict[str, list[Path]] = {}
+    for sub in sorted(root.iterdir()):
+        if sub.is_dir():
+            found.setdefault(unicodedata.normalize("NFC", sub.name), []).append(sub)
+    for c in classes:
+        if c not in found:
+            raise DiffaugError(f"class '{c}' has no folder {root / c}; create it or remove the class from `classes`.")
+        if len(found[c]) > 1:
+            names = " and ".join(repr(p.name) for p in found[c])
+            raise DiffaugError(
+                f"class '{c}' has {len(found[c])} folders in {root} ({names}, the same name in composed and "
+                "decomposed Unicode); merge them into one."
+            )
+    return {c: found[c][0] for c in classes}
+
+
+def _csv_text(path: Path) -> io.StringIO:
+    """The file's lines as spreadsheets save CSV: UTF-8 with or without a byte-order mark, LF or CRLF."""
+    data = path.read_bytes()
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        line = data[: e.start].count(b"\n") + 1
+        raise DiffaugError(
+            f"{path} line {line} is not UTF-8 (byte 0x{data[e.start]:02x}, perhaps Latin-1 or Windows-1252); "
+            "save it as CSV UTF-8 (or convert it: iconv -f latin1 -t utf-8)."
+        ) from None
+    return io.StringIO(text, newline="")  # as open(newline="") reads it: csv handles CRLF and quoted newlines
 
 
 def read_url_list(path: str | Path) -> list[tuple[str, str]]:
@@ -68,15 +124,14 @@ def read_url_list(path: str | Path) -> list[tuple[str, str]]:
     if not path.is_file():
         raise DiffaugError(f"scrape.path {path} does not exist; give a CSV file of url,label rows.")
     rows = []
-    with open(path, newline="") as f:
-        for n, row in enumerate(csv.reader(f), start=1):
-            if not row or not "".join(row).strip() or row[0].startswith("#"):
-                continue
-            if not rows and [c.strip().lower() for c in row[:2]] == ["url", "label"]:
-                continue  # the optional header
-            if len(row) < 2 or not row[1].strip():
-                raise DiffaugError(f"{path} line {n} has no label; each row must be url,label.")
-            rows.append((row[0].strip(), row[1].strip()))
+    for n, row in enumerate(csv.reader(_csv_text(path)), start=1):
+        if not row or not "".join(row).strip() or row[0].startswith("#"):
+            continue
+        if not rows and [c.strip().lower() for c in row[:2]] == ["url", "label"]:
+            continue  # the optional header
+        if len(row) < 2 or not row[1].strip():
+            raise DiffaugError(f"{path} line {n} has no label; each row must be url,label.")
+        rows.append((row[0].strip(), row[1].strip()))
     return rows
 
 
@@ -90,8 +145,16 @@ def urls(csv_path: str | Path, classes: tuple[str, ...], params: Scrape) -> Iter
     """
     rows = read_url_list(csv_path)
     listed = Counter(url for url, label in rows if label in classes)  # others are not fetched
-    results = fetch_each(listed, cache_dir("downloads"), params.timeout, params.max_bytes, params.retries,
-                         params.workers, trusted=True, reusable=reusable_image(params))
+    results = fetch_each(
+        listed,
+        cache_dir("downloads"),
+        params.timeout,
+        params.max_bytes,
+        params.retries,
+        params.workers,
+        trusted=True,
+        reusable=reusable_image(params),
+    )
     repeated: dict[str, Fetched] = {}  # results of URLs listed more than once, for their later rows
     for url, label in rows:
         if label not in classes:
@@ -103,8 +166,9 @@ def urls(csv_path: str | Path, classes: tuple[str, ...], params: Scrape) -> Iter
         yield Candidate(label, url, f.path, error=f.error, reason=f.reason)
 
 
-def collect(candidates: Iterable[Candidate], classes: tuple[str, ...], out: Path,
-            params: Scrape) -> tuple[list[dict], dict]:
+def collect(
+    candidates: Iterable[Candidate], classes: tuple[str, ...], out: Path, params: Scrape
+) -> tuple[list[dict], dict]:
     """Validate, normalise to RGB PNG, dedupe by content hash, write; return manifest and report.
 
     Every skipped candidate is counted under its reason, with the first one as the reason's example.
@@ -125,8 +189,9 @@ def collect(candidates: Iterable[Candidate], classes: tuple[str, ...], out: Path
             skip(cand.reason, cand, cand.error)
             continue
         try:
-            image = cand.image if cand.image is not None else decode_image(cand.file, params.max_side,
-                                                                           params.max_pixels)
+            image = (
+                cand.image if cand.image is not None else decode_image(cand.file, params.max_side, params.max_pixels)
+            )
         except NotAnImage as e:
             skip(e.reason, cand, str(e))
             continue
@@ -140,9 +205,18 @@ def collect(candidates: Iterable[Candidate], classes: tuple[str, ...], out: Path
         (out / cand.label).mkdir(parents=True, exist_ok=True)
         (out / rel).write_bytes(data)
         per_class[cand.label] += 1
-        rows.append({"class": cand.label, "file": rel, "source": cand.source, "sha256": digest,
-                     "width": image.width, "height": image.height, "page_url": cand.page_url,
-                     "licence": cand.licence})
+        rows.append(
+            {
+                "class": cand.label,
+                "file": rel,
+                "source": cand.source,
+                "sha256": digest,
+                "width": image.width,
+                "height": image.height,
+                "page_url": cand.page_url,
+                "licence": cand.licence,
+            }
+        )
     empty = [c for c in classes if per_class[c] == 0]
     if empty:
         why = "; ".join(f"{k}: {v}" for k, v in sorted(examples.items()) if k != "label_not_in_classes")
@@ -151,8 +225,7 @@ def collect(candidates: Iterable[Candidate], classes: tuple[str, ...], out: Path
             "add images for it or remove it from `classes`."
         )
     rows.sort(key=lambda r: (classes.index(r["class"]), r["file"]))
-    report = {"images": len(rows), "per_class": dict(per_class), "skipped": dict(skipped),
-              "skipped_examples": examples}
+    report = {"images": len(rows), "per_class": dict(per_class), "skipped": dict(skipped), "skipped_examples": examples}
     return rows, report
 
 

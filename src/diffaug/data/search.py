@@ -17,19 +17,20 @@ threads into their own storage without our checks, keep only `.jpg` URLs and dro
 image came from. Bing's result page is parsed here instead: each result is an `<a class="iusc">`
 whose `m` attribute holds JSON with `murl` (the image) and `purl` (the page showing it).
 """
+
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from dataclasses import dataclass
 from html.parser import HTMLParser
 from pathlib import Path
-from typing import Iterator
 from urllib.parse import urlencode
 
 from diffaug.config import LICENCES, SEARCH_ENGINES, Scrape
+from diffaug.data.candidates import Candidate, reusable_image
 from diffaug.data.download import Pacer, cached_path, fetch, fetch_all
 from diffaug.data.images import NotAnImage, decode_image, png_bytes
-from diffaug.data.candidates import Candidate, reusable_image
 from diffaug.io import cache_dir, sha256_bytes
 
 ENGINES = {"bing": "https://www.bing.com/images/async"}
@@ -127,8 +128,12 @@ def search(classes: tuple[str, ...], params: Scrape) -> Iterator[Candidate]:
                     # kept: a rerun asks again. On a query's first page it is worth reporting.
                     cached_path(url, pages).unlink(missing_ok=True)
                     if first == 0:
-                        yield Candidate(label, url, error="no results on the page (blocked, or its format changed?)",
-                                        reason="search_empty")
+                        yield Candidate(
+                            label,
+                            url,
+                            error="no results on the page (blocked, or its format changed?)",
+                            reason="search_empty",
+                        )
                     break
                 hits = []
                 for h in listed:  # each image URL once, its first listing wins
@@ -140,10 +145,18 @@ def search(classes: tuple[str, ...], params: Scrape) -> Iterator[Candidate]:
                 first += PAGE
                 while hits and usable < params.per_class:
                     # Download only about what is still missing, in parallel.
-                    chunk = hits[:max(params.per_class - usable, params.workers)]
-                    hits = hits[len(chunk):]
-                    fetched = fetch_all([h.image_url for h in chunk], images, params.timeout, params.max_bytes,
-                                        params.retries, params.workers, pacer, reusable=reusable_image(params))
+                    chunk = hits[: max(params.per_class - usable, params.workers)]
+                    hits = hits[len(chunk) :]
+                    fetched = fetch_all(
+                        [h.image_url for h in chunk],
+                        images,
+                        params.timeout,
+                        params.max_bytes,
+                        params.retries,
+                        params.workers,
+                        pacer,
+                        reusable=reusable_image(params),
+                    )
                     for hit, f in zip(chunk, fetched):
                         if usable == params.per_class:
                             break
@@ -151,7 +164,14 @@ def search(classes: tuple[str, ...], params: Scrape) -> Iterator[Candidate]:
                         if digest and digest not in seen:
                             seen.add(digest)
                             usable += 1
-                        yield Candidate(label, hit.image_url, f.path, error=f.error, reason=f.reason,
-                                        page_url=hit.page_url, licence=licence)
+                        yield Candidate(
+                            label,
+                            hit.image_url,
+                            f.path,
+                            error=f.error,
+                            reason=f.reason,
+                            page_url=hit.page_url,
+                            licence=licence,
+                        )
             if usable == params.per_class:
                 break

@@ -8,6 +8,7 @@ original_per_class * imbalance^(c/(C-1)) images, a prefix of what the balanced s
 `draw_pool` draws a held-out pool of extra real images (the ALIA baseline) strictly after, from the
 leftovers, with its own seeded stream: d_original and d_test do not depend on `pool_per_class`.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -16,10 +17,10 @@ import numpy as np
 from PIL import Image
 
 from diffaug.config import Split
-from diffaug.rules import imbalance_sizes
 from diffaug.data.images import hamming_matrix, phash
 from diffaug.errors import DiffaugError
 from diffaug.rng import class_rng
+from diffaug.rules import imbalance_sizes
 
 
 def _hashes(raw: Path, files: list[str]) -> np.ndarray:
@@ -39,15 +40,17 @@ def split(raw: Path, rows: list[dict], classes: tuple[str, ...], params: Split) 
                 f"class '{c}' has {len(files)} images, not enough for split.test_per_class="
                 f"{params.test_per_class} plus training images; lower it or add images."
             )
-    order = {c: [files[i] for i in class_rng(params.seed, c).permutation(len(files))]
-             for c, files in by_class.items()}
+    order = {c: [files[i] for i in class_rng(params.seed, c).permutation(len(files))] for c, files in by_class.items()}
     test = {c: sorted(order[c][: params.test_per_class]) for c in classes}
-    pool = {c: order[c][params.test_per_class:] for c in classes}
+    pool = {c: order[c][params.test_per_class :] for c in classes}
 
     test_hashes = _hashes(raw, [f for c in classes for f in test[c]])
     original, removed = {}, {}
-    sizes = dict(zip(classes, imbalance_sizes(params, params.original_per_class, len(classes)))) \
-        if params.original_per_class else {}
+    sizes = (
+        dict(zip(classes, imbalance_sizes(params, params.original_per_class, len(classes))))
+        if params.original_per_class
+        else {}
+    )
     for c in classes:
         near = hamming_matrix(_hashes(raw, pool[c]), test_hashes).min(axis=1) <= params.dedupe_distance
         clean = [f for f, dup in zip(pool[c], near) if not dup]
@@ -69,8 +72,9 @@ def split(raw: Path, rows: list[dict], classes: tuple[str, ...], params: Split) 
     return original, test, report
 
 
-def draw_pool(raw: Path, rows: list[dict], classes: tuple[str, ...], params: Split, original: dict,
-              test: dict) -> tuple[dict, dict]:
+def draw_pool(
+    raw: Path, rows: list[dict], classes: tuple[str, ...], params: Split, original: dict, test: dict
+) -> tuple[dict, dict]:
     """Return ({class: [file]} for the held-out pool, a report): up to `pool_per_class` images per class of
     those neither d_original nor d_test took, none within `dedupe_distance` of an image of either."""
     if not params.pool_per_class:
@@ -82,10 +86,15 @@ def draw_pool(raw: Path, rows: list[dict], classes: tuple[str, ...], params: Spl
         left = sorted(r["file"] for r in rows if r["class"] == c and r["file"] not in used)
         # its own stream ("/" is in no class name, so no class's own stream is this one)
         left = [left[i] for i in class_rng(params.seed, c + "/pool").permutation(len(left))]
-        near = hamming_matrix(_hashes(raw, left), kept_hashes).min(axis=1) <= params.dedupe_distance \
-            if left else np.zeros(0, dtype=bool)
+        near = (
+            hamming_matrix(_hashes(raw, left), kept_hashes).min(axis=1) <= params.dedupe_distance
+            if left
+            else np.zeros(0, dtype=bool)
+        )
         clean = [f for f, dup in zip(left, near) if not dup]
         removed[c] = int(near.sum())
         chosen[c] = sorted(clean[: params.pool_per_class])
-    return chosen, {"pool_per_class": {c: len(chosen[c]) for c in classes},
-                    "pool_near_duplicates_removed": sum(removed.values())}
+    return chosen, {
+        "pool_per_class": {c: len(chosen[c]) for c in classes},
+        "pool_near_duplicates_removed": sum(removed.values()),
+    }

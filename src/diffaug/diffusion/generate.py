@@ -15,6 +15,7 @@ wait for the CPU between batches.
 
 from __future__ import annotations
 
+import errno
 import gc
 import hashlib
 import json
@@ -32,7 +33,7 @@ from PIL import Image
 
 from diffaug.data.images import png_bytes
 from diffaug.errors import DiffaugError
-from diffaug.io import atomic_write_bytes, cache_dir, write_csv
+from diffaug.io import atomic_write_bytes, cache_dir, clean_leftovers, write_csv
 
 # Threads that encode and write PNGs; more than a few only compete with the pipeline for the CPU.
 WRITERS = min(4, os.cpu_count() or 1)
@@ -172,7 +173,15 @@ def run_fitting(pipe, jobs: list[Job], settings: Settings, limit: list[int]) -> 
 
 
 def write_png(path: Path, image: np.ndarray, save_size: Optional[int]) -> None:
-    atomic_write_bytes(path, to_png(image, save_size))
+    try:
+        atomic_write_bytes(path, to_png(image, save_size))
+    except OSError as e:
+        if e.errno not in (errno.ENOSPC, errno.EDQUOT):
+            raise
+        raise DiffaugError(
+            f"no space left on the disk of the image cache {path.parent.parent} while writing generated images; "
+            "free space there or set DIFFAUG_CACHE to a folder on a bigger disk."
+        ) from None
 
 
 class Writer:
@@ -222,6 +231,7 @@ def generate(
 
     `switch(pipe, label)` puts a class's own weights into the pipeline before its first batch.
     """
+    clean_leftovers(cache or cache_dir("images"), "*/.*.tmp-*")  # what killed runs left in the cache
     made = reused = 0
     current = None
     limit = [batch_size]  # lowered for good by an out-of-memory error

@@ -8,6 +8,7 @@ tests, and an image counts as a copy if either says so:
 A leak does not respect labels: each synthetic image is compared with the reference images of every
 class, and the shares are reported per synthetic class. Features come in as arrays: no torch here.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -33,7 +34,7 @@ def _nearest(a: np.ndarray, b: np.ndarray, distance, empty: float) -> np.ndarray
     """For each row of `a`, its smallest `distance` to any row of `b` (`empty` when `b` has none)."""
     if len(b) == 0:
         return np.full(len(a), empty, dtype=np.float64)
-    parts = [distance(a[i:i + CHUNK], b).min(axis=1) for i in range(0, len(a), CHUNK)]
+    parts = [distance(a[i : i + CHUNK], b).min(axis=1) for i in range(0, len(a), CHUNK)]
     return np.concatenate(parts).astype(np.float64) if parts else np.zeros(0)
 
 
@@ -64,14 +65,26 @@ def near_copies(synthetic: dict[str, list[str]], reference: list[str], phash_dis
 
 def _shares(flags: dict[str, np.ndarray], n: int) -> dict:
     hits = flags["phash"] | flags["feature"]
-    share = (lambda k: round(float(k) / n, 6) if n else 0.0)
-    return {"share": share(hits.sum()), "phash": share(flags["phash"].sum()), "feature": share(flags["feature"].sum()),
-            "images": n, "copies": int(hits.sum())}
+
+    def share(k) -> float:
+        return round(float(k) / n, 6) if n else 0.0
+
+    return {
+        "share": share(hits.sum()),
+        "phash": share(flags["phash"].sum()),
+        "feature": share(flags["feature"].sum()),
+        "images": n,
+        "copies": int(hits.sum()),
+    }
 
 
-def copy_shares(hashes: dict[str, np.ndarray], features: Optional[dict[str, np.ndarray]],
-                references: dict[str, tuple[np.ndarray, Optional[np.ndarray]]],
-                phash_distance: int, feature_distance: float) -> dict:
+def copy_shares(
+    hashes: dict[str, np.ndarray],
+    features: Optional[dict[str, np.ndarray]],
+    references: dict[str, tuple[np.ndarray, Optional[np.ndarray]]],
+    phash_distance: int,
+    feature_distance: float,
+) -> dict:
     """Near-duplicate shares of a synthetic set against each reference set.
 
     `hashes`/`features`: per synthetic class, its images' pHashes and feature vectors (rows in the same
@@ -89,7 +102,9 @@ def copy_shares(hashes: dict[str, np.ndarray], features: Optional[dict[str, np.n
                 by_feature = nearest_cosine(features[c], ref_features) <= feature_distance
             flags[c] = {"phash": by_hash, "feature": by_feature}
             per_class[c][name] = _shares(flags[c], len(by_hash))["share"]
-        pooled = {k: np.concatenate([flags[c][k] for c in classes]) if classes else np.zeros(0, bool)
-                  for k in ("phash", "feature")}
+        pooled = {
+            k: np.concatenate([flags[c][k] for c in classes]) if classes else np.zeros(0, bool)
+            for k in ("phash", "feature")
+        }
         out[name] = _shares(pooled, len(pooled["phash"]))
     return {**out, "per_class": per_class}

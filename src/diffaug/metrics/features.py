@@ -6,13 +6,14 @@ trains on d_original; it needs no download, so the built-in default runs offline
 paper. The two give numbers on different scales: a result records its extractor, and results of
 different extractors are never put in one table.
 """
+
 from __future__ import annotations
 
 import os
 import socket
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import torch
@@ -47,7 +48,7 @@ def extract(extractor: Extractor, files: list[Path], batch_size: int) -> np.ndar
     """(N, D) float32 features of `files`, in batches (decoded a batch at a time: 299 px sets are big)."""
     out = []
     for start in range(0, len(files), batch_size):
-        x = load_images(files[start:start + batch_size], extractor.image_size).to(extractor.device)
+        x = load_images(files[start : start + batch_size], extractor.image_size).to(extractor.device)
         out.append(extractor.forward(x).float().cpu().numpy())
     return np.concatenate(out) if out else np.zeros((0, 0), dtype=np.float32)
 
@@ -61,8 +62,13 @@ def reference_extractor(folder: Path, device: torch.device) -> Extractor:
     model, meta = load_classifier(folder)
     model.fc = nn.Identity()
     model.eval().to(device)
-    return Extractor("reference", "reference:" + sha256_file(folder / "model.safetensors"), meta["image_size"],
-                     lambda x: model(normalize(x)), device)
+    return Extractor(
+        "reference",
+        "reference:" + sha256_file(folder / "model.safetensors"),
+        meta["image_size"],
+        lambda x: model(normalize(x)),
+        device,
+    )
 
 
 # SHA-256 of pytorch-fid's weights file (FID_WEIGHTS_URL, its release "fid_weights"): the digest that
@@ -129,17 +135,33 @@ def fid_inception(state: dict) -> nn.Module:
     net.Mixed_7c = FIDInceptionE_2(2048)
     net.load_state_dict(state)
     return nn.Sequential(
-        net.Conv2d_1a_3x3, net.Conv2d_2a_3x3, net.Conv2d_2b_3x3, nn.MaxPool2d(kernel_size=3, stride=2),
-        net.Conv2d_3b_1x1, net.Conv2d_4a_3x3, nn.MaxPool2d(kernel_size=3, stride=2),
-        net.Mixed_5b, net.Mixed_5c, net.Mixed_5d, net.Mixed_6a, net.Mixed_6b, net.Mixed_6c, net.Mixed_6d, net.Mixed_6e,
-        net.Mixed_7a, net.Mixed_7b, net.Mixed_7c, nn.AdaptiveAvgPool2d(output_size=(1, 1)),
+        net.Conv2d_1a_3x3,
+        net.Conv2d_2a_3x3,
+        net.Conv2d_2b_3x3,
+        nn.MaxPool2d(kernel_size=3, stride=2),
+        net.Conv2d_3b_1x1,
+        net.Conv2d_4a_3x3,
+        nn.MaxPool2d(kernel_size=3, stride=2),
+        net.Mixed_5b,
+        net.Mixed_5c,
+        net.Mixed_5d,
+        net.Mixed_6a,
+        net.Mixed_6b,
+        net.Mixed_6c,
+        net.Mixed_6d,
+        net.Mixed_6e,
+        net.Mixed_7a,
+        net.Mixed_7b,
+        net.Mixed_7c,
+        nn.AdaptiveAvgPool2d(output_size=(1, 1)),
     ).requires_grad_(False)
 
 
 def inception_forward(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
     """uint8 images -> (N, 2048), as pytorch-fid's InceptionV3: bilinear to 299 px, scaled to [-1, 1]."""
-    x = nn.functional.interpolate(x.float() / 255.0, size=(INCEPTION_SIZE, INCEPTION_SIZE), mode="bilinear",
-                                  align_corners=False)
+    x = nn.functional.interpolate(
+        x.float() / 255.0, size=(INCEPTION_SIZE, INCEPTION_SIZE), mode="bilinear", align_corners=False
+    )
     return model(2 * x - 1).flatten(1)
 
 
@@ -153,11 +175,14 @@ def inception_extractor(device: torch.device) -> Extractor:
     except DiffaugError:
         raise
     except Exception as e:  # the known bytes load; this is a broken installation of torch or pytorch-fid
-        raise DiffaugError(f"{path} could not be loaded as plain weights ({type(e).__name__}); reinstall torch and "
-                           "pytorch-fid from requirements.txt, or use fid.features=reference.") from None
+        raise DiffaugError(
+            f"{path} could not be loaded as plain weights ({type(e).__name__}); reinstall torch and "
+            "pytorch-fid from requirements.txt, or use fid.features=reference."
+        ) from None
     model.eval().to(device)
-    return Extractor("inception", "inception:" + path.name, INCEPTION_SIZE,
-                     lambda x: inception_forward(model, x), device)
+    return Extractor(
+        "inception", "inception:" + path.name, INCEPTION_SIZE, lambda x: inception_forward(model, x), device
+    )
 
 
 def make_extractor(name: str, reference: Path, device: torch.device) -> Extractor:

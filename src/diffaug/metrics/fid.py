@@ -5,6 +5,7 @@ FID is the Fréchet distance between the Gaussians fitted to the two sets, pytor
 the unbiased MMD² with the cubic polynomial kernel k(x, y) = (x·y / d + 1)³ (Bińkowski et al.
 2018, as in torch-fidelity), averaged over random subsets, with its standard deviation.
 """
+
 from __future__ import annotations
 
 import numpy as np

@@ -21,7 +21,8 @@ class FidTable:
     def cell(self, source: str, row: str) -> dict:
         """{fid, kid, kid_std} of `source` for a class or OVERALL; {} where it was not measured."""
         result = self.results[source]
-        return result if row == OVERALL else (result.get("per_class") or {}).get(row, {})
+        cell = result if row == OVERALL else (result.get("per_class") or {}).get(row, {})
+        return {k: v for k, v in cell.items() if v is not None}  # a class with too few images: no score
 
     def best(self, row: str, metric: str) -> set[str]:
         """The sources with the lowest `metric` (fid or kid) in a row (more than one on a tie)."""

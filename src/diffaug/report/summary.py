@@ -267,6 +267,16 @@ def _fid_lines(table: FidTable) -> list[str]:
         "",
         "![FID per class](fid_per_class.png)",
         "",
+    ]
+    warnings = [
+        f"> **⚠ {s} has fewer than 2 images of class "
+        + ", ".join(f"{c} ({n})" for c, n in res["too_few"].items())
+        + "**: no FID or KID for them, and a mix of it at p > 0 stops there."
+        for s, res in table.results.items()
+        if res.get("too_few")
+    ]
+    out += warnings + ([""] if warnings else [])
+    out += [
         "| class | " + " | ".join(f"{s} FID | {s} KID×10³" for s in sources) + " |",
         "|---|" + "---|---|" * len(sources),
     ]

@@ -3,20 +3,31 @@
 DVC deletes a stage's outputs before running its command, so a check inside `mix` would come too
 late: `dvc exp run -S mix.p=1.5` would already have removed data/mixed. Every other stage depends
 on this stage's output, so DVC runs it first; its output is the same bytes whenever the params are
-valid, so a change that passes reruns nothing downstream by itself.
+valid, so a change that passes reruns nothing downstream by itself. It also refuses a `folder` source
+holding a file name that is not UTF-8, which DVC crashes on (naming no file) when it hashes the folder.
 """
 
 from pathlib import Path
 
 from diffaug.cli import run
-from diffaug.config import load_params
-from diffaug.io import atomic_write_bytes
+from diffaug.config import ParamsError, load_params
+from diffaug.io import atomic_write_bytes, require_utf8_names
 
 CHECKED = Path("params.checked")
+# DVC writes `-S` values into params.yaml before any stage runs and leaves them there when the run fails.
+RESTORE = (
+    "a refused `dvc exp run -S` leaves its value in params.yaml, so `dvc repro` stops here until you fix it "
+    "or restore the committed file with `git checkout params.yaml`"
+)
 
 
 def main() -> None:
-    load_params()
+    try:
+        params = load_params()
+    except ParamsError as e:
+        raise ParamsError(f"{str(e).removesuffix('.')}; {RESTORE}.") from None
+    if params.scrape.source == "folder":
+        require_utf8_names(params.scrape.path)  # before DVC hashes the folder: it crashes on such a name
     atomic_write_bytes(CHECKED, b"params.yaml passed its checks (diffaug.config)\n")
 
 

@@ -21,9 +21,10 @@ from diffaug.config import load_params
 from diffaug.device import pick_device
 from diffaug.errors import DiffaugError
 from diffaug.io import read_csv, write_json
-from diffaug.metrics.compare import OVERALL, class_features, compare, folder_files, load_features
+from diffaug.metrics.compare import MIN_IMAGES, OVERALL, class_features, compare, folder_files, load_features
 from diffaug.metrics.copies import copy_shares, phashes
 from diffaug.metrics.features import extract, make_extractor
+from diffaug.rules import more_of
 
 REFERENCE, FEATURES, SYNTHETIC = Path("models/reference"), Path("models/fid_reference"), Path("data/synthetic")
 TEST, ORIGINAL = Path("data/test"), Path("data/original")
@@ -56,7 +57,7 @@ def distances(params, folder: Path, source: str, original: dict, meta: dict) -> 
             f"{extractor.identity}; run `dvc repro fid_reference`."
         )
     classes = meta["classes"]
-    synthetic = class_features(extractor, folder_files(folder, classes), f.batch_size)
+    synthetic = class_features(extractor, folder_files(folder, classes), f.batch_size, min_images=0)
     scores = compare(original, synthetic, classes, f.kid_subsets, f.kid_subset_size, f.seed)
     overall = scores.pop(OVERALL)
     report = {
@@ -111,22 +112,21 @@ def main() -> None:
         stage = params.sources.stage(source) if source in params.sources.names() else "the stage that writes it"
         raise DiffaugError(f"{folder} does not exist; produce it with `dvc repro {stage}`.")
     original, meta = load_features(FEATURES)  # d_original's features and classes, from fid_reference
-    few = {c: len(fs) for c, fs in folder_files(folder, meta["classes"]).items() if len(fs) < 2}
-    if few:  # FID and KID need two images a class: say so before any work
-        more = (
-            f"raise sources.filtered.{source}.candidates or lower filter.threshold"
-            if source in params.sources.filtered
-            else "raise split.pool_per_class"
-            if source in params.sources.real
-            else "generate more"
-        )
-        raise DiffaugError(
-            f"{folder} has fewer than 2 images of class {', '.join(f'{c} ({n})' for c, n in few.items())}"
-            f" (FID and KID need 2 a class); {more}."
-        )
+    files = folder_files(folder, meta["classes"])
+    if sum(len(fs) for fs in files.values()) < MIN_IMAGES:  # nothing to measure at all
+        raise DiffaugError(f"{folder} has fewer than {MIN_IMAGES} images; {more_of(params, source)}.")
+    few = {c: len(fs) for c, fs in files.items() if len(fs) < MIN_IMAGES}
     recognise = recognised(params, folder, meta["classes"])
     write_json(f"metrics/recognise/{source}.json", recognise)
     fid, synthetic, test_features = distances(params, folder, source, original, meta)
+    if few:  # measured without them; a mix that needs their images stops in `mix`
+        fid["too_few"] = few
+        print(
+            f"WARNING: {source} has fewer than {MIN_IMAGES} images of class "
+            f"{', '.join(f'{c} ({n})' for c, n in few.items())}: no FID or KID for them, and a mix of this "
+            f"source at p > 0 will stop; {more_of(params, source)}.",
+            file=sys.stderr,
+        )
     write_json(f"metrics/fid/{source}.json", fid)
     leaks = copies(params, folder, meta["classes"], synthetic, original, test_features)
     write_json(f"metrics/copies/{source}.json", leaks)

@@ -8,24 +8,9 @@ from diffaug.data.mix import MIXED_COLUMNS, mix_class, parents_of, synthetic_fil
 from diffaug.errors import DiffaugError
 from diffaug.io import atomic_dir, read_csv, read_json, sha256_file, write_csv, write_json
 from diffaug.metrics.copies import near_copies
-from diffaug.rules import source_count
+from diffaug.rules import more_of
 
 ORIGINAL, SYNTHETIC, MIXED, TEST = Path("data/original"), Path("data/synthetic"), Path("data/mixed"), Path("data/test")
-
-
-def more_of(params, source: str) -> str:
-    """How to get more images of `source`, in words (for mix's error)."""
-    kind = params.sources.kinds().get(source)
-    if kind == "filtered":
-        return (
-            f"raise sources.filtered.{source}.candidates (or {source_count(params, source, 1)[1]}) or lower the "
-            "filter's threshold"
-        )
-    if kind == "img2img":
-        return "raise img2img.per_class or img2img.per_image"
-    if kind == "real":  # the pool holds at most what d_original and d_test leave of the scraped images
-        return "raise split.pool_per_class (and scrape more images if the pool has run out)"
-    return "raise generate.per_class"
 
 
 def leaked_copies(params, synthetic: dict[str, list[str]]) -> dict[str, list[str]]:
