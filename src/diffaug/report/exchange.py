@@ -186,7 +186,7 @@ def _exchange(curves: list, key: tuple, runs: list[Run], curve: Curve) -> Exchan
         accuracy,
         curve.equivalent(accuracy.mean),
         value,
-        bootstrap(curves, point, real, synthetic),
+        bootstrap(curves, point, real, synthetic) if len(point) > 1 else None,  # one seed: no CI of its own
         len(point),
     )
 

@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from diffaug.report.analysis import Study
+from diffaug.report.experiments import N_PER_CLASS
 from diffaug.report.fid import OVERALL, FidTable
 from diffaug.report.findings import yardstick_title
 from diffaug.report.points import BASELINE, RANDAUGMENT, Point, label, lines, regimes
@@ -312,9 +313,12 @@ def exchange_figure(sticks: list, path: Path) -> Path | None:
 
 def write_figures(study: Study, out: Path) -> list[Path]:
     pts, style, names = study.points, styles(study.points), regimes(study.points)
-    written = [accuracy_figure(pts, names, style, study.clip, out / "accuracy_vs_p.png")]
-    written += [accuracy_figure(pts, [r], style, study.clip, out / f"accuracy_vs_p_{r}.png") for r in names]
-    written += [class_figure(pts, r, study.classes, style, out / f"class_accuracy_{r}.png") for r in names]
+    # The p grid's lines only: runs at a fixed k real images a class (the yardstick, few-shot adding)
+    # are drawn against real images in exchange.png, where their x axis means something.
+    grid = [pt for pt in pts if not any(r.other.get(N_PER_CLASS) for r in pt.runs)] or pts
+    written = [accuracy_figure(grid, names, style, study.clip, out / "accuracy_vs_p.png")]
+    written += [accuracy_figure(grid, [r], style, study.clip, out / f"accuracy_vs_p_{r}.png") for r in names]
+    written += [class_figure(grid, r, study.classes, style, out / f"class_accuracy_{r}.png") for r in names]
     written.append(fid_figure(study.fid, out / "fid_per_class.png"))
     written.append(balance_figure(study.balance, out / "balanced_accuracy.png"))
     written.append(exchange_figure(study.exchange, out / "exchange.png"))

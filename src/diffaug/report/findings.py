@@ -256,8 +256,9 @@ def _source_sentence(source: str, exs: list[Exchange]) -> str:
         f"{'worse than the fewest' if ex.rate == BELOW else 'better than the most'} real images measured)"
         for ex in beyond
     ]
-    seeds = min(ex.seeds for ex in exs)
-    return "; ".join(parts) + f" (95% bootstrap CI over seeds{f'; coarse: {seeds} seeds' if seeds < 5 else ''})."
+    seeds = min((ex.seeds for ex in exs if ex.ci is not None), default=None)
+    coarse = f"; coarse: {seeds} seeds" if seeds is not None and seeds < 5 else ""
+    return "; ".join(parts) + f" (95% bootstrap CI over seeds{coarse})."
 
 
 def exchange_findings(sticks: list[Yardstick]) -> list[str]:
