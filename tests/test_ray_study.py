@@ -51,6 +51,9 @@ def tiny_repo(tmp_path: Path, monkeypatch, **study) -> Path:
             "executor": "ray",
             "retries": 1,
             "cpus_per_run": 1,
+            "real_per_class": [],
+            "add_per_class": [],
+            "budget": "epochs",
             **study,
         },
     )

@@ -195,6 +195,7 @@ def test_study_queues_runs_and_reports_in_a_real_repo(tmp_path):
             "jobs": 2,
             "real_per_class": [],
             "add_per_class": [],
+            "budget": "epochs",  # the paper's fixed epochs: the fake train.py records them
         },
     )
     (repo / "train.py").write_text(TRAIN)
