@@ -30,6 +30,21 @@ def write_split_folder(root: Path, files: dict[str, list[Image.Image]]) -> None:
 REPO = Path(__file__).resolve().parents[1]
 
 
+def save_random_reference(folder: Path, classes: list[str]) -> None:
+    """A random-weight ResNet-18 saved as models/reference (seeded): a feature network without training."""
+    import torch
+
+    from diffaug.classify.classifier import save_classifier
+    from diffaug.classify.model import build_model
+    from diffaug.classify.train import Result
+
+    torch.manual_seed(0)
+    model = build_model(len(classes), "scratch", small_stem=False)
+    save_classifier(
+        folder, Result(model.state_dict(), 1, None), {"classes": classes, "image_size": 32, "small_stem": False}
+    )
+
+
 def section(name: str, **overrides):
     """A params section as the repository's params.yaml has it, with `overrides` applied.
 

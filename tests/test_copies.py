@@ -9,13 +9,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 from PIL import Image, ImageEnhance
 
 from diffaug.data.images import phash
 from diffaug.io import read_csv, write_csv
 from diffaug.metrics.copies import copy_shares, near_copies, nearest_cosine, nearest_hamming
-from helpers import params_file, write_split_folder
+from helpers import params_file, save_random_reference, write_split_folder
 
 REPO = Path(__file__).resolve().parents[1]
 CLASSES = ["zero", "one"]
@@ -123,21 +122,11 @@ def test_features_flag_what_the_hash_misses():
 
 def make_project(root: Path, planted) -> None:
     """data/original, data/test, data/synthetic/vanilla (with the planted copies), a random-weight reference."""
-    from diffaug.classify.classifier import save_classifier
-    from diffaug.classify.model import build_model
-    from diffaug.classify.train import Result
-
     test, original, synthetic = planted
     write_split_folder(root / "data/original", original)
     write_split_folder(root / "data/test", test)
     save_set(root / "data/synthetic/vanilla", synthetic)
-    torch.manual_seed(0)
-    model = build_model(len(CLASSES), "scratch", small_stem=False)
-    save_classifier(
-        root / "models/reference",
-        Result(model.state_dict(), 1, None),
-        {"classes": CLASSES, "image_size": 32, "small_stem": False},
-    )
+    save_random_reference(root / "models/reference", CLASSES)
     # feature_distance 1e-6: a random network maps all digits close together; the feature test itself is above
     params_file(
         root,

@@ -11,7 +11,7 @@ import torch
 from diffaug.errors import DiffaugError
 from diffaug.io import read_csv, write_csv
 from diffaug.metrics.fid import fid, frechet_distance, kid
-from helpers import params_file, pattern, write_split_folder
+from helpers import params_file, pattern, save_random_reference, write_split_folder
 
 CLASSES = ["zero", "one"]
 
@@ -64,10 +64,6 @@ def test_fewer_than_two_images_is_a_clear_error():
 
 def make_project(root, n=6):
     """data/original, data/synthetic/vanilla (its own images) and a random-weight models/reference."""
-    from diffaug.classify.classifier import save_classifier
-    from diffaug.classify.model import build_model
-    from diffaug.classify.train import Result
-
     write_split_folder(
         root / "data/original", {c: [pattern(100 * k + i) for i in range(n)] for k, c in enumerate(CLASSES)}
     )
@@ -81,13 +77,7 @@ def make_project(root, n=6):
             pattern(1000 + 100 * k + i, size=48).save(root / "data/synthetic/vanilla" / c / f"{i:04d}.png")
             rows.append({"class": c, "file": f"{c}/{i:04d}.png"})
     write_csv(root / "data/synthetic/vanilla/manifest.csv", rows, ["class", "file"])
-    torch.manual_seed(0)
-    model = build_model(len(CLASSES), "scratch", small_stem=False)
-    save_classifier(
-        root / "models/reference",
-        Result(model.state_dict(), 1, None),
-        {"classes": CLASSES, "image_size": 32, "small_stem": False},
-    )
+    save_random_reference(root / "models/reference", CLASSES)
     params_file(
         root,
         classes=CLASSES,

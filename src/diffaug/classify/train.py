@@ -86,12 +86,17 @@ class Batch:
     position: dict = field(default_factory=dict, compare=False)  # where the order stands after it: to resume
 
 
+def batch_starts(n: int, batch_size: int) -> list[int]:
+    """Where a pass's batches start; a last batch of one image is dropped (it breaks batch-norm statistics)."""
+    return [s for s in range(0, n, batch_size) if not (n - s < 2 and s)]
+
+
 def epoch_batches(n: int, cfg: Train, generator: torch.Generator, start: Optional[dict] = None) -> Iterator[Batch]:
     """The fixed-epoch budget: `epochs` shuffled passes, a round per pass (its last short batch
     kept, unless it has a single image, which would break batch-norm statistics). `start`: a
     batch's `position`, to go on after it."""
     epoch, order, first = (start["epoch"], start["order"], start["next"]) if start else (1, None, 0)
-    starts = [s for s in range(0, n, cfg.batch_size) if not (n - s < 2 and s)]
+    starts = batch_starts(n, cfg.batch_size)
     while epoch <= cfg.epochs:
         if order is None:
             # Drawn lazily, at the start of each pass, after the previous pass's augmentation draws.
@@ -124,9 +129,9 @@ def budget(n: int, cfg: Train) -> dict:
     """The budget a run of `n` training images takes: SGD steps and images seen."""
     if cfg.steps:
         return {"budget": "steps", "steps": cfg.steps, "images_seen": cfg.steps * cfg.batch_size}
-    per_epoch = sum(1 for s in range(0, n, cfg.batch_size) if not (n - s < 2 and s))
-    images = n - (1 if n > 1 and n % cfg.batch_size == 1 else 0)
-    return {"budget": "epochs", "steps": per_epoch * cfg.epochs, "images_seen": images * cfg.epochs}
+    starts = batch_starts(n, cfg.batch_size)
+    images = sum(min(cfg.batch_size, n - s) for s in starts)
+    return {"budget": "epochs", "steps": len(starts) * cfg.epochs, "images_seen": images * cfg.epochs}
 
 
 @dataclass
