@@ -12,9 +12,9 @@ import torch.nn.functional as F
 from diffaug.classify.data import Augment, normalize
 from diffaug.classify.model import set_train_mode
 from diffaug.classify.train import optimisation
-from diffaug.config import Train
 from diffaug.diffusion.generate import Job, Settings, cache_key, cached_path, class_batches
 from diffaug.io import atomic_write_bytes
+from diffaug.params import Train
 
 
 class OldAugment(Augment):

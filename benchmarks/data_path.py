@@ -30,10 +30,10 @@ from baseline import OldAugment, old_fit_epochs, old_generate  # noqa: E402
 from diffaug.classify.data import Augment, load_image  # noqa: E402
 from diffaug.classify.model import build_model  # noqa: E402
 from diffaug.classify.train import fit, seed_everything  # noqa: E402
-from diffaug.config import load_params  # noqa: E402
 from diffaug.data.images import png_bytes  # noqa: E402
 from diffaug.data.scrape import digits  # noqa: E402
 from diffaug.diffusion.generate import Settings, generate, plan  # noqa: E402
+from diffaug.params import load_params  # noqa: E402
 
 CPU = torch.device("cpu")
 

@@ -17,10 +17,10 @@ import time
 
 import torch
 
-from diffaug.config import load_params
 from diffaug.device import pick_device
 from diffaug.diffusion.generate import Settings, plan, run_batch
 from diffaug.diffusion.pipeline import load_pipeline, pick_dtype, read_source, set_scheduler, speed_up
+from diffaug.params import load_params
 
 
 def count_unet_calls(pipe) -> list[int]:

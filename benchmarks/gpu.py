@@ -286,7 +286,7 @@ def paper(name: str):
     """A section of the paper profile (what a real run uses), validated by its params model."""
     import yaml
 
-    from diffaug import config
+    from diffaug import params as config
 
     model = {"dreambooth": config.DreamBooth, "textual_inversion": config.TextualInversion, "train": config.Train}[name]
     return model.model_validate(yaml.safe_load((REPO / "profiles" / "paper.yaml").read_text())[name])

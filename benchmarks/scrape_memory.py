@@ -29,7 +29,7 @@ from pathlib import Path
 
 CHILD = r"""
 import json, os, resource, sys, time, tracemalloc
-from diffaug.config import load_params
+from diffaug.params import load_params
 from diffaug.data.scrape import scrape
 import dataclasses
 csv_path, out, trace = sys.argv[1], sys.argv[2], sys.argv[3] == "1"

@@ -51,7 +51,7 @@ def section(name: str, **overrides):
     params.yaml is the one place defaults are written, so tests start from it instead of
     constructing sections from scratch.
     """
-    from diffaug.config import load_params
+    from diffaug.params import load_params
 
     value = getattr(load_params(REPO / "params.yaml"), name)
     return type(value).model_validate({**value.model_dump(), **overrides})

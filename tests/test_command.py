@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 from diffaug.__main__ import params_page
-from diffaug.config import params_table
+from diffaug.params import params_table
 from helpers import params_file
 
 SRC = Path(__file__).resolve().parents[1] / "src"

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from diffaug.config import ParamsError, load_params
+from diffaug.params import ParamsError, load_params
 from diffaug.rules import made_count, source_count
 
 REPO = Path(__file__).resolve().parents[1]

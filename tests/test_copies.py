@@ -225,9 +225,9 @@ def copies_result(test_share, original_share):
 def test_report_tables_the_copies_per_source_and_flags_a_leak():
     from test_report import metrics, params, rev
 
-    from diffaug.report.analysis import analyse
-    from diffaug.report.experiments import experiments
-    from diffaug.report.summary import summary_json, summary_md
+    from diffaug.study.experiments import experiments
+    from diffaug.study.report.analysis import analyse
+    from diffaug.study.report.summary import summary_json, summary_md
 
     mets = {
         **metrics(0.9),

@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from diffaug.cost import cost_summary
+from diffaug.study.cost import cost_summary
 
 
 def put(path, obj):

@@ -18,15 +18,15 @@ REPO = Path(__file__).resolve().parents[1]
 SRC = REPO / "src"
 
 # Files that cannot change a stage's outputs, so editing them must not rerun Stable Diffusion:
-# - config.py: the params models, schema only; a stage gets values from it, never a count (those live in
+# - params/__init__.py: the params models, schema only; a stage gets values from it, never a count (those live in
 #   rules.py, which the stages that count list). Its verdicts are the `check` stage's, which lists it
 #   and what it imports. Other stages do not follow its imports: its checks are not their code.
 # - io.py: atomic writes and the JSON/CSV formats (the bytes a stage writes are its own values);
 # - errors.py: the error type; cli.py: the command-line frame (exit code and the "done" line);
 # - progress.py: progress bars and the third-party libraries' log level (what is printed, not computed);
 # - package __init__ files: docstrings.
-EXEMPT = {"diffaug/config.py", "diffaug/io.py", "diffaug/errors.py", "diffaug/cli.py", "diffaug/progress.py"}
-CHECK = "diffaug.stages.check"  # the one stage whose result is config.py's verdict
+EXEMPT = {"diffaug/params/__init__.py", "diffaug/io.py", "diffaug/errors.py", "diffaug/cli.py", "diffaug/progress.py"}
+CHECK = "diffaug.stages.check"  # the one stage whose result is params/__init__.py's verdict
 
 
 def module_file(name: str) -> Path | None:
@@ -123,7 +123,7 @@ def test_every_listed_code_dep_is_reached():
 def test_config_is_a_dep_of_the_check_stage_only():
     for name, stage in stages().items():
         listed = {d.def_path for d in stage.deps}
-        assert ("src/diffaug/config.py" in listed) == (name == "check"), name
+        assert ("src/diffaug/params/__init__.py" in listed) == (name == "check"), name
         if name != "check":
             assert "params.checked" in listed, f"{name} does not wait for the params check"
 
@@ -151,18 +151,18 @@ def test_the_import_graph_has_no_cycle():
 
 
 def test_config_imports_nothing_from_the_project_but_the_rules_and_the_error_type():
-    assert imports_of(SRC / "diffaug/config.py") <= {"diffaug", "diffaug.errors", "diffaug.rules"}
+    assert imports_of(SRC / "diffaug/params/__init__.py") <= {"diffaug", "diffaug.errors", "diffaug.rules"}
 
 
 def test_no_stage_counts_through_the_params_models():
-    """The blind spot this file closes: a function defined in config.py that computes a stage's
-    output would change it without rerunning the stage. config.py defines schema and checks only."""
-    tree = ast.parse((SRC / "diffaug/config.py").read_text())
+    """The blind spot this file closes: a function defined in params/__init__.py that computes a stage's
+    output would change it without rerunning the stage. params/__init__.py defines schema and checks only."""
+    tree = ast.parse((SRC / "diffaug/params/__init__.py").read_text())
     functions = {n.name for n in tree.body if isinstance(n, ast.FunctionDef) and not n.name.startswith("_")}
     assert functions <= {"load_params", "parse_params", "params_table"}, functions
     for path in sorted((SRC / "diffaug").rglob("*.py")):
         for node in ast.walk(ast.parse(path.read_text())):
-            if isinstance(node, ast.ImportFrom) and node.module == "diffaug.config":
+            if isinstance(node, ast.ImportFrom) and node.module == "diffaug.params":
                 imported = {a.name for a in node.names}
                 names = (
                     functions

@@ -5,7 +5,7 @@ import sys
 from pathlib import Path
 
 from diffaug.__main__ import params_page
-from diffaug.config import params_table
+from diffaug.params import params_table
 
 REPO = Path(__file__).resolve().parents[1]
 PARAMS_PAGE = REPO / "docs" / "params.md"

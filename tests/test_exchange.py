@@ -7,8 +7,8 @@ import math
 
 import pytest
 
-from diffaug.report.exchange import ABOVE, BELOW, fit, yardsticks
-from diffaug.report.experiments import Run
+from diffaug.study.experiments import Run
+from diffaug.study.report.exchange import ABOVE, BELOW, fit, yardsticks
 
 CLASSES = ["zero", "one"]
 OFFSETS = (-0.004, 0.0, 0.004)  # per seed: the mean over the three seeds is the exact value
@@ -105,8 +105,8 @@ def test_the_report_tables_plots_and_words_the_exchange_rate(tmp_path):
 
     from test_report import exp_range, rev
 
-    from diffaug.report.experiments import experiments
-    from diffaug.report.summary import write_report
+    from diffaug.study.experiments import experiments
+    from diffaug.study.report.summary import write_report
 
     def entry(source, p, seed, accuracy, real, synthetic, k=None, mode="replace"):
         prm = {

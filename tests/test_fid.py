@@ -126,10 +126,10 @@ def test_a_source_with_an_empty_class_is_measured_and_says_so(tmp_path, monkeypa
     the class as too few (no score), and warns; the report flags it."""
     import shutil
 
-    from diffaug.report.fid import FidTable
-    from diffaug.report.summary import _fid_lines
     from diffaug.stages import fid_reference
     from diffaug.stages import measure as fid_stage
+    from diffaug.study.report.fid import FidTable
+    from diffaug.study.report.summary import _fid_lines
 
     make_project(tmp_path)
     folder = tmp_path / "data/synthetic/vanilla"
@@ -276,7 +276,7 @@ def test_inception_file_with_the_known_hash_still_cannot_run_code(tmp_path, monk
     ],
 )
 def test_bad_fid_and_clip_params_name_the_key(tmp_path, sections, words):
-    from diffaug.config import ParamsError, load_params
+    from diffaug.params import ParamsError, load_params
 
     with pytest.raises(ParamsError, match=words):
         load_params(params_file(tmp_path, **sections))

@@ -67,7 +67,7 @@ def test_not_enough_images_is_a_clear_error():
 
 
 def test_missing_source_names_its_stage_from_the_registry():
-    from diffaug.config import load_params
+    from diffaug.params import load_params
 
     sources = load_params(REPO / "params.yaml").sources
     assert [sources.stage(s) for s in ("vanilla", "dreambooth")] == [

@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from diffaug.config import load_params
 from diffaug.errors import DiffaugError
-from diffaug.profile import switch
+from diffaug.params import load_params
+from diffaug.study.profiles import switch
 
 REPO = Path(__file__).resolve().parents[1]
 PAPER = REPO / "profiles" / "paper.yaml"
@@ -101,7 +101,7 @@ def test_dvc_repro_dry_lists_the_full_study(tmp_path):
         GIT_COMMITTER_EMAIL="t@example.com",
     )
     proc = subprocess.run(
-        [sys.executable, "-m", "diffaug.profile", "paper"], cwd=root, env=env, capture_output=True, text=True
+        [sys.executable, "-m", "diffaug.study.profiles", "paper"], cwd=root, env=env, capture_output=True, text=True
     )
     assert proc.returncode == 0, proc.stderr
     for cmd in (["git", "init", "-q"], ["git", "add", "-A"], ["git", "commit", "-qm", "paper"]):

@@ -1,4 +1,4 @@
-"""`python -m diffaug.study --executor ray`: real Ray, real git and DVC, in a throwaway repo whose
+"""`diffaug study --executor ray`: real Ray, real git and DVC, in a throwaway repo whose
 pipeline is a shared stage and a one-line training stage."""
 
 from __future__ import annotations
@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 import yaml
-from test_study import REPORT, SRC
+from test_study import SRC
 
-from diffaug.config import load_params
 from diffaug.errors import DiffaugError
+from diffaug.params import load_params
 from helpers import params_file
 
 ray = pytest.importorskip("ray")
@@ -39,7 +39,7 @@ json.dump({"accuracy": 0.9 - p["mix"]["p"] / 10}, open("metrics.json", "w"))
 
 def tiny_repo(tmp_path: Path, monkeypatch, **study) -> Path:
     repo = tmp_path / "repo"
-    (repo / "src" / "diffaug").mkdir(parents=True)
+    repo.mkdir()
     params_file(
         repo,
         mix={"source": "none", "p": 0.0, "seed": 0},
@@ -59,10 +59,6 @@ def tiny_repo(tmp_path: Path, monkeypatch, **study) -> Path:
     )
     (repo / "prep.py").write_text(PREP)
     (repo / "train.py").write_text(TRAIN)
-    (repo / "src" / "diffaug" / "report.py").write_text(REPORT)  # what `python -m diffaug.report` runs here
-    (repo / "src" / "diffaug" / "__init__.py").write_text(
-        "from pkgutil import extend_path\n__path__ = extend_path(__path__, __name__)\n"
-    )
     (repo / "dvc.yaml").write_text(
         yaml.safe_dump(
             {
@@ -80,7 +76,7 @@ def tiny_repo(tmp_path: Path, monkeypatch, **study) -> Path:
     )
     # Set before Ray starts: its workers, and the dvc and git they run, inherit this environment.
     for key, value in {
-        "PYTHONPATH": f"{repo / 'src'}:{SRC}",
+        "PYTHONPATH": str(SRC),
         "DVC_NO_ANALYTICS": "1",
         "GIT_AUTHOR_NAME": "t",
         "GIT_AUTHOR_EMAIL": "t@example.com",
@@ -132,9 +128,11 @@ def local_ray():
 def test_ray_runs_each_point_in_its_own_clone_through_remotes_and_resumes(tmp_path, monkeypatch, local_ray):
     """About 60 s: five points two at a time through a bare git remote and a directory DVC remote,
     one failing on purpose (and retried once), then a rerun that runs nothing new."""
-    from diffaug.study import main
+    from diffaug.study.queue import main
 
     repo = tiny_repo(tmp_path, monkeypatch, p=[0.0, 0.5, 1.0], randaugment=True)
+    reported = []  # what the report would read, taken when the study runs it
+    monkeypatch.setattr("diffaug.study.queue.report", lambda skip: reported.append(exp_show(repo)))
     monkeypatch.setenv("FAIL_RANDAUGMENT", "1")
     bare, store = tmp_path / "remote.git", tmp_path / "dvc-store"
     subprocess.run(["git", "init", "-q", "--bare", str(bare)], check=True)
@@ -165,8 +163,7 @@ def test_ray_runs_each_point_in_its_own_clone_through_remotes_and_resumes(tmp_pa
             "vanilla-p1-frozen-2ep-s0": 0.8,
         }
     )
-    report = (repo / "report.json").read_text()  # the report ran, after every experiment was back
-    assert all(f'"{name}"' in report for name in metrics)
+    assert len(reported) == 1 and reported[0] == metrics  # the report ran, after every experiment was back
 
     main([*remotes, "--no-randaugment"])  # everything finished already
     assert len(seen(tmp_path)) == len(runs)
@@ -175,14 +172,14 @@ def test_ray_runs_each_point_in_its_own_clone_through_remotes_and_resumes(tmp_pa
 @pytest.mark.slow
 def test_ray_gives_concurrent_runs_different_gpus(tmp_path, monkeypatch, local_ray):
     """About 40 s: two mock GPUs (Ray's resources), one per run, three runs through the shared cache."""
-    from diffaug import ray_study
-    from diffaug.study import main
+    from diffaug.study import ray as ray_study
+    from diffaug.study.queue import main
 
     repo = tiny_repo(tmp_path, monkeypatch, p=[0.0, 1.0], randaugment=True, gpus_per_run=1.0)
     local_ray(num_cpus=4, num_gpus=2)
     results, run_study = [], ray_study.run_study
     monkeypatch.setattr(ray_study, "run_study", lambda *a, **k: results.extend(run_study(*a, **k)))
-    main([])
+    main(["--no-report"])
     assert sorted(r["name"] for r in results if r["ok"]) == [
         "none-p0-frozen-2ep-s0",
         "none-p0-frozen-2ep-s0-randaugment",
@@ -202,7 +199,7 @@ def test_ray_gives_concurrent_runs_different_gpus(tmp_path, monkeypatch, local_r
 
 
 def test_resources_ask_for_a_gpu_share_or_cpu_cores():
-    from diffaug.ray_study import resources
+    from diffaug.study.ray import resources
 
     study = load_params(Path(SRC.parent / "params.yaml")).study.model_copy(
         update={"gpus_per_run": 0.25, "cpus_per_run": 2}
@@ -214,8 +211,8 @@ def test_resources_ask_for_a_gpu_share_or_cpu_cores():
 
 
 def test_names_follow_the_grid_point():
-    from diffaug.grid import grid, points
-    from diffaug.ray_study import exp_name
+    from diffaug.study.grid import grid, points
+    from diffaug.study.ray import exp_name
 
     names = [
         exp_name(s, p)

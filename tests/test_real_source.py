@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from diffaug.config import ParamsError, parse_params
 from diffaug.diffusion.generate import MANIFEST_COLUMNS
 from diffaug.io import list_images, read_csv, read_json, sha256_tree, write_csv, write_json
+from diffaug.params import ParamsError, parse_params
 from diffaug.rules import made_count, more_of, source_count
 from helpers import params_file, pattern
 
@@ -110,7 +110,7 @@ def test_params_refuse_a_mix_larger_than_the_pool_and_a_filter_of_it():
 
 def test_study_takes_the_pool_where_it_fits():
     """The study's check: the pool in mix.mode add at a small n_per_class; too many for the replace grid."""
-    from diffaug.grid import check_points, grid
+    from diffaug.study.grid import check_points, grid
 
     raw = yaml.safe_load((REPO / "params.yaml").read_text())
     sweeps = grid(("pool",), (0.0, 0.25, 0.5), (("scratch", None),), (0,))

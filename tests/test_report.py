@@ -15,11 +15,11 @@ from PIL import Image
 
 import diffaug
 from diffaug.errors import DiffaugError
-from diffaug.report.command import main
-from diffaug.report.experiments import experiments, read_exp_show
-from diffaug.report.points import points
-from diffaug.report.stats import paired, pool, slope
-from diffaug.report.summary import write_report
+from diffaug.study.experiments import experiments, read_exp_show
+from diffaug.study.report.command import main
+from diffaug.study.report.points import points
+from diffaug.study.report.stats import paired, pool, slope
+from diffaug.study.report.summary import write_report
 
 CLASSES = ["zero", "one"]
 SRC = Path(diffaug.__file__).resolve().parents[1]
@@ -211,7 +211,7 @@ def test_a_source_at_p_0_is_only_original_and_a_seed_counts_once():
 
 
 def test_a_workspace_whose_params_were_not_run_is_not_a_result(tmp_path):
-    from diffaug.report.experiments import changed_params
+    from diffaug.study.experiments import changed_params
 
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params("vanilla", 1.0, 0)))
     lock = {
@@ -236,7 +236,7 @@ def test_a_workspace_whose_params_were_not_run_is_not_a_result(tmp_path):
 
 
 def test_unknown_words_in_any_form_dvc_shows_and_from_the_workspace(tmp_path):
-    from diffaug.report.experiments import workspace_unknown_words
+    from diffaug.study.experiments import workspace_unknown_words
 
     runs = [
         rev("a", params("none", 0.0, 0), metrics(0.9, unknown=())),
@@ -484,7 +484,7 @@ def test_report_of_a_real_queue_with_a_failed_experiment(tmp_path, monkeypatch):
     # An edit of params.yaml not run yet: the workspace's metrics are not its results
     (repo / "params.yaml").write_text((repo / "params.yaml").read_text().replace("p: 0.0", "p: 0.75"))
 
-    from diffaug.report import experiments as reading
+    from diffaug.study import experiments as reading
 
     shown = []  # what `dvc exp show --json` gave the report, kept to check DVC's side of it
     monkeypatch.setattr(reading, "read_exp_show", lambda root: shown.append(read_exp_show(root)) or shown[0])

@@ -29,13 +29,13 @@ import pytest
 from PIL import Image
 
 import diffaug
-from diffaug.config import DIGIT_WORDS
 from diffaug.data import download
 from diffaug.data.download import Address
 from diffaug.data.images import TooManyPixels, decode_image, png_bytes
 from diffaug.data.scrape import MANIFEST_COLUMNS, scrape
 from diffaug.errors import DiffaugError
 from diffaug.io import read_csv
+from diffaug.params import DIGIT_WORDS
 from helpers import params_file, pattern, section
 
 SRC = Path(diffaug.__file__).resolve().parents[1]  # the code under test, also for subprocesses
@@ -402,7 +402,7 @@ def test_check_stage_refuses_a_file_name_dvc_cannot_hash(tmp_path):
 
 
 def test_folder_path_that_is_not_a_folder(tmp_path):
-    from diffaug.config import ParamsError, load_params
+    from diffaug.params import ParamsError, load_params
 
     # checked when params load (the check stage), before DVC deletes any output
     with pytest.raises(ParamsError, match="scrape.path") as e:
@@ -1194,7 +1194,7 @@ def test_max_pixels_is_the_limit(tmp_path):
 
 @pytest.mark.parametrize("value", [0, 10**9])
 def test_max_pixels_param_is_checked(tmp_path, value):
-    from diffaug.config import ParamsError, load_params
+    from diffaug.params import ParamsError, load_params
 
     with pytest.raises(ParamsError, match=r"scrape\.max_pixels"):
         load_params(params_file(tmp_path, scrape={"max_pixels": value}))
@@ -1308,7 +1308,7 @@ def test_urls_row_without_label_names_the_line(tmp_path, server):
 
 
 def test_urls_missing_list_file(tmp_path):
-    from diffaug.config import ParamsError, load_params
+    from diffaug.params import ParamsError, load_params
 
     with pytest.raises(ParamsError, match="scrape.path") as e:
         load_params(params_file(tmp_path, scrape={"source": "urls", "path": str(tmp_path / "nope.csv")}))

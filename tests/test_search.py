@@ -209,7 +209,7 @@ def test_search_engine_unreachable_names_the_class(web, tmp_path):
     ],
 )
 def test_search_params_are_checked(tmp_path, scrape, key):
-    from diffaug.config import ParamsError, load_params
+    from diffaug.params import ParamsError, load_params
 
     with pytest.raises(ParamsError, match=key.replace(".", r"\.")):
         load_params(params_file(tmp_path, classes=["cat", "dog"], scrape=scrape))

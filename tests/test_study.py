@@ -1,4 +1,4 @@
-"""`python -m diffaug.study`: the grid it queues, and a real queue run in a throwaway git + DVC repo."""
+"""`diffaug study`: the grid it queues, and a real queue run in a throwaway git + DVC repo."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ import yaml
 
 import diffaug
 from diffaug.errors import DiffaugError
-from diffaug.study import grid, main
+from diffaug.study.queue import grid, main
 from helpers import params_file
 
 SRC = Path(diffaug.__file__).resolve().parents[1]
@@ -147,7 +147,7 @@ def test_dry_run_lists_the_yardstick_points(tmp_path, monkeypatch, capsys):
 
 
 def test_an_impossible_yardstick_size_fails_before_queueing(tmp_path, monkeypatch):
-    from diffaug.config import ParamsError
+    from diffaug.params import ParamsError
 
     params_file(
         tmp_path,
@@ -171,18 +171,20 @@ p = yaml.safe_load(open("params.yaml"))
 assert p["train"]["augment"] != "randaugment", "no RandAugment in this repo"
 json.dump({"accuracy": 0.9 - p["mix"]["p"] / 10, "epochs": p["train"]["epochs"]}, open("metrics.json", "w"))
 """
-REPORT = """\
-import json, subprocess
-show = json.loads(subprocess.run(["dvc", "exp", "show", "--json"], capture_output=True, text=True).stdout)
-json.dump(show, open("report.json", "w"))
-"""
+
+
+def exp_show(repo: Path, env: dict) -> list[dict]:
+    out = subprocess.run(
+        ["dvc", "exp", "show", "--json"], cwd=repo, env=env, capture_output=True, text=True, check=True
+    )
+    return json.loads(out.stdout)
 
 
 @pytest.mark.slow
 def test_study_queues_runs_and_reports_in_a_real_repo(tmp_path):
     """About 30 s: a one-stage pipeline, five experiments, one of which (RandAugment) fails on purpose."""
     repo = tmp_path / "repo"
-    (repo / "src" / "diffaug").mkdir(parents=True)
+    repo.mkdir()
     params_file(
         repo,
         mix={"source": "none", "p": 0.0, "seed": 0},
@@ -199,8 +201,6 @@ def test_study_queues_runs_and_reports_in_a_real_repo(tmp_path):
         },
     )
     (repo / "train.py").write_text(TRAIN)
-    # The report module of this repo: what `python -m diffaug.report` would read, saved as a file.
-    (repo / "src" / "diffaug" / "report.py").write_text(REPORT)
     (repo / "dvc.yaml").write_text(
         yaml.safe_dump(
             {
@@ -215,24 +215,21 @@ def test_study_queues_runs_and_reports_in_a_real_repo(tmp_path):
             }
         )
     )
-    # diffaug.report resolves to the repo's own module first, the study to the code under test.
+    # diffaug.study.report resolves to the repo's own module first, the study to the code under test.
     env = dict(
         os.environ,
-        PYTHONPATH=os.pathsep.join([str(repo / "src"), str(SRC)]),
+        PYTHONPATH=str(SRC),
         DVC_NO_ANALYTICS="1",
         GIT_AUTHOR_NAME="t",
         GIT_AUTHOR_EMAIL="t@example.com",
         GIT_COMMITTER_NAME="t",
         GIT_COMMITTER_EMAIL="t@example.com",
     )
-    (repo / "src" / "diffaug" / "__init__.py").write_text(
-        "from pkgutil import extend_path\n__path__ = extend_path(__path__, __name__)\n"
-    )
     for cmd in (["git", "init", "-q"], ["dvc", "init", "-q"], ["git", "add", "-A"], ["git", "commit", "-qm", "tiny"]):
         subprocess.run(cmd, cwd=repo, env=env, check=True, capture_output=True)
 
     proc = subprocess.run(
-        [sys.executable, "-m", "diffaug.study", "--sources", "vanilla"],
+        [sys.executable, "-m", "diffaug", "study", "--sources", "vanilla", "--no-report"],
         cwd=repo,
         env=env,
         capture_output=True,
@@ -247,7 +244,7 @@ def test_study_queues_runs_and_reports_in_a_real_repo(tmp_path):
     # progress while the queue runs, not only once it is empty
     assert re.search(r"study: [0-4] of 5 experiments finished", proc.stderr), proc.stderr
 
-    show = json.loads((repo / "report.json").read_text())  # the report ran, after the queue
+    show = exp_show(repo, env)  # every experiment is back once the study returns
     runs = {}
     for exp in (e for baseline in show for e in baseline["experiments"] or []):
         for rev in exp["revs"]:
@@ -269,7 +266,8 @@ def test_study_queues_runs_and_reports_in_a_real_repo(tmp_path):
         [
             sys.executable,
             "-m",
-            "diffaug.study",
+            "diffaug",
+            "study",
             "--sources",
             "vanilla",
             "--p",
@@ -306,7 +304,7 @@ def test_study_queues_runs_and_reports_in_a_real_repo(tmp_path):
     ],
 )
 def test_study_params_are_checked(tmp_path, study, key):
-    from diffaug.config import ParamsError, load_params
+    from diffaug.params import ParamsError, load_params
 
     with pytest.raises(ParamsError, match=key.replace(".", r"\.")):
         load_params(params_file(tmp_path, study=study))
@@ -323,8 +321,8 @@ Worker status: {} active, 0 idle
 
 
 def test_wait_reads_the_queue_and_gives_up_without_workers(monkeypatch):
-    from diffaug import study
     from diffaug.errors import DiffaugError
+    from diffaug.study import queue as study
 
     seen, workers = [], [1, 1, 0, 0, 0, 0]
     monkeypatch.setattr(study, "dvc", lambda *a, **k: seen.append(a) or STATUS.format(workers.pop(0)))
@@ -343,8 +341,8 @@ def test_wait_reads_the_queue_and_gives_up_without_workers(monkeypatch):
 
 def test_every_experiment_of_the_default_study_has_valid_params(monkeypatch, capsys):
     """The documented default (`--seeds 0,1,2`) as the queue would get it: every point's params load."""
-    from diffaug.config import parse_params
-    from diffaug.study import with_sets
+    from diffaug.params import parse_params
+    from diffaug.study.queue import with_sets
 
     monkeypatch.chdir(SRC.parent)
     main(["--dry-run", "--seeds", "0,1,2"])
@@ -372,7 +370,7 @@ def test_every_experiment_of_the_default_study_has_valid_params(monkeypatch, cap
 
 
 def test_workers_share_the_cores_only_when_several_run(monkeypatch):
-    from diffaug.study import worker_env
+    from diffaug.study.queue import worker_env
 
     monkeypatch.setattr("os.cpu_count", lambda: 8)
     assert "OMP_NUM_THREADS" not in worker_env(1, {})

@@ -6,10 +6,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from diffaug.config import DIGIT_WORDS
 from diffaug.diffusion.tiny.pretrain import pretrain
 from diffaug.diffusion.tiny.render import render_digit
 from diffaug.diffusion.tiny.tokenizer import build_tokenizer
+from diffaug.params import DIGIT_WORDS
 
 SMALL = dict(n_images=64, vae_steps=3, vae_batch=8, unet_steps=3, unet_batch=8)
 

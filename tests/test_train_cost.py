@@ -69,7 +69,7 @@ def test_a_smaller_mix_trains_as_many_steps_and_the_metrics_say_so(tmp_path):
 def test_one_experiment_gives_the_same_numbers_whatever_the_queue_runs_it_with(tmp_path):
     """The queue gives each worker cores / study.jobs threads (OMP_NUM_THREADS); CPU float results
     depend on the thread count, so train.threads fixes it and study.jobs 1 and 4 agree to the bit."""
-    from diffaug.study import worker_env
+    from diffaug.study.queue import worker_env
 
     env = {k: v for k, v in os.environ.items() if k != "OMP_NUM_THREADS"}
     one, four = (

@@ -20,7 +20,7 @@ def run(main: Callable[[], None]) -> None:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(2)
     path = Path(sys.argv[0])
-    # python -m diffaug.report: the package's name; `diffaug report`: the subcommand's
+    # diffaug report: the package's name; `diffaug report`: the subcommand's
     name = (
         sys.argv[0]
         if sys.argv[0].startswith("diffaug ")

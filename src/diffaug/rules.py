@@ -2,9 +2,9 @@
 the Textual Inversion token a class gets.
 
 `mix` draws `mix_counts` images per class, `split` keeps `imbalance_sizes`, the generation stages
-make `made_count`, a filtered source keeps what `needed` says; the params check (config.py) runs the
+make `made_count`, a filtered source keeps what `needed` says; the params check (params) runs the
 same functions to refuse a grid that cannot fit before any stage starts. This module is a dep of
-every stage that uses it, so editing a rule reruns what it shapes (config.py, schema only, is not).
+every stage that uses it, so editing a rule reruns what it shapes (params, schema only, is not).
 Params objects come in as arguments: nothing here imports config at run time.
 """
 
@@ -14,7 +14,7 @@ import math
 from typing import TYPE_CHECKING, Optional
 
 if TYPE_CHECKING:
-    from diffaug.config import Mix, Params, Sources, Split
+    from diffaug.params import Mix, Params, Sources, Split
 
 GENERATED_KINDS = ("txt2img", "finetuned", "img2img")  # the kinds whose stage draws images
 

@@ -14,9 +14,9 @@ from diffaug.checkpoint import Checkpoints
 from diffaug.classify.data import IMAGENET_MEAN, IMAGENET_STD, load_manifest_images
 from diffaug.classify.model import build_model, load_classifier, use_small_stem
 from diffaug.classify.train import Result, fit, predict, seed_everything
-from diffaug.config import Train
 from diffaug.errors import DiffaugError
 from diffaug.io import atomic_dir, write_json
+from diffaug.params import Train
 
 
 def train_classifier(

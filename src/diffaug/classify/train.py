@@ -23,8 +23,8 @@ from torch import nn
 from diffaug.checkpoint import Checkpoints, resumed, rng_states, set_rng_states
 from diffaug.classify.data import Augment, Loader, fits_on_device, normalize
 from diffaug.classify.model import set_train_mode
-from diffaug.config import Train
 from diffaug.device import autocast_dtype
+from diffaug.params import Train
 from diffaug.progress import bar
 
 

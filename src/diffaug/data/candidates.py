@@ -9,8 +9,8 @@ from typing import Optional
 
 from PIL import Image
 
-from diffaug.config import Scrape
 from diffaug.data.images import is_complete_image
+from diffaug.params import Scrape
 
 
 @dataclass

@@ -15,9 +15,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Optional
 
-from diffaug.config import Mix
 from diffaug.errors import DiffaugError
 from diffaug.io import list_images, read_csv
+from diffaug.params import Mix
 from diffaug.rng import class_rng
 from diffaug.rules import mix_counts, round_half_up
 

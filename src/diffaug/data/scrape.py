@@ -18,13 +18,13 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from diffaug.config import DIGIT_WORDS, Scrape
 from diffaug.data.candidates import Candidate, reusable_image
 from diffaug.data.download import Fetched, fetch_each
 from diffaug.data.images import NotAnImage, decode_image, png_bytes
 from diffaug.data.search import search
 from diffaug.errors import DiffaugError
 from diffaug.io import cache_dir, require_utf8_names, sha256_bytes, write_csv
+from diffaug.params import DIGIT_WORDS, Scrape
 
 # page_url: the web page showing the image (search results); licence: what is known of it, empty if
 # nothing is (search engines do not report licences; the built-in digits are CC BY 4.0).

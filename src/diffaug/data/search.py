@@ -27,11 +27,11 @@ from html.parser import HTMLParser
 from pathlib import Path
 from urllib.parse import urlencode
 
-from diffaug.config import LICENCES, SEARCH_ENGINES, Scrape
 from diffaug.data.candidates import Candidate, reusable_image
 from diffaug.data.download import Pacer, cached_path, fetch, fetch_all
 from diffaug.data.images import NotAnImage, decode_image, png_bytes
 from diffaug.io import cache_dir, sha256_bytes
+from diffaug.params import LICENCES, SEARCH_ENGINES, Scrape
 
 ENGINES = {"bing": "https://www.bing.com/images/async"}
 # Bing's licence filters (the `qft` argument). The engine filters by what the host page declares;
@@ -46,7 +46,7 @@ LICENCE_FILTERS = {
     "free_to_modify_share_and_use_commercially": "+filterui:license-L2_L3",
 }
 # params.yaml is validated against config's copies of these names (config imports nothing from here).
-assert tuple(ENGINES) == SEARCH_ENGINES and tuple(LICENCE_FILTERS) == LICENCES, "config.py and search.py disagree"
+assert tuple(ENGINES) == SEARCH_ENGINES and tuple(LICENCE_FILTERS) == LICENCES, "params and search.py disagree"
 PAGE = 35  # results per request (Bing's page)
 MAX_RESULTS = 1000  # Bing serves no more than the first 1,000 results of a query
 

@@ -16,9 +16,9 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from diffaug.config import Split
 from diffaug.data.images import hamming_matrix, phash
 from diffaug.errors import DiffaugError
+from diffaug.params import Split
 from diffaug.rng import class_rng
 from diffaug.rules import imbalance_sizes
 

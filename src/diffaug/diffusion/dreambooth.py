@@ -14,7 +14,6 @@ from typing import Optional
 import torch
 from safetensors.torch import load_file
 
-from diffaug.config import DreamBooth
 from diffaug.device import Cost, pick_device
 from diffaug.diffusion.finetune import (
     Latents,
@@ -32,6 +31,7 @@ from diffaug.diffusion.finetune import (
 from diffaug.diffusion.generate import Settings, cache_key, cached_path, generate, plan
 from diffaug.diffusion.pipeline import fingerprint, load_pipeline, pick_dtype, speed_up
 from diffaug.io import read_json
+from diffaug.params import DreamBooth
 from diffaug.progress import bar
 
 # `lora_targets: attention` is the diffusers DreamBooth LoRA example's; `all` adds every other linear and

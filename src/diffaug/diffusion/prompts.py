@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import re
 
-from diffaug.config import Prompts
 from diffaug.errors import DiffaugError
+from diffaug.params import Prompts
 from diffaug.progress import quiet_libraries
 
 MAX_WORDS = 40  # CLIP reads 77 tokens; a short sentence keeps the class name inside them

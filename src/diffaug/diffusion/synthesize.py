@@ -13,13 +13,13 @@ from typing import Optional
 
 import torch
 
-from diffaug.config import Generate
 from diffaug.device import Cost, pick_device
 from diffaug.diffusion.generate import Job, Settings, cache_key, cached_path, collect, generate, plan
 from diffaug.diffusion.pipeline import fingerprint, model_meta, pick_dtype, speed_up
 from diffaug.diffusion.tiny.tokenizer import unknown_words
 from diffaug.errors import DiffaugError
 from diffaug.io import atomic_dir, read_json, sha256_tree, write_json
+from diffaug.params import Generate
 from diffaug.plots import sample_grid, save_grid
 from diffaug.progress import bar
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 import torch
 from safetensors.torch import save_file
 
-from diffaug.config import TextualInversion
 from diffaug.device import Cost
 from diffaug.diffusion.finetune import (
     Latents,
@@ -27,6 +26,7 @@ from diffaug.diffusion.finetune import (
     training_scheduler,
 )
 from diffaug.errors import DiffaugError
+from diffaug.params import TextualInversion
 from diffaug.progress import bar
 from diffaug.rules import token_of
 

@@ -11,8 +11,8 @@ import time
 from pathlib import Path
 
 from diffaug.cli import run
-from diffaug.config import load_params
 from diffaug.io import atomic_dir, write_json
+from diffaug.params import load_params
 
 BASE = Path("models/base")
 

@@ -10,8 +10,8 @@ holding a file name that is not UTF-8, which DVC crashes on (naming no file) whe
 from pathlib import Path
 
 from diffaug.cli import run
-from diffaug.config import ParamsError, load_params
 from diffaug.io import atomic_write_bytes, require_utf8_names
+from diffaug.params import ParamsError, load_params
 
 CHECKED = Path("params.checked")
 # DVC writes `-S` values into params.yaml before any stage runs and leaves them there when the run fails.
@@ -28,7 +28,7 @@ def main() -> None:
         raise ParamsError(f"{str(e).removesuffix('.')}; {RESTORE}.") from None
     if params.scrape.source == "folder":
         require_utf8_names(params.scrape.path)  # before DVC hashes the folder: it crashes on such a name
-    atomic_write_bytes(CHECKED, b"params.yaml passed its checks (diffaug.config)\n")
+    atomic_write_bytes(CHECKED, b"params.yaml passed its checks (diffaug.params)\n")
 
 
 if __name__ == "__main__":

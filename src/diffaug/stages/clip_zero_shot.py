@@ -9,8 +9,8 @@ from pathlib import Path
 import numpy as np
 
 from diffaug.cli import run
-from diffaug.config import load_params
 from diffaug.io import read_csv, read_json, write_json
+from diffaug.params import load_params
 
 TEST, METRICS = Path("data/test"), Path("metrics/clip.json")
 

@@ -5,9 +5,9 @@ from pathlib import Path
 from diffaug.classify.classifier import classify_manifest
 from diffaug.classify.evaluate import score
 from diffaug.cli import run
-from diffaug.config import load_params
 from diffaug.device import pick_device, use_threads
 from diffaug.io import atomic_dir, read_csv, read_json, write_json
+from diffaug.params import load_params
 
 MODEL, TEST, PLOTS = Path("models/classifier"), Path("data/test"), Path("plots/evaluate")
 

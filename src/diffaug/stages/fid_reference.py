@@ -4,11 +4,11 @@
 from pathlib import Path
 
 from diffaug.cli import run
-from diffaug.config import load_params
 from diffaug.device import pick_device
 from diffaug.io import read_csv, read_json
 from diffaug.metrics.compare import class_features, save_features
 from diffaug.metrics.features import make_extractor
+from diffaug.params import load_params
 from diffaug.plots import sample_grid, save_grid
 
 ORIGINAL, REFERENCE, OUT = Path("data/original"), Path("models/reference"), Path("models/fid_reference")

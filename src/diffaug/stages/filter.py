@@ -14,11 +14,11 @@ from pathlib import Path
 import numpy as np
 
 from diffaug.cli import run
-from diffaug.config import load_params
 from diffaug.data.filter import class_counts, keep_mask, own_class
 from diffaug.device import Cost, pick_device
 from diffaug.errors import DiffaugError
 from diffaug.io import atomic_dir, read_csv, read_json, write_csv, write_json
+from diffaug.params import load_params
 from diffaug.plots import sample_grid, save_grid
 from diffaug.rules import needed
 

@@ -7,10 +7,10 @@ Multi-GPU: `generate.launcher: "accelerate launch --num_processes 4"` splits the
 import sys
 
 from diffaug.cli import run
-from diffaug.config import load_params
 from diffaug.diffusion.pipeline import load_pipeline, read_source
 from diffaug.diffusion.synthesize import prompts_by_class, synthesize
 from diffaug.io import read_json
+from diffaug.params import load_params
 from diffaug.rules import made_count
 
 

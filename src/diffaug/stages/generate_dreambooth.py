@@ -9,10 +9,10 @@ fine-tuned UNet (or LoRA adapters) switched in before its batches and the instan
 import sys
 
 from diffaug.cli import run
-from diffaug.config import load_params
 from diffaug.diffusion.dreambooth import DreamBoothWeights, generation_prompts
 from diffaug.diffusion.pipeline import load_pipeline, read_source
 from diffaug.diffusion.synthesize import finetuned_models, synthesize
+from diffaug.params import load_params
 from diffaug.rules import made_count
 
 

@@ -8,10 +8,10 @@ learned token loaded into the pipeline and the prompt around it ("a photo of a <
 import sys
 
 from diffaug.cli import run
-from diffaug.config import load_params
 from diffaug.diffusion.pipeline import load_pipeline, read_source
 from diffaug.diffusion.synthesize import finetuned_models, synthesize
 from diffaug.diffusion.textual_inversion import generation_prompts, load_tokens
+from diffaug.params import load_params
 from diffaug.rules import made_count
 
 

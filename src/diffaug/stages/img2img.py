@@ -10,12 +10,12 @@ import sys
 from pathlib import Path
 
 from diffaug.cli import run
-from diffaug.config import load_params
 from diffaug.diffusion.img2img import FromParents, plan_img2img
 from diffaug.diffusion.pipeline import load_pipeline, read_source
 from diffaug.diffusion.synthesize import finetuned_models, prompts_by_class, synthesize
 from diffaug.diffusion.textual_inversion import generation_prompts, load_tokens
 from diffaug.io import read_csv, read_json
+from diffaug.params import load_params
 from diffaug.rules import made_count
 
 ORIGINAL = Path("data/original")

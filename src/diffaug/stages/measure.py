@@ -17,13 +17,13 @@ import numpy as np
 from diffaug.classify.classifier import classify_manifest
 from diffaug.classify.evaluate import score
 from diffaug.cli import run
-from diffaug.config import load_params
 from diffaug.device import pick_device
 from diffaug.errors import DiffaugError
 from diffaug.io import read_csv, write_json
 from diffaug.metrics.compare import MIN_IMAGES, OVERALL, class_features, compare, folder_files, load_features
 from diffaug.metrics.copies import copy_shares, phashes
 from diffaug.metrics.features import extract, make_extractor
+from diffaug.params import load_params
 from diffaug.rules import more_of
 
 REFERENCE, FEATURES, SYNTHETIC = Path("models/reference"), Path("models/fid_reference"), Path("data/synthetic")

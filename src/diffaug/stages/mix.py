@@ -3,11 +3,11 @@
 from pathlib import Path
 
 from diffaug.cli import run
-from diffaug.config import load_params
 from diffaug.data.mix import MIXED_COLUMNS, mix_class, parents_of, synthetic_files
 from diffaug.errors import DiffaugError
 from diffaug.io import atomic_dir, read_csv, read_json, sha256_file, write_csv, write_json
 from diffaug.metrics.copies import near_copies
+from diffaug.params import load_params
 from diffaug.rules import more_of
 
 ORIGINAL, SYNTHETIC, MIXED, TEST = Path("data/original"), Path("data/synthetic"), Path("data/mixed"), Path("data/test")

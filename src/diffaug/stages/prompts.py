@@ -3,9 +3,9 @@
 from collections import Counter
 
 from diffaug.cli import run
-from diffaug.config import load_params
 from diffaug.diffusion.prompts import build_prompts
 from diffaug.io import write_json
+from diffaug.params import load_params
 
 
 def main() -> None:

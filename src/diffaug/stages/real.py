@@ -10,9 +10,9 @@ import sys
 from pathlib import Path
 
 from diffaug.cli import run
-from diffaug.config import load_params
 from diffaug.errors import DiffaugError
 from diffaug.io import atomic_dir, read_csv, read_json, write_csv, write_json
+from diffaug.params import load_params
 from diffaug.plots import sample_grid, save_grid
 
 POOL, SYNTHETIC = Path("data/pool"), Path("data/synthetic")

@@ -8,10 +8,10 @@ from pathlib import Path
 
 from diffaug.classify.classifier import save_classifier, train_classifier
 from diffaug.cli import run
-from diffaug.config import Mix, load_params
 from diffaug.data.mix import mix_class
 from diffaug.device import pick_device
 from diffaug.io import read_csv, read_json, write_json
+from diffaug.params import Mix, load_params
 
 ORIGINAL, MODEL = Path("data/original"), Path("models/reference")
 

@@ -3,9 +3,9 @@
 from pathlib import Path
 
 from diffaug.cli import run
-from diffaug.config import load_params
 from diffaug.data.scrape import scrape
 from diffaug.io import atomic_dir, write_json
+from diffaug.params import load_params
 
 RAW = Path("data/raw")
 

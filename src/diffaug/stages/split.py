@@ -6,9 +6,9 @@ import sys
 from pathlib import Path
 
 from diffaug.cli import run
-from diffaug.config import load_params
 from diffaug.data.split import draw_pool, split
 from diffaug.io import atomic_dirs, read_csv, read_json, sha256_file, write_csv, write_json
+from diffaug.params import load_params
 
 RAW, ORIGINAL, TEST, POOL = Path("data/raw"), Path("data/original"), Path("data/test"), Path("data/pool")
 

@@ -8,9 +8,9 @@ from diffaug.checkpoint import Checkpoints, checkpoint_key
 from diffaug.classify.classifier import save_classifier, train_classifier
 from diffaug.classify.train import budget
 from diffaug.cli import run
-from diffaug.config import load_params
 from diffaug.device import Cost, host, pick_device, use_threads
 from diffaug.io import read_csv, read_json
+from diffaug.params import load_params
 
 MIXED, MODEL, CURVES = Path("data/mixed"), Path("models/classifier"), "metrics/train"
 

@@ -10,11 +10,11 @@ import torch
 from accelerate import PartialState
 
 from diffaug.cli import run
-from diffaug.config import load_params
 from diffaug.diffusion.dreambooth import prior_images, save_dreambooth, train_dreambooth
 from diffaug.diffusion.finetune import check_8bit_adam, class_label, load_pixels, native_resolution, pick_instances
 from diffaug.diffusion.pipeline import fingerprint, load_pipeline, read_source
 from diffaug.io import atomic_dir, sha256_tree, write_json
+from diffaug.params import load_params
 
 
 def main() -> None:

@@ -10,7 +10,7 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw, ImageFilter, ImageFont
 
-from diffaug.config import DIGIT_WORDS
+from diffaug.params import DIGIT_WORDS
 
 IMAGE_SIZE = 32
 PROMPT_TEMPLATE = "a photo of the digit {}"

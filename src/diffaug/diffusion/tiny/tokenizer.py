@@ -13,7 +13,7 @@ import os
 import re
 from pathlib import Path
 
-from diffaug.config import DIGIT_WORDS
+from diffaug.params import DIGIT_WORDS
 
 BOS, EOS = "<|startoftext|>", "<|endoftext|>"
 # Prompt length in tokens (CLIP's is 77). Short on purpose: the UNet's cross-attention and the text

@@ -3,8 +3,8 @@
 
 from __future__ import annotations
 
-from diffaug.report.experiments import Run
-from diffaug.report.points import source_rank
+from diffaug.study.experiments import Run
+from diffaug.study.report.points import source_rank
 
 PREFIX, SUFFIX = "metrics/copies/", ".json"
 REFERENCES = ("test", "original")

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from diffaug.report.experiments import Run
-from diffaug.report.points import BASELINE, REPLACE, Point, _index, classes
-from diffaug.report.stats import Stat, paired, pool
+from diffaug.study.experiments import Run
+from diffaug.study.report.points import BASELINE, REPLACE, Point, _index, classes
+from diffaug.study.report.stats import Stat, paired, pool
 
 BALANCE = "balance"
 

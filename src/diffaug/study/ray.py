@@ -26,11 +26,11 @@ from typing import Optional
 import yaml
 
 import diffaug
-from diffaug.config import Study
 from diffaug.errors import DiffaugError
-from diffaug.grid import Sweep, overrides, points, with_sets
-from diffaug.report.experiments import FINISHED, _params, _revisions, flatten, read_exp_show
-from diffaug.runner import command, dvc, failure, up_to_date
+from diffaug.params import Study
+from diffaug.study.dvc import command, dvc, failure, up_to_date
+from diffaug.study.experiments import FINISHED, _params, _revisions, flatten, read_exp_show
+from diffaug.study.grid import Sweep, overrides, points, with_sets
 
 REMOTE = "diffaug-study"  # the DVC remote --dvc-remote is added as (in .dvc/config.local)
 LOGS = Path(".dvc/tmp/study")  # one log per experiment: <name>.log (git ignores .dvc/tmp)

@@ -11,8 +11,8 @@ import json
 from collections import defaultdict
 from dataclasses import dataclass
 
-from diffaug.report.experiments import Run
-from diffaug.report.stats import Stat, paired, pool, slope
+from diffaug.study.experiments import Run
+from diffaug.study.report.stats import Stat, paired, pool, slope
 
 BASELINE = "none"  # mix.source of the paper's "only original" line
 PAPER_SOURCES = ("vanilla", "dreambooth", "textual_inversion")

@@ -13,8 +13,8 @@ import sys
 from pathlib import Path
 
 from diffaug.cli import run
-from diffaug.config import load_params
 from diffaug.errors import DiffaugError
+from diffaug.params import load_params
 
 
 def has_local_edits(path: Path) -> bool:

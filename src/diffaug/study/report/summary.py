@@ -8,16 +8,16 @@ import shutil
 from pathlib import Path
 
 from diffaug.errors import DiffaugError
-from diffaug.report.analysis import Study, analyse
-from diffaug.report.balance import BalanceResult
-from diffaug.report.copies import REFERENCES, flagged
-from diffaug.report.exchange import Yardstick
-from diffaug.report.experiments import Experiments, NotRun
-from diffaug.report.fid import OVERALL, FidTable
-from diffaug.report.figures import CI_NOTE, write_figures
-from diffaug.report.findings import interval, pct, rate_text, yardstick_title
-from diffaug.report.points import Difference, Point, at_largest_p, class_changes, label, lines, regimes, slopes
-from diffaug.report.stats import Stat
+from diffaug.study.experiments import Experiments, NotRun
+from diffaug.study.report.analysis import Study, analyse
+from diffaug.study.report.balance import BalanceResult
+from diffaug.study.report.copies import REFERENCES, flagged
+from diffaug.study.report.exchange import Yardstick
+from diffaug.study.report.fid import OVERALL, FidTable
+from diffaug.study.report.figures import CI_NOTE, write_figures
+from diffaug.study.report.findings import interval, pct, rate_text, yardstick_title
+from diffaug.study.report.points import Difference, Point, at_largest_p, class_changes, label, lines, regimes, slopes
+from diffaug.study.report.stats import Stat
 
 DIGITS = 6  # fractions in summary.json
 

@@ -1,4 +1,4 @@
-"""diffaug report [--out reports] [--input exp.json] (also python -m diffaug.report)"""
+"""diffaug report [--out reports] [--input exp.json] (also diffaug report)"""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ import sys
 from pathlib import Path
 
 from diffaug.errors import DiffaugError
-from diffaug.report.experiments import experiments, from_repo
-from diffaug.report.summary import write_report
+from diffaug.study.experiments import experiments, from_repo
+from diffaug.study.report.summary import write_report
 
 
 def _load(path: Path) -> list[dict]:

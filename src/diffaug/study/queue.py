@@ -20,13 +20,12 @@ Defaults come from the `study` section of params.yaml. The grid:
   as study.budget or --budget says) and per seed (train.seed and mix.seed).
 Experiments that ran before are restored from DVC's run-cache instead of recomputed. With
 `--executor ray` (study.executor) the experiments run as Ray tasks instead of in DVC's queue:
-see diffaug.ray_study.
+see diffaug.study.ray.
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import os
 import re
 import subprocess
@@ -39,17 +38,19 @@ from typing import Optional
 import yaml
 
 from diffaug.cli import run
-from diffaug.config import load_params, parse_params
 from diffaug.errors import DiffaugError
-from diffaug.grid import Sweep, check_points, grid, with_sets
-from diffaug.runner import command_failed, dvc, failure, up_to_date
+from diffaug.params import load_params, parse_params
+from diffaug.study.dvc import command_failed, dvc, failure, up_to_date
+from diffaug.study.grid import Sweep, check_points, grid, with_sets
 
 POLL_SECONDS = 5.0
 
 
 def report(skip: bool) -> None:
-    if not skip and importlib.util.find_spec("diffaug.report"):
-        subprocess.run([sys.executable, "-m", "diffaug.report"], check=False)
+    if not skip:
+        from diffaug.study.report.command import main as write_report  # matplotlib: only when asked
+
+        write_report([])
 
 
 def budget_key(params) -> str:
@@ -173,7 +174,7 @@ def main(argv: Optional[list[str]] = None) -> None:
         "and push to (default: share this repository's DVC cache)",
     )
     ap.add_argument("--dry-run", action="store_true", help="print the dvc commands, queue nothing")
-    ap.add_argument("--no-report", action="store_true", help="do not run python -m diffaug.report at the end")
+    ap.add_argument("--no-report", action="store_true", help="do not run diffaug report at the end")
     a = ap.parse_args(argv)
     # The options override the study section and go through the same checks as params.yaml's values.
     options = {"jobs": a.jobs, "randaugment": a.randaugment, "executor": a.executor}
@@ -210,7 +211,7 @@ def main(argv: Optional[list[str]] = None) -> None:
             "--address, --git-remote and --dvc-remote are options of the Ray executor; add --executor ray."
         )
     if study.executor == "ray" and not a.dry_run:
-        from diffaug.ray_study import run_study  # only this executor needs ray installed
+        from diffaug.study.ray import run_study  # only this executor needs ray installed
 
         run_study(
             raw,

@@ -8,7 +8,7 @@ import copy
 from dataclasses import dataclass
 from typing import Optional
 
-from diffaug.config import ParamsError, parse_params
+from diffaug.params import ParamsError, parse_params
 
 
 @dataclass(frozen=True)

@@ -44,7 +44,7 @@ def cost_summary(
     (default: params.yaml's `sources`).
     """
     if methods is None or filtered is None:
-        from diffaug.config import load_params
+        from diffaug.params import load_params
 
         sources = load_params().sources
         methods = {name: e.method for name, e in sources.finetuned.items()} if methods is None else methods

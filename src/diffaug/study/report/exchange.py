@@ -22,9 +22,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from diffaug.report.experiments import N_PER_CLASS, Run
-from diffaug.report.points import REPLACE, others, regime_rank, source_rank
-from diffaug.report.stats import Stat, pool
+from diffaug.study.experiments import N_PER_CLASS, Run
+from diffaug.study.report.points import REPLACE, others, regime_rank, source_rank
+from diffaug.study.report.stats import Stat, pool
 
 BOOTSTRAP = 2000  # resamples of the seeds
 RNG_SEED = 0  # the same report for the same runs

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from diffaug.report.balance import BALANCE, BalanceResult, balance_results
-from diffaug.report.copies import copies_table
-from diffaug.report.exchange import Yardstick, yardsticks
-from diffaug.report.experiments import Experiments
-from diffaug.report.fid import FidTable, fid_table
-from diffaug.report.findings import exchange_findings, findings
-from diffaug.report.points import Difference, Point, adding, classes, points, replacing
+from diffaug.study.experiments import Experiments
+from diffaug.study.report.balance import BALANCE, BalanceResult, balance_results
+from diffaug.study.report.copies import copies_table
+from diffaug.study.report.exchange import Yardstick, yardsticks
+from diffaug.study.report.fid import FidTable, fid_table
+from diffaug.study.report.findings import exchange_findings, findings
+from diffaug.study.report.points import Difference, Point, adding, classes, points, replacing
 
 
 @dataclass

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import math
 
-from diffaug.report.exchange import BELOW, Exchange, Yardstick
-from diffaug.report.points import (
+from diffaug.study.report.exchange import BELOW, Exchange, Yardstick
+from diffaug.study.report.points import (
     BASELINE,
     RANDAUGMENT,
     REPLACE,
@@ -22,7 +22,7 @@ from diffaug.report.points import (
     regimes,
     slopes,
 )
-from diffaug.report.stats import Stat, paired
+from diffaug.study.report.stats import Stat, paired
 
 SHOWN = 4  # differences named per verdict; the tables hold all of them
 

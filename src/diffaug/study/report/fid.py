@@ -5,8 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from diffaug.errors import DiffaugError
-from diffaug.report.experiments import Run
-from diffaug.report.points import source_rank
+from diffaug.study.experiments import Run
+from diffaug.study.report.points import source_rank
 
 PREFIX, SUFFIX = "metrics/fid/", ".json"
 OVERALL = "overall"

@@ -8,11 +8,11 @@ from pathlib import Path
 
 import numpy as np
 
-from diffaug.report.analysis import Study
-from diffaug.report.experiments import N_PER_CLASS
-from diffaug.report.fid import OVERALL, FidTable
-from diffaug.report.findings import yardstick_title
-from diffaug.report.points import BASELINE, RANDAUGMENT, Point, label, lines, regimes
+from diffaug.study.experiments import N_PER_CLASS
+from diffaug.study.report.analysis import Study
+from diffaug.study.report.fid import OVERALL, FidTable
+from diffaug.study.report.findings import yardstick_title
+from diffaug.study.report.points import BASELINE, RANDAUGMENT, Point, label, lines, regimes
 
 CI_NOTE = "error bars and bands: 95% Student-t CI over seeds (none where n = 1); p = 0 is the all-real run"
 LINESTYLES = ("-", "--", "-.", ":")
