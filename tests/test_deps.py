@@ -18,15 +18,21 @@ REPO = Path(__file__).resolve().parents[1]
 SRC = REPO / "src"
 
 # Files that cannot change a stage's outputs, so editing them must not rerun Stable Diffusion:
-# - params/__init__.py: the params models, schema only; a stage gets values from it, never a count (those live in
-#   rules.py, which the stages that count list). Its verdicts are the `check` stage's, which lists it
-#   and what it imports. Other stages do not follow its imports: its checks are not their code.
+# - the params package (every module of diffaug/params/): schema only; a stage gets values from it, never a count
+#   (those live in rules.py, which the stages that count list). Its verdicts are the `check` stage's, which lists
+#   all its modules and what they import. Other stages do not follow its imports: its checks are not their code.
 # - io.py: atomic writes and the JSON/CSV formats (the bytes a stage writes are its own values);
 # - errors.py: the error type; cli.py: the command-line frame (exit code and the "done" line);
 # - progress.py: progress bars and the third-party libraries' log level (what is printed, not computed);
 # - package __init__ files: docstrings.
-EXEMPT = {"diffaug/params/__init__.py", "diffaug/io.py", "diffaug/errors.py", "diffaug/cli.py", "diffaug/progress.py"}
-CHECK = "diffaug.stages.check"  # the one stage whose result is params/__init__.py's verdict
+PARAMS = "diffaug/params/"
+EXEMPT = {"diffaug/io.py", "diffaug/errors.py", "diffaug/cli.py", "diffaug/progress.py"}
+CHECK = "diffaug.stages.check"  # the one stage whose result is the params package's verdict
+PARAMS_FILES = sorted(p.relative_to(SRC).as_posix() for p in (SRC / PARAMS).glob("*.py"))
+
+
+def exempt(file: str) -> bool:
+    return file in EXEMPT or file.startswith(PARAMS)
 
 
 def module_file(name: str) -> Path | None:
@@ -64,7 +70,7 @@ def closure(module: str) -> set[str]:
         if path is None or path in seen:
             continue
         seen.add(path)
-        if module == CHECK or path.relative_to(SRC).as_posix() not in EXEMPT:
+        if module == CHECK or not exempt(path.relative_to(SRC).as_posix()):
             todo += imports_of(path)
     return {p.relative_to(SRC).as_posix() for p in seen}
 
@@ -103,7 +109,7 @@ def test_every_file_a_stage_imports_is_a_dep():
         module = entry_module(stage.cmd)
         assert module, f"stage {name} does not run a diffaug.stages module: {stage.cmd}"
         deps = {d.def_path for d in stage.deps}
-        needed = {f"src/{f}" for f in closure(module) if f not in EXEMPT and not f.endswith("__init__.py")}
+        needed = {f"src/{f}" for f in closure(module) if not exempt(f) and not f.endswith("__init__.py")}
         if needed - deps:
             missing[name] = sorted(needed - deps)
     assert not missing, f"stages reach files they do not list as deps: {missing}"
@@ -120,11 +126,14 @@ def test_every_listed_code_dep_is_reached():
     assert not extra, f"stages list code they never import: {extra}"
 
 
-def test_config_is_a_dep_of_the_check_stage_only():
+def test_the_params_package_is_a_dep_of_the_check_stage_only():
+    params_deps = {f"src/{f}" for f in PARAMS_FILES}
     for name, stage in stages().items():
         listed = {d.def_path for d in stage.deps}
-        assert ("src/diffaug/params/__init__.py" in listed) == (name == "check"), name
-        if name != "check":
+        if name == "check":
+            assert params_deps <= listed, sorted(params_deps - listed)
+        else:
+            assert not params_deps & listed, (name, sorted(params_deps & listed))
             assert "params.checked" in listed, f"{name} does not wait for the params check"
 
 
@@ -150,31 +159,26 @@ def test_the_import_graph_has_no_cycle():
             visit(node, [node])
 
 
-def test_config_imports_nothing_from_the_project_but_the_rules_and_the_error_type():
-    assert imports_of(SRC / "diffaug/params/__init__.py") <= {"diffaug", "diffaug.errors", "diffaug.rules"}
+def test_the_params_package_imports_nothing_from_the_project_but_the_rules_and_the_error_type():
+    for file in PARAMS_FILES:
+        outside = {n for n in imports_of(SRC / file) if n != "diffaug.params" and not n.startswith("diffaug.params.")}
+        assert outside <= {"diffaug", "diffaug.errors", "diffaug.rules"}, (file, outside)
 
 
 def test_no_stage_counts_through_the_params_models():
-    """The blind spot this file closes: a function defined in params/__init__.py that computes a stage's
-    output would change it without rerunning the stage. params/__init__.py defines schema and checks only."""
-    tree = ast.parse((SRC / "diffaug/params/__init__.py").read_text())
-    functions = {n.name for n in tree.body if isinstance(n, ast.FunctionDef) and not n.name.startswith("_")}
+    """The blind spot this file closes: a function defined in the params package that computes a stage's
+    output would change it without rerunning the stage. Its modules define schema and checks only."""
+    top = [node for file in PARAMS_FILES for node in ast.parse((SRC / file).read_text()).body]
+    functions = {n.name for n in top if isinstance(n, ast.FunctionDef) and not n.name.startswith("_")}
     assert functions <= {"load_params", "parse_params", "params_table"}, functions
+    names = functions | {n.name for n in top if isinstance(n, ast.ClassDef)}
+    names |= {t.id for n in top if isinstance(n, ast.Assign) for t in n.targets if isinstance(t, ast.Name)}
     for path in sorted((SRC / "diffaug").rglob("*.py")):
+        if path.relative_to(SRC).as_posix().startswith(PARAMS):
+            continue  # the package's own modules share its checks
         for node in ast.walk(ast.parse(path.read_text())):
-            if isinstance(node, ast.ImportFrom) and node.module == "diffaug.params":
+            if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("diffaug.params"):
                 imported = {a.name for a in node.names}
-                names = (
-                    functions
-                    | {n.name for n in tree.body if isinstance(n, ast.ClassDef)}
-                    | {
-                        t.id
-                        for n in tree.body
-                        if isinstance(n, ast.Assign)
-                        for t in n.targets
-                        if isinstance(t, ast.Name)
-                    }
-                )
                 assert imported <= names, (path, imported - names)
 
 
