@@ -283,13 +283,10 @@ def generation(template, device: torch.device, size: int, max_batch: int) -> lis
 
 
 def paper(name: str):
-    """A section of the paper profile (what a real run uses), validated by its params model."""
-    import yaml
+    """A section of the paper profile (what a real run uses): profiles/paper.yaml merged onto params.yaml."""
+    from diffaug.study.profiles import merge_profile
 
-    from diffaug import params as config
-
-    model = {"dreambooth": config.DreamBooth, "textual_inversion": config.TextualInversion, "train": config.Train}[name]
-    return model.model_validate(yaml.safe_load((REPO / "profiles" / "paper.yaml").read_text())[name])
+    return getattr(merge_profile("paper", REPO)[1], name)
 
 
 def finetune_params(name: str, device: torch.device, size: int, **update):

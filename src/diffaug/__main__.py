@@ -2,7 +2,7 @@
 
     diffaug study [options]        queue the study's grid as DVC experiments, run them, write the report
     diffaug report [options]       the study report from `dvc exp show`: figures, summary.md, summary.json
-    diffaug profile NAME [--force] switch params.yaml to profiles/NAME.yaml (checked first)
+    diffaug profile NAME [--force] merge profiles/NAME.yaml onto params.yaml (the result checked first)
     diffaug cost [METRICS]         device-hours per stage and seconds per synthetic image, as JSON
     diffaug params [--page]        the params reference table (Markdown), generated from the params models;
                                    --page: the whole docs/params.md page (header and table)
