@@ -40,7 +40,7 @@ import yaml
 from diffaug.cli import run
 from diffaug.errors import DiffaugError
 from diffaug.params import load_params, parse_params
-from diffaug.study.dvc import command_failed, dvc, failure, up_to_date
+from diffaug.study.dvc import dvc, failure, tool_failed, up_to_date
 from diffaug.study.grid import Sweep, check_points, grid, with_sets
 
 POLL_SECONDS = 5.0
@@ -130,7 +130,7 @@ def start_workers(jobs: int) -> None:
         out.seek(0)
         text = out.read()
     if proc.returncode:
-        raise command_failed(["dvc", "queue", "start", "-j", str(jobs)], text)
+        raise tool_failed(["dvc", "queue", "start", "-j", str(jobs)], text)
 
 
 def main(argv: Optional[list[str]] = None) -> None:

@@ -28,7 +28,7 @@ import yaml
 import diffaug
 from diffaug.errors import DiffaugError
 from diffaug.params import Study
-from diffaug.study.dvc import command, dvc, failure, up_to_date
+from diffaug.study.dvc import dvc, failure, git, run_tool, up_to_date
 from diffaug.study.experiments import FINISHED, _params, _revisions, flatten, read_exp_show
 from diffaug.study.grid import Sweep, overrides, points, with_sets
 
@@ -80,10 +80,6 @@ def finished(states: list[dict], commit: str, wanted: dict[str, dict]) -> set[st
             ):
                 done.add(name)
     return done
-
-
-def git(*args: str, cwd: Optional[Path] = None) -> str:
-    return dvc(*args, cwd=cwd, program="git").strip()
 
 
 def prepare(git_remote: Optional[str], dvc_remote: Optional[str]) -> tuple[str, str]:
@@ -142,7 +138,7 @@ def run_point(
     clone = base / "repo"
 
     def step(*cmd: str, cwd: Optional[Path] = clone) -> bool:
-        proc = command(list(cmd), cwd)
+        proc = run_tool(list(cmd), cwd)
         log.append(f"$ {' '.join(cmd)}\n{proc.stdout}{proc.stderr}")
         return proc.returncode == 0
 
