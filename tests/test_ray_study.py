@@ -211,18 +211,19 @@ def test_resources_ask_for_a_gpu_share_or_cpu_cores():
 
 
 def test_names_follow_the_grid_point():
-    from diffaug.study.grid import grid, points
-    from diffaug.study.ray import exp_name
+    from diffaug.study.grid import grid, planned_experiments
 
     names = [
-        exp_name(s, p)
-        for s, p in points(grid(("vanilla",), (0.0, 0.25, 1.0), (("scratch", None), ("frozen", 20)), (0, 1), True))
+        s.name(p)
+        for s, p in planned_experiments(
+            grid(("vanilla",), (0.0, 0.25, 1.0), (("scratch", None), ("frozen", 20)), (0, 1), True)
+        )
     ]
     assert len(names) == len(set(names)) == 2 * 2 * (2 + 1 + 2)
     assert "vanilla-p0.25-frozen-20st-s1" in names and "none-p0-scratch-s0-randaugment" in names
     few = [
-        exp_name(s, p)
-        for s, p in points(
+        s.name(p)
+        for s, p in planned_experiments(
             grid(("vanilla",), (0.0, 1.0), (("scratch", None),), (0,), True, real_per_class=(2, 5), add_per_class=(5,))
         )
     ]

@@ -29,21 +29,11 @@ import diffaug
 from diffaug.errors import DiffaugError
 from diffaug.params import Study
 from diffaug.study.dvc import dvc, failure, git, run_tool, up_to_date
-from diffaug.study.experiments import FINISHED, _params, _revisions, flatten, read_exp_show
-from diffaug.study.grid import Sweep, overrides, points, with_sets
+from diffaug.study.experiments import flatten, has_finished, params_of, read_exp_show, revisions
+from diffaug.study.grid import Sweep, overrides, planned_experiments, stage_params, with_sets
 
 REMOTE = "diffaug-study"  # the DVC remote --dvc-remote is added as (in .dvc/config.local)
 LOGS = Path(".dvc/tmp/study")  # one log per experiment: <name>.log (git ignores .dvc/tmp)
-
-
-def exp_name(sweep: Sweep, p: float) -> str:
-    """The experiment's name, from its grid point, so a rerun finds it (a git ref: no spaces)."""
-    unit = "st" if sweep.budget_key == "train.steps" else "ep"
-    budget = f"-{sweep.budget}{unit}" if sweep.budget is not None else ""
-    augment = f"-{sweep.augment}" if sweep.augment else ""
-    size = f"-k{sweep.n_per_class}" if sweep.n_per_class is not None else ""
-    mode = f"-{sweep.mode}" if sweep.mode else ""
-    return f"{sweep.source}{size}{mode}-p{float(p):g}-{sweep.regime}{budget}-s{sweep.seed}{augment}"
 
 
 def resources(study: Study, cluster: dict[str, float]) -> dict[str, float]:
@@ -61,24 +51,16 @@ def resources(study: Study, cluster: dict[str, float]) -> dict[str, float]:
 def finished(states: list[dict], commit: str, wanted: dict[str, dict]) -> set[str]:
     """The names in `wanted` (name -> params.yaml it runs with) that have a finished experiment of
     `commit` with exactly those params (study.* aside: no stage reads it)."""
-
-    def stage_params(params: dict) -> dict:
-        return {k: v for k, v in params.items() if not k.startswith("study.")}
-
     done = set()
-    for state in states:
-        if state.get("rev") != commit:
-            continue
-        for rev, executor, baseline in _revisions([state]):
-            name = rev.get("name")
-            if (
-                not baseline
-                and name in wanted
-                and executor in FINISHED
-                and not rev.get("error")
-                and stage_params(_params(rev.get("data") or {})) == stage_params(flatten(wanted[name]))
-            ):
-                done.add(name)
+    for rev, state, baseline in revisions([s for s in states if s.get("rev") == commit]):
+        name = rev.get("name")
+        if (
+            not baseline
+            and name in wanted
+            and has_finished(rev, state)
+            and stage_params(params_of(rev)) == stage_params(flatten(wanted[name]))
+        ):
+            done.add(name)
     return done
 
 
@@ -196,7 +178,9 @@ def run_study(
     if dvc_remote and "://" not in dvc_remote:  # a path: the same for the driver and every clone
         dvc_remote = str(Path(dvc_remote).resolve())
     committed = yaml.safe_load(Path("params.yaml").read_text())  # what the clones' params.yaml holds
-    wanted = {exp_name(sweep, p): (sweep.sets(p), with_sets(committed, sweep.sets(p))) for sweep, p in points(sweeps)}
+    wanted = {
+        sweep.name(p): (sweep.sets(p), with_sets(committed, sweep.sets(p))) for sweep, p in planned_experiments(sweeps)
+    }
     origin, commit = prepare(git_remote, dvc_remote)
     if git_remote:  # experiments pushed by an earlier run that this clone has not seen yet
         dvc("exp", "pull", "--no-cache", git_remote, check=False)

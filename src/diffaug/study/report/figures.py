@@ -8,11 +8,11 @@ from pathlib import Path
 
 import numpy as np
 
-from diffaug.study.experiments import N_PER_CLASS
+from diffaug.study.grid import ADD, BASELINE, N_PER_CLASS, RANDAUGMENT, REPLACE
 from diffaug.study.report.analysis import Study
 from diffaug.study.report.fid import OVERALL, FidTable
 from diffaug.study.report.findings import yardstick_title
-from diffaug.study.report.points import BASELINE, RANDAUGMENT, Point, label, lines, regimes
+from diffaug.study.report.points import Point, label, lines, regimes
 
 CI_NOTE = "error bars and bands: 95% Student-t CI over seeds (none where n = 1); p = 0 is the all-real run"
 LINESTYLES = ("-", "--", "-.", ":")
@@ -271,7 +271,7 @@ def _exchange_panel(ax, y, colours: dict) -> None:
     for i, source in enumerate(sources):
         exs = [ex for ex in y.exchanges if ex.source == source]
         colour = colours.setdefault(source, f"C{len(colours) % 10}")
-        for mode, marker in (("replace", "o"), ("add", "^")):
+        for mode, marker in ((REPLACE, "o"), (ADD, "^")):
             mine = [ex for ex in exs if ex.mode == mode]
             if mine:  # nudged apart on the log axis, so sources at one r do not hide each other
                 ax.errorbar(

@@ -12,14 +12,12 @@ from collections import defaultdict
 from dataclasses import dataclass
 
 from diffaug.study.experiments import Run
+from diffaug.study.grid import ADD, BASELINE, N_PER_CLASS, RANDAUGMENT, REPLACE
 from diffaug.study.report.stats import Stat, paired, pool, slope
 
-BASELINE = "none"  # mix.source of the paper's "only original" line
 PAPER_SOURCES = ("vanilla", "dreambooth", "textual_inversion")
 PAPER_REGIMES = ("scratch", "finetune", "frozen")
-RANDAUGMENT = "randaugment"
-REPLACE, ADD = "replace", "add"  # mix.mode: the paper's, and all real images plus synthetic on top
-UNLABELLED_NULLS = ("mix.n_per_class",)  # params whose null is the default setting, left out of labels
+UNLABELLED_NULLS = (N_PER_CLASS,)  # params whose null is the default setting, left out of labels
 
 
 def source_rank(source: str) -> tuple:
