@@ -102,7 +102,7 @@ def others(runs: list[Run], ignore: tuple[str, ...] = ()) -> list[str]:
     ]
 
 
-def points(runs: list[Run]) -> list[Point]:
+def pool_points(runs: list[Run]) -> list[Point]:
     """Runs pooled into points (a mix.mode other than replace is a line of its own), ordered by
     regime, line (source, augment, variant), then p."""
     grouped: dict[tuple, list[Run]] = defaultdict(list)

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from diffaug.errors import DiffaugError
 from diffaug.study.experiments import Experiments, NotRun
-from diffaug.study.report.analysis import Study, analyse
+from diffaug.study.report.analysis import Analysis, analyse
 from diffaug.study.report.balance import BalanceResult
 from diffaug.study.report.copies import REFERENCES, flagged
 from diffaug.study.report.exchange import Yardstick
@@ -43,9 +43,9 @@ def _where_json(pt: Point) -> dict:
     return dict(out, variant=pt.variant) if pt.variant else out
 
 
-def summary_json(study: Study) -> dict:
+def summary_json(analysis: Analysis) -> dict:
     def row(pt: Point) -> dict:
-        per_class = {c: s.mean for c in study.classes if (s := pt.class_accuracy(c)) is not None}
+        per_class = {c: s.mean for c in analysis.classes if (s := pt.class_accuracy(c)) is not None}
         return {
             **_where_json(pt),
             **_stat_json(pt.accuracy),
@@ -78,26 +78,26 @@ def summary_json(study: Study) -> dict:
         return {**_where_json(d.point), "against": {"source": d.against.source, "p": d.against.p}, **_stat_json(d.stat)}
 
     return {
-        "budgets": budgets(study.points),
-        "rows": [row(pt) for pt in study.points],
+        "budgets": budgets(analysis.points),
+        "rows": [row(pt) for pt in analysis.points],
         "not_run": [
-            {"name": r.name, "state": r.state, "setting": r.setting, "logs": r.logs} for r in study.exps.not_run
+            {"name": r.name, "state": r.state, "setting": r.setting, "logs": r.logs} for r in analysis.exps.not_run
         ],
-        "adding": [diff(d) for d in study.adding],
-        "replacing": [diff(d) for d in study.replacing],
-        "warnings": [{"source": s, "unknown_words": w} for s, w in study.exps.unknown_words.items()],
-        "fid": {"extractor": study.fid.extractor, "sources": study.fid.results},
+        "adding": [diff(d) for d in analysis.adding],
+        "replacing": [diff(d) for d in analysis.replacing],
+        "warnings": [{"source": s, "unknown_words": w} for s, w in analysis.exps.unknown_words.items()],
+        "fid": {"extractor": analysis.fid.extractor, "sources": analysis.fid.results},
         "copies": {
             s: {
                 **{k: res.get(k) for k in (*REFERENCES, "flag_share", "phash_distance", "feature_distance")},
                 "flagged": flagged(res),
             }
-            for s, res in study.copies.items()
+            for s, res in analysis.copies.items()
         },
-        "clip": study.clip,
-        "findings": study.findings,
-        "balance": [balance(res) for res in study.balance],
-        "exchange": [_exchange_json(y) for y in study.exchange],
+        "clip": analysis.clip,
+        "findings": analysis.findings,
+        "balance": [balance(res) for res in analysis.balance],
+        "exchange": [_exchange_json(y) for y in analysis.exchange],
     }
 
 
@@ -426,8 +426,8 @@ def _host_line(exps: Experiments) -> list[str]:
     ]
 
 
-def summary_md(study: Study, figures: list[str]) -> str:
-    pts, exps, rep = study.points, study.exps, study.replacing
+def summary_md(analysis: Analysis, figures: list[str]) -> str:
+    pts, exps, rep = analysis.points, analysis.exps, analysis.replacing
     n_runs = sum(len(pt.runs) for pt in pts)
     n_imbalance = len(exps.runs) - n_runs  # their own table: `dvc exp show` lists both
     head = f"{_count(n_runs, 'finished experiment')} pooled over seeds into {_count(len(pts), 'point')}"
@@ -438,7 +438,7 @@ def summary_md(study: Study, figures: list[str]) -> str:
             f"([Class-imbalance filling](#class-imbalance-filling))"
         )
     lines_ = [
-        "# Study report",
+        "# Analysis report",
         "",
         head
         + (
@@ -453,7 +453,7 @@ def summary_md(study: Study, figures: list[str]) -> str:
     ]
     lines_ += _budget_line(pts) + _host_line(exps)
     lines_ += _warning(exps.unknown_words)
-    lines_ += ["## Findings", ""] + [f"- {f}" for f in study.findings] + [""]
+    lines_ += ["## Findings", ""] + [f"- {f}" for f in analysis.findings] + [""]
     if pts:
         lines_ += [
             "## Accuracy vs p (the paper's Figures 3-5)",
@@ -468,7 +468,7 @@ def summary_md(study: Study, figures: list[str]) -> str:
     lines_ += _difference_table(
         "Adding: synthetic images on top of the same real images",
         "A source at p against only original at the same p (both train on the same (1 − p)·n real images).",
-        study.adding,
+        analysis.adding,
     )
     lines_ += _difference_table(
         "Replacing: real images replaced by synthetic ones", "A source at p against p = 0 (all n images real).", rep
@@ -483,24 +483,24 @@ def summary_md(study: Study, figures: list[str]) -> str:
             "",
         ]
         lines_ += [line for f in class_figures for line in (f"![class-wise accuracy]({f})", "")]
-        lines_ += _class_change_lines(rep, study.classes)
-    lines_ += _exchange_lines(study.exchange)
-    lines_ += _fid_lines(study.fid)
-    lines_ += _copies_lines(study.copies)
-    lines_ += _balance_lines(study.balance)
-    if study.clip is not None:
-        lines_ += ["## Zero-shot CLIP", "", f"{pct(study.clip)}% test accuracy.", ""]
+        lines_ += _class_change_lines(rep, analysis.classes)
+    lines_ += _exchange_lines(analysis.exchange)
+    lines_ += _fid_lines(analysis.fid)
+    lines_ += _copies_lines(analysis.copies)
+    lines_ += _balance_lines(analysis.balance)
+    if analysis.clip is not None:
+        lines_ += ["## Zero-shot CLIP", "", f"{pct(analysis.clip)}% test accuracy.", ""]
     lines_ += _not_run_lines(exps.not_run)
     return "\n".join(lines_)
 
 
 def _build(exps: Experiments, out: Path) -> list[str]:
     """Every file of the report into the empty folder `out`; returns their names, summary.json last."""
-    study = analyse(exps)
-    figures = [p.name for p in write_figures(study, out)] if study.points else []
-    (out / "summary.md").write_text(summary_md(study, figures))
+    analysis = analyse(exps)
+    figures = [p.name for p in write_figures(analysis, out)] if analysis.points else []
+    (out / "summary.md").write_text(summary_md(analysis, figures))
     names = figures + ["summary.md", "summary.json"]
-    (out / "summary.json").write_text(json.dumps(dict(summary_json(study), files=names), indent=2) + "\n")
+    (out / "summary.json").write_text(json.dumps(dict(summary_json(analysis), files=names), indent=2) + "\n")
     return names
 
 
