@@ -9,7 +9,8 @@ import copy
 from dataclasses import dataclass
 from typing import Optional
 
-from diffaug.params import ParamsError, parse_params
+from diffaug.errors import DiffaugError
+from diffaug.params import Params, ParamsError, parse_params
 
 # The params that place an experiment in the study (its point), and its seed identity: runs that differ
 # only in the seeds are seeds of one setting.
@@ -176,3 +177,30 @@ def grid(
             sweeps += [Sweep(s, synthetic, regime, budget, seed, budget_key=budget_key) for s in sources if synthetic]
             sweeps += few_shot(sources + controls, regime, budget, seed, real_per_class, add_per_class, budget_key)
     return sweeps
+
+
+def budget_key(params: Params) -> str:
+    """The param the regimes' budgets set: train.steps (equal for every mix) or train.epochs."""
+    unit = params.study.budget or ("steps" if params.train.steps else "epochs")
+    if unit == "steps" and not params.train.steps and None in params.study.regimes.values():
+        raise DiffaugError(
+            "the study's budget is steps but train.steps is null; give every regime its steps, "
+            "e.g. --regimes scratch=2400,finetune=240,frozen=240."
+        )
+    return STEPS if unit == "steps" else EPOCHS
+
+
+def sweeps_of(params: Params) -> list[Sweep]:
+    """The grid that params' study section asks for; every real source not in it is a few-shot control."""
+    study = params.study
+    return grid(
+        tuple(study.sources),
+        tuple(study.p),
+        tuple(study.regimes.items()),
+        tuple(study.seeds),
+        study.randaugment,
+        tuple(study.real_per_class),
+        tuple(study.add_per_class),
+        budget_key(params),
+        tuple(name for name in params.sources.real if name not in study.sources),
+    )
