@@ -438,7 +438,7 @@ def summary_md(analysis: Analysis, figures: list[str]) -> str:
             f"([Class-imbalance filling](#class-imbalance-filling))"
         )
     lines_ = [
-        "# Analysis report",
+        "# Study report",
         "",
         head
         + (
