@@ -575,6 +575,7 @@ def test_the_balance_experiment_is_its_own_table_with_an_honest_verdict(tmp_path
     assert "balanced_accuracy.png" in {f.name for f in files}
     summary = (tmp_path / "summary.md").read_text()
     # The header counts every run `dvc exp show` lists (the baseline commit too), and where the imbalance ones went.
+    assert summary.splitlines()[0] == "# Study report"
     assert summary.splitlines()[2].startswith(
         "10 finished experiments: 4 pooled over seeds into 1 point of the p grid, 6 in the class-imbalance experiment"
     )
