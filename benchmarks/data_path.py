@@ -16,7 +16,6 @@ import argparse
 import json
 import platform
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -24,16 +23,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
-sys.path.insert(0, str(Path(__file__).parent))
-from baseline import OldAugment, old_fit_epochs, old_generate  # noqa: E402
-
-from diffaug.classify.data import Augment, load_image  # noqa: E402
-from diffaug.classify.model import build_model  # noqa: E402
-from diffaug.classify.train import fit, seed_everything  # noqa: E402
-from diffaug.data.images import png_bytes  # noqa: E402
-from diffaug.data.scrape import digits  # noqa: E402
-from diffaug.diffusion.generate import Settings, generate, plan  # noqa: E402
-from diffaug.params import load_params  # noqa: E402
+from diffaug.classify.data import Augment, load_image
+from diffaug.classify.model import build_model
+from diffaug.classify.train import fit, seed_everything
+from diffaug.data.images import png_bytes
+from diffaug.data.scrape import digits
+from diffaug.diffusion.generate import Settings, generate, plan
+from diffaug.legacy import OldAugment, old_fit_epochs, old_generate
+from diffaug.params import load_params
 
 CPU = torch.device("cpu")
 

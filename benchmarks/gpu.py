@@ -26,7 +26,6 @@ import copy
 import gc
 import json
 import platform
-import sys
 import tempfile
 import time
 from collections.abc import Callable
@@ -34,14 +33,12 @@ from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).parent))
-from baseline import old_fit_epochs, old_generate  # noqa: E402
-
-from diffaug.classify.model import build_model  # noqa: E402
-from diffaug.classify.train import fit, seed_everything  # noqa: E402
-from diffaug.device import device_name, pick_device  # noqa: E402
-from diffaug.diffusion.generate import Settings, generate, plan, run_batch  # noqa: E402
-from diffaug.diffusion.pipeline import pick_dtype, set_scheduler, speed_up  # noqa: E402
+from diffaug.classify.model import build_model
+from diffaug.classify.train import fit, seed_everything
+from diffaug.device import device_name, pick_device
+from diffaug.diffusion.generate import Settings, generate, plan, run_batch
+from diffaug.diffusion.pipeline import pick_dtype, set_scheduler, speed_up
+from diffaug.legacy import old_fit_epochs, old_generate
 
 REPO = Path(__file__).resolve().parents[1]
 

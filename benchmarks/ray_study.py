@@ -20,7 +20,7 @@ from pathlib import Path
 import ray
 import yaml
 
-from diffaug.study.queue import main as study
+from diffaug.study.command import main as study
 
 HERE = Path(__file__).resolve().parents[1]
 

@@ -1,5 +1,7 @@
 """Params validation: a bad value stops with one sentence naming key, value and what is allowed."""
 
+import json
+import math
 import re
 import subprocess
 import sys
@@ -184,12 +186,31 @@ def test_colliding_class_names_are_named_together(tmp_path, classes, words):
 
 
 def test_the_default_grid_fits_the_synthetic_sets():
-    """Every p the default mix and study ask for fits generate.per_class (issue: p = 1.0 needed 102 of 100)."""
-    from diffaug.rules import mix_counts
-
+    """Every p the default mix and study ask for fits the synthetic sets the committed pipeline wrote, counted
+    from its metrics, not by the params check: round(p x n) synthetic images a class, n the real training
+    images a class the mix stage took (at the committed p = 0), against the images a class each source wrote
+    and the mix may use."""
     params = load_params(REPO / "params.yaml")
+    k = len(params.classes)
+    mix, split = (json.loads((REPO / f"metrics/{m}.json").read_text()) for m in ("mix", "split"))
+    assert mix["synthetic_images"] == 0, "metrics/mix.json is not of the committed p = 0"
+    n, n_val = mix["real_images"] / k, mix["val_images"] / k  # 102 and 18 of 120 originals a class
+    usable = {}
+    for name in [*params.sources.txt2img, *params.sources.finetuned]:
+        usable[name] = json.loads((REPO / f"metrics/generate/{name}.json").read_text())["images"] / k
+    for name in params.sources.img2img:  # each real image's children: those of validation parents are never used
+        children = json.loads((REPO / f"metrics/generate/{name}.json").read_text())["images"] / k
+        per_parent = children / (split["original_images"] / k)
+        assert per_parent == int(per_parent), "img2img cycles its parents unevenly: count its children per parent"
+        usable[name] = children - per_parent * n_val
+    for name in params.sources.filtered:  # what the filter kept, in its thinnest class
+        kept = json.loads((REPO / f"metrics/filter/{name}.json").read_text())["per_class"]
+        usable[name] = min(c["kept"] for c in kept.values())
+    assert set(usable) >= set(params.study.sources) and (n, n_val) == (102, 18)
     for p in params.study.p + [params.mix.p]:
-        assert mix_counts(params.split.original_per_class, params.mix, p)["synthetic"] <= params.generate.per_class
+        need = math.floor(p * n + 0.5)  # round half up
+        short = {name: have for name, have in usable.items() if have < need}
+        assert not short, f"p = {p} needs {need} synthetic images a class; {short} have fewer"
 
 
 def test_a_study_p_the_sets_cannot_fill_names_both_keys(tmp_path):

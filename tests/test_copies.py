@@ -234,8 +234,8 @@ def test_report_tables_the_copies_per_source_and_flags_a_leak():
         "metrics/copies/vanilla.json": copies_result(0.0, 0.05),
         "metrics/copies/dreambooth.json": copies_result(0.1, 0.4),
     }
-    study = analyse(experiments([rev("vanilla-0.5-0", params("vanilla", 0.5, 0), mets)]))
-    md = summary_md(study, [])
+    analysis = analyse(experiments([rev("vanilla-0.5-0", params("vanilla", 0.5, 0), mets)]))
+    md = summary_md(analysis, [])
     assert "## Copies and leaks" in md
     assert "| vanilla | 0.0% (pHash 0.0%, features 0.0%) | 5.0% (pHash 5.0%, features 2.5%) | no |" in md
     assert (
@@ -243,6 +243,6 @@ def test_report_tables_the_copies_per_source_and_flags_a_leak():
         "**yes** (> 5.0%) |" in md
     )
     assert md.index("| vanilla |", md.index("## Copies")) < md.index("| dreambooth |", md.index("## Copies"))
-    data = summary_json(study)["copies"]
+    data = summary_json(analysis)["copies"]
     assert data["dreambooth"]["flagged"] and not data["vanilla"]["flagged"]
     assert data["dreambooth"]["test"]["copies"] == 2

@@ -39,7 +39,7 @@ def test_cost_summary_adds_generation_and_finetuning(tmp_path):
     assert s["sources"]["vanilla"]["seconds_per_image"] == round(7200 / 7000, 3)
     db = s["sources"]["dreambooth"]
     assert db["finetune_hours"] == 1.0 and db["seconds_per_image"] == 100 / 50 + 3600 / 100
-    assert s["sources"]["textual_inversion"]["seconds_per_image"] is None  # all from the cache
+    assert s["sources"]["textual_inversion"]["seconds_per_image"] == "cached"  # all from the cache: no timing
     assert s["gpu_hours"] == round(2.0 + 100 / 3600 + 1.0, 4)
     assert s["cpu_hours"] == pytest.approx((0.1 + 360 + 35) / 3600, abs=2e-4)  # each stage rounded to 4 digits
     assert set(s["stages"]) == {
@@ -60,3 +60,16 @@ def test_cost_summary_of_an_empty_folder(tmp_path):
         "gpu_hours": 0.0,
         "cpu_hours": 0.0,
     }
+
+
+def test_images_from_the_cache_say_so_and_so_does_their_filtered_source(tmp_path):
+    put(
+        tmp_path / "generate/vanilla.json",
+        {"images": 40, "generated": 0, "reused": 40, "seconds": 0.0, "device": "cpu"},
+    )
+    put(tmp_path / "generate/empty.json", {"images": 0, "generated": 0, "reused": 0, "seconds": 0.0, "device": "cpu"})
+    put(tmp_path / "filter/vanilla_filtered.json", {"candidates": 40, "kept": 20, "seconds": 2.0, "device": "cpu"})
+    s = cost_summary(tmp_path, {}, {"vanilla_filtered": "vanilla"})["sources"]
+    assert s["vanilla"]["seconds_per_image"] == s["vanilla_filtered"]["seconds_per_image"] == "cached"
+    assert s["vanilla_filtered"]["filter_hours"] == round(2 / 3600, 4)
+    assert s["empty"]["seconds_per_image"] is None  # no image at all: nothing to time

@@ -17,10 +17,7 @@ from diffaug.diffusion.generate import Settings, cache_key, cached_path, collect
 from diffaug.diffusion.pipeline import SCHEDULERS, load_pipeline, pick_dtype, read_source, set_scheduler
 from diffaug.errors import DiffaugError
 from diffaug.io import read_csv
-from helpers import REPO
-
-sys.path.insert(0, str(REPO / "benchmarks"))
-from baseline import old_generate  # noqa: E402  generation before issue 15: PIL images, written serially
+from diffaug.legacy import old_generate
 
 CPU = torch.device("cpu")
 PROMPTS = {"three": ["a photo of the digit three"], "seven": ["a photo of the digit seven", "a drawing of seven"]}

@@ -128,11 +128,11 @@ def local_ray():
 def test_ray_runs_each_point_in_its_own_clone_through_remotes_and_resumes(tmp_path, monkeypatch, local_ray):
     """About 60 s: five points two at a time through a bare git remote and a directory DVC remote,
     one failing on purpose (and retried once), then a rerun that runs nothing new."""
-    from diffaug.study.queue import main
+    from diffaug.study.command import main
 
     repo = tiny_repo(tmp_path, monkeypatch, p=[0.0, 0.5, 1.0], randaugment=True)
     reported = []  # what the report would read, taken when the study runs it
-    monkeypatch.setattr("diffaug.study.queue.report", lambda skip: reported.append(exp_show(repo)))
+    monkeypatch.setattr("diffaug.study.command.run_report", lambda: reported.append(exp_show(repo)))
     monkeypatch.setenv("FAIL_RANDAUGMENT", "1")
     bare, store = tmp_path / "remote.git", tmp_path / "dvc-store"
     subprocess.run(["git", "init", "-q", "--bare", str(bare)], check=True)
@@ -173,7 +173,7 @@ def test_ray_runs_each_point_in_its_own_clone_through_remotes_and_resumes(tmp_pa
 def test_ray_gives_concurrent_runs_different_gpus(tmp_path, monkeypatch, local_ray):
     """About 40 s: two mock GPUs (Ray's resources), one per run, three runs through the shared cache."""
     from diffaug.study import ray as ray_study
-    from diffaug.study.queue import main
+    from diffaug.study.command import main
 
     repo = tiny_repo(tmp_path, monkeypatch, p=[0.0, 1.0], randaugment=True, gpus_per_run=1.0)
     local_ray(num_cpus=4, num_gpus=2)
@@ -211,18 +211,19 @@ def test_resources_ask_for_a_gpu_share_or_cpu_cores():
 
 
 def test_names_follow_the_grid_point():
-    from diffaug.study.grid import grid, points
-    from diffaug.study.ray import exp_name
+    from diffaug.study.grid import grid, planned_experiments
 
     names = [
-        exp_name(s, p)
-        for s, p in points(grid(("vanilla",), (0.0, 0.25, 1.0), (("scratch", None), ("frozen", 20)), (0, 1), True))
+        s.name(p)
+        for s, p in planned_experiments(
+            grid(("vanilla",), (0.0, 0.25, 1.0), (("scratch", None), ("frozen", 20)), (0, 1), True)
+        )
     ]
     assert len(names) == len(set(names)) == 2 * 2 * (2 + 1 + 2)
     assert "vanilla-p0.25-frozen-20st-s1" in names and "none-p0-scratch-s0-randaugment" in names
     few = [
-        exp_name(s, p)
-        for s, p in points(
+        s.name(p)
+        for s, p in planned_experiments(
             grid(("vanilla",), (0.0, 1.0), (("scratch", None),), (0,), True, real_per_class=(2, 5), add_per_class=(5,))
         )
     ]

@@ -17,7 +17,7 @@ import diffaug
 from diffaug.errors import DiffaugError
 from diffaug.study.experiments import experiments, read_exp_show
 from diffaug.study.report.command import main
-from diffaug.study.report.points import points
+from diffaug.study.report.points import pool_points
 from diffaug.study.report.stats import paired, pool, slope
 from diffaug.study.report.summary import write_report
 
@@ -180,7 +180,7 @@ def test_only_finished_experiments_are_results_and_seeds_pool():
     assert exps.not_run[0].setting == "vanilla, p = 0.75, scratch, augment standard, seeds 0/0"
     assert exps.unknown_words == {"vanilla": ["triangle"]}
 
-    pts = points(exps.runs)
+    pts = pool_points(exps.runs)
     vanilla = point(pts, "vanilla", 0.5)
     assert sorted(r.name for r in vanilla.runs) == ["vanilla-0.5-0", "vanilla-0.5-1"]  # study.jobs did not split
     assert (vanilla.accuracy.n, vanilla.accuracy.mean) == (2, pytest.approx(0.885))
@@ -204,7 +204,7 @@ def test_a_source_at_p_0_is_only_original_and_a_seed_counts_once():
             )
         ]
     ).runs
-    pts = points(runs)
+    pts = pool_points(runs)
     assert [(pt.source, pt.p) for pt in pts] == [("none", 0.0)]
     assert (pts[0].accuracy.n, pts[0].accuracy.mean) == (2, pytest.approx(0.92))
     assert pts[0].class_accuracy("zero").n == 2
@@ -259,7 +259,7 @@ def test_runs_of_other_settings_are_not_averaged_as_seeds():
         rev("b", params("none", 0.0, 1, epochs=15), metrics(0.92)),
         rev("c", params("none", 0.0, 0, epochs=1), metrics(0.1)),
     ]
-    pts = points(experiments([dict(rev("main", *COMMIT), experiments=[exp_range(r, None) for r in runs])]).runs)
+    pts = pool_points(experiments([dict(rev("main", *COMMIT), experiments=[exp_range(r, None) for r in runs])]).runs)
     assert {(pt.variant, pt.accuracy.n) for pt in pts} == {("train.epochs=15", 2), ("train.epochs=1", 1)}
 
 
@@ -575,6 +575,7 @@ def test_the_balance_experiment_is_its_own_table_with_an_honest_verdict(tmp_path
     assert "balanced_accuracy.png" in {f.name for f in files}
     summary = (tmp_path / "summary.md").read_text()
     # The header counts every run `dvc exp show` lists (the baseline commit too), and where the imbalance ones went.
+    assert summary.splitlines()[0] == "# Study report"
     assert summary.splitlines()[2].startswith(
         "10 finished experiments: 4 pooled over seeds into 1 point of the p grid, 6 in the class-imbalance experiment"
     )

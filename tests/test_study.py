@@ -15,7 +15,8 @@ import yaml
 
 import diffaug
 from diffaug.errors import DiffaugError
-from diffaug.study.queue import grid, main
+from diffaug.study.command import main
+from diffaug.study.grid import grid
 from helpers import params_file
 
 SRC = Path(diffaug.__file__).resolve().parents[1]
@@ -322,17 +323,17 @@ Worker status: {} active, 0 idle
 
 def test_wait_reads_the_queue_and_gives_up_without_workers(monkeypatch):
     from diffaug.errors import DiffaugError
-    from diffaug.study import queue as study
+    from diffaug.study import queue
 
     seen, workers = [], [1, 1, 0, 0, 0, 0]
-    monkeypatch.setattr(study, "dvc", lambda *a, **k: seen.append(a) or STATUS.format(workers.pop(0)))
+    monkeypatch.setattr(queue, "dvc", lambda *a, **k: seen.append(a) or STATUS.format(workers.pop(0)))
     with pytest.raises(DiffaugError, match="no worker left with 1 experiments"):
-        study.wait(["spiry-grot", "aided-coat", "sharp-mako"], poll=0.0)
+        queue.wait(["spiry-grot", "aided-coat", "sharp-mako"], poll=0.0)
     assert len(seen) == 5 and seen[0] == ("queue", "status")
     monkeypatch.setattr(
-        study, "dvc", lambda *a, **k: STATUS.format(1).replace("Queued", "Running ").replace("Running ", "Success")
+        queue, "dvc", lambda *a, **k: STATUS.format(1).replace("Queued", "Running ").replace("Running ", "Success")
     )
-    assert study.wait(["spiry-grot", "aided-coat", "sharp-mako"], poll=0.0) == {
+    assert queue.wait(["spiry-grot", "aided-coat", "sharp-mako"], poll=0.0) == {
         "spiry-grot": ("6b373af", "Success"),
         "aided-coat": ("119a9a7", "Success"),
         "sharp-mako": ("75a2dcd", "Failed"),
@@ -342,7 +343,7 @@ def test_wait_reads_the_queue_and_gives_up_without_workers(monkeypatch):
 def test_every_experiment_of_the_default_study_has_valid_params(monkeypatch, capsys):
     """The documented default (`--seeds 0,1,2`) as the queue would get it: every point's params load."""
     from diffaug.params import parse_params
-    from diffaug.study.queue import with_sets
+    from diffaug.study.grid import with_sets
 
     monkeypatch.chdir(SRC.parent)
     main(["--dry-run", "--seeds", "0,1,2"])

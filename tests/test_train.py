@@ -1,7 +1,6 @@
 """The classifier: regimes, weights offline, best-validation copy, determinism, evaluation."""
 
 import hashlib
-import sys
 
 import numpy as np
 import pytest
@@ -14,10 +13,8 @@ from diffaug.classify.model import build_model, imagenet_weights_path, use_small
 from diffaug.classify.train import budget, epoch_batches, fit, predict, seed_everything, step_batches
 from diffaug.device import autocast_dtype, pick_device
 from diffaug.errors import DiffaugError
-from helpers import REPO, section
-
-sys.path.insert(0, str(REPO / "benchmarks"))
-from baseline import OldAugment, old_fit_epochs  # noqa: E402  the data path before issue 15
+from diffaug.legacy import OldAugment, old_fit_epochs
+from helpers import section
 
 CPU = torch.device("cpu")
 CFG = section(

@@ -4,11 +4,15 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
+import torch
 
+from diffaug.device import Meter
 from diffaug.io import sha256_file, write_csv, write_json
+from diffaug.study.cost import cost_summary
 from helpers import params_file, pattern
 
 REPO = Path(__file__).resolve().parents[1]
@@ -51,14 +55,33 @@ def train_stage(folder: Path, images_per_class: int, env: dict | None = None, **
     return json.loads((folder / "metrics/train/metrics.json").read_text())
 
 
+def test_a_meter_reads_the_time_and_throughput_of_what_ran_since_it_started():
+    meter = Meter(torch.device("cpu"))
+    time.sleep(0.5)
+    reading = meter.reading(50, "images")
+    assert reading["seconds"] == pytest.approx(0.5, abs=0.15)  # rounded to 0.1 s, plus scheduling
+    assert reading["images_per_second"] == pytest.approx(100, rel=0.25)
+    assert (reading["device"], reading["peak_memory_gb"]) == ("cpu", None)
+    assert meter.reading(0, "steps")["steps_per_second"] is None  # nothing done: no rate
+
+
 @pytest.mark.slow  # four fresh processes importing torch and DVCLive: about a minute on 2 busy cores
 def test_a_smaller_mix_trains_as_many_steps_and_the_metrics_say_so(tmp_path):
-    small, large = (train_stage(tmp_path / str(n), n, steps=6, val_every=3, threads=1) for n in (2, 9))
-    for m in (small, large):
+    for n in (2, 9):
+        start = time.perf_counter()
+        m = train_stage(tmp_path / str(n), n, steps=6, val_every=3, threads=1)
+        wall = time.perf_counter() - start
         assert (m["budget"], m["steps"], m["images_seen"]) == ("steps", 6, 24)
         assert m["host"]["threads"] == 1 and m["host"]["torch"] and m["host"]["cpu"]
         assert m["device"] == "cpu" and m["peak_memory_gb"] is None
+        # The training's own time: more than nothing, less than the whole process (torch's import aside),
+        # and the rate is the images seen over it.
+        assert 0 < m["seconds"] < wall
         assert m["images_per_second"] == pytest.approx(24 / m["seconds"], rel=0.1)
+        # `diffaug cost` counts those seconds as the train stage's CPU time.
+        cost = cost_summary(tmp_path / str(n) / "metrics", {}, {})
+        assert cost["stages"]["train"] == {"hours": round(m["seconds"] / 3600, 4), "gpu": False, "device": "cpu"}
+        assert (cost["cpu_hours"], cost["gpu_hours"]) == (round(m["seconds"] / 3600, 4), 0.0)
     # The paper's fixed epochs: the smaller mix takes fewer steps, and the metrics show it.
     small, large = (train_stage(tmp_path / f"e{n}", n, steps=None, epochs=2) for n in (2, 9))
     assert (small["budget"], small["steps"], small["images_seen"]) == ("epochs", 2, 8)

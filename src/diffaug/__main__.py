@@ -22,7 +22,7 @@ from diffaug.errors import DiffaugError
 
 
 def _study(argv: list[str]) -> None:
-    from diffaug.study.queue import main
+    from diffaug.study.command import main
 
     main(argv)
 

@@ -72,9 +72,9 @@ def device_name(device: torch.device) -> str:
     return torch.cuda.get_device_name(device) if device.type == "cuda" else device.type
 
 
-class Cost:
-    """Wall time, throughput and peak GPU memory of a run: what a stage cost, for its metrics and
-    `diffaug cost`."""
+class Meter:
+    """Measures a run from its creation: wall time, throughput and peak GPU memory, what a stage
+    records in its metrics (and `diffaug cost` adds up)."""
 
     def __init__(self, device: torch.device):
         self.device = device
@@ -82,7 +82,7 @@ class Cost:
             torch.cuda.reset_peak_memory_stats(device)
         self.start = time.perf_counter()
 
-    def report(self, done: int, unit: str) -> dict:
+    def reading(self, done: int, unit: str) -> dict:
         """`done` units of work (steps, images) since the start: seconds, <unit>_per_second, device, peak GPU GB."""
         seconds = time.perf_counter() - self.start
         cuda = self.device.type == "cuda"

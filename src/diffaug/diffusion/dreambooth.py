@@ -14,7 +14,7 @@ from typing import Optional
 import torch
 from safetensors.torch import load_file
 
-from diffaug.device import Cost, pick_device
+from diffaug.device import Meter, pick_device
 from diffaug.diffusion.finetune import (
     Latents,
     accelerator,
@@ -162,7 +162,7 @@ def train_dreambooth(
         with torch.no_grad():
             fixed = encode_prompts(pipe, prompts, device)
     bs, w = params.batch_size, params.prior_loss_weight
-    cost, losses = Cost(device), []
+    meter, losses = Meter(device), []
     unet_t.train()
     progress = bar(params.steps, "dreambooth", "step", disable=not acc.is_local_main_process)
     for idx in batches(len(inst.mean), bs, params.steps * params.gradient_accumulation, gen):
@@ -185,7 +185,7 @@ def train_dreambooth(
         losses.append(loss.item())
         show_step(progress, losses, acc.sync_gradients)
     progress.close()
-    record = cost.report(params.steps, "steps")
+    record = meter.reading(params.steps, "steps")
     pipe.unet = acc.unwrap_model(unet_t).eval()
     pipe.text_encoder = acc.unwrap_model(text_t).eval()
     after = instance_loss(pipe, inst, prompt, params.seed)

@@ -13,7 +13,7 @@ from typing import Optional
 
 import torch
 
-from diffaug.device import Cost, pick_device
+from diffaug.device import Meter, pick_device
 from diffaug.diffusion.generate import Job, Settings, cache_key, cached_path, collect, generate, plan
 from diffaug.diffusion.pipeline import fingerprint, model_meta, pick_dtype, speed_up
 from diffaug.diffusion.tiny.tokenizer import unknown_words
@@ -92,7 +92,7 @@ def synthesize(
         dtype=str(dtype).removeprefix("torch."),
     )
     missing = sum(not cached_path(cache_key(j, settings)).exists() for j in jobs)
-    cost = Cost(device)
+    meter = Meter(device)
     counts = {"generated": 0, "reused": len(jobs), "batch_size": params.batch_size}
     if missing:  # a complete cache needs no model at all
         pipe = speed_up(
@@ -111,7 +111,7 @@ def synthesize(
                 progress=progress.update,
                 switch=switch,
             )
-    record = cost.report(counts["generated"], "images")
+    record = meter.reading(counts["generated"], "images")
     state.wait_for_everyone()
     report = {"images": len(jobs), **counts, **record, "processes": state.num_processes, "unknown_words": unknown}
     if state.is_main_process:

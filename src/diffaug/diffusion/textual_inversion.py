@@ -12,7 +12,7 @@ from __future__ import annotations
 import torch
 from safetensors.torch import save_file
 
-from diffaug.device import Cost
+from diffaug.device import Meter
 from diffaug.diffusion.finetune import (
     Latents,
     accelerator,
@@ -125,7 +125,7 @@ def train_textual_inversion(
     templates = expand_templates(params.templates)
     word = token_text(token, params.num_vectors)
     scheduler = training_scheduler(pipe)
-    cost, losses = Cost(device), []
+    meter, losses = Meter(device), []
     progress = bar(params.steps, f"textual inversion {token}", "step", disable=not acc.is_local_main_process)
     for idx in batches(len(latents.mean), params.batch_size, params.steps * params.gradient_accumulation, gen):
         with acc.accumulate(text_t):
@@ -147,7 +147,7 @@ def train_textual_inversion(
         losses.append(loss.item())
         show_step(progress, losses, acc.sync_gradients)
     progress.close()
-    record = cost.report(params.steps, "steps")
+    record = meter.reading(params.steps, "steps")
     pipe.text_encoder = acc.unwrap_model(text_t).eval()
     pipe.text_encoder.requires_grad_(False)
     learned = embeddings.weight[ids].detach().float().cpu().clone()

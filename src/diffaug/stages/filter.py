@@ -15,7 +15,7 @@ import numpy as np
 
 from diffaug.cli import run
 from diffaug.data.filter import class_counts, keep_mask, own_class
-from diffaug.device import Cost, pick_device
+from diffaug.device import Meter, pick_device
 from diffaug.errors import DiffaugError
 from diffaug.io import atomic_dir, read_csv, read_json, write_csv, write_json
 from diffaug.params import load_params
@@ -79,7 +79,7 @@ def main() -> None:
     )
     drop_top = params.filter.drop_top if entry.filter == "confidence" else 0.0
     labels = np.array([classes.index(r["class"]) for r in rows], dtype=np.int64)
-    cost = Cost(pick_device(params.filter.device))
+    meter = Meter(pick_device(params.filter.device))
     scores = own_class(probabilities(params, entry, folder, rows, classes), labels)
     keep = keep_mask(scores, labels, threshold, drop_top)
     kept_rows = [dict(r, score=round(float(s), 6)) for r, s, k in zip(rows, scores, keep) if k]
@@ -101,7 +101,7 @@ def main() -> None:
             "kept": int(keep.sum()),
             "dropped": int((~keep).sum()),
             "per_class": per_class,
-            **cost.report(len(rows), "images"),
+            **meter.reading(len(rows), "images"),
         },
     )
     print(f"filter {name}: kept {int(keep.sum())} of {len(rows)} {entry.of} images ({entry.filter} >= {threshold:g})")

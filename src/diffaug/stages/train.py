@@ -8,7 +8,7 @@ from diffaug.checkpoint import Checkpoints, checkpoint_key
 from diffaug.classify.classifier import save_classifier, train_classifier
 from diffaug.classify.train import budget
 from diffaug.cli import run
-from diffaug.device import Cost, host, pick_device, use_threads
+from diffaug.device import Meter, host, pick_device, use_threads
 from diffaug.io import read_csv, read_json
 from diffaug.params import load_params
 
@@ -21,7 +21,7 @@ def main() -> None:
     use_threads(cfg.threads)
     classes = read_json(MIXED / "classes.json")
     train_rows = read_csv(MIXED / "train.csv")
-    cost = Cost(device)
+    meter = Meter(device)
     # Keyed by the params and the mix: a rerun after a kill resumes, any other run starts afresh.
     key = checkpoint_key(cfg.model_dump(), [MIXED / f for f in ("train.csv", "val.csv", "classes.json")], str(device))
     checkpoints = Checkpoints("train", key, cfg.checkpoint_every)
@@ -45,7 +45,7 @@ def main() -> None:
                 "best_epoch": result.best_epoch,
                 "best_step": result.best_step,
                 "best_val_accuracy": result.best_val_accuracy,
-                **cost.report(spent["images_seen"], "images"),
+                **meter.reading(spent["images_seen"], "images"),
                 "host": host(device),
             }
         )

@@ -1,5 +1,5 @@
-"""The git and dvc commands of both study executors: one runner, the failure sentence, and the
-pipeline brought up to date once before any experiment."""
+"""The git and dvc commands of both study executors: one runner (`tool`, and its `dvc` and `git`),
+the failure sentences, and the pipeline brought up to date once before any experiment."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from typing import Optional
 from diffaug.errors import DiffaugError
 
 
-def command(args: list[str], cwd: Optional[Path] = None) -> subprocess.CompletedProcess:
+def run_tool(args: list[str], cwd: Optional[Path] = None) -> subprocess.CompletedProcess:
     """Run git or dvc, output captured; a missing program is the user's to install."""
     try:
         return subprocess.run(args, cwd=cwd, capture_output=True, text=True)
@@ -21,17 +21,26 @@ def command(args: list[str], cwd: Optional[Path] = None) -> subprocess.Completed
         ) from None
 
 
-def command_failed(args: list[str], output: str) -> DiffaugError:
+def tool_failed(args: list[str], output: str) -> DiffaugError:
     """The error for a git or dvc command that failed: the command and its last line of output."""
     last = (output.strip() or "no output").splitlines()[-1]
     return DiffaugError(f"`{' '.join(args)}` failed ({last}); fix that and run the study again.")
 
 
-def dvc(*args: str, check: bool = True, cwd: Optional[Path] = None, program: str = "dvc") -> str:
-    proc = command([program, *args], cwd)
+def tool(program: str, *args: str, check: bool = True, cwd: Optional[Path] = None) -> str:
+    """`program args`'s output (stdout, then stderr); with `check`, a failure is an error."""
+    proc = run_tool([program, *args], cwd)
     if check and proc.returncode != 0:
-        raise command_failed([program, *args], proc.stderr.strip() or proc.stdout)
+        raise tool_failed([program, *args], proc.stderr.strip() or proc.stdout)
     return proc.stdout + proc.stderr
+
+
+def dvc(*args: str, check: bool = True, cwd: Optional[Path] = None) -> str:
+    return tool("dvc", *args, check=check, cwd=cwd)
+
+
+def git(*args: str, cwd: Optional[Path] = None) -> str:
+    return tool("git", *args, cwd=cwd).strip()
 
 
 def failure(failed: list[tuple[str, str]], total: int) -> DiffaugError:

@@ -16,15 +16,19 @@ from pathlib import Path
 import yaml
 
 from diffaug.errors import DiffaugError
+from diffaug.study.grid import (
+    ABSENT,
+    AUGMENT,
+    MODE,
+    N_PER_CLASS,
+    POINT_KEYS,
+    REGIME,
+    SEED_KEYS,
+    SOURCE,
+    P,
+    stage_params,
+)
 
-# The params that place a run in the study (its point), and its seed identity: runs that differ
-# only in the seeds are seeds of one setting. `study.*` is read by no stage, so it never splits.
-POINT_KEYS = ("mix.source", "mix.p", "train.regime", "train.augment", "mix.mode")
-SEED_KEYS = ("train.seed", "mix.seed")
-# Real images a class (the yardstick's size, `study.real_per_class`): kept in `Run.other`, so its runs form
-# lines of their own, except for the exchange rate, which reads it as a size.
-N_PER_CLASS = "mix.n_per_class"
-IGNORED_PREFIXES = ("study.",)
 FINISHED = (None, "success")  # executor.state of a finished run (None: run in the workspace)
 WORKSPACE, GENERATE = "workspace", "metrics/generate/"
 _Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # dvc.lock is large: the C loader where PyYAML has it
@@ -87,23 +91,30 @@ def flatten(d: dict, prefix: str = "") -> dict:
     return out
 
 
-def _revisions(states: list[dict], executor_state=None, baseline: bool = True):
+def revisions(states: list[dict], executor_state=None, baseline: bool = True):
     """(revision, its executor state, whether it is a baseline) for every entry of the JSON."""
     for state in states or []:
         yield state, executor_state, baseline
         for exp_range in state.get("experiments") or []:
             executor = exp_range.get("executor") or {}
-            yield from _revisions(exp_range.get("revs") or [], executor.get("state"), False)
+            yield from revisions(exp_range.get("revs") or [], executor.get("state"), False)
 
 
-def _params(data: dict) -> dict:
-    return flatten(((data.get("params") or {}).get("params.yaml") or {}).get("data") or {})
+def has_finished(rev: dict, state) -> bool:
+    """Whether an experiment ran to its end: a finished executor state and no error."""
+    return state in FINISHED and not rev.get("error")
 
 
-def _metrics(data: dict) -> dict[str, dict]:
+def params_of(rev: dict) -> dict:
+    """A revision's params.yaml, flattened to dotted keys."""
+    return flatten((((rev.get("data") or {}).get("params") or {}).get("params.yaml") or {}).get("data") or {})
+
+
+def metrics_of(rev: dict) -> dict[str, dict]:
+    """A revision's metrics: file path (with /) -> its data."""
     return {
         path.replace("\\", "/"): (result or {}).get("data") or {}
-        for path, result in (data.get("metrics") or {}).items()
+        for path, result in ((rev.get("data") or {}).get("metrics") or {}).items()
     }
 
 
@@ -112,30 +123,26 @@ def _name(rev: dict) -> str:
 
 
 def _run(rev: dict) -> Run | None:
-    data = rev.get("data") or {}
-    params, metrics = _params(data), _metrics(data)
+    params, metrics = params_of(rev), metrics_of(rev)
     evaluate = metrics.get("metrics/evaluate.json") or {}
     if evaluate.get("accuracy") is None:
         return None
     # What CPU results depend on besides params (threads, CPU, torch): runs that differ in it are no
     # seeds of one setting, so it splits them like a param.
     host = (metrics.get("metrics/train/metrics.json") or {}).get("host") or {}
+    point = {k: params.get(k, ABSENT[k]) for k in POINT_KEYS}
     return Run(
         name=_name(rev),
-        source=params.get("mix.source", "none"),
-        p=float(params.get("mix.p", 0.0)),
-        regime=params.get("train.regime", "scratch"),
-        augment=params.get("train.augment", "standard"),
-        mode=params.get("mix.mode", "replace"),
+        source=point[SOURCE],
+        p=float(point[P]),
+        regime=point[REGIME],
+        augment=point[AUGMENT],
+        mode=point[MODE],
         seed=tuple(params.get(k) for k in SEED_KEYS),
         accuracy=float(evaluate["accuracy"]),
         per_class=evaluate.get("per_class_accuracy") or {},
         other={
-            **{
-                k: v
-                for k, v in params.items()
-                if k not in POINT_KEYS + SEED_KEYS and not k.startswith(IGNORED_PREFIXES)
-            },
+            **{k: v for k, v in stage_params(params).items() if k not in POINT_KEYS + SEED_KEYS},
             **{f"host.{k}": v for k, v in host.items()},
         },
         metrics=metrics,
@@ -143,14 +150,14 @@ def _run(rev: dict) -> Run | None:
 
 
 def _setting(rev: dict) -> str:
-    params = _params(rev.get("data") or {})
+    params = params_of(rev)
     if not params:
         return ""
+    point = {k: params.get(k, ABSENT[k]) for k in POINT_KEYS}
     size = f", k = {params[N_PER_CLASS]} a class" if params.get(N_PER_CLASS) is not None else ""
-    mode = f", mix.mode={params['mix.mode']}" if params.get("mix.mode", "replace") != "replace" else ""
+    mode = f", {MODE}={point[MODE]}" if point[MODE] != ABSENT[MODE] else ""
     return (
-        f"{params.get('mix.source', 'none')}, p = {float(params.get('mix.p', 0.0)):g}{size}{mode}, "
-        f"{params.get('train.regime', 'scratch')}, augment {params.get('train.augment', 'standard')}, "
+        f"{point[SOURCE]}, p = {float(point[P]):g}{size}{mode}, {point[REGIME]}, augment {point[AUGMENT]}, "
         "seeds " + "/".join(str(params.get(k)) for k in SEED_KEYS)
     )
 
@@ -163,7 +170,7 @@ def words_of(value) -> set[str]:
 
 
 def _unknown_words(rev: dict, found: dict[str, set]) -> None:
-    for path, result in _metrics(rev.get("data") or {}).items():
+    for path, result in metrics_of(rev).items():
         if path.startswith(GENERATE) and path.endswith(".json") and result.get("unknown_words"):
             found.setdefault(path[len(GENERATE) : -len(".json")], set()).update(words_of(result["unknown_words"]))
 
@@ -189,9 +196,9 @@ def experiments(states: list[dict], changed: list[str] = ()) -> Experiments:
     metrics exactly are one measurement and count once. `changed`: the params the workspace holds
     but has not run (see `changed_params`); its metrics are then not its results."""
     runs, not_run, seen, words = [], [], set(), {}
-    for rev, state, baseline in _revisions(states):
+    for rev, state, baseline in revisions(states):
         _unknown_words(rev, words)
-        if not baseline and (state not in FINISHED or rev.get("error")):
+        if not baseline and not has_finished(rev, state):
             name = _name(rev)
             not_run.append(
                 NotRun(name, "failed" if rev.get("error") else state, _setting(rev), f"dvc queue logs {name}")

@@ -1,6 +1,7 @@
 """The study's grid: its experiments (sweeps of p per source, regime and seed, and the real-image
-yardstick's smaller sizes), the params each sets and their `dvc exp run -S` arguments. Both executors
-(study.py, ray_study.py) build on it."""
+yardstick's smaller sizes), the params each sets, their names and their `dvc exp run -S` arguments.
+The key schema is written here once: the executors (queue.py, ray.py) set these params, and the reader
+of `dvc exp show` (experiments.py) places each run in the study by them."""
 
 from __future__ import annotations
 
@@ -8,7 +9,25 @@ import copy
 from dataclasses import dataclass
 from typing import Optional
 
-from diffaug.params import ParamsError, parse_params
+from diffaug.errors import DiffaugError
+from diffaug.params import Params, ParamsError, parse_params
+
+# The params that place an experiment in the study (its point), and its seed identity: runs that differ
+# only in the seeds are seeds of one setting.
+SOURCE, P, REGIME, AUGMENT, MODE = "mix.source", "mix.p", "train.regime", "train.augment", "mix.mode"
+POINT_KEYS = (SOURCE, P, REGIME, AUGMENT, MODE)
+SEED_KEYS = ("train.seed", "mix.seed")
+# Real images a class (the yardstick's k): not a point key, so its runs form lines of their own, except
+# for the exchange rate, which reads it as a size.
+N_PER_CLASS = "mix.n_per_class"
+STEPS, EPOCHS = "train.steps", "train.epochs"  # the two units of a regime's budget
+STUDY = "study."  # the study's own section: no stage reads it, so it never tells two experiments apart
+# Values the grid sets and the report reads back.
+BASELINE = "none"  # mix.source of the paper's "only original" line
+RANDAUGMENT = "randaugment"  # train.augment of the RandAugment baseline
+REPLACE, ADD = "replace", "add"  # mix.mode: the paper's, and all real images plus synthetic on top
+# What a point key stands for where an experiment's params lack it: a pipeline from before the key existed.
+ABSENT = {SOURCE: BASELINE, P: 0.0, REGIME: "scratch", AUGMENT: "standard", MODE: REPLACE}
 
 
 @dataclass(frozen=True)
@@ -21,33 +40,50 @@ class Sweep:
     budget: Optional[int]  # the regime's budget in `budget_key`'s unit; None keeps the workspace's
     seed: int
     augment: Optional[str] = None  # None keeps the workspace's train.augment
-    budget_key: str = "train.steps"  # or train.epochs (the paper's fixed-epoch budget)
+    budget_key: str = STEPS  # or EPOCHS (the paper's fixed-epoch budget)
     n_per_class: Optional[int] = None  # k images a class (mix.n_per_class); None keeps the workspace's
     mode: Optional[str] = None  # mix.mode; None keeps the workspace's
 
     def sets(self, p: Optional[float] = None) -> dict[str, object]:
         """The params this sweep sets (`mix.p` to `p` if given, else to every p of the sweep)."""
         out = {
-            "mix.source": self.source,
-            "mix.p": float(p) if p is not None else list(self.p),
-            "train.regime": self.regime,
-            "train.seed": self.seed,
-            "mix.seed": self.seed,
+            SOURCE: self.source,
+            P: float(p) if p is not None else list(self.p),
+            REGIME: self.regime,
+            **dict.fromkeys(SEED_KEYS, self.seed),
         }
         if self.augment is not None:
-            out["train.augment"] = self.augment
+            out[AUGMENT] = self.augment
         if self.n_per_class is not None:
-            out["mix.n_per_class"] = self.n_per_class
+            out[N_PER_CLASS] = self.n_per_class
         if self.mode is not None:
-            out["mix.mode"] = self.mode
+            out[MODE] = self.mode
         if self.budget is not None:
             out[self.budget_key] = self.budget
-        if self.budget_key == "train.epochs":
-            out["train.steps"] = None  # a fixed-epoch study of a workspace that trains for steps
+        if self.budget_key == EPOCHS:
+            out[STEPS] = None  # a fixed-epoch study of a workspace that trains for steps
         return out
 
     def args(self) -> list[str]:
         return overrides(self.sets())
+
+    def name(self, p: float) -> str:
+        return experiment_name(self.sets(p))
+
+
+def experiment_name(sets: dict[str, object]) -> str:
+    """An experiment's name from the params it sets (a git ref: no spaces), so a rerun finds it,
+    e.g. vanilla-k5-add-p1-scratch-20st-s0."""
+    budget = "".join(f"-{sets[k]}{unit}" for k, unit in ((STEPS, "st"), (EPOCHS, "ep")) if sets.get(k) is not None)
+    size = f"-k{sets[N_PER_CLASS]}" if sets.get(N_PER_CLASS) is not None else ""
+    mode = f"-{sets[MODE]}" if sets.get(MODE) else ""
+    augment = f"-{sets[AUGMENT]}" if sets.get(AUGMENT) else ""
+    return f"{sets[SOURCE]}{size}{mode}-p{float(sets[P]):g}-{sets[REGIME]}{budget}-s{sets[SEED_KEYS[0]]}{augment}"
+
+
+def stage_params(params: dict) -> dict:
+    """Flat params without the study's own section: what the pipeline's stages read."""
+    return {k: v for k, v in params.items() if not k.startswith(STUDY)}
 
 
 def overrides(sets: dict[str, object]) -> list[str]:
@@ -61,7 +97,7 @@ def overrides(sets: dict[str, object]) -> list[str]:
     return [a for k, v in sets.items() for a in ("-S", f"{k}={text(v)}")]
 
 
-def points(sweeps: list[Sweep]):
+def planned_experiments(sweeps: list[Sweep]):
     """Every experiment of the grid: (its sweep, its p)."""
     return ((sweep, p) for sweep in sweeps for p in sweep.p)
 
@@ -81,7 +117,7 @@ def with_sets(raw: dict, sets: dict[str, object]) -> dict:
 def check_points(raw: dict, sweeps: list[Sweep]) -> int:
     """Validate the params of every experiment of the grid before queueing any; return how many."""
     n = 0
-    for sweep, p in points(sweeps):
+    for sweep, p in planned_experiments(sweeps):
         sets = sweep.sets(p)
         try:
             parse_params(with_sets(raw, sets))
@@ -106,9 +142,9 @@ def few_shot(
     `add_per_class` every source adding k synthetic images to the k real ones (mix.mode=add, p = 1).
     A k of `add_per_class` gets its own only-original run too: the point its synthetic images add to."""
     real = sorted(set(real_per_class) | set(add_per_class))
-    sweeps = [Sweep("none", (0.0,), regime, budget, seed, budget_key=budget_key, n_per_class=k) for k in real]
+    sweeps = [Sweep(BASELINE, (0.0,), regime, budget, seed, budget_key=budget_key, n_per_class=k) for k in real]
     return sweeps + [
-        Sweep(s, (1.0,), regime, budget, seed, budget_key=budget_key, n_per_class=k, mode="add")
+        Sweep(s, (1.0,), regime, budget, seed, budget_key=budget_key, n_per_class=k, mode=ADD)
         for k in sorted(set(add_per_class))
         for s in sources
     ]
@@ -122,7 +158,7 @@ def grid(
     randaugment: bool = False,
     real_per_class: tuple[int, ...] = (),
     add_per_class: tuple[int, ...] = (),
-    budget_key: str = "train.steps",
+    budget_key: str = STEPS,
     controls: tuple[str, ...] = (),
 ) -> list[Sweep]:
     """The sweeps of the study; `regimes`: (regime, its budget in `budget_key`'s unit or None);
@@ -134,10 +170,37 @@ def grid(
         for seed in seeds:
             baseline = tuple(p for p in ps if p < 1.0)
             if baseline:
-                sweeps.append(Sweep("none", baseline, regime, budget, seed, budget_key=budget_key))
+                sweeps.append(Sweep(BASELINE, baseline, regime, budget, seed, budget_key=budget_key))
             if randaugment:
-                sweeps.append(Sweep("none", (0.0,), regime, budget, seed, "randaugment", budget_key))
+                sweeps.append(Sweep(BASELINE, (0.0,), regime, budget, seed, RANDAUGMENT, budget_key))
             synthetic = tuple(p for p in ps if p > 0.0)
             sweeps += [Sweep(s, synthetic, regime, budget, seed, budget_key=budget_key) for s in sources if synthetic]
             sweeps += few_shot(sources + controls, regime, budget, seed, real_per_class, add_per_class, budget_key)
     return sweeps
+
+
+def budget_key(params: Params) -> str:
+    """The param the regimes' budgets set: train.steps (equal for every mix) or train.epochs."""
+    unit = params.study.budget or ("steps" if params.train.steps else "epochs")
+    if unit == "steps" and not params.train.steps and None in params.study.regimes.values():
+        raise DiffaugError(
+            "the study's budget is steps but train.steps is null; give every regime its steps, "
+            "e.g. --regimes scratch=2400,finetune=240,frozen=240."
+        )
+    return STEPS if unit == "steps" else EPOCHS
+
+
+def sweeps_of(params: Params) -> list[Sweep]:
+    """The grid that params' study section asks for; every real source not in it is a few-shot control."""
+    study = params.study
+    return grid(
+        tuple(study.sources),
+        tuple(study.p),
+        tuple(study.regimes.items()),
+        tuple(study.seeds),
+        study.randaugment,
+        tuple(study.real_per_class),
+        tuple(study.add_per_class),
+        budget_key(params),
+        tuple(name for name in params.sources.real if name not in study.sources),
+    )

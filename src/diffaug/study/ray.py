@@ -28,22 +28,12 @@ import yaml
 import diffaug
 from diffaug.errors import DiffaugError
 from diffaug.params import Study
-from diffaug.study.dvc import command, dvc, failure, up_to_date
-from diffaug.study.experiments import FINISHED, _params, _revisions, flatten, read_exp_show
-from diffaug.study.grid import Sweep, overrides, points, with_sets
+from diffaug.study.dvc import dvc, failure, git, run_tool, up_to_date
+from diffaug.study.experiments import flatten, has_finished, params_of, read_exp_show, revisions
+from diffaug.study.grid import Sweep, overrides, planned_experiments, stage_params, with_sets
 
 REMOTE = "diffaug-study"  # the DVC remote --dvc-remote is added as (in .dvc/config.local)
 LOGS = Path(".dvc/tmp/study")  # one log per experiment: <name>.log (git ignores .dvc/tmp)
-
-
-def exp_name(sweep: Sweep, p: float) -> str:
-    """The experiment's name, from its grid point, so a rerun finds it (a git ref: no spaces)."""
-    unit = "st" if sweep.budget_key == "train.steps" else "ep"
-    budget = f"-{sweep.budget}{unit}" if sweep.budget is not None else ""
-    augment = f"-{sweep.augment}" if sweep.augment else ""
-    size = f"-k{sweep.n_per_class}" if sweep.n_per_class is not None else ""
-    mode = f"-{sweep.mode}" if sweep.mode else ""
-    return f"{sweep.source}{size}{mode}-p{float(p):g}-{sweep.regime}{budget}-s{sweep.seed}{augment}"
 
 
 def resources(study: Study, cluster: dict[str, float]) -> dict[str, float]:
@@ -61,34 +51,21 @@ def resources(study: Study, cluster: dict[str, float]) -> dict[str, float]:
 def finished(states: list[dict], commit: str, wanted: dict[str, dict]) -> set[str]:
     """The names in `wanted` (name -> params.yaml it runs with) that have a finished experiment of
     `commit` with exactly those params (study.* aside: no stage reads it)."""
-
-    def stage_params(params: dict) -> dict:
-        return {k: v for k, v in params.items() if not k.startswith("study.")}
-
     done = set()
-    for state in states:
-        if state.get("rev") != commit:
-            continue
-        for rev, executor, baseline in _revisions([state]):
-            name = rev.get("name")
-            if (
-                not baseline
-                and name in wanted
-                and executor in FINISHED
-                and not rev.get("error")
-                and stage_params(_params(rev.get("data") or {})) == stage_params(flatten(wanted[name]))
-            ):
-                done.add(name)
+    for rev, state, baseline in revisions([s for s in states if s.get("rev") == commit]):
+        name = rev.get("name")
+        if (
+            not baseline
+            and name in wanted
+            and has_finished(rev, state)
+            and stage_params(params_of(rev)) == stage_params(flatten(wanted[name]))
+        ):
+            done.add(name)
     return done
 
 
-def git(*args: str, cwd: Optional[Path] = None) -> str:
-    return dvc(*args, cwd=cwd, program="git").strip()
-
-
-def prepare(git_remote: Optional[str], dvc_remote: Optional[str]) -> tuple[str, str]:
-    """Bring the shared stages up to date here and make them reachable to every worker; return
-    (the git origin the workers clone, the commit they check out)."""
+def check_clean() -> None:
+    """The workers clone the commit, so every change they must see has to be committed."""
     if not Path(".git").exists():
         raise DiffaugError("the Ray executor clones the repository, so run it from the root of a git repository.")
     dirty = [
@@ -99,8 +76,11 @@ def prepare(git_remote: Optional[str], dvc_remote: Optional[str]) -> tuple[str, 
             f"{', '.join(dirty[:3])} {'has' if len(dirty) == 1 else 'have'} uncommitted changes, which "
             "the workers' clones would not see; commit them (git commit -am ...) and run the study again."
         )
-    up_to_date()
-    # dvc.lock (and the .gitignore files DVC writes) tell every clone which cached outputs to check out.
+
+
+def commit_shared_outputs() -> None:
+    """Commit dvc.lock (and the .gitignore files DVC writes): they tell every clone which cached outputs
+    of the shared stages to check out."""
     made = [
         line[3:]
         for line in git("status", "--porcelain", "--untracked-files=all").splitlines()
@@ -113,20 +93,42 @@ def prepare(git_remote: Optional[str], dvc_remote: Optional[str]) -> tuple[str, 
             f"study: committed {', '.join(made)} (the shared stages' outputs), so every worker checks them out",
             file=sys.stderr,
         )
-    commit = git("rev-parse", "HEAD")
-    if dvc_remote:
-        dvc("remote", "add", "--local", "--force", REMOTE, dvc_remote)
-        dvc("push", "-q", "-r", REMOTE)
-    if not git_remote:
-        return str(Path.cwd()), commit
-    url = git_remote
-    if git_remote in git("remote").split():
-        url = git("remote", "get-url", git_remote)
+
+
+def publish(git_remote: str) -> str:
+    """Push the study's branch to `git_remote`; return the URL the workers clone."""
+    url = git("remote", "get-url", git_remote) if git_remote in git("remote").split() else git_remote
     branch = git("rev-parse", "--abbrev-ref", "HEAD")
     if branch == "HEAD":
         raise DiffaugError("--git-remote needs a branch to push the study's commit to; check out a branch first.")
     git("push", "-q", git_remote, f"HEAD:refs/heads/{branch}")
-    return url, commit
+    return url
+
+
+def prepare(git_remote: Optional[str], dvc_remote: Optional[str]) -> tuple[str, str]:
+    """Bring the shared stages up to date here and make them reachable to every worker; return
+    (the git origin the workers clone, the commit they check out)."""
+    check_clean()
+    up_to_date()
+    commit_shared_outputs()
+    commit = git("rev-parse", "HEAD")
+    if dvc_remote:
+        dvc("remote", "add", "--local", "--force", REMOTE, dvc_remote)
+        dvc("push", "-q", "-r", REMOTE)
+    return (publish(git_remote) if git_remote else str(Path.cwd())), commit
+
+
+def clone_settings(cache: Optional[str], dvc_remote: Optional[str]) -> tuple[str, tuple[str, ...], tuple[str, ...]]:
+    """A clone's .dvc/config.local, and how it gets the shared stages' outputs and pushes its experiment.
+
+    One machine: the clone's outputs link to this repository's cache (group-writable, so workers of one
+    group share it); across machines: the shared stages come from the DVC remote. The config is
+    written, not set with `dvc config`: every dvc process costs a second or more."""
+    if cache:
+        config = f'[cache]\n    dir = {cache}\n    shared = group\n    type = "reflink,hardlink,symlink,copy"\n'
+        return config, ("checkout",), ("--no-cache",)
+    config = f"[core]\n    remote = {REMOTE}\n['remote \"{REMOTE}\"']\n    url = {dvc_remote}\n"
+    return config, ("pull",), ("--remote", REMOTE)
 
 
 def run_point(
@@ -140,27 +142,13 @@ def run_point(
     context = ray.get_runtime_context()
     base = Path(tempfile.mkdtemp(prefix=f"diffaug-{name}-"))
     clone = base / "repo"
+    config, get, push = clone_settings(cache, dvc_remote)
 
     def step(*cmd: str, cwd: Optional[Path] = clone) -> bool:
-        proc = command(list(cmd), cwd)
+        proc = run_tool(list(cmd), cwd)
         log.append(f"$ {' '.join(cmd)}\n{proc.stdout}{proc.stderr}")
         return proc.returncode == 0
 
-    # One machine: the clone's outputs link to this repository's cache (group-writable, so workers
-    # of one group share it); across machines: the shared stages come from the DVC remote. The
-    # config is written, not set with `dvc config`: every dvc process costs a second or more.
-    if cache:
-        config, get, push = (
-            (f'[cache]\n    dir = {cache}\n    shared = group\n    type = "reflink,hardlink,symlink,copy"\n'),
-            ("checkout",),
-            ("--no-cache",),
-        )
-    else:
-        config, get, push = (
-            f"[core]\n    remote = {REMOTE}\n['remote \"{REMOTE}\"']\n    url = {dvc_remote}\n",
-            ("pull",),
-            ("--remote", REMOTE),
-        )
     try:
         ok = (
             step("git", "clone", "--quiet", "--no-checkout", origin, str(clone), cwd=base)
@@ -183,45 +171,34 @@ def run_point(
     }
 
 
-def run_study(
-    raw: dict,
-    study: Study,
-    sweeps: list[Sweep],
-    address: Optional[str],
-    git_remote: Optional[str],
-    dvc_remote: Optional[str],
-    after: Callable[[], None],
-) -> list[dict]:
-    """Run the grid's missing experiments on Ray, then `after` (the report); return the tasks' results."""
+def import_ray():
     try:
         import ray
     except ImportError:
         raise DiffaugError("the Ray executor needs ray: pip install -r requirements-ray.txt") from None
-    if dvc_remote and "://" not in dvc_remote:  # a path: the same for the driver and every clone
-        dvc_remote = str(Path(dvc_remote).resolve())
-    committed = yaml.safe_load(Path("params.yaml").read_text())  # what the clones' params.yaml holds
-    wanted = {exp_name(sweep, p): (sweep.sets(p), with_sets(committed, sweep.sets(p))) for sweep, p in points(sweeps)}
-    origin, commit = prepare(git_remote, dvc_remote)
-    if git_remote:  # experiments pushed by an earlier run that this clone has not seen yet
-        dvc("exp", "pull", "--no-cache", git_remote, check=False)
-    done = finished(read_exp_show(), commit, {n: params for n, (_, params) in wanted.items()})
-    todo = [n for n in wanted if n not in done]
+    return ray
+
+
+def submitter(study: Study, address: Optional[str], clones: tuple, dvc_remote: Optional[str]) -> Callable:
+    """Join (or start) Ray; return `submit(name, args)`, which starts experiment `name` as a Ray task in a
+    clone of `clones` (origin, commit) with `dvc exp run` arguments `args`."""
+    ray = import_ray()
     if not ray.is_initialized():
         ray.init(address=address, include_dashboard=False, logging_level="WARNING")
     ask = resources(study, ray.cluster_resources())
     cache = None if dvc_remote else dvc("cache", "dir").strip()
     # The task's code travels with it, so nodes need ray and dvc but not this package installed.
     ray.cloudpickle.register_pickle_by_value(diffaug)
-    # Ray reruns a task whose worker died; runs that fail are retried below.
+    # Ray reruns a task whose worker died; runs that fail are retried by run_tasks.
     task = ray.remote(run_point).options(**ask, max_retries=study.retries)
-    print(
-        f"study: {len(done)} of {len(wanted)} experiments finished before; running {len(todo)} on Ray, "
-        f"each with {', '.join(f'{k}={v:g}' for k, v in ask.items())}",
-        file=sys.stderr,
-    )
+    print(f"study: each experiment runs on Ray with {', '.join(f'{k}={v:g}' for k, v in ask.items())}", file=sys.stderr)
+    return lambda name, args: task.remote(*clones, name, args, cache, dvc_remote)
 
-    def submit(name: str):
-        return task.remote(origin, commit, name, overrides(wanted[name][0]), cache, dvc_remote)
+
+def run_tasks(submit: Callable[[str], object], todo: list[str], retries: int) -> tuple[list[dict], list[str]]:
+    """Run `todo` through `submit`, each failure again up to `retries` times, every log into LOGS;
+    return the tasks' results and the names that failed."""
+    import ray
 
     pending = {submit(n): (n, 0) for n in todo}
     results, failed = [], []
@@ -234,23 +211,47 @@ def run_study(
         except ray.exceptions.RayError as e:  # its worker or node died, more often than Ray retries
             result = {"name": name, "ok": False, "log": f"the Ray task died: {e}"}
         (LOGS / f"{name}.log").write_text(result["log"])
-        if not result["ok"] and attempt < study.retries:
-            print(f"study: {name} failed; running it again ({attempt + 1} of {study.retries})", file=sys.stderr)
+        if not result["ok"] and attempt < retries:
+            print(f"study: {name} failed; running it again ({attempt + 1} of {retries})", file=sys.stderr)
             pending[submit(name)] = (name, attempt + 1)
             continue
         results.append(result)
-        if not result["ok"]:
-            failed.append((name, LOGS / f"{name}.log"))
+        failed += [] if result["ok"] else [name]
         print(
             f"study: {len(results)} of {len(todo)} experiments finished ({name}: {'ok' if result['ok'] else 'failed'})",
             file=sys.stderr,
         )
+    return results, failed
+
+
+def run_study(
+    study: Study,
+    sweeps: list[Sweep],
+    address: Optional[str],
+    git_remote: Optional[str],
+    dvc_remote: Optional[str],
+    after: Callable[[], None],
+) -> list[dict]:
+    """Run the grid's missing experiments on Ray, then `after` (the report); return the tasks' results."""
+    import_ray()  # before any git or dvc work: without ray, nothing to prepare for
+    if dvc_remote and "://" not in dvc_remote:  # a path: the same for the driver and every clone
+        dvc_remote = str(Path(dvc_remote).resolve())
+    committed = yaml.safe_load(Path("params.yaml").read_text())  # what the clones' params.yaml holds
+    sets = {sweep.name(p): sweep.sets(p) for sweep, p in planned_experiments(sweeps)}
+    clones = prepare(git_remote, dvc_remote)
+    if git_remote:  # experiments pushed by an earlier run that this clone has not seen yet
+        dvc("exp", "pull", "--no-cache", git_remote, check=False)
+    done = finished(read_exp_show(), clones[1], {n: with_sets(committed, s) for n, s in sets.items()})
+    todo = [n for n in sets if n not in done]
+    print(f"study: {len(done)} of {len(sets)} experiments finished before; running {len(todo)}", file=sys.stderr)
+    submit = submitter(study, address, clones, dvc_remote)
+    results, failed = run_tasks(lambda name: submit(name, overrides(sets[name])), todo, study.retries)
     succeeded = [r["name"] for r in results if r["ok"]]
     if git_remote and succeeded:
         dvc("exp", "pull", *(("--remote", REMOTE) if dvc_remote else ("--no-cache",)), git_remote, *succeeded)
     after()
     if failed:
-        raise failure([(n, str(path)) for n, path in failed], len(todo))
+        raise failure([(n, str(LOGS / f"{n}.log")) for n in failed], len(todo))
     print(
         f"study: {len(succeeded)} experiments succeeded on Ray, {len(done)} were done before; see `dvc exp show`",
         file=sys.stderr,

@@ -10,11 +10,13 @@ from diffaug.study.report.copies import copies_table
 from diffaug.study.report.exchange import Yardstick, yardsticks
 from diffaug.study.report.fid import FidTable, fid_table
 from diffaug.study.report.findings import exchange_findings, findings
-from diffaug.study.report.points import Difference, Point, adding, classes, points, replacing
+from diffaug.study.report.points import Difference, Point, adding, classes, pool_points, replacing
 
 
 @dataclass
-class Study:
+class Analysis:
+    """The report's content, computed from the experiments before anything is written."""
+
     exps: Experiments
     points: list[Point]
     classes: list[str]
@@ -43,12 +45,12 @@ def _clip(exps: Experiments) -> float | None:
     return None
 
 
-def analyse(exps: Experiments) -> Study:
+def analyse(exps: Experiments) -> Analysis:
     grid = [r for r in exps.runs if not in_imbalance_experiment(r)]
     imbalance = [r for r in exps.runs if in_imbalance_experiment(r)]
-    pts, names = points(grid), classes(exps.runs)
+    pts, names = pool_points(grid), classes(exps.runs)
     add, rep, clip, exchange = adding(pts), replacing(pts), _clip(exps), yardsticks(grid)
-    return Study(
+    return Analysis(
         exps,
         pts,
         names,
@@ -57,7 +59,7 @@ def analyse(exps: Experiments) -> Study:
         fid_table(grid, names),
         clip,
         findings(pts, add, rep, clip) + exchange_findings(exchange),
-        balance_results(points(imbalance)),
+        balance_results(pool_points(imbalance)),
         exchange,
         copies_table(grid),
     )

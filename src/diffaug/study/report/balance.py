@@ -10,7 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from diffaug.study.experiments import Run
-from diffaug.study.report.points import BASELINE, REPLACE, Point, _index, classes
+from diffaug.study.grid import BASELINE, REPLACE
+from diffaug.study.report.points import Point, _index, classes
 from diffaug.study.report.stats import Stat, paired, pool
 
 BALANCE = "balance"

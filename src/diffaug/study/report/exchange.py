@@ -22,8 +22,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from diffaug.study.experiments import N_PER_CLASS, Run
-from diffaug.study.report.points import REPLACE, others, regime_rank, source_rank
+from diffaug.study.experiments import Run
+from diffaug.study.grid import ADD, N_PER_CLASS, REPLACE
+from diffaug.study.report.points import others, regime_rank, source_rank
 from diffaug.study.report.stats import Stat, pool
 
 BOOTSTRAP = 2000  # resamples of the seeds
@@ -214,7 +215,7 @@ def yardsticks(runs: list[Run]) -> list[Yardstick]:
     """Per regime, augment and variant (other params that differ, mix.n_per_class aside: it is the
     yardstick's size), the exchange rate of every point with synthetic images; a group needs two
     real sizes without synthetic images."""
-    runs = [r for r in runs if r.mode in ("replace", "add") and images_per_class(r) is not None]
+    runs = [r for r in runs if r.mode in (REPLACE, ADD) and images_per_class(r) is not None]
     groups = defaultdict(list)
     for run, variant in zip(runs, others(runs, ignore=(N_PER_CLASS,))):
         groups[(run.regime, run.augment, variant)].append(run)

@@ -8,11 +8,11 @@ from pathlib import Path
 
 import numpy as np
 
-from diffaug.study.experiments import N_PER_CLASS
-from diffaug.study.report.analysis import Study
+from diffaug.study.grid import ADD, BASELINE, N_PER_CLASS, RANDAUGMENT, REPLACE
+from diffaug.study.report.analysis import Analysis
 from diffaug.study.report.fid import OVERALL, FidTable
 from diffaug.study.report.findings import yardstick_title
-from diffaug.study.report.points import BASELINE, RANDAUGMENT, Point, label, lines, regimes
+from diffaug.study.report.points import Point, label, lines, regimes
 
 CI_NOTE = "error bars and bands: 95% Student-t CI over seeds (none where n = 1); p = 0 is the all-real run"
 LINESTYLES = ("-", "--", "-.", ":")
@@ -271,7 +271,7 @@ def _exchange_panel(ax, y, colours: dict) -> None:
     for i, source in enumerate(sources):
         exs = [ex for ex in y.exchanges if ex.source == source]
         colour = colours.setdefault(source, f"C{len(colours) % 10}")
-        for mode, marker in (("replace", "o"), ("add", "^")):
+        for mode, marker in ((REPLACE, "o"), (ADD, "^")):
             mine = [ex for ex in exs if ex.mode == mode]
             if mine:  # nudged apart on the log axis, so sources at one r do not hide each other
                 ax.errorbar(
@@ -311,15 +311,15 @@ def exchange_figure(sticks: list, path: Path) -> Path | None:
     return _save(fig, path)
 
 
-def write_figures(study: Study, out: Path) -> list[Path]:
-    pts, style, names = study.points, styles(study.points), regimes(study.points)
+def write_figures(analysis: Analysis, out: Path) -> list[Path]:
+    pts, style, names = analysis.points, styles(analysis.points), regimes(analysis.points)
     # The p grid's lines only: runs at a fixed k real images a class (the yardstick, few-shot adding)
     # are drawn against real images in exchange.png, where their x axis means something.
     grid = [pt for pt in pts if not any(r.other.get(N_PER_CLASS) for r in pt.runs)] or pts
-    written = [accuracy_figure(grid, names, style, study.clip, out / "accuracy_vs_p.png")]
-    written += [accuracy_figure(grid, [r], style, study.clip, out / f"accuracy_vs_p_{r}.png") for r in names]
-    written += [class_figure(grid, r, study.classes, style, out / f"class_accuracy_{r}.png") for r in names]
-    written.append(fid_figure(study.fid, out / "fid_per_class.png"))
-    written.append(balance_figure(study.balance, out / "balanced_accuracy.png"))
-    written.append(exchange_figure(study.exchange, out / "exchange.png"))
+    written = [accuracy_figure(grid, names, style, analysis.clip, out / "accuracy_vs_p.png")]
+    written += [accuracy_figure(grid, [r], style, analysis.clip, out / f"accuracy_vs_p_{r}.png") for r in names]
+    written += [class_figure(grid, r, analysis.classes, style, out / f"class_accuracy_{r}.png") for r in names]
+    written.append(fid_figure(analysis.fid, out / "fid_per_class.png"))
+    written.append(balance_figure(analysis.balance, out / "balanced_accuracy.png"))
+    written.append(exchange_figure(analysis.exchange, out / "exchange.png"))
     return [p for p in written if p is not None]

@@ -8,11 +8,9 @@ from __future__ import annotations
 
 import math
 
+from diffaug.study.grid import BASELINE, RANDAUGMENT, REPLACE
 from diffaug.study.report.exchange import BELOW, Exchange, Yardstick
 from diffaug.study.report.points import (
-    BASELINE,
-    RANDAUGMENT,
-    REPLACE,
     Difference,
     Point,
     at_largest_p,

@@ -12,14 +12,12 @@ from collections import defaultdict
 from dataclasses import dataclass
 
 from diffaug.study.experiments import Run
+from diffaug.study.grid import ADD, BASELINE, N_PER_CLASS, RANDAUGMENT, REPLACE
 from diffaug.study.report.stats import Stat, paired, pool, slope
 
-BASELINE = "none"  # mix.source of the paper's "only original" line
 PAPER_SOURCES = ("vanilla", "dreambooth", "textual_inversion")
 PAPER_REGIMES = ("scratch", "finetune", "frozen")
-RANDAUGMENT = "randaugment"
-REPLACE, ADD = "replace", "add"  # mix.mode: the paper's, and all real images plus synthetic on top
-UNLABELLED_NULLS = ("mix.n_per_class",)  # params whose null is the default setting, left out of labels
+UNLABELLED_NULLS = (N_PER_CLASS,)  # params whose null is the default setting, left out of labels
 
 
 def source_rank(source: str) -> tuple:
@@ -104,7 +102,7 @@ def others(runs: list[Run], ignore: tuple[str, ...] = ()) -> list[str]:
     ]
 
 
-def points(runs: list[Run]) -> list[Point]:
+def pool_points(runs: list[Run]) -> list[Point]:
     """Runs pooled into points (a mix.mode other than replace is a line of its own), ordered by
     regime, line (source, augment, variant), then p."""
     grouped: dict[tuple, list[Run]] = defaultdict(list)

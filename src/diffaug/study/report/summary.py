@@ -9,7 +9,7 @@ from pathlib import Path
 
 from diffaug.errors import DiffaugError
 from diffaug.study.experiments import Experiments, NotRun
-from diffaug.study.report.analysis import Study, analyse
+from diffaug.study.report.analysis import Analysis, analyse
 from diffaug.study.report.balance import BalanceResult
 from diffaug.study.report.copies import REFERENCES, flagged
 from diffaug.study.report.exchange import Yardstick
@@ -43,61 +43,64 @@ def _where_json(pt: Point) -> dict:
     return dict(out, variant=pt.variant) if pt.variant else out
 
 
-def summary_json(study: Study) -> dict:
-    def row(pt: Point) -> dict:
-        per_class = {c: s.mean for c in study.classes if (s := pt.class_accuracy(c)) is not None}
-        return {
-            **_where_json(pt),
-            **_stat_json(pt.accuracy),
-            "per_class": {c: round(v, DIGITS) for c, v in per_class.items()},
-            "experiments": sorted(r.name for r in pt.runs),
-        }
-
-    def balance(res: BalanceResult) -> dict:
-        alone, balanced, d = res.balanced
-        return {
-            "source": res.point.source,
-            "imbalance": res.ratio,
-            "regime": res.point.regime,
-            "balanced_accuracy": {
-                "imbalanced_only": _stat_json(alone),
-                "balanced": _stat_json(balanced),
-                "difference": _stat_json(d) if d else None,
-            },
-            "per_class": {
-                c: {
-                    "imbalanced_only": _round(a.mean) if a else None,
-                    "balanced": _round(b.mean) if b else None,
-                    "difference": _stat_json(x) if x else None,
-                }
-                for c, (a, b, x) in res.per_class().items()
-            },
-        }
-
-    def diff(d: Difference) -> dict:
-        return {**_where_json(d.point), "against": {"source": d.against.source, "p": d.against.p}, **_stat_json(d.stat)}
-
+def _row_json(pt: Point, classes: list[str]) -> dict:
+    per_class = {c: s.mean for c in classes if (s := pt.class_accuracy(c)) is not None}
     return {
-        "budgets": budgets(study.points),
-        "rows": [row(pt) for pt in study.points],
-        "not_run": [
-            {"name": r.name, "state": r.state, "setting": r.setting, "logs": r.logs} for r in study.exps.not_run
-        ],
-        "adding": [diff(d) for d in study.adding],
-        "replacing": [diff(d) for d in study.replacing],
-        "warnings": [{"source": s, "unknown_words": w} for s, w in study.exps.unknown_words.items()],
-        "fid": {"extractor": study.fid.extractor, "sources": study.fid.results},
-        "copies": {
-            s: {
-                **{k: res.get(k) for k in (*REFERENCES, "flag_share", "phash_distance", "feature_distance")},
-                "flagged": flagged(res),
-            }
-            for s, res in study.copies.items()
+        **_where_json(pt),
+        **_stat_json(pt.accuracy),
+        "per_class": {c: round(v, DIGITS) for c, v in per_class.items()},
+        "experiments": sorted(r.name for r in pt.runs),
+    }
+
+
+def _balance_json(res: BalanceResult) -> dict:
+    alone, balanced, d = res.balanced
+    return {
+        "source": res.point.source,
+        "imbalance": res.ratio,
+        "regime": res.point.regime,
+        "balanced_accuracy": {
+            "imbalanced_only": _stat_json(alone),
+            "balanced": _stat_json(balanced),
+            "difference": _stat_json(d) if d else None,
         },
-        "clip": study.clip,
-        "findings": study.findings,
-        "balance": [balance(res) for res in study.balance],
-        "exchange": [_exchange_json(y) for y in study.exchange],
+        "per_class": {
+            c: {
+                "imbalanced_only": _round(a.mean) if a else None,
+                "balanced": _round(b.mean) if b else None,
+                "difference": _stat_json(x) if x else None,
+            }
+            for c, (a, b, x) in res.per_class().items()
+        },
+    }
+
+
+def _difference_json(d: Difference) -> dict:
+    return {**_where_json(d.point), "against": {"source": d.against.source, "p": d.against.p}, **_stat_json(d.stat)}
+
+
+def _copies_json(res: dict) -> dict:
+    return {
+        **{k: res.get(k) for k in (*REFERENCES, "flag_share", "phash_distance", "feature_distance")},
+        "flagged": flagged(res),
+    }
+
+
+def summary_json(analysis: Analysis) -> dict:
+    exps = analysis.exps
+    return {
+        "budgets": budgets(analysis.points),
+        "rows": [_row_json(pt, analysis.classes) for pt in analysis.points],
+        "not_run": [{"name": r.name, "state": r.state, "setting": r.setting, "logs": r.logs} for r in exps.not_run],
+        "adding": [_difference_json(d) for d in analysis.adding],
+        "replacing": [_difference_json(d) for d in analysis.replacing],
+        "warnings": [{"source": s, "unknown_words": w} for s, w in exps.unknown_words.items()],
+        "fid": {"extractor": analysis.fid.extractor, "sources": analysis.fid.results},
+        "copies": {s: _copies_json(res) for s, res in analysis.copies.items()},
+        "clip": analysis.clip,
+        "findings": analysis.findings,
+        "balance": [_balance_json(res) for res in analysis.balance],
+        "exchange": [_exchange_json(y) for y in analysis.exchange],
     }
 
 
@@ -426,8 +429,9 @@ def _host_line(exps: Experiments) -> list[str]:
     ]
 
 
-def summary_md(study: Study, figures: list[str]) -> str:
-    pts, exps, rep = study.points, study.exps, study.replacing
+def _head_lines(analysis: Analysis) -> list[str]:
+    """The title, what was pooled into what, and how to read the numbers."""
+    pts, exps = analysis.points, analysis.exps
     n_runs = sum(len(pt.runs) for pt in pts)
     n_imbalance = len(exps.runs) - n_runs  # their own table: `dvc exp show` lists both
     head = f"{_count(n_runs, 'finished experiment')} pooled over seeds into {_count(len(pts), 'point')}"
@@ -437,70 +441,77 @@ def summary_md(study: Study, figures: list[str]) -> str:
             f"{_count(len(pts), 'point')} of the p grid, {n_imbalance} in the class-imbalance experiment "
             f"([Class-imbalance filling](#class-imbalance-filling))"
         )
-    lines_ = [
+    not_run = f"; {_count(len(exps.not_run), 'experiment')} did not finish (see [Not run](#not-run))."
+    return [
         "# Study report",
         "",
-        head
-        + (
-            f"; {_count(len(exps.not_run), 'experiment')} did not finish (see [Not run](#not-run))."
-            if exps.not_run
-            else "."
-        ),
+        head + (not_run if exps.not_run else "."),
         "Test accuracy in %: mean ± half-width of the 95% Student-t confidence interval over seeds "
         "(n = seeds; one seed gives no interval). Differences are in points of accuracy, paired by seed "
         "(`train.seed`, `mix.seed`), with their 95% CI.",
         "",
     ]
-    lines_ += _budget_line(pts) + _host_line(exps)
-    lines_ += _warning(exps.unknown_words)
-    lines_ += ["## Findings", ""] + [f"- {f}" for f in study.findings] + [""]
-    if pts:
-        lines_ += [
-            "## Accuracy vs p (the paper's Figures 3-5)",
-            "",
-            "![accuracy vs p](accuracy_vs_p.png)",
-            "",
-            f"Lines: each synthetic source; only original (the real part alone); RandAugment and zero-shot "
-            f"CLIP as horizontal lines. {CI_NOTE[0].upper() + CI_NOTE[1:]}.",
-            "",
-        ]
-        lines_ += _accuracy_tables(pts)
-    lines_ += _difference_table(
-        "Adding: synthetic images on top of the same real images",
-        "A source at p against only original at the same p (both train on the same (1 − p)·n real images).",
-        study.adding,
-    )
-    lines_ += _difference_table(
-        "Replacing: real images replaced by synthetic ones", "A source at p against p = 0 (all n images real).", rep
-    )
-    lines_ += _slope_lines(pts)
+
+
+def _accuracy_lines(pts: list[Point]) -> list[str]:
+    if not pts:
+        return []
+    return [
+        "## Accuracy vs p (the paper's Figures 3-5)",
+        "",
+        "![accuracy vs p](accuracy_vs_p.png)",
+        "",
+        f"Lines: each synthetic source; only original (the real part alone); RandAugment and zero-shot "
+        f"CLIP as horizontal lines. {CI_NOTE[0].upper() + CI_NOTE[1:]}.",
+        "",
+    ] + _accuracy_tables(pts)
+
+
+def _class_lines(rep: list[Difference], class_names: list[str], figures: list[str]) -> list[str]:
     class_figures = [f for f in figures if f.startswith("class_accuracy_")]
-    if class_figures or rep:
-        lines_ += [
+    if not (class_figures or rep):
+        return []
+    return (
+        [
             "## Class-wise accuracy vs p (the paper's Figure 6)",
             "",
             "A panel per class, a line per source: mean over seeds.",
             "",
         ]
-        lines_ += [line for f in class_figures for line in (f"![class-wise accuracy]({f})", "")]
-        lines_ += _class_change_lines(rep, study.classes)
-    lines_ += _exchange_lines(study.exchange)
-    lines_ += _fid_lines(study.fid)
-    lines_ += _copies_lines(study.copies)
-    lines_ += _balance_lines(study.balance)
-    if study.clip is not None:
-        lines_ += ["## Zero-shot CLIP", "", f"{pct(study.clip)}% test accuracy.", ""]
+        + [line for f in class_figures for line in (f"![class-wise accuracy]({f})", "")]
+        + _class_change_lines(rep, class_names)
+    )
+
+
+def summary_md(analysis: Analysis, figures: list[str]) -> str:
+    pts, exps, rep = analysis.points, analysis.exps, analysis.replacing
+    lines_ = _head_lines(analysis) + _budget_line(pts) + _host_line(exps) + _warning(exps.unknown_words)
+    lines_ += ["## Findings", ""] + [f"- {f}" for f in analysis.findings] + [""]
+    lines_ += _accuracy_lines(pts)
+    lines_ += _difference_table(
+        "Adding: synthetic images on top of the same real images",
+        "A source at p against only original at the same p (both train on the same (1 − p)·n real images).",
+        analysis.adding,
+    )
+    lines_ += _difference_table(
+        "Replacing: real images replaced by synthetic ones", "A source at p against p = 0 (all n images real).", rep
+    )
+    lines_ += _slope_lines(pts) + _class_lines(rep, analysis.classes, figures)
+    lines_ += _exchange_lines(analysis.exchange) + _fid_lines(analysis.fid) + _copies_lines(analysis.copies)
+    lines_ += _balance_lines(analysis.balance)
+    if analysis.clip is not None:
+        lines_ += ["## Zero-shot CLIP", "", f"{pct(analysis.clip)}% test accuracy.", ""]
     lines_ += _not_run_lines(exps.not_run)
     return "\n".join(lines_)
 
 
 def _build(exps: Experiments, out: Path) -> list[str]:
     """Every file of the report into the empty folder `out`; returns their names, summary.json last."""
-    study = analyse(exps)
-    figures = [p.name for p in write_figures(study, out)] if study.points else []
-    (out / "summary.md").write_text(summary_md(study, figures))
+    analysis = analyse(exps)
+    figures = [p.name for p in write_figures(analysis, out)] if analysis.points else []
+    (out / "summary.md").write_text(summary_md(analysis, figures))
     names = figures + ["summary.md", "summary.json"]
-    (out / "summary.json").write_text(json.dumps(dict(summary_json(study), files=names), indent=2) + "\n")
+    (out / "summary.json").write_text(json.dumps(dict(summary_json(analysis), files=names), indent=2) + "\n")
     return names
 
 

@@ -1,5 +1,6 @@
-"""The classifier's data path and generation's image writing as they were before issue 15, kept
-for the benchmarks (and the tests that compare old and new); not used by the library."""
+"""The classifier's data path and generation's image writing in their former, simpler form (per-image
+augmentation on the CPU, PIL images written on the main thread): the benchmarks measure the current
+ones against them and the tests check that both give the same numbers. No stage imports this module."""
 
 from __future__ import annotations
 
