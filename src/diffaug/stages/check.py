@@ -28,7 +28,7 @@ def main() -> None:
         raise ParamsError(f"{str(e).removesuffix('.')}; {RESTORE}.") from None
     if params.scrape.source == "folder":
         require_utf8_names(params.scrape.path)  # before DVC hashes the folder: it crashes on such a name
-    atomic_write_bytes(CHECKED, b"params.yaml passed its checks (diffaug.params)\n")
+    atomic_write_bytes(CHECKED, b"params.yaml passed its checks\n")
 
 
 if __name__ == "__main__":
