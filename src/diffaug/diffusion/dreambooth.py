@@ -18,21 +18,18 @@ from diffaug.checkpoint import Checkpoints
 from diffaug.device import Cost, pick_device
 from diffaug.diffusion.finetune import (
     Latents,
-    Tuning,
     accelerator,
     adamw,
     denoising_loss,
     encode_prompts,
-    final_loss,
     n_trainable,
     noise_and_target,
-    optimise,
     scaled_lr,
-    trainable_weights,
     training_scheduler,
 )
 from diffaug.diffusion.generate import Settings, cache_key, cached_path, generate, plan
 from diffaug.diffusion.pipeline import fingerprint, load_pipeline, pick_dtype, speed_up
+from diffaug.diffusion.tuning import Tuning, final_loss, optimise, trainable_weights
 from diffaug.io import read_json
 from diffaug.params import DreamBooth
 

@@ -18,18 +18,15 @@ from diffaug.checkpoint import Checkpoints
 from diffaug.device import Cost
 from diffaug.diffusion.finetune import (
     Latents,
-    Tuning,
     accelerator,
     adamw,
     denoising_loss,
     encode_prompts,
-    final_loss,
     noise_and_target,
-    optimise,
     scaled_lr,
-    trainable_weights,
     training_scheduler,
 )
+from diffaug.diffusion.tuning import Tuning, final_loss, optimise, trainable_weights
 from diffaug.errors import DiffaugError
 from diffaug.params import TextualInversion
 from diffaug.rules import token_of

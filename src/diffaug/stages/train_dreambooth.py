@@ -14,12 +14,12 @@ from diffaug.diffusion.dreambooth import prior_images, save_dreambooth, train_dr
 from diffaug.diffusion.finetune import (
     check_8bit_adam,
     class_label,
-    finetune_checkpoints,
     load_pixels,
     native_resolution,
     pick_instances,
 )
 from diffaug.diffusion.pipeline import fingerprint, load_pipeline, read_source
+from diffaug.diffusion.tuning import finetune_checkpoints
 from diffaug.io import atomic_dir, sha256_tree, write_json
 from diffaug.params import DreamBooth, load_params
 
