@@ -126,3 +126,45 @@ def test_the_train_stage_killed_mid_run_resumes_to_the_same_model(tmp_path):
     assert sha256_file(killed / model) == sha256_file(once / model)
     assert not list(saved.glob("*.pt"))
     print(f"train: uninterrupted {uninterrupted:.1f} s, resumed rerun {resumed:.1f} s")
+
+
+def test_a_run_keeps_only_its_newest_checkpoint_and_removes_other_keys_leftovers(tmp_path, monkeypatch):
+    monkeypatch.setenv("DIFFAUG_CACHE", str(tmp_path))
+    killed = Checkpoints("dreambooth/seven", "old", every=1)
+    assert killed.load() is None
+    killed.save({"step": 1})
+    killed.save({"step": 2})
+    assert sorted(f.name for f in killed.folder.iterdir()) == ["old.lock", "old.pt"]  # the newest only
+    other_class = Checkpoints("dreambooth/one", "old", every=1)
+    other_class.load()
+    other_class.save({"step": 1})
+    # The killed run is never cleared; a run of other params (a new key) removes what it left.
+    rerun = Checkpoints("dreambooth/seven", "new", every=1)
+    assert rerun.load() is None
+    assert sorted(f.name for f in killed.folder.iterdir()) == ["new.lock"]
+    assert other_class.path.exists()  # another class's run is left alone
+    rerun.save({"step": 1})
+    rerun.clear()  # finished: nothing of it remains
+    assert not list(killed.folder.iterdir())
+
+
+def test_a_run_going_on_in_another_process_keeps_its_checkpoint(tmp_path, monkeypatch):
+    monkeypatch.setenv("DIFFAUG_CACHE", str(tmp_path))
+    code = "c = Checkpoints('train', 'live', 1); c.load(); c.save({'step': 1}); print('saved', flush=True); input()"
+    proc = subprocess.Popen(
+        [sys.executable, "-c", f"from diffaug.checkpoint import Checkpoints; {code}"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+        env=dict(os.environ, PYTHONPATH=str(REPO / "src")),
+    )
+    assert proc.stdout.readline() == "saved\n"
+    live = tmp_path / "checkpoints/train/live.pt"
+    Checkpoints("train", "other", every=1).load()
+    assert live.exists()  # its process holds the key's lock
+    proc.kill()
+    proc.wait()
+    half_written = live.parent / f".live.pt.tmp-{proc.pid}-1"  # a save its kill interrupted
+    half_written.write_bytes(b"")
+    Checkpoints("train", "other", every=1).load()
+    assert sorted(f.name for f in live.parent.iterdir()) == ["other.lock"]

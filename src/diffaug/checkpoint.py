@@ -6,18 +6,25 @@ interval, which changes nothing) and the hashes of its inputs. A checkpoint hold
 of the loop, every RNG included, so a resumed run ends with the bytes an uninterrupted one would.
 Written atomically, read with `weights_only=True` (tensors and plain containers, no code), deleted
 once the stage has its result.
+
+Each run (a stage, or one class of a per-class stage) has a folder of its own. A run keeps only its
+newest checkpoint, and removes what other keys left there: a killed run whose params or inputs have
+changed since would never resume. A running run holds a lock on its key, so a run beside it (another
+queued experiment) never deletes its checkpoint.
 """
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
+import os
 from pathlib import Path
 from typing import Optional
 
 import torch
 
-from diffaug.io import cache_dir, sha256_file, temp_path
+from diffaug.io import cache_dir, clean_leftovers, sha256_file, temp_path
 
 
 def checkpoint_key(section: dict, inputs: list[str | Path], tag: str = "") -> str:
@@ -29,11 +36,17 @@ def checkpoint_key(section: dict, inputs: list[str | Path], tag: str = "") -> st
 
 
 class Checkpoints:
-    """One run's checkpoint file: saved every `every` steps (0: never), loaded on a rerun, cleared at the end."""
+    """One run's checkpoint file: saved every `every` steps (0: never), loaded on a rerun, cleared at the end.
 
-    def __init__(self, kind: str, key: str, every: int, process: int = 0):
-        self.every = every
-        self.path = cache_dir("checkpoints", kind) / f"{key}-{process}.pt"
+    `kind` names the run's folder ("train", "dreambooth/<class>"). A multi-GPU run saves one file, from
+    its main process, holding every process's RNG states: one file cannot be half of a step ahead.
+    """
+
+    def __init__(self, kind: str, key: str, every: int):
+        self.every, self.key = every, key
+        self.folder = cache_dir("checkpoints", kind)
+        self.path = self.folder / f"{key}.pt"
+        self._lock: Optional[int] = None
 
     def due(self, step: int, total: int) -> bool:
         """After `step` of `total`: the last step needs none, the stage saves its result right after."""
@@ -42,15 +55,62 @@ class Checkpoints:
     def save(self, state: dict) -> None:
         tmp = temp_path(self.path)
         torch.save(state, tmp)
-        tmp.replace(self.path)  # atomic: a kill mid-write leaves the previous checkpoint
+        tmp.replace(self.path)  # atomic: a kill mid-write leaves the previous checkpoint, the only one kept
 
     def load(self) -> Optional[dict]:
+        """Mark this key as running, remove other keys' leftovers, and return the checkpoint to resume from."""
+        if self._lock is None:
+            self._lock = _lock(self.folder / f"{self.key}.lock", fcntl.LOCK_SH)  # a run's processes share it
+        self.prune()
         if not self.every or not self.path.exists():
             return None
         return torch.load(self.path, weights_only=True, map_location="cpu")
 
+    def prune(self) -> None:
+        """Delete the checkpoints of the folder's other keys whose run is over (nobody holds their lock)."""
+        clean_leftovers(self.folder)  # checkpoints a kill interrupted mid-write
+        keys = {f.stem for f in [*self.folder.glob("*.pt"), *self.folder.glob("*.lock")]}
+        for key in sorted(keys - {self.key}):
+            lock = _lock(self.folder / f"{key}.lock", fcntl.LOCK_EX | fcntl.LOCK_NB)
+            if lock is not None:
+                _remove_key(self.folder, key, lock)
+
     def clear(self) -> None:
+        """The result is saved: delete this run's checkpoint (and its lock, unless a run of the same key is on)."""
         self.path.unlink(missing_ok=True)
+        if self._lock is not None:
+            try:  # a POSIX lock converts atomically: on failure this run still holds its shared lock
+                fcntl.lockf(self._lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                _remove_key(self.folder, self.key, self._lock)
+            except OSError:
+                os.close(self._lock)
+            self._lock = None
+
+
+def _lock(path: Path, how: int) -> Optional[int]:
+    """An open descriptor holding a POSIX lock on `path` (created if missing); None if `how` is non-blocking
+    and another process holds it. The kernel drops it when the process dies, however it dies; a process
+    never conflicts with itself, so a run that died in this process (a test) counts as over."""
+    while True:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.lockf(fd, how)
+        except OSError:  # EAGAIN or EACCES: taken
+            os.close(fd)
+            return None
+        try:
+            if os.stat(path).st_ino == os.fstat(fd).st_ino:
+                return fd
+        except FileNotFoundError:
+            pass
+        os.close(fd)  # another run removed the file while this one waited: lock the new one
+
+
+def _remove_key(folder: Path, key: str, lock: int) -> None:
+    """Delete a key's checkpoint and its lock file, under its exclusive lock."""
+    (folder / f"{key}.pt").unlink(missing_ok=True)
+    (folder / f"{key}.lock").unlink(missing_ok=True)
+    os.close(lock)
 
 
 def rng_states(*generators: torch.Generator) -> dict:

@@ -14,25 +14,24 @@ from typing import Optional
 import torch
 from safetensors.torch import load_file
 
+from diffaug.checkpoint import Checkpoints
 from diffaug.device import Meter, pick_device
 from diffaug.diffusion.finetune import (
     Latents,
     accelerator,
     adamw,
-    batches,
     denoising_loss,
     encode_prompts,
     n_trainable,
     noise_and_target,
     scaled_lr,
-    show_step,
     training_scheduler,
 )
 from diffaug.diffusion.generate import Settings, cache_key, cached_path, generate, plan
 from diffaug.diffusion.pipeline import fingerprint, load_pipeline, pick_dtype, speed_up
+from diffaug.diffusion.tuning import Tuning, final_loss, optimise, trainable_weights
 from diffaug.io import read_json
 from diffaug.params import DreamBooth
-from diffaug.progress import bar
 
 # `lora_targets: attention` is the diffusers DreamBooth LoRA example's; `all` adds every other linear and
 # conv layer of the UNet (transformer projections and feed-forward, ResNet convs, time embedding), the
@@ -124,21 +123,46 @@ def train_dreambooth(
     class_prompt: str,
     params: DreamBooth,
     log=print,
+    checkpoints: Optional[Checkpoints] = None,
 ) -> dict:
-    """Fine-tune `pipe` in place on `instance` pixels (N,3,H,W in [-1, 1]); returns the training record."""
+    """Fine-tune `pipe` in place on `instance` pixels (N,3,H,W in [-1, 1]); returns the training record.
+    With `checkpoints`, a killed run resumes from its last checkpoint and ends with the same weights."""
     acc = accelerator(params.mixed_precision, params.gradient_accumulation, params.device)
-    device = acc.device
     torch.manual_seed(params.seed)  # LoRA init and anything else drawing from the global RNG
     gen = torch.Generator().manual_seed(params.seed + acc.process_index)
-    unet, vae, text_encoder = pipe.unet, pipe.vae, pipe.text_encoder
-    for m in (unet, vae, text_encoder):
+    for m in (pipe.unet, pipe.vae, pipe.text_encoder):
         m.requires_grad_(False)
-        m.to(device)
-    train_text = params.train_text_encoder
-    inst = Latents.encode(vae, instance)
-    cls = Latents.encode(vae, prior) if prior is not None else None
-    vae.to("cpu")  # latents are cached: training never runs the VAE, so its GPU memory goes to the UNet
+        m.to(acc.device)
+    inst = Latents.encode(pipe.vae, instance)
+    cls = Latents.encode(pipe.vae, prior) if prior is not None else None
+    pipe.vae.to("cpu")  # latents are cached: training never runs the VAE, so its GPU memory goes to the UNet
     before = instance_loss(pipe, inst, prompt, params.seed)
+    lr = scaled_lr(
+        learning_rate(params), params.scale_lr, params.batch_size, params.gradient_accumulation, acc.num_processes
+    )
+    tuning, unet_t, text_t = _trainer(pipe, params, acc, gen, lr)
+    batch_step = _batch_step(pipe, tuning, unet_t, text_t, (inst, cls), [prompt, class_prompt], params)
+    meter = Meter(acc.device)
+    done = optimise(tuning, unet_t, batch_step, len(inst.mean), params, checkpoints, "dreambooth")
+    record = meter.reading(done, "steps")
+    pipe.unet = acc.unwrap_model(unet_t).eval()
+    pipe.text_encoder = acc.unwrap_model(text_t).eval()
+    after = instance_loss(pipe, inst, prompt, params.seed)
+    log(f"dreambooth: instance loss {before:.4f} -> {after:.4f} in {record['seconds']} s")
+    return {
+        "trainable_parameters": n_trainable(pipe.unet, pipe.text_encoder),
+        "lr": lr,
+        "final_loss": round(final_loss(tuning.losses), 5),
+        "instance_loss_before": round(before, 5),
+        "instance_loss_after": round(after, 5),
+        "cost": record,
+    }
+
+
+def _trainer(pipe, params: DreamBooth, acc, gen: torch.Generator, lr: float):
+    """The UNet (and text encoder) made trainable, whole or through LoRA adapters, and prepared by
+    accelerate with their AdamW: (Tuning, the UNet to train, the text encoder to call)."""
+    unet, text_encoder, train_text = pipe.unet, pipe.text_encoder, params.train_text_encoder
     if params.mode == "lora":
         _add_lora(pipe, params.lora_rank, params.lora_targets, train_text)
     else:
@@ -148,57 +172,45 @@ def train_dreambooth(
         unet.enable_gradient_checkpointing()
         if train_text:
             text_encoder.gradient_checkpointing_enable()
-    trainable = [p for m in (unet, text_encoder) for p in m.parameters() if p.requires_grad]
-    lr = scaled_lr(
-        learning_rate(params), params.scale_lr, params.batch_size, params.gradient_accumulation, acc.num_processes
-    )
-    opt = adamw(trainable, lr, params.use_8bit_adam, device)
+    weights = trainable_weights(unet=unet, text_encoder=text_encoder)
+    opt = adamw(list(weights.values()), lr, params.use_8bit_adam, acc.device)
     models = acc.prepare(unet, text_encoder, opt) if train_text else acc.prepare(unet, opt)
-    unet_t, opt = models[0], models[-1]
-    text_t = models[1] if train_text else text_encoder
-    scheduler = training_scheduler(pipe)
-    prompts = [prompt, class_prompt]
+    models[0].train()
+    return Tuning(acc, models[-1], gen, weights), models[0], models[1] if train_text else text_encoder
+
+
+def _batch_step(pipe, tuning: Tuning, unet_t, text_t, latents: tuple, prompts: list[str], params: DreamBooth):
+    """One batch of DreamBooth: instance loss plus the weighted prior loss, back-propagated and stepped."""
+    acc, gen, (inst, cls) = tuning.acc, tuning.gen, latents
+    scheduler, bs, device, train_text = (
+        training_scheduler(pipe),
+        params.batch_size,
+        acc.device,
+        params.train_text_encoder,
+    )
     if not train_text:  # computed once: the text encoder does not change
         with torch.no_grad():
             fixed = encode_prompts(pipe, prompts, device)
-    bs, w = params.batch_size, params.prior_loss_weight
-    meter, losses = Meter(device), []
-    unet_t.train()
-    progress = bar(params.steps, "dreambooth", "step", disable=not acc.is_local_main_process)
-    for idx in batches(len(inst.mean), bs, params.steps * params.gradient_accumulation, gen):
-        with acc.accumulate(unet_t):
-            z0 = inst.sample(idx, gen)
-            if cls is not None:
-                z0 = torch.cat([z0, cls.sample(torch.randint(0, len(cls.mean), (bs,), generator=gen), gen)])
-            zt, t, target = noise_and_target(scheduler, z0, gen)
-            enc = encode_prompts(pipe, prompts, device, text_t) if train_text else fixed
-            # expand, not indexing: its backward is a plain sum, deterministic on any thread count
-            text = torch.cat([enc[i : i + 1].expand(bs, -1, -1) for i in range(1 + (cls is not None))])
-            with acc.autocast():
-                each = denoising_loss(unet_t, zt.to(device), t.to(device), text, target.to(device), reduce=False)
-            loss = each[:bs].mean() + (w * each[bs:].mean() if cls is not None else 0.0)
-            acc.backward(loss)
-            if acc.sync_gradients:
-                acc.clip_grad_norm_(trainable, 1.0)
-            opt.step()
-            opt.zero_grad(set_to_none=True)
-        losses.append(loss.item())
-        show_step(progress, losses, acc.sync_gradients)
-    progress.close()
-    record = meter.reading(params.steps, "steps")
-    pipe.unet = acc.unwrap_model(unet_t).eval()
-    pipe.text_encoder = acc.unwrap_model(text_t).eval()
-    after = instance_loss(pipe, inst, prompt, params.seed)
-    tail = losses[-max(1, len(losses) // 10) :]
-    log(f"dreambooth: instance loss {before:.4f} -> {after:.4f} in {record['seconds']} s")
-    return {
-        "trainable_parameters": n_trainable(pipe.unet, pipe.text_encoder),
-        "lr": lr,
-        "final_loss": round(sum(tail) / len(tail), 5),
-        "instance_loss_before": round(before, 5),
-        "instance_loss_after": round(after, 5),
-        "cost": record,
-    }
+
+    def step(idx: torch.Tensor) -> float:
+        z0 = inst.sample(idx, gen)
+        if cls is not None:
+            z0 = torch.cat([z0, cls.sample(torch.randint(0, len(cls.mean), (bs,), generator=gen), gen)])
+        zt, t, target = noise_and_target(scheduler, z0, gen)
+        enc = encode_prompts(pipe, prompts, device, text_t) if train_text else fixed
+        # expand, not indexing: its backward is a plain sum, deterministic on any thread count
+        text = torch.cat([enc[i : i + 1].expand(bs, -1, -1) for i in range(1 + (cls is not None))])
+        with acc.autocast():
+            each = denoising_loss(unet_t, zt.to(device), t.to(device), text, target.to(device), reduce=False)
+        loss = each[:bs].mean() + (params.prior_loss_weight * each[bs:].mean() if cls is not None else 0.0)
+        acc.backward(loss)
+        if acc.sync_gradients:
+            acc.clip_grad_norm_(list(tuning.weights.values()), 1.0)
+        tuning.opt.step()
+        tuning.opt.zero_grad(set_to_none=True)
+        return loss.item()
+
+    return step
 
 
 def save_dreambooth(pipe, out: Path, params: DreamBooth) -> None:

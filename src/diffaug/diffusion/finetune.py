@@ -1,11 +1,10 @@
 """What DreamBooth and Textual Inversion share: the instance images, cached latents, the noising
 step of the training loss, `accelerate` set-up (mixed precision, gradient accumulation, several
-GPUs) and the optimizer.
+GPUs) and the optimizer. The training loop and its checkpoints are in `tuning`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
@@ -149,21 +148,6 @@ def check_8bit_adam(use_8bit: bool, device: str) -> None:
 
 def scaled_lr(lr: float, scale: bool, batch_size: int, accumulation: int, processes: int) -> float:
     return lr * batch_size * accumulation * processes if scale else lr
-
-
-def batches(n: int, batch_size: int, steps: int, gen: torch.Generator) -> Iterator[torch.Tensor]:
-    """Indices of `steps` seeded random batches (with replacement across steps: 5 images, 400 steps)."""
-    for _ in range(steps):
-        yield torch.randint(0, n, (batch_size,), generator=gen)
-
-
-def show_step(progress, losses: list[float], synced: bool) -> None:
-    """Advance the bar by an optimizer step (gradient accumulation: every few batches), with the
-    mean loss of the last ten batches: one batch's loss jumps with its random timesteps."""
-    if synced:
-        progress.update()
-        tail = losses[-10:]
-        progress.set_postfix(loss=f"{sum(tail) / len(tail):.4f}", refresh=False)
 
 
 def encode_prompts(pipe, prompts: list[str], device: Optional[torch.device] = None, text_encoder=None) -> torch.Tensor:

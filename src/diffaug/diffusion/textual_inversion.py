@@ -9,25 +9,26 @@ loads with `pipe.load_textual_inversion`.
 
 from __future__ import annotations
 
+from typing import Optional
+
 import torch
 from safetensors.torch import save_file
 
+from diffaug.checkpoint import Checkpoints
 from diffaug.device import Meter
 from diffaug.diffusion.finetune import (
     Latents,
     accelerator,
     adamw,
-    batches,
     denoising_loss,
     encode_prompts,
     noise_and_target,
     scaled_lr,
-    show_step,
     training_scheduler,
 )
+from diffaug.diffusion.tuning import Tuning, final_loss, optimise, trainable_weights
 from diffaug.errors import DiffaugError
 from diffaug.params import TextualInversion
-from diffaug.progress import bar
 from diffaug.rules import token_of
 
 EMBEDS_FILE = "learned_embeds.safetensors"
@@ -96,71 +97,90 @@ def add_token(pipe, token: str, num_vectors: int, init_word: str) -> list[int]:
 
 
 def train_textual_inversion(
-    pipe, pixels: torch.Tensor, label: str, params: TextualInversion, log=print
+    pipe,
+    pixels: torch.Tensor,
+    label: str,
+    params: TextualInversion,
+    log=print,
+    checkpoints: Optional[Checkpoints] = None,
 ) -> tuple[dict, torch.Tensor]:
-    """Learn the embedding of the token `<label>` on `pixels` (N,3,H,W in [-1, 1]); returns (record, learned rows)."""
+    """Learn the embedding of the token `<label>` on `pixels` (N,3,H,W in [-1, 1]); returns (record, learned rows).
+    With `checkpoints`, a killed run resumes from its last checkpoint and ends with the same embedding."""
     token, init_word = token_of(label), params.init_word or label
     acc = accelerator(params.mixed_precision, params.gradient_accumulation, params.device)
-    device = acc.device
     gen = torch.Generator().manual_seed(params.seed + acc.process_index)
     for m in (pipe.unet, pipe.vae, pipe.text_encoder):
         m.requires_grad_(False)
-        m.to(device)
+        m.to(acc.device)
     latents = Latents.encode(pipe.vae, pixels)
     pipe.vae.to("cpu")  # latents are cached: training never runs the VAE
     ids = add_token(pipe, token, params.num_vectors, init_word)
+    lr = scaled_lr(params.lr, params.scale_lr, params.batch_size, params.gradient_accumulation, acc.num_processes)
+    tuning, text_t, original = _trainer(pipe, params, acc, gen, lr)
+    batch_step = _batch_step(pipe, tuning, text_t, latents, original, ids, label, params)
+    meter = Meter(acc.device)
+    done = optimise(tuning, text_t, batch_step, len(latents.mean), params, checkpoints, f"textual inversion {token}")
+    record = meter.reading(done, "steps")
+    pipe.text_encoder = acc.unwrap_model(text_t).eval()
+    pipe.text_encoder.requires_grad_(False)
+    learned = pipe.text_encoder.get_input_embeddings().weight[ids].detach().float().cpu().clone()
+    loss = final_loss(tuning.losses)
+    log(f"textual inversion {token}: loss {loss:.4f} in {record['seconds']} s")
+    return {
+        "token": token,
+        "init_word": init_word,
+        "lr": lr,
+        "final_loss": round(loss, 5),
+        "trainable_parameters": learned.numel(),
+        "cost": record,
+    }, learned
+
+
+def _trainer(pipe, params: TextualInversion, acc, gen: torch.Generator, lr: float):
+    """The token embeddings made trainable with their AdamW, prepared by accelerate:
+    (Tuning, the text encoder to train, the embeddings before training)."""
     text_encoder = pipe.text_encoder
     embeddings = text_encoder.get_input_embeddings()
     embeddings.weight.requires_grad_(True)
-    keep = torch.ones(len(embeddings.weight), dtype=torch.bool)
-    keep[ids] = False
     original = embeddings.weight.detach().clone()
     if params.gradient_checkpointing:
         text_encoder.gradient_checkpointing_enable()
         pipe.unet.enable_gradient_checkpointing()
     text_encoder.train()  # dropout is 0 in CLIP; train() is needed for gradient checkpointing
-    lr = scaled_lr(params.lr, params.scale_lr, params.batch_size, params.gradient_accumulation, acc.num_processes)
-    opt = adamw([embeddings.weight], lr, False, device, weight_decay=0.0)
+    opt = adamw([embeddings.weight], lr, False, acc.device, weight_decay=0.0)
     text_t, opt = acc.prepare(text_encoder, opt)
-    templates = expand_templates(params.templates)
-    word = token_text(token, params.num_vectors)
+    return Tuning(acc, opt, gen, trainable_weights(text_encoder=text_encoder)), text_t, original
+
+
+def _batch_step(pipe, tuning: Tuning, text_t, latents: Latents, original: torch.Tensor, ids: list[int], label, params):
+    """One batch of Textual Inversion: the denoising loss of random templates (plus the pull toward the
+    init word), back-propagated and stepped; every row but the token's is then put back."""
+    acc, gen, device = tuning.acc, tuning.gen, tuning.acc.device
+    embeddings = pipe.text_encoder.get_input_embeddings()
+    keep = torch.ones(len(embeddings.weight), dtype=torch.bool)
+    keep[ids] = False
+    templates, word = expand_templates(params.templates), token_text(token_of(label), params.num_vectors)
     scheduler = training_scheduler(pipe)
-    meter, losses = Meter(device), []
-    progress = bar(params.steps, f"textual inversion {token}", "step", disable=not acc.is_local_main_process)
-    for idx in batches(len(latents.mean), params.batch_size, params.steps * params.gradient_accumulation, gen):
-        with acc.accumulate(text_t):
-            z0 = latents.sample(idx, gen)
-            picks = torch.randint(0, len(templates), (len(idx),), generator=gen).tolist()
-            zt, t, target = noise_and_target(scheduler, z0, gen)
-            with acc.autocast():
-                text = encode_prompts(pipe, [fill(templates[i], word, label) for i in picks], device, text_t)
-                loss = denoising_loss(pipe.unet, zt.to(device), t.to(device), text, target.to(device))
-                # The original TI code's embedding_reg_weight: a pull toward the init word, so the token
-                # cannot drift into another concept of the base model while it fits a few images.
-                drift = embeddings.weight[ids].float() - original[ids].to(device)
-                reg = params.init_reg * drift.pow(2).sum(dim=-1).mean()
-            acc.backward(loss + reg)
-            opt.step()
-            opt.zero_grad(set_to_none=True)
-            with torch.no_grad():  # only the new rows may change
-                embeddings.weight[keep] = original[keep].to(embeddings.weight.dtype)
-        losses.append(loss.item())
-        show_step(progress, losses, acc.sync_gradients)
-    progress.close()
-    record = meter.reading(params.steps, "steps")
-    pipe.text_encoder = acc.unwrap_model(text_t).eval()
-    pipe.text_encoder.requires_grad_(False)
-    learned = embeddings.weight[ids].detach().float().cpu().clone()
-    tail = losses[-max(1, len(losses) // 10) :]
-    log(f"textual inversion {token}: loss {sum(tail) / len(tail):.4f} in {record['seconds']} s")
-    return {
-        "token": token,
-        "init_word": init_word,
-        "lr": lr,
-        "final_loss": round(sum(tail) / len(tail), 5),
-        "trainable_parameters": learned.numel(),
-        "cost": record,
-    }, learned
+
+    def step(idx: torch.Tensor) -> float:
+        z0 = latents.sample(idx, gen)
+        picks = torch.randint(0, len(templates), (len(idx),), generator=gen).tolist()
+        zt, t, target = noise_and_target(scheduler, z0, gen)
+        with acc.autocast():
+            text = encode_prompts(pipe, [fill(templates[i], word, label) for i in picks], device, text_t)
+            loss = denoising_loss(pipe.unet, zt.to(device), t.to(device), text, target.to(device))
+            # The original TI code's embedding_reg_weight: a pull toward the init word, so the token
+            # cannot drift into another concept of the base model while it fits a few images.
+            drift = embeddings.weight[ids].float() - original[ids].to(device)
+            reg = params.init_reg * drift.pow(2).sum(dim=-1).mean()
+        acc.backward(loss + reg)
+        tuning.opt.step()
+        tuning.opt.zero_grad(set_to_none=True)
+        with torch.no_grad():  # only the new rows may change
+            embeddings.weight[keep] = original[keep].to(embeddings.weight.dtype)
+        return loss.item()
+
+    return step
 
 
 def save_embeds(path, token: str, learned: torch.Tensor) -> None:
