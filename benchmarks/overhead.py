@@ -3,9 +3,10 @@
     python benchmarks/overhead.py --variant before=740adcc:pure --variant after=HEAD [--queue] [--repeat 2]
 
 A variant is `label=revision`, with `:pure` to make DVC parse YAML in pure Python (as it does without
-ruamel.yaml.clib installed). Each revision runs in a scratch clone whose DVC cache is this repository's, so the
-clone's outputs are links (`dvc checkout`) and its `dvc status` must be clean. Per variant, repeated and
-interleaved with the other variants so that drift hits all alike:
+ruamel.yaml.clib installed) and `:target` to queue the experiment as the study does now (`dvc exp run evaluate`:
+DVC checks out and checks only evaluate's upstream). Each revision runs in a scratch clone whose DVC cache is
+this repository's, so the clone's outputs are links (`dvc checkout`) and its `dvc status` must be clean.
+Per variant, repeated and interleaved with the other variants so that drift hits all alike:
 - `dvc exp run -S mix.p=0.5` (a fresh `mix.seed` each time, so the run-cache restores nothing): its wall time,
   and each stage process's wall time (a `python` shim on PATH logs them). A stage process is split into start
   and imports (`python -c "import diffaug.stages.<stage>"`, timed alone) and work (the rest). DVC's own share is
@@ -54,8 +55,8 @@ def sh(*cmd: str, cwd: Path, env: dict | None = None) -> float:
 class Variant:
     def __init__(self, spec: str, scratch: Path):
         self.label, _, rest = spec.partition("=")
-        self.rev, _, mode = rest.partition(":")
-        self.pure = mode == "pure"
+        self.rev, *modes = rest.split(":")
+        self.pure, self.target = "pure" in modes, ["evaluate"] if "target" in modes else []
         commit = subprocess.run(["git", "rev-parse", self.rev], cwd=HERE, capture_output=True, text=True, check=True)
         self.commit = commit.stdout.strip()
         self.repo = scratch / self.commit[:10]
@@ -108,7 +109,8 @@ class Variant:
 
     def queued(self) -> None:
         since, seed, name = self.logged(), f"mix.seed={uuid.uuid4().int % 10**6 + 1000}", f"ovh-{uuid.uuid4().hex[:8]}"
-        sh("dvc", "exp", "run", "--queue", "-n", name, "-S", "mix.p=0.5", "-S", seed, cwd=self.repo, env=self.env())
+        args = ["--queue", "-n", name, *self.target, "-S", "mix.p=0.5", "-S", seed]
+        sh("dvc", "exp", "run", *args, cwd=self.repo, env=self.env())
         start = time.perf_counter()
         sh("dvc", "queue", "start", "-j", "1", cwd=self.repo, env=self.env())
         sh("dvc", "queue", "logs", "-f", name, cwd=self.repo, env=self.env())
@@ -201,6 +203,7 @@ def main() -> None:
         results[v.label] = {
             "rev": v.commit,
             "pure_yaml": v.pure,
+            "queue_target": v.target,
             "imports": imports,
             "experiment": phases(v.timings["experiment"], imports),
             "queue": phases(v.timings["queue"], imports) if a.queue else None,
