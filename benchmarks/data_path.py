@@ -32,7 +32,7 @@ from diffaug.classify.model import build_model  # noqa: E402
 from diffaug.classify.train import fit, seed_everything  # noqa: E402
 from diffaug.data.images import png_bytes  # noqa: E402
 from diffaug.data.scrape import digits  # noqa: E402
-from diffaug.diffusion.generate import Settings, generate, plan  # noqa: E402
+from diffaug.diffusion.jobs import Settings, fill_cache, plan  # noqa: E402
 from diffaug.params import load_params  # noqa: E402
 
 CPU = torch.device("cpu")
@@ -95,7 +95,7 @@ def epoch(repeats: int) -> dict:
 
 
 def generation(n: int, repeats: int) -> dict:
-    from diffaug.diffusion.pipeline import load_pipeline, read_source
+    from diffaug.diffusion.loading import load_pipeline, read_source
     from diffaug.diffusion.tiny.model import build_models, noise_schedule, save_pipeline
     from diffaug.io import write_json
 
@@ -127,7 +127,7 @@ def generation(n: int, repeats: int) -> dict:
         t = alternate(
             {
                 "serial": lambda: old_generate(pipe, jobs, settings, g.batch_size, cache()),
-                "overlapped": lambda: generate(pipe, jobs, settings, g.batch_size, cache=cache()),
+                "overlapped": lambda: fill_cache(pipe, jobs, settings, g.batch_size, cache=cache()),
             },
             repeats,
         )

@@ -10,8 +10,8 @@ import sys
 
 from diffaug.cli import run
 from diffaug.diffusion.dreambooth import DreamBoothWeights, generation_prompts
-from diffaug.diffusion.pipeline import load_pipeline, read_source
-from diffaug.diffusion.synthesize import finetuned_models, synthesize
+from diffaug.diffusion.loading import load_pipeline, read_source
+from diffaug.diffusion.source import finetuned_models, make_source
 from diffaug.params import load_params
 from diffaug.rules import made_count
 
@@ -24,7 +24,7 @@ def main() -> None:
     g = g.model_copy(update={"per_class": made_count(params, name)})  # with the candidates its filters ask for
     root, _, weights = finetuned_models("dreambooth", classes)
     source = read_source()
-    synthesize(
+    make_source(
         name,
         generation_prompts(params.dreambooth.prompt, classes),
         g,

@@ -8,8 +8,8 @@ learned token loaded into the pipeline and the prompt around it ("a photo of a <
 import sys
 
 from diffaug.cli import run
-from diffaug.diffusion.pipeline import load_pipeline, read_source
-from diffaug.diffusion.synthesize import finetuned_models, synthesize
+from diffaug.diffusion.loading import load_pipeline, read_source
+from diffaug.diffusion.source import finetuned_models, make_source
 from diffaug.diffusion.textual_inversion import generation_prompts, load_tokens
 from diffaug.params import load_params
 from diffaug.rules import made_count
@@ -29,7 +29,7 @@ def main() -> None:
         load_tokens(pipe, root, classes, trained)
         return pipe
 
-    synthesize(
+    make_source(
         name,
         generation_prompts(params.textual_inversion.prompt, trained),
         g,
