@@ -32,7 +32,7 @@ from diffaug.classify.model import build_model  # noqa: E402
 from diffaug.classify.train import fit, seed_everything  # noqa: E402
 from diffaug.data.images import png_bytes  # noqa: E402
 from diffaug.data.scrape import digits  # noqa: E402
-from diffaug.diffusion.jobs import Settings, fill_cache, plan  # noqa: E402
+from diffaug.diffusion.jobs import fill_cache, plan  # noqa: E402
 from diffaug.params import load_params  # noqa: E402
 
 CPU = torch.device("cpu")
@@ -96,6 +96,7 @@ def epoch(repeats: int) -> dict:
 
 def generation(n: int, repeats: int) -> dict:
     from diffaug.diffusion.loading import load_pipeline, read_source
+    from diffaug.diffusion.source import draw_settings
     from diffaug.diffusion.tiny.model import build_models, noise_schedule, save_pipeline
     from diffaug.io import write_json
 
@@ -105,17 +106,7 @@ def generation(n: int, repeats: int) -> dict:
         save_pipeline(base / "pipeline", *build_models(0, base / "tokenizer_src"), noise_schedule())
         write_json(base / "source.json", {"model": "builtin:tiny", "revision": None, "commit": None})
         pipe = load_pipeline(read_source(base), CPU, torch.float32, g.scheduler, base=base)
-        settings = Settings(
-            model="bench",
-            scheduler=g.scheduler,
-            steps=g.steps,
-            guidance=g.guidance,
-            negative_prompt=g.negative_prompt,
-            height=g.resolution,
-            width=g.resolution,
-            save_size=None,
-            dtype="float32",
-        )
+        settings = draw_settings(g.model_copy(update={"save_size": None}), "bench", torch.float32)
         classes = load_params().classes
         jobs = plan({c: [f"a photo of the digit {c}"] for c in classes}, n // len(classes), g.seed)
         runs = [0]
