@@ -28,7 +28,7 @@ from diffaug.classify.model import build_model
 from diffaug.classify.train import fit, seed_everything
 from diffaug.data.images import png_bytes
 from diffaug.data.scrape import digits
-from diffaug.diffusion.generate import Settings, generate, plan
+from diffaug.diffusion.jobs import fill_cache, plan
 from diffaug.legacy import OldAugment, old_fit_epochs, old_generate
 from diffaug.params import load_params
 
@@ -92,7 +92,8 @@ def epoch(repeats: int) -> dict:
 
 
 def generation(n: int, repeats: int) -> dict:
-    from diffaug.diffusion.pipeline import load_pipeline, read_source
+    from diffaug.diffusion.loading import load_pipeline, read_source
+    from diffaug.diffusion.source import draw_settings
     from diffaug.diffusion.tiny.model import build_models, noise_schedule, save_pipeline
     from diffaug.io import write_json
 
@@ -102,17 +103,7 @@ def generation(n: int, repeats: int) -> dict:
         save_pipeline(base / "pipeline", *build_models(0, base / "tokenizer_src"), noise_schedule())
         write_json(base / "source.json", {"model": "builtin:tiny", "revision": None, "commit": None})
         pipe = load_pipeline(read_source(base), CPU, torch.float32, g.scheduler, base=base)
-        settings = Settings(
-            model="bench",
-            scheduler=g.scheduler,
-            steps=g.steps,
-            guidance=g.guidance,
-            negative_prompt=g.negative_prompt,
-            height=g.resolution,
-            width=g.resolution,
-            save_size=None,
-            dtype="float32",
-        )
+        settings = draw_settings(g.model_copy(update={"save_size": None}), "bench", torch.float32)
         classes = load_params().classes
         jobs = plan({c: [f"a photo of the digit {c}"] for c in classes}, n // len(classes), g.seed)
         runs = [0]
@@ -124,7 +115,7 @@ def generation(n: int, repeats: int) -> dict:
         t = alternate(
             {
                 "serial": lambda: old_generate(pipe, jobs, settings, g.batch_size, cache()),
-                "overlapped": lambda: generate(pipe, jobs, settings, g.batch_size, cache=cache()),
+                "overlapped": lambda: fill_cache(pipe, jobs, settings, g.batch_size, cache=cache()),
             },
             repeats,
         )

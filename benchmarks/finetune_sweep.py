@@ -21,8 +21,8 @@ import torch
 from diffaug.classify.classifier import classify_manifest
 from diffaug.diffusion import dreambooth, textual_inversion
 from diffaug.diffusion.finetune import load_pixels, native_resolution, pick_instances
-from diffaug.diffusion.generate import Settings, plan, run_batch, to_png
-from diffaug.diffusion.pipeline import load_pipeline, read_source
+from diffaug.diffusion.jobs import Settings, plan, run_batch, to_png
+from diffaug.diffusion.loading import load_pipeline, read_source
 from diffaug.params import load_params
 from diffaug.rules import token_of
 

@@ -18,8 +18,8 @@ import time
 import torch
 
 from diffaug.device import pick_device
-from diffaug.diffusion.generate import Settings, plan, run_batch
-from diffaug.diffusion.pipeline import load_pipeline, pick_dtype, read_source, set_scheduler, speed_up
+from diffaug.diffusion.jobs import Settings, plan, run_batch
+from diffaug.diffusion.loading import load_pipeline, pick_dtype, read_source, set_scheduler, speed_up
 from diffaug.params import load_params
 
 

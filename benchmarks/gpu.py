@@ -36,8 +36,8 @@ import torch
 from diffaug.classify.model import build_model
 from diffaug.classify.train import fit, seed_everything
 from diffaug.device import device_name, pick_device
-from diffaug.diffusion.generate import Settings, generate, plan, run_batch
-from diffaug.diffusion.pipeline import pick_dtype, set_scheduler, speed_up
+from diffaug.diffusion.jobs import Settings, fill_cache, plan, run_batch
+from diffaug.diffusion.loading import pick_dtype, set_scheduler, speed_up
 from diffaug.legacy import old_fit_epochs, old_generate
 
 REPO = Path(__file__).resolve().parents[1]
@@ -268,7 +268,7 @@ def generation(template, device: torch.device, size: int, max_batch: int) -> lis
                         if fn:
                             fn(pipe, jobs[: b * rounds], settings, b, Path(cache))
                         else:
-                            generate(pipe, jobs[: b * rounds], settings, b, cache=Path(cache))
+                            fill_cache(pipe, jobs[: b * rounds], settings, b, cache=Path(cache))
                         seconds = time.perf_counter() - start
                     return {"images_per_second": round(b * rounds / seconds, 3)}
 

@@ -22,9 +22,9 @@ from generation import count_unet_calls  # benchmarks/generation.py (the script'
 
 def main() -> None:
     from diffaug.device import pick_device
-    from diffaug.diffusion.generate import Settings, plan, run_batch
     from diffaug.diffusion.img2img import FromParents, plan_img2img
-    from diffaug.diffusion.pipeline import load_pipeline, pick_dtype, read_source, speed_up
+    from diffaug.diffusion.jobs import Settings, plan, run_batch
+    from diffaug.diffusion.loading import load_pipeline, pick_dtype, read_source, speed_up
     from diffaug.io import read_csv
     from diffaug.params import load_params
 

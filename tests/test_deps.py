@@ -115,6 +115,17 @@ def test_every_file_a_stage_imports_is_a_dep():
     assert not missing, f"stages reach files they do not list as deps: {missing}"
 
 
+def test_a_stage_runs_the_module_of_its_name():
+    """`generate_finetuned@dreambooth` runs diffaug.stages.generate_finetuned, so a stage's code is found by its
+    name; the measure_<kind> groups (one per kind of source: DVC cannot join the kinds' lists) share `measure`."""
+    wrong = {}
+    for name, stage in stages().items():
+        group = re.sub(r"^measure_\w+$", "measure", name.split("@")[0])
+        if entry_module(stage.cmd) != f"diffaug.stages.{group}":
+            wrong[name] = entry_module(stage.cmd)
+    assert not wrong, f"stages whose module is not named after them: {wrong}"
+
+
 def test_every_listed_code_dep_is_reached():
     """The other direction: a listed module the stage never imports reruns it for nothing."""
     extra = {}

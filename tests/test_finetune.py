@@ -5,7 +5,7 @@ import torch
 
 from diffaug.diffusion.dreambooth import DreamBoothWeights, save_dreambooth, train_dreambooth
 from diffaug.diffusion.finetune import load_pixels, native_resolution, pick_instances
-from diffaug.diffusion.pipeline import load_pipeline, read_source
+from diffaug.diffusion.loading import load_pipeline, read_source
 from diffaug.diffusion.textual_inversion import EMBEDS_FILE, add_token, fill, save_embeds, train_textual_inversion
 from diffaug.errors import DiffaugError
 from diffaug.io import write_json

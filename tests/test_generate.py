@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from diffaug.diffusion import generate as generate_module
-from diffaug.diffusion.generate import Settings, cache_key, cached_path, collect, generate, image_seed, plan
-from diffaug.diffusion.pipeline import SCHEDULERS, load_pipeline, pick_dtype, read_source, set_scheduler
+from diffaug.diffusion import jobs as jobs_module
+from diffaug.diffusion.jobs import Settings, assemble, cache_key, cached_path, fill_cache, image_seed, plan
+from diffaug.diffusion.loading import SCHEDULERS, load_pipeline, pick_dtype, read_source, set_scheduler
 from diffaug.errors import DiffaugError
 from diffaug.io import read_csv
 from diffaug.legacy import old_generate
@@ -83,21 +83,21 @@ def test_cache_key_covers_everything_that_changes_pixels():
 
 def test_same_seed_same_bytes_and_resume(pipe, tmp_path):
     jobs = plan(PROMPTS, 3, seed=0)
-    first = generate(pipe, jobs, SETTINGS, batch_size=4, cache=tmp_path / "a")
+    first = fill_cache(pipe, jobs, SETTINGS, batch_size=4, cache=tmp_path / "a")
     assert first == {"generated": 6, "reused": 0, "batch_size": 4}
-    rows = collect(jobs, SETTINGS, tmp_path / "out_a", {"model": "tiny", "revision": ""}, cache=tmp_path / "a")
+    rows = assemble(jobs, SETTINGS, tmp_path / "out_a", {"model": "tiny", "revision": ""}, cache=tmp_path / "a")
     # An independent run gives identical bytes.
-    generate(pipe, jobs, SETTINGS, batch_size=4, cache=tmp_path / "b")
-    collect(jobs, SETTINGS, tmp_path / "out_b", {"model": "tiny", "revision": ""}, cache=tmp_path / "b")
+    fill_cache(pipe, jobs, SETTINGS, batch_size=4, cache=tmp_path / "b")
+    assemble(jobs, SETTINGS, tmp_path / "out_b", {"model": "tiny", "revision": ""}, cache=tmp_path / "b")
     for job in jobs:
         assert digest(tmp_path / "out_a" / job.file) == digest(tmp_path / "out_b" / job.file)
     # An interrupted run: the second batch's images (batches are per class: seven's) are lost;
     # the rerun makes only those.
     for job in jobs[3:]:
         cached_path(cache_key(job, SETTINGS), tmp_path / "a").unlink()
-    again = generate(pipe, jobs, SETTINGS, batch_size=4, cache=tmp_path / "a")
+    again = fill_cache(pipe, jobs, SETTINGS, batch_size=4, cache=tmp_path / "a")
     assert again == {"generated": 3, "reused": 3, "batch_size": 4}
-    collect(jobs, SETTINGS, tmp_path / "out_c", {"model": "tiny", "revision": ""}, cache=tmp_path / "a")
+    assemble(jobs, SETTINGS, tmp_path / "out_c", {"model": "tiny", "revision": ""}, cache=tmp_path / "a")
     for job in jobs:
         assert digest(tmp_path / "out_a" / job.file) == digest(tmp_path / "out_c" / job.file)
     # The manifest says how each image was made.
@@ -109,8 +109,8 @@ def test_same_seed_same_bytes_and_resume(pipe, tmp_path):
 
 def test_processes_split_the_batches(pipe, tmp_path):
     jobs = plan(PROMPTS, 3, seed=0)
-    a = generate(pipe, jobs, SETTINGS, batch_size=2, process_index=0, num_processes=2, cache=tmp_path)
-    b = generate(pipe, jobs, SETTINGS, batch_size=2, process_index=1, num_processes=2, cache=tmp_path)
+    a = fill_cache(pipe, jobs, SETTINGS, batch_size=2, process_index=0, num_processes=2, cache=tmp_path)
+    b = fill_cache(pipe, jobs, SETTINGS, batch_size=2, process_index=1, num_processes=2, cache=tmp_path)
     assert a["generated"] == 4 and b["generated"] == 2
     assert all(cached_path(cache_key(j, SETTINGS), tmp_path).exists() for j in jobs)
 
@@ -119,7 +119,7 @@ def test_saved_at_the_dataset_size(pipe, tmp_path):
     from PIL import Image
 
     jobs = plan({"three": ["a photo of the digit three"]}, 1, seed=0)
-    generate(pipe, jobs, SETTINGS, batch_size=1, cache=tmp_path)
+    fill_cache(pipe, jobs, SETTINGS, batch_size=1, cache=tmp_path)
     with Image.open(cached_path(cache_key(jobs[0], SETTINGS), tmp_path)) as im:
         assert im.size == (16, 16) and im.mode == "RGB"
 
@@ -147,7 +147,7 @@ def test_overlapped_writing_gives_the_serial_bytes(pipe, tmp_path, save_size):
     settings = dataclasses.replace(SETTINGS, save_size=save_size)
     jobs = plan(PROMPTS, 5, seed=0)
     old_generate(pipe, jobs, settings, batch_size=2, cache=tmp_path / "serial")
-    generate(pipe, jobs, settings, batch_size=2, cache=tmp_path / "overlapped")
+    fill_cache(pipe, jobs, settings, batch_size=2, cache=tmp_path / "overlapped")
     for job in jobs:
         key = cache_key(job, settings)
         assert digest(cached_path(key, tmp_path / "serial")) == digest(cached_path(key, tmp_path / "overlapped"))
@@ -156,7 +156,7 @@ def test_overlapped_writing_gives_the_serial_bytes(pipe, tmp_path, save_size):
 def test_writing_overlaps_the_next_batch_with_two_batches_at_most(pipe, tmp_path, monkeypatch):
     """Batch k is written while batch k+1 is drawn; batch k+2 is not drawn before batch k is written."""
     events, lock = [], threading.Lock()
-    write = generate_module.write_png
+    write = jobs_module.write_png
     calls = [0]
 
     def slow_write(path, image, save_size):
@@ -173,11 +173,11 @@ def test_writing_overlaps_the_next_batch_with_two_batches_at_most(pipe, tmp_path
             events.append(("drawn", calls[0]))
         return draw(*a, **k)
 
-    draw = generate_module.run_fitting
-    monkeypatch.setattr(generate_module, "write_png", slow_write)
-    monkeypatch.setattr(generate_module, "run_fitting", counted)
+    draw = jobs_module.run_fitting
+    monkeypatch.setattr(jobs_module, "write_png", slow_write)
+    monkeypatch.setattr(jobs_module, "run_fitting", counted)
     jobs = plan({"three": ["a photo of the digit three"]}, 6, seed=0)
-    generate(pipe, jobs, SETTINGS, batch_size=2, cache=tmp_path)
+    fill_cache(pipe, jobs, SETTINGS, batch_size=2, cache=tmp_path)
     assert all(cached_path(cache_key(j, SETTINGS), tmp_path).exists() for j in jobs)
     names = [cached_path(cache_key(j, SETTINGS), tmp_path).name for j in jobs]
     first_batch_done = max(events.index(("written", n)) for n in names[:2])
@@ -189,9 +189,9 @@ def test_a_failed_write_stops_generation(pipe, tmp_path, monkeypatch):
     def broken(path, image, save_size):
         raise OSError("disk full")
 
-    monkeypatch.setattr(generate_module, "write_png", broken)
+    monkeypatch.setattr(jobs_module, "write_png", broken)
     with pytest.raises(OSError, match="disk full"):
-        generate(pipe, plan(PROMPTS, 2, seed=0), SETTINGS, batch_size=2, cache=tmp_path)
+        fill_cache(pipe, plan(PROMPTS, 2, seed=0), SETTINGS, batch_size=2, cache=tmp_path)
 
 
 def no_space(self, data):
@@ -204,7 +204,7 @@ def test_a_full_disk_names_the_cache_folder_and_leaves_no_temporary_files(pipe, 
     cache = tmp_path / "images"
     monkeypatch.setattr(Path, "write_bytes", no_space)
     with pytest.raises(DiffaugError) as e:
-        generate(pipe, plan(PROMPTS, 2, seed=0), SETTINGS, batch_size=2, cache=cache)
+        fill_cache(pipe, plan(PROMPTS, 2, seed=0), SETTINGS, batch_size=2, cache=cache)
     msg = str(e.value)
     assert "no space left" in msg and str(cache) in msg and "DIFFAUG_CACHE" in msg
     assert len(msg.splitlines()) == 1
@@ -219,5 +219,5 @@ def test_generation_removes_temporary_files_a_killed_run_left(pipe, tmp_path):
     live = cache / "ab" / f".{'ab' + '1' * 62}.png.tmp-{os.getppid()}-1"  # another run's, still writing
     stale.touch()
     live.touch()
-    generate(pipe, plan(PROMPTS, 1, seed=0), SETTINGS, batch_size=2, cache=cache)
+    fill_cache(pipe, plan(PROMPTS, 1, seed=0), SETTINGS, batch_size=2, cache=cache)
     assert not stale.exists() and live.exists()

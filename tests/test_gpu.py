@@ -13,8 +13,8 @@ from PIL import Image
 from diffaug import device as device_module
 from diffaug.classify.data import Loader, fits_on_device, to_device
 from diffaug.device import autocast_dtype, pick_device
-from diffaug.diffusion.generate import Settings, cache_key, cached_path, generate, plan
-from diffaug.diffusion.pipeline import pick_dtype, speed_up
+from diffaug.diffusion.jobs import Settings, cache_key, cached_path, fill_cache, plan
+from diffaug.diffusion.loading import pick_dtype, speed_up
 from diffaug.errors import DiffaugError
 
 CUDA = torch.device("cuda")
@@ -52,10 +52,10 @@ def pixels(jobs, cache):
 
 def test_out_of_memory_halves_the_batch_and_keeps_the_images(tmp_path):
     jobs = plan(PROMPTS, 10, seed=0)
-    roomy = generate(FakePipe(fits=100), jobs, SETTINGS, batch_size=8, cache=tmp_path / "a")
+    roomy = fill_cache(FakePipe(fits=100), jobs, SETTINGS, batch_size=8, cache=tmp_path / "a")
     pipe = FakePipe(fits=3)
     with mock.patch("torch.cuda.empty_cache") as empty:
-        tight = generate(pipe, jobs, SETTINGS, batch_size=8, cache=tmp_path / "b")
+        tight = fill_cache(pipe, jobs, SETTINGS, batch_size=8, cache=tmp_path / "b")
     assert roomy == {"generated": 20, "reused": 0, "batch_size": 8}
     assert tight == {"generated": 20, "reused": 0, "batch_size": 2}
     # 8 fails, 4 fails, 2 fits; later batches start at 2 instead of failing again.
@@ -68,7 +68,7 @@ def test_out_of_memory_halves_the_batch_and_keeps_the_images(tmp_path):
 
 def test_out_of_memory_at_batch_one_is_one_sentence(tmp_path):
     with pytest.raises(DiffaugError) as e:
-        generate(FakePipe(fits=0), plan(PROMPTS, 2, seed=0), SETTINGS, batch_size=2, cache=tmp_path)
+        fill_cache(FakePipe(fits=0), plan(PROMPTS, 2, seed=0), SETTINGS, batch_size=2, cache=tmp_path)
     message = str(e.value)
     assert "out of GPU memory even one image at a time" in message and "generate.cpu_offload" in message
     assert "\n" not in message

@@ -7,9 +7,9 @@ import pytest
 import torch
 from PIL import Image
 
-from diffaug.diffusion.generate import Settings, cache_key, class_batches, collect, generate
 from diffaug.diffusion.img2img import FromParents, plan_img2img
-from diffaug.diffusion.pipeline import load_pipeline, read_source
+from diffaug.diffusion.jobs import Settings, assemble, cache_key, class_batches, fill_cache
+from diffaug.diffusion.loading import load_pipeline, read_source
 from diffaug.io import read_csv
 from helpers import pattern, write_split_folder
 
@@ -71,8 +71,8 @@ def test_plan_cycles_parents_and_strengths(original):
 
 def test_every_image_has_a_d_original_parent_and_its_strength(pipe, original, tmp_path):
     jobs = plan_img2img(PROMPTS, parents_of(original), {"three": 4, "seven": 3}, [0.5, 1.0], seed=0)
-    assert generate(pipe, jobs, SETTINGS, batch_size=4, cache=tmp_path / "cache")["generated"] == 7
-    collect(jobs, SETTINGS, tmp_path / "out", {"model": "tiny", "revision": ""}, cache=tmp_path / "cache")
+    assert fill_cache(pipe, jobs, SETTINGS, batch_size=4, cache=tmp_path / "cache")["generated"] == 7
+    assemble(jobs, SETTINGS, tmp_path / "out", {"model": "tiny", "revision": ""}, cache=tmp_path / "cache")
     rows = read_csv(tmp_path / "out" / "manifest.csv")
     real = {r["file"]: r["sha256"] for r in read_csv(original / "manifest.csv")}
     assert len(rows) == 7

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from diffaug.diffusion.generate import MANIFEST_COLUMNS
+from diffaug.diffusion.jobs import MANIFEST_COLUMNS
 from diffaug.io import list_images, read_csv, read_json, sha256_tree, write_csv, write_json
 from diffaug.params import ParamsError, parse_params
 from diffaug.rules import made_count, more_of, source_count

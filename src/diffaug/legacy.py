@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from diffaug.classify.data import Augment, normalize
 from diffaug.classify.model import set_train_mode
 from diffaug.classify.train import optimisation
-from diffaug.diffusion.generate import Job, Settings, cache_key, cached_path, class_batches
+from diffaug.diffusion.jobs import Job, Settings, cache_key, cached_path, class_batches
 from diffaug.io import atomic_write_bytes
 from diffaug.params import Train
 
@@ -88,7 +88,7 @@ def old_fit_epochs(
 
 def old_generate(pipe, jobs: list[Job], settings: Settings, batch_size: int, cache: Optional[str] = None) -> int:
     """PIL images from the pipeline, PNG-encoded and written on the main thread between batches."""
-    from diffaug.diffusion.generate import to_png
+    from diffaug.diffusion.jobs import to_png
 
     made = 0
     for batch in class_batches(jobs, batch_size):

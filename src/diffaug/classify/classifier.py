@@ -15,7 +15,7 @@ from diffaug.classify.data import IMAGENET_MEAN, IMAGENET_STD, load_manifest_ima
 from diffaug.classify.model import build_model, load_classifier, use_small_stem
 from diffaug.classify.train import Result, fit, predict, seed_everything
 from diffaug.errors import DiffaugError
-from diffaug.io import atomic_dir, write_json
+from diffaug.io import atomic_dir, read_csv, write_json
 from diffaug.params import Train
 
 
@@ -78,3 +78,10 @@ def classify_manifest(
     """(true labels, predicted labels) of a manifest's images by the classifier saved in `folder`."""
     labels, probabilities = manifest_probabilities(folder, rows, classes, device, batch_size, root)
     return labels, probabilities.argmax(1)
+
+
+def classify_folder(
+    model: Path, folder: Path, classes: list[str], device: torch.device, batch_size: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """(true labels, predicted labels) of the images `folder`'s manifest.csv lists, by the classifier in `model`."""
+    return classify_manifest(model, read_csv(folder / "manifest.csv"), classes, device, batch_size, folder)

@@ -170,12 +170,8 @@ def fit(
     sum_dtype = torch.float32 if device.type == "mps" else torch.float64
     run = Run(torch.zeros((), dtype=sum_dtype, device=device), torch.zeros((), dtype=torch.int64, device=device))
     total = budget(len(loader), cfg)["steps"]
-    saved = checkpoints.load() if checkpoints else None
-    if saved:
-        restore(saved, model, opt, generator, run)
-        for metrics in run.history:  # the curves the killed run had logged
-            log(metrics)
-        resumed(run.step, total, "train")
+    if checkpoints:
+        resume(checkpoints, model, opt, generator, run, total, log)
     batches = (step_batches if cfg.steps else epoch_batches)(len(loader), cfg, generator, run.position)
     set_train_mode(model, cfg.regime)
     with bar(total, "train", "step", initial=run.step) as progress:
@@ -188,6 +184,16 @@ def fit(
                 checkpoints.save(snapshot(model, opt, generator, run))
     _, at, state = run.best
     return Result(state, at["epoch"], at.get("val_accuracy"), run.history, at["step"])
+
+
+def resume(checkpoints: Checkpoints, model: nn.Module, opt, generator, run: Run, total: int, log) -> None:
+    """Where a killed run's last checkpoint left off, if it left one: weights, optimizer, RNGs and curves."""
+    saved = checkpoints.load()
+    if saved:
+        restore(saved, model, opt, generator, run)
+        for metrics in run.history:  # the curves the killed run had logged
+            log(metrics)
+        resumed(run.step, total, "train")
 
 
 def train_step(step_model, loader, augment, batch: Batch, opt, cfg: Train, device: torch.device, run: Run) -> None:

@@ -37,6 +37,12 @@ MAX_REDIRECTS = 5
 RETRY_STATUS = {408, 425, 429, 500, 502, 503, 504}
 # A 429/503 Retry-After is honoured up to this many seconds; a server asking for longer is not retried.
 MAX_RETRY_AFTER = 30.0
+HEADERS = {
+    "User-Agent": USER_AGENT,
+    "Accept": "image/*,*/*;q=0.5",
+    "Accept-Encoding": "identity",
+    "Connection": "close",
+}
 IN_FLIGHT = 8  # downloads submitted ahead of the one awaited, per worker: enough to keep workers busy
 
 
@@ -229,12 +235,7 @@ def _target(parts) -> str:
     return quote(path + (f"?{parts.query}" if parts.query else ""), safe="!#$%&'()*+,/:;=?@[]~")
 
 
-def _hop(
-    url: str, dest: Path, seconds: float, timeout: float, max_bytes: int, may_be_private: bool, first: bool
-) -> Optional[tuple[str, bool]]:
-    """One request. Returns (the redirect's target, whether this host is public), or None once the body
-    is in `dest`. Every step shares the `seconds` left of the attempt's `timeout`, which a watchdog enforces."""
-    parts = urlsplit(url)
+def _host_port(parts) -> tuple[str, int]:
     try:
         host, port = parts.hostname, parts.port or (443 if parts.scheme == "https" else 80)
         host = host.encode("idna").decode() if host and not host.isascii() else host
@@ -242,39 +243,38 @@ def _hop(
         raise Failure("connection_failed", "malformed address") from None
     if not host:
         raise Failure("connection_failed", "no host in the URL")
+    return host, port
+
+
+def _refuse_private(host: str, addresses: list[Address], first: bool) -> None:
+    blocked = next(a.ip for a in addresses if not a.public)
+    where = host if blocked == host else f"{host} ({blocked})"
+    raise Failure(
+        "address_refused" if first else "redirect_refused",
+        ("" if first else "redirect from a public host to ") + f"{where}, a {_kind(blocked)} address, refused",
+    )
+
+
+def _hop(
+    url: str, dest: Path, seconds: float, timeout: float, max_bytes: int, may_be_private: bool, first: bool
+) -> Optional[tuple[str, bool]]:
+    """One request. Returns (the redirect's target, whether this host is public), or None once the body
+    is in `dest`. Every step shares the `seconds` left of the attempt's `timeout`, which a watchdog enforces."""
+    parts = urlsplit(url)
+    host, port = _host_port(parts)
     watchdog = _Watchdog(seconds)
     conn = response = None
     try:
         addresses = _lookup(host, port, watchdog.remaining())
         public = all(a.public for a in addresses)
         if not public and not may_be_private:
-            blocked = next(a.ip for a in addresses if not a.public)
-            where = host if blocked == host else f"{host} ({blocked})"
-            raise Failure(
-                "address_refused" if first else "redirect_refused",
-                ("" if first else "redirect from a public host to ") + f"{where}, a {_kind(blocked)} address, refused",
-            )
+            _refuse_private(host, addresses, first)
         conn = _Connection(host, port, addresses, parts.scheme == "https", watchdog)
-        conn.request(
-            "GET",
-            _target(parts),
-            headers={
-                "User-Agent": USER_AGENT,
-                "Accept": "image/*,*/*;q=0.5",
-                "Accept-Encoding": "identity",
-                "Connection": "close",
-            },
-        )
+        conn.request("GET", _target(parts), headers=HEADERS)
         response = conn.getresponse()
-        if response.status in (301, 302, 303, 307, 308):
-            location = response.getheader("Location")
-            if not location:
-                raise Failure(f"http_{response.status}", f"HTTP {response.status} without a Location")
-            return urljoin(url, location.strip()), public  # its body is never read
-        if response.status != 200:
-            retry = response.status in RETRY_STATUS
-            after = _retry_after(response.getheader("Retry-After")) if response.status in (429, 503) else None
-            raise Failure(f"http_{response.status}", f"HTTP {response.status}", retry=retry, after=after)
+        location = _redirect_or_raise(response)
+        if location is not None:
+            return urljoin(url, location), public  # its body is never read
         _stream(response, dest, max_bytes, watchdog)
         return None
     except Failure:
@@ -286,6 +286,20 @@ def _hop(
         for closable in (response, conn):  # a redirect's or an error's body is dropped unread
             if closable is not None:
                 closable.close()
+
+
+def _redirect_or_raise(response: http.client.HTTPResponse) -> Optional[str]:
+    """A redirect's Location, None for a 200, or the Failure of any other status."""
+    status = response.status
+    if status in (301, 302, 303, 307, 308):
+        location = response.getheader("Location")
+        if not location:
+            raise Failure(f"http_{status}", f"HTTP {status} without a Location")
+        return location.strip()
+    if status != 200:
+        after = _retry_after(response.getheader("Retry-After")) if status in (429, 503) else None
+        raise Failure(f"http_{status}", f"HTTP {status}", retry=status in RETRY_STATUS, after=after)
+    return None
 
 
 def _failure(e: Exception, expired: bool, timeout: float) -> Failure:
@@ -359,82 +373,65 @@ def _nonempty(path: Path) -> bool:
     return path.stat().st_size > 0
 
 
-def fetch(
-    url: str,
-    cache: Path,
-    timeout: float,
-    max_bytes: int,
-    retries: int,
-    pacer: Optional[Pacer] = None,
-    trusted: bool = False,
-    reusable: Callable[[Path], bool] = _nonempty,
-) -> Fetched:
-    """Download `url` into `cache` unless a cached copy passes `reusable` (one that does not is fetched again).
+@dataclass(frozen=True)
+class Fetcher:
+    """Downloads into `cache` with these limits. `trusted`: the user named the URLs (a `urls` row,
+    `scrape.endpoint`), so their host may be private. A cached copy is reused if it passes `reusable`
+    (one that does not is fetched again)."""
 
-    `trusted`: the user named this URL (a `urls` row, `scrape.endpoint`), so its host may be private.
-    """
-    if urlsplit(url).scheme not in SCHEMES:
-        return Fetched(url, None, "unsupported_scheme", "not an http(s) URL")
-    path = cached_path(url, cache)
-    if path.exists():
-        if reusable(path):
-            return Fetched(url, path, cached=True)
-        path.unlink(missing_ok=True)  # empty, not an image or truncated: never reused
-    failure = Failure("connection_failed", "no attempt")
-    for attempt in range(retries + 1):
-        if attempt:
-            wait = _backoff(attempt)
-            if failure.after is not None:
-                if failure.after > MAX_RETRY_AFTER:
-                    break
-                wait = max(wait, failure.after)
-            time.sleep(wait)
-        try:
-            _attempt(url, path, timeout, max_bytes, trusted, pacer)
+    cache: Path
+    timeout: float
+    max_bytes: int
+    retries: int
+    pacer: Optional[Pacer] = None
+    trusted: bool = False
+    reusable: Callable[[Path], bool] = _nonempty
+
+    def fetch(self, url: str) -> Fetched:
+        """Download `url` into the cache unless a cached copy is reusable."""
+        if urlsplit(url).scheme not in SCHEMES:
+            return Fetched(url, None, "unsupported_scheme", "not an http(s) URL")
+        path = cached_path(url, self.cache)
+        if path.exists():
+            if self.reusable(path):
+                return Fetched(url, path, cached=True)
+            path.unlink(missing_ok=True)  # empty, not an image or truncated: never reused
+        failure = self._attempts(url, path)
+        if failure is None:
             return Fetched(url, path)
-        except Failure as e:
-            failure = e
-            if not e.retry:
-                break
-    message = str(failure)
-    if failure.after is not None and failure.after > MAX_RETRY_AFTER:
-        message += f" (asked to retry after {failure.after:g} s, more than the {MAX_RETRY_AFTER:g} s waited for)"
-    return Fetched(url, None, failure.reason, message)
+        message = str(failure)
+        if failure.after is not None and failure.after > MAX_RETRY_AFTER:
+            message += f" (asked to retry after {failure.after:g} s, more than the {MAX_RETRY_AFTER:g} s waited for)"
+        return Fetched(url, None, failure.reason, message)
 
+    def _attempts(self, url: str, path: Path) -> Optional[Failure]:
+        """Up to `retries` + 1 attempts, with backoff (or the server's Retry-After); the last failure, if any."""
+        failure = Failure("connection_failed", "no attempt")
+        for attempt in range(self.retries + 1):
+            if attempt:
+                wait = _backoff(attempt)
+                if failure.after is not None:
+                    if failure.after > MAX_RETRY_AFTER:
+                        break
+                    wait = max(wait, failure.after)
+                time.sleep(wait)
+            try:
+                _attempt(url, path, self.timeout, self.max_bytes, self.trusted, self.pacer)
+                return None
+            except Failure as e:
+                failure = e
+                if not e.retry:
+                    break
+        return failure
 
-def fetch_each(
-    urls: Iterable[str],
-    cache: Path,
-    timeout: float,
-    max_bytes: int,
-    retries: int,
-    workers: int,
-    pacer: Optional[Pacer] = None,
-    trusted: bool = False,
-    reusable: Callable[[Path], bool] = _nonempty,
-) -> Iterator[Fetched]:
-    """Parallel downloads, yielded in the order of `urls` while later ones go on; a bounded number is
-    in flight, so memory does not grow with the number of URLs."""
-    with ThreadPoolExecutor(max_workers=workers) as pool:
-        pending: deque = deque()
-        for url in urls:
-            pending.append(pool.submit(fetch, url, cache, timeout, max_bytes, retries, pacer, trusted, reusable))
-            if len(pending) >= IN_FLIGHT * workers:
+    def fetch_each(self, urls: Iterable[str], workers: int) -> Iterator[Fetched]:
+        """Parallel downloads, yielded in the order of `urls` while later ones go on; a bounded number is
+        in flight, so memory does not grow with the number of URLs."""
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            pending: deque = deque()
+            for url in urls:
+                pending.append(pool.submit(self.fetch, url))
+                if len(pending) >= IN_FLIGHT * workers:
+                    yield pending.popleft().result()
+            while pending:
                 yield pending.popleft().result()
-        while pending:
-            yield pending.popleft().result()
-
-
-def fetch_all(
-    urls: list[str],
-    cache: Path,
-    timeout: float,
-    max_bytes: int,
-    retries: int,
-    workers: int,
-    pacer: Optional[Pacer] = None,
-    trusted: bool = False,
-    reusable: Callable[[Path], bool] = _nonempty,
-) -> list[Fetched]:
-    """Parallel downloads; results come back in the order of `urls`."""
-    return list(fetch_each(urls, cache, timeout, max_bytes, retries, workers, pacer, trusted, reusable))

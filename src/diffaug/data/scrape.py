@@ -19,7 +19,7 @@ import numpy as np
 from PIL import Image
 
 from diffaug.data.candidates import Candidate, reusable_image
-from diffaug.data.download import Fetched, fetch_each
+from diffaug.data.download import Fetched, Fetcher
 from diffaug.data.images import NotAnImage, decode_image, png_bytes
 from diffaug.data.search import search
 from diffaug.errors import DiffaugError
@@ -145,16 +145,15 @@ def urls(csv_path: str | Path, classes: tuple[str, ...], params: Scrape) -> Iter
     """
     rows = read_url_list(csv_path)
     listed = Counter(url for url, label in rows if label in classes)  # others are not fetched
-    results = fetch_each(
-        listed,
+    fetcher = Fetcher(
         cache_dir("downloads"),
         params.timeout,
         params.max_bytes,
         params.retries,
-        params.workers,
         trusted=True,
         reusable=reusable_image(params),
     )
+    results = fetcher.fetch_each(listed, params.workers)
     repeated: dict[str, Fetched] = {}  # results of URLs listed more than once, for their later rows
     for url, label in rows:
         if label not in classes:
@@ -166,46 +165,42 @@ def urls(csv_path: str | Path, classes: tuple[str, ...], params: Scrape) -> Iter
         yield Candidate(label, url, f.path, error=f.error, reason=f.reason)
 
 
-def collect(
-    candidates: Iterable[Candidate], classes: tuple[str, ...], out: Path, params: Scrape
-) -> tuple[list[dict], dict]:
-    """Validate, normalise to RGB PNG, dedupe by content hash, write; return manifest and report.
+class _Collection:
+    """What `collect` has kept and skipped so far."""
 
-    Every skipped candidate is counted under its reason, with the first one as the reason's example.
-    """
-    rows, first_source, skipped = [], {}, Counter()
-    per_class = Counter({c: 0 for c in classes})
-    examples: dict[str, str] = {}
+    def __init__(self, classes: tuple[str, ...], out: Path, params: Scrape):
+        self.out, self.params = out, params
+        self.rows: list[dict] = []
+        self.first_source: dict[str, str] = {}
+        self.skipped: Counter = Counter()
+        self.per_class = Counter({c: 0 for c in classes})
+        self.examples: dict[str, str] = {}
 
-    def skip(reason: str, cand: Candidate, why: str) -> None:
-        skipped[reason] += 1
-        examples.setdefault(reason, f"{cand.source}: {why}")
+    def skip(self, reason: str, cand: Candidate, why: str) -> None:
+        self.skipped[reason] += 1
+        self.examples.setdefault(reason, f"{cand.source}: {why}")
 
-    for cand in candidates:
-        if cand.label not in per_class:
-            skip("label_not_in_classes", cand, f"label '{cand.label}'")
-            continue
+    def take(self, cand: Candidate) -> None:
+        if cand.label not in self.per_class:
+            return self.skip("label_not_in_classes", cand, f"label '{cand.label}'")
         if cand.error:
-            skip(cand.reason, cand, cand.error)
-            continue
+            return self.skip(cand.reason, cand, cand.error)
         try:
-            image = (
-                cand.image if cand.image is not None else decode_image(cand.file, params.max_side, params.max_pixels)
-            )
+            image = cand.image
+            if image is None:
+                image = decode_image(cand.file, self.params.max_side, self.params.max_pixels)
         except NotAnImage as e:
-            skip(e.reason, cand, str(e))
-            continue
+            return self.skip(e.reason, cand, str(e))
         data = png_bytes(image)
         digest = sha256_bytes(data)
-        if digest in first_source:
-            skip("duplicate", cand, f"the same image as {first_source[digest]}")
-            continue
-        first_source[digest] = cand.source
+        if digest in self.first_source:
+            return self.skip("duplicate", cand, f"the same image as {self.first_source[digest]}")
+        self.first_source[digest] = cand.source
         rel = f"{cand.label}/{digest[:16]}.png"  # named by content: nothing of a URL or path becomes a name
-        (out / cand.label).mkdir(parents=True, exist_ok=True)
-        (out / rel).write_bytes(data)
-        per_class[cand.label] += 1
-        rows.append(
+        (self.out / cand.label).mkdir(parents=True, exist_ok=True)
+        (self.out / rel).write_bytes(data)
+        self.per_class[cand.label] += 1
+        self.rows.append(
             {
                 "class": cand.label,
                 "file": rel,
@@ -217,16 +212,32 @@ def collect(
                 "licence": cand.licence,
             }
         )
-    empty = [c for c in classes if per_class[c] == 0]
+
+
+def collect(
+    candidates: Iterable[Candidate], classes: tuple[str, ...], out: Path, params: Scrape
+) -> tuple[list[dict], dict]:
+    """Validate, normalise to RGB PNG, dedupe by content hash, write; return manifest and report.
+
+    Every skipped candidate is counted under its reason, with the first one as the reason's example.
+    """
+    kept = _Collection(classes, out, params)
+    for cand in candidates:
+        kept.take(cand)
+    empty = [c for c in classes if kept.per_class[c] == 0]
     if empty:
-        why = "; ".join(f"{k}: {v}" for k, v in sorted(examples.items()) if k != "label_not_in_classes")
+        why = "; ".join(f"{k}: {v}" for k, v in sorted(kept.examples.items()) if k != "label_not_in_classes")
         raise DiffaugError(
             f"class '{empty[0]}' has no usable images from scrape.source={params.source} ({why or 'no candidates'}); "
             "add images for it or remove it from `classes`."
         )
-    rows.sort(key=lambda r: (classes.index(r["class"]), r["file"]))
-    report = {"images": len(rows), "per_class": dict(per_class), "skipped": dict(skipped), "skipped_examples": examples}
-    return rows, report
+    rows = sorted(kept.rows, key=lambda r: (classes.index(r["class"]), r["file"]))
+    return rows, {
+        "images": len(rows),
+        "per_class": dict(kept.per_class),
+        "skipped": dict(kept.skipped),
+        "skipped_examples": kept.examples,
+    }
 
 
 def scrape(params: Scrape, classes: tuple[str, ...], out: Path) -> dict:

@@ -2,7 +2,7 @@
 
 For each class, the query templates are filled with the class name and tried in order; result pages
 are read until `per_class` valid, unique images are in hand. Downloads, validation and the content
-hash are the ones of the other sources (`download.fetch_all`, `images.decode_image`,
+hash are the ones of the other sources (`download.Fetcher`, `images.decode_image`,
 `collect` in scrape.py), so a search image is accepted or skipped exactly like a listed URL.
 
 Result pages are cached like the images ($DIFFAUG_CACHE/search): an interrupted scrape resumes
@@ -21,14 +21,14 @@ whose `m` attribute holds JSON with `murl` (the image) and `purl` (the page show
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from dataclasses import dataclass
 from html.parser import HTMLParser
 from pathlib import Path
 from urllib.parse import urlencode
 
 from diffaug.data.candidates import Candidate, reusable_image
-from diffaug.data.download import Pacer, cached_path, fetch, fetch_all
+from diffaug.data.download import Fetcher, Pacer, cached_path
 from diffaug.data.images import NotAnImage, decode_image, png_bytes
 from diffaug.io import cache_dir, sha256_bytes
 from diffaug.params import LICENCES, SEARCH_ENGINES, Scrape
@@ -108,70 +108,75 @@ def search(classes: tuple[str, ...], params: Scrape) -> Iterator[Candidate]:
     Failed and duplicate results are yielded too, so the scrape report accounts for them.
     """
     pacer = Pacer(params.delay)
-    pages, images = cache_dir("search"), cache_dir("downloads")
+    limits = (params.timeout, params.max_bytes, params.retries, pacer)
+    pages = Fetcher(cache_dir("search"), *limits, trusted=True)
+    images = Fetcher(cache_dir("downloads"), *limits, reusable=reusable_image(params))
     seen: set[str] = set()  # across classes: `collect` keeps an image only under its first class
-    licence = licence_label(params)
     for label in classes:
         usable = 0
         for query in (t.format(label) for t in params.queries):
-            tried: set[str] = set()
-            first = 0
-            while usable < params.per_class and first < MAX_RESULTS:
-                url = search_url(params, query, first)
-                page = fetch(url, pages, params.timeout, params.max_bytes, params.retries, pacer, trusted=True)
-                if page.error:
-                    yield Candidate(label, url, error=page.error, reason="search_failed")
-                    break
-                listed = parse_bing(page.path.read_bytes())
-                if not listed:
-                    # A page without results (a block page, a changed format, or past the end) is not
-                    # kept: a rerun asks again. On a query's first page it is worth reporting.
-                    cached_path(url, pages).unlink(missing_ok=True)
-                    if first == 0:
-                        yield Candidate(
-                            label,
-                            url,
-                            error="no results on the page (blocked, or its format changed?)",
-                            reason="search_empty",
-                        )
-                    break
-                hits = []
-                for h in listed:  # each image URL once, its first listing wins
-                    if h.image_url not in tried:
-                        tried.add(h.image_url)
-                        hits.append(h)
-                if not hits:  # past the last result the engine repeats itself or returns nothing
-                    break
-                first += PAGE
-                while hits and usable < params.per_class:
-                    # Download only about what is still missing, in parallel.
-                    chunk = hits[: max(params.per_class - usable, params.workers)]
-                    hits = hits[len(chunk) :]
-                    fetched = fetch_all(
-                        [h.image_url for h in chunk],
-                        images,
-                        params.timeout,
-                        params.max_bytes,
-                        params.retries,
-                        params.workers,
-                        pacer,
-                        reusable=reusable_image(params),
-                    )
-                    for hit, f in zip(chunk, fetched):
-                        if usable == params.per_class:
-                            break
-                        digest = _usable_hash(f.path, params)
-                        if digest and digest not in seen:
-                            seen.add(digest)
-                            usable += 1
-                        yield Candidate(
-                            label,
-                            hit.image_url,
-                            f.path,
-                            error=f.error,
-                            reason=f.reason,
-                            page_url=hit.page_url,
-                            licence=licence,
-                        )
+            usable = yield from _query(label, query, usable, params, pages, images, seen)
             if usable == params.per_class:
                 break
+
+
+def _query(
+    label: str, query: str, usable: int, params: Scrape, pages: Fetcher, images: Fetcher, seen: set[str]
+) -> Generator[Candidate, None, int]:
+    """One query's result pages, until the class has `per_class` usable images or the results end;
+    returns the class's usable count."""
+    tried: set[str] = set()
+    first = 0
+    while usable < params.per_class and first < MAX_RESULTS:
+        hits = yield from _page(label, search_url(params, query, first), first, pages, tried)
+        if not hits:  # past the last result the engine repeats itself or returns nothing
+            break
+        first += PAGE
+        while hits and usable < params.per_class:
+            # Download only about what is still missing, in parallel.
+            chunk = hits[: max(params.per_class - usable, params.workers)]
+            hits = hits[len(chunk) :]
+            usable = yield from _download(label, chunk, usable, params, images, seen)
+    return usable
+
+
+def _page(label: str, url: str, first: int, pages: Fetcher, tried: set[str]) -> Generator[Candidate, None, list[Hit]]:
+    """The hits of one result page not tried before (each image URL once, its first listing wins)."""
+    page = pages.fetch(url)
+    if page.error:
+        yield Candidate(label, url, error=page.error, reason="search_failed")
+        return []
+    listed = parse_bing(page.path.read_bytes())
+    if not listed:
+        # A page without results (a block page, a changed format, or past the end) is not
+        # kept: a rerun asks again. On a query's first page it is worth reporting.
+        cached_path(url, pages.cache).unlink(missing_ok=True)
+        if first == 0:
+            yield Candidate(
+                label, url, error="no results on the page (blocked, or its format changed?)", reason="search_empty"
+            )
+        return []
+    hits = []
+    for h in listed:
+        if h.image_url not in tried:
+            tried.add(h.image_url)
+            hits.append(h)
+    return hits
+
+
+def _download(
+    label: str, chunk: list[Hit], usable: int, params: Scrape, images: Fetcher, seen: set[str]
+) -> Generator[Candidate, None, int]:
+    """The chunk's images, downloaded in parallel, as candidates until the class is full; returns its usable count."""
+    licence = licence_label(params)
+    for hit, f in zip(chunk, list(images.fetch_each([h.image_url for h in chunk], params.workers))):
+        if usable == params.per_class:
+            break
+        digest = _usable_hash(f.path, params)
+        if digest and digest not in seen:
+            seen.add(digest)
+            usable += 1
+        yield Candidate(
+            label, hit.image_url, f.path, error=f.error, reason=f.reason, page_url=hit.page_url, licence=licence
+        )
+    return usable

@@ -27,8 +27,8 @@ from diffaug.diffusion.finetune import (
     scaled_lr,
     training_scheduler,
 )
-from diffaug.diffusion.generate import Settings, cache_key, cached_path, generate, plan
-from diffaug.diffusion.pipeline import fingerprint, load_pipeline, pick_dtype, speed_up
+from diffaug.diffusion.jobs import Settings, cache_key, cached_path, fill_cache, plan
+from diffaug.diffusion.loading import fingerprint, load_pipeline, pick_dtype, speed_up
 from diffaug.diffusion.tuning import Tuning, final_loss, optimise, trainable_weights
 from diffaug.io import read_json
 from diffaug.params import DreamBooth
@@ -79,7 +79,7 @@ def prior_images(source: dict, prompt: str, label: str, params: DreamBooth, reso
     paths = [cached_path(cache_key(j, settings)) for j in jobs]
     if not all(p.exists() for p in paths):
         pipe = speed_up(load_pipeline(source, device, dtype, "dpm++"), device, 8)
-        generate(pipe, jobs, settings, batch_size=8)
+        fill_cache(pipe, jobs, settings, batch_size=8)
         del pipe
     return paths
 

@@ -2,7 +2,7 @@
 each synthetic image starts from a real image of d_original, noised to `strength` and denoised under
 its class prompt by the base model, so it keeps the parent's layout and varies its details.
 
-Jobs are the generation library's (seed per image, cache, resume, batching, several processes): a
+Jobs are diffusion.jobs' (seed per image, cache, resume, batching, several processes): a
 job's parent and strength are part of its cache key and of the manifest (lineage).
 """
 
@@ -16,7 +16,7 @@ from diffusers import StableDiffusionImg2ImgPipeline
 from diffusers.pipelines.stable_diffusion import StableDiffusionPipelineOutput
 from PIL import Image, ImageOps
 
-from diffaug.diffusion.generate import Job, image_seed
+from diffaug.diffusion.jobs import Job, image_seed
 
 
 def plan_img2img(

@@ -2,11 +2,11 @@
 
 from pathlib import Path
 
-from diffaug.classify.classifier import classify_manifest
+from diffaug.classify.classifier import classify_folder
 from diffaug.classify.evaluate import score
 from diffaug.cli import run
 from diffaug.device import pick_device, use_threads
-from diffaug.io import atomic_dir, read_csv, read_json, write_json
+from diffaug.io import atomic_dir, read_json, write_json
 from diffaug.params import load_params
 
 MODEL, TEST, PLOTS = Path("models/classifier"), Path("data/test"), Path("plots/evaluate")
@@ -16,14 +16,8 @@ def main() -> None:
     params = load_params()
     use_threads(params.train.threads)
     classes = read_json(TEST / "classes.json")
-    y_true, y_pred = classify_manifest(
-        MODEL,
-        read_csv(TEST / "manifest.csv"),
-        classes,
-        pick_device(params.train.device),
-        params.evaluate.batch_size,
-        TEST,
-    )
+    device = pick_device(params.train.device)
+    y_true, y_pred = classify_folder(MODEL, TEST, classes, device, params.evaluate.batch_size)
     metrics, confusion, bars = score(y_true, y_pred, classes)
     write_json("metrics/evaluate.json", metrics)
     with atomic_dir(PLOTS) as out:

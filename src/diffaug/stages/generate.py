@@ -7,8 +7,8 @@ Multi-GPU: `generate.launcher: "accelerate launch --num_processes 4"` splits the
 import sys
 
 from diffaug.cli import run
-from diffaug.diffusion.pipeline import load_pipeline, read_source
-from diffaug.diffusion.synthesize import prompts_by_class, synthesize
+from diffaug.diffusion.loading import load_pipeline, read_source
+from diffaug.diffusion.source import make_source, prompts_by_class
 from diffaug.io import read_json
 from diffaug.params import load_params
 from diffaug.rules import made_count
@@ -21,7 +21,7 @@ def main() -> None:
     g = params.generate.model_copy(update={"per_class": made_count(params, name)})  # + candidates for its filters
     source = read_source()
     prompts = prompts_by_class(read_json("data/prompts.json"))
-    synthesize(
+    make_source(
         name,
         prompts,
         g,

@@ -11,8 +11,8 @@ from pathlib import Path
 
 from diffaug.cli import run
 from diffaug.diffusion.img2img import FromParents, plan_img2img
-from diffaug.diffusion.pipeline import load_pipeline, read_source
-from diffaug.diffusion.synthesize import finetuned_models, prompts_by_class, synthesize
+from diffaug.diffusion.loading import load_pipeline, read_source
+from diffaug.diffusion.source import finetuned_models, make_source, prompts_by_class
 from diffaug.diffusion.textual_inversion import generation_prompts, load_tokens
 from diffaug.io import read_csv, read_json
 from diffaug.params import load_params
@@ -46,7 +46,7 @@ def main() -> None:
         return FromParents.over(pipe, ORIGINAL, g.resolution)
 
     draw = g.model_copy(update={"steps": settings.steps, "guidance": settings.guidance, "seed": settings.seed})
-    synthesize(name, prompts, draw, source, "img2img", load, weights=weights, jobs=jobs)
+    make_source(name, prompts, draw, source, "img2img", load, weights=weights, jobs=jobs)
 
 
 if __name__ == "__main__":

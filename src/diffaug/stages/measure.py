@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from diffaug.classify.classifier import classify_manifest
+from diffaug.classify.classifier import classify_folder
 from diffaug.classify.evaluate import score
 from diffaug.cli import run
 from diffaug.device import pick_device
@@ -31,14 +31,8 @@ TEST, ORIGINAL = Path("data/test"), Path("data/original")
 
 
 def recognised(params, folder: Path, classes: list[str]) -> dict:
-    y_true, y_pred = classify_manifest(
-        REFERENCE,
-        read_csv(folder / "manifest.csv"),
-        classes,
-        pick_device(params.train.device),
-        params.evaluate.batch_size,
-        folder,
-    )
+    device = pick_device(params.train.device)
+    y_true, y_pred = classify_folder(REFERENCE, folder, classes, device, params.evaluate.batch_size)
     metrics, _, _ = score(y_true, y_pred, classes)
     return {
         "recognised": metrics["accuracy"],

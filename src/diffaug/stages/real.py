@@ -16,7 +16,7 @@ from diffaug.params import load_params
 from diffaug.plots import sample_grid, save_grid
 
 POOL, SYNTHETIC = Path("data/pool"), Path("data/synthetic")
-# generate's manifest columns (diffusion/generate.py's MANIFEST_COLUMNS, not imported: that pulls in torch);
+# generate's manifest columns (diffusion/jobs.py's MANIFEST_COLUMNS, not imported: that pulls in torch);
 # a real image has no prompt, seed or sampler, and its model is `real`.
 COLUMNS = ["class", "file", "prompt", "seed", "model", "revision", "scheduler", "steps", "guidance"]
 

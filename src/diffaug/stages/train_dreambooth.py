@@ -11,14 +11,8 @@ from accelerate import PartialState
 
 from diffaug.cli import run
 from diffaug.diffusion.dreambooth import prior_images, save_dreambooth, train_dreambooth
-from diffaug.diffusion.finetune import (
-    check_8bit_adam,
-    class_label,
-    load_pixels,
-    native_resolution,
-    pick_instances,
-)
-from diffaug.diffusion.pipeline import fingerprint, load_pipeline, read_source
+from diffaug.diffusion.finetune import check_8bit_adam, class_label, load_pixels, native_resolution, pick_instances
+from diffaug.diffusion.loading import fingerprint, load_pipeline, read_source
 from diffaug.diffusion.tuning import finetune_checkpoints
 from diffaug.io import atomic_dir, sha256_tree, write_json
 from diffaug.params import DreamBooth, load_params

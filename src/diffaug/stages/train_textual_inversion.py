@@ -9,7 +9,7 @@ from accelerate import PartialState
 
 from diffaug.cli import run
 from diffaug.diffusion.finetune import class_label, load_pixels, native_resolution, pick_instances
-from diffaug.diffusion.pipeline import fingerprint, load_pipeline, read_source
+from diffaug.diffusion.loading import fingerprint, load_pipeline, read_source
 from diffaug.diffusion.textual_inversion import EMBEDS_FILE, expand_templates, save_embeds, train_textual_inversion
 from diffaug.diffusion.tuning import finetune_checkpoints
 from diffaug.io import atomic_dir, write_json

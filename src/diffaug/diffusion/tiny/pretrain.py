@@ -103,6 +103,28 @@ def conditioning_gap(
     return losses[1] - losses[0]
 
 
+def _unet_optimizer(unet, text_encoder, cfg: dict) -> torch.optim.AdamW:
+    return torch.optim.AdamW(
+        [
+            {"params": unet.parameters(), "lr": cfg["unet_lr"]},
+            # The text encoder starts from random too; a higher rate makes it tell the digits apart sooner.
+            {"params": text_encoder.parameters(), "lr": cfg["unet_lr"] * cfg["text_lr_mult"]},
+        ],
+        weight_decay=1e-2,
+    )
+
+
+def _unet_loss(unet, text_encoder, ids, scheduler, latents: Latents, labels, cfg: dict, gen) -> torch.Tensor:
+    """The denoising loss of one random batch; a `caption_dropout` share of it gets the empty caption."""
+    batch = cfg["unet_batch"]
+    idx = torch.randint(0, len(labels), (batch,), generator=gen)
+    z0 = latents.sample(idx, gen)
+    cap = labels[idx].clone()
+    cap[torch.rand(batch, generator=gen) < cfg["caption_dropout"]] = len(ids) - 1  # the last caption is ""
+    zt, t, noise = noise_and_target(scheduler, z0, gen)
+    return F.mse_loss(unet(zt, t, _encode_captions(text_encoder, ids, cap)).sample, noise)
+
+
 def train_unet(
     unet,
     text_encoder,
@@ -118,15 +140,8 @@ def train_unet(
     ids = tokenizer(
         captions(), padding="max_length", max_length=tokenizer.model_max_length, truncation=True, return_tensors="pt"
     ).input_ids  # exactly as the pipeline tokenises
-    empty, steps, batch = len(captions()) - 1, cfg["unet_steps"], cfg["unet_batch"]
-    opt = torch.optim.AdamW(
-        [
-            {"params": unet.parameters(), "lr": cfg["unet_lr"]},
-            # The text encoder starts from random too; a higher rate makes it tell the digits apart sooner.
-            {"params": text_encoder.parameters(), "lr": cfg["unet_lr"] * cfg["text_lr_mult"]},
-        ],
-        weight_decay=1e-2,
-    )
+    steps = cfg["unet_steps"]
+    opt = _unet_optimizer(unet, text_encoder, cfg)
     params = [p for g in opt.param_groups for p in g["params"]]
     sched = _schedule(opt, steps)
     probe = (latents.mean[:256] * latents.scaling, labels[:256])  # fixed latents for the conditioning gap
@@ -134,12 +149,7 @@ def train_unet(
     text_encoder.train()
     loss_avg, gap = None, float("nan")
     for step in range(steps):
-        idx = torch.randint(0, len(labels), (batch,), generator=gen)
-        z0 = latents.sample(idx, gen)
-        cap = labels[idx].clone()
-        cap[torch.rand(batch, generator=gen) < cfg["caption_dropout"]] = empty
-        zt, t, noise = noise_and_target(scheduler, z0, gen)
-        loss = F.mse_loss(unet(zt, t, _encode_captions(text_encoder, ids, cap)).sample, noise)
+        loss = _unet_loss(unet, text_encoder, ids, scheduler, latents, labels, cfg, gen)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)

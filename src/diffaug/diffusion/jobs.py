@@ -1,4 +1,5 @@
-"""Generating `d_synthetic`: seeded per image, batched, resumable, split across processes.
+"""Image jobs, the engine under every synthetic source: seeded per image, batched, cached, resumable, split
+across processes. `fill_cache` draws the jobs the cache lacks; `assemble` copies them into a set with its manifest.
 
 Image i of class c gets seed hash(seed, c, i) and prompt prompts[c][i % len(prompts[c])], so any
 image can be regenerated alone and the set is identical on rerun. Batches are fixed slices of each
@@ -215,7 +216,7 @@ class Writer:
             self.pool.shutdown(wait=True)
 
 
-def generate(
+def fill_cache(
     pipe,
     jobs: list[Job],
     settings: Settings,
@@ -254,7 +255,7 @@ def generate(
     return {"generated": made, "reused": reused, "batch_size": limit[0]}
 
 
-def collect(jobs: list[Job], settings: Settings, out: Path, meta: dict, cache: Optional[Path] = None) -> list[dict]:
+def assemble(jobs: list[Job], settings: Settings, out: Path, meta: dict, cache: Optional[Path] = None) -> list[dict]:
     """Copy the cached images into `out/<class>/<index>.png` and return the manifest rows."""
     for label in {job.label for job in jobs}:
         (out / label).mkdir(parents=True, exist_ok=True)

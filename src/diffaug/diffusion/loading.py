@@ -1,4 +1,4 @@
-"""Loading a Stable Diffusion pipeline for generation, with the speed settings chosen by device.
+"""Loading the base model as a diffusers Stable Diffusion pipeline, with the speed settings chosen by device.
 
 The base model is either the project's built-in tiny model (saved in models/base/pipeline) or a hub
 model, whose weights stay in the Hugging Face cache; models/base/source.json says which, and at
