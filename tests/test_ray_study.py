@@ -49,6 +49,7 @@ def tiny_repo(tmp_path: Path, monkeypatch, **study) -> Path:
             "regimes": {"frozen": 2},
             "seeds": [0],
             "executor": "ray",
+            "target": "train",  # this pipeline's last stage
             "retries": 1,
             "cpus_per_run": 1,
             "real_per_class": [],

@@ -60,12 +60,12 @@ def test_dry_run_prints_typed_overrides(tmp_path, monkeypatch, capsys):
     main(["--dry-run"])
     lines = capsys.readouterr().out.splitlines()
     assert lines == [
-        "dvc exp run --queue -S mix.source=none -S mix.p=0.0 -S train.regime=finetune -S train.seed=3 -S mix.seed=3 "
+        "dvc exp run --queue evaluate -S mix.source=none -S mix.p=0.0 -S train.regime=finetune -S train.seed=3 -S mix.seed=3 "
         "-S train.steps=20",
-        "dvc exp run --queue -S mix.source=vanilla -S mix.p=1.0 -S train.regime=finetune -S train.seed=3 "
+        "dvc exp run --queue evaluate -S mix.source=vanilla -S mix.p=1.0 -S train.regime=finetune -S train.seed=3 "
         "-S mix.seed=3 -S train.steps=20",
-        "dvc exp run --queue -S mix.source=none -S mix.p=0.0 -S train.regime=scratch -S train.seed=3 -S mix.seed=3",
-        "dvc exp run --queue -S mix.source=vanilla -S mix.p=1.0 -S train.regime=scratch -S train.seed=3 -S mix.seed=3",
+        "dvc exp run --queue evaluate -S mix.source=none -S mix.p=0.0 -S train.regime=scratch -S train.seed=3 -S mix.seed=3",
+        "dvc exp run --queue evaluate -S mix.source=vanilla -S mix.p=1.0 -S train.regime=scratch -S train.seed=3 -S mix.seed=3",
     ]  # 1.0, not 1: DVC would store an int; the workspace trains for steps, so the regimes' budgets are steps
     main(["--dry-run", "--budget", "epochs"])  # the paper's fixed epochs, from a workspace that trains for steps
     lines = capsys.readouterr().out.splitlines()
@@ -133,14 +133,14 @@ def test_dry_run_lists_the_yardstick_points(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
     main(["--dry-run"])
     assert capsys.readouterr().out.splitlines() == [
-        "dvc exp run --queue -S mix.source=none -S mix.p=0.0 -S train.regime=scratch -S train.seed=1 -S mix.seed=1",
-        "dvc exp run --queue -S mix.source=none -S mix.p=0.0 -S train.regime=scratch -S train.seed=1 -S mix.seed=1 "
+        "dvc exp run --queue evaluate -S mix.source=none -S mix.p=0.0 -S train.regime=scratch -S train.seed=1 -S mix.seed=1",
+        "dvc exp run --queue evaluate -S mix.source=none -S mix.p=0.0 -S train.regime=scratch -S train.seed=1 -S mix.seed=1 "
         "-S mix.n_per_class=2",
-        "dvc exp run --queue -S mix.source=none -S mix.p=0.0 -S train.regime=scratch -S train.seed=1 -S mix.seed=1 "
+        "dvc exp run --queue evaluate -S mix.source=none -S mix.p=0.0 -S train.regime=scratch -S train.seed=1 -S mix.seed=1 "
         "-S mix.n_per_class=5",
-        "dvc exp run --queue -S mix.source=vanilla -S mix.p=1.0 -S train.regime=scratch -S train.seed=1 -S mix.seed=1 "
+        "dvc exp run --queue evaluate -S mix.source=vanilla -S mix.p=1.0 -S train.regime=scratch -S train.seed=1 -S mix.seed=1 "
         "-S mix.n_per_class=5 -S mix.mode=add",
-        "dvc exp run --queue -S mix.source=pool -S mix.p=1.0 -S train.regime=scratch -S train.seed=1 -S mix.seed=1 "
+        "dvc exp run --queue evaluate -S mix.source=pool -S mix.p=1.0 -S train.regime=scratch -S train.seed=1 -S mix.seed=1 "
         "-S mix.n_per_class=5 -S mix.mode=add",
     ]  # the pool, a real source, is the few-shot points' control
     main(["--dry-run", "--real-per-class", "", "--add-per-class", ""])  # the options override, '' empties
@@ -196,6 +196,7 @@ def test_study_queues_runs_and_reports_in_a_real_repo(tmp_path):
             "regimes": {"frozen": 2},
             "seeds": [0],
             "jobs": 2,
+            "target": "train",  # this pipeline's last stage: each experiment reproduces it alone
             "real_per_class": [],
             "add_per_class": [],
             "budget": "epochs",  # the paper's fixed epochs: the fake train.py records them
@@ -385,3 +386,14 @@ def test_real_controls_run_only_in_the_few_shot_points():
     pool = [s for s in sweeps if s.source == "pool"]
     assert [(s.p, s.n_per_class, s.mode) for s in pool] == [((1.0,), 4, "add")]
     assert {(s.source, s.n_per_class) for s in sweeps if s.n_per_class} == {("none", 4), ("vanilla", 4), ("pool", 4)}
+
+
+def test_each_experiment_reproduces_the_target_and_its_upstream_only(tmp_path):
+    """`dvc exp run evaluate`: DVC checks out and checks evaluate's upstream, not every source's stages."""
+    from diffaug.params import load_params
+    from diffaug.study.grid import sweeps_of
+
+    sweeps = sweeps_of(load_params(params_file(tmp_path)))
+    assert sweeps and all(s.args()[0] == "evaluate" and s.args()[1] == "-S" for s in sweeps)
+    whole = sweeps_of(load_params(params_file(tmp_path, study={"target": None})))
+    assert all(s.args()[0] == "-S" for s in whole)

@@ -6,7 +6,7 @@ of `dvc exp show` (experiments.py) places each run in the study by them."""
 from __future__ import annotations
 
 import copy
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Optional
 
 from diffaug.errors import DiffaugError
@@ -43,6 +43,7 @@ class Sweep:
     budget_key: str = STEPS  # or EPOCHS (the paper's fixed-epoch budget)
     n_per_class: Optional[int] = None  # k images a class (mix.n_per_class); None keeps the workspace's
     mode: Optional[str] = None  # mix.mode; None keeps the workspace's
+    target: Optional[str] = None  # the stage `dvc exp run` reproduces with its upstream; None: every stage
 
     def sets(self, p: Optional[float] = None) -> dict[str, object]:
         """The params this sweep sets (`mix.p` to `p` if given, else to every p of the sweep)."""
@@ -65,7 +66,10 @@ class Sweep:
         return out
 
     def args(self) -> list[str]:
-        return overrides(self.sets())
+        return [*self.targets(), *overrides(self.sets())]
+
+    def targets(self) -> list[str]:
+        return [self.target] if self.target else []
 
     def name(self, p: float) -> str:
         return experiment_name(self.sets(p))
@@ -193,7 +197,7 @@ def budget_key(params: Params) -> str:
 def sweeps_of(params: Params) -> list[Sweep]:
     """The grid that params' study section asks for; every real source not in it is a few-shot control."""
     study = params.study
-    return grid(
+    sweeps = grid(
         tuple(study.sources),
         tuple(study.p),
         tuple(study.regimes.items()),
@@ -204,3 +208,4 @@ def sweeps_of(params: Params) -> list[Sweep]:
         budget_key(params),
         tuple(name for name in params.sources.real if name not in study.sources),
     )
+    return [replace(sweep, target=study.target) for sweep in sweeps]

@@ -245,7 +245,8 @@ def run_study(
     todo = [n for n in sets if n not in done]
     print(f"study: {len(done)} of {len(sets)} experiments finished before; running {len(todo)}", file=sys.stderr)
     submit = submitter(study, address, clones, dvc_remote)
-    results, failed = run_tasks(lambda name: submit(name, overrides(sets[name])), todo, study.retries)
+    targets = [study.target] if study.target else []
+    results, failed = run_tasks(lambda name: submit(name, [*targets, *overrides(sets[name])]), todo, study.retries)
     succeeded = [r["name"] for r in results if r["ok"]]
     if git_remote and succeeded:
         dvc("exp", "pull", *(("--remote", REMOTE) if dvc_remote else ("--no-cache",)), git_remote, *succeeded)
