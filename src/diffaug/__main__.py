@@ -51,8 +51,12 @@ PARAMS_HEADER = """# Parameters (`params.yaml`)
 
 `params.yaml` is the only place defaults are written; `src/diffaug/params/` checks every value (types, ranges,
 and across sections: class names, sources, whether `round(p·n)` fits the synthetic sets). A bad value stops the run
-at once, before any output is touched, e.g.
+in the `check` stage, before any stage's outputs are deleted, e.g.
 `error: params.yaml: mix.p = 1.5 is not allowed; use a proportion between 0.0 and 1.0.`
+One exception is DVC's own: a workspace `dvc exp run -S` first runs `dvc checkout`, which unlinks the outputs of
+stages the new value no longer defines (dropping a class or a source) even when `check` then refuses it;
+`git checkout params.yaml && dvc checkout` brings them back. Queued experiments (`--queue`, `diffaug study`) and
+`--temp` runs never touch the workspace.
 
 Write `-S mix.p=1.0`, not `1` (DVC would store an int; it is accepted, but keeps your params typed); write
 `1.0e-4`, not `1e-4` (YAML reads that as text, and the params check stops with a message saying so).

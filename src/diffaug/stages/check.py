@@ -15,9 +15,11 @@ from diffaug.params import ParamsError, load_params
 
 CHECKED = Path("params.checked")
 # DVC writes `-S` values into params.yaml before any stage runs and leaves them there when the run fails.
+# A workspace `dvc exp run` also runs `dvc checkout` before any stage: it unlinks the outputs of stages the
+# new params no longer define (a class or source dropped), which only the checkout below brings back.
 RESTORE = (
-    "a refused `dvc exp run -S` leaves its value in params.yaml, so `dvc repro` stops here until you fix it "
-    "or restore the committed file with `git checkout params.yaml`"
+    "a refused `dvc exp run -S` leaves its value in params.yaml, so `dvc repro` stops here until you fix it; "
+    "`git checkout params.yaml && dvc checkout` restores the committed params and any output DVC unlinked"
 )
 
 
