@@ -4,7 +4,6 @@ ones against them and the tests check that both give the same numbers. No stage 
 
 from __future__ import annotations
 
-import contextlib
 from typing import Optional
 
 import torch
@@ -12,7 +11,7 @@ import torch.nn.functional as F
 
 from diffaug.classify.data import Augment, normalize
 from diffaug.classify.model import set_train_mode
-from diffaug.classify.train import optimisation
+from diffaug.classify.train import optimisation, sgd_step
 from diffaug.diffusion.jobs import Job, Settings, cache_key, cached_path, class_batches
 from diffaug.io import atomic_write_bytes
 from diffaug.params import Train
@@ -54,7 +53,8 @@ def old_fit_epochs(
 ) -> int:
     """The old training loop without validation: augmentation on the CPU, two host syncs per step;
     `log(epoch)` after each epoch. Returns the images seen."""
-    optimizer, scheduler, amp, scaler = optimisation(model, cfg, device)
+    opt = optimisation(model, cfg, device)
+    scheduler = opt[1]
     augment = OldAugment(cfg.augment, cfg.hflip, generator)
     x_train, y_train = train
     seen = 0
@@ -68,15 +68,7 @@ def old_fit_epochs(
                 continue
             x = normalize(to_device(augment(x_train[idx]), device))
             y = to_device(y_train[idx], device)
-            if device.type == "cuda":
-                x = x.contiguous(memory_format=torch.channels_last)
-            with torch.autocast(device.type, dtype=amp) if amp else contextlib.nullcontext():
-                logits = model(x)
-                loss = F.cross_entropy(logits, y)
-            optimizer.zero_grad(set_to_none=True)
-            scaler.scale(loss).backward()
-            scaler.step(optimizer)
-            scaler.update()
+            logits, loss = sgd_step(model, x, y, opt, device)
             seen += len(idx)
             loss_sum += loss.item() * len(idx)
             correct += (logits.argmax(1) == y).sum().item()

@@ -52,10 +52,8 @@ def predict(model: nn.Module, images: torch.Tensor, device: torch.device, batch_
     amp = autocast_dtype(device)
     for start in range(0, len(images), batch_size):
         x = normalize(images[start : start + batch_size].to(device))  # a no-op when they are there already
-        if device.type == "cuda":
-            x = x.contiguous(memory_format=torch.channels_last)
-        with torch.autocast(device.type, dtype=amp) if amp else contextlib.nullcontext():
-            out.append(model(x).float())
+        with autocast(device, amp):
+            out.append(model(channels_last(x, device)).float())
     return torch.cat(out).cpu() if out else torch.zeros(0)  # one copy back: one sync
 
 
@@ -76,6 +74,31 @@ def optimisation(model: nn.Module, cfg: Train, device: torch.device):
     )
     amp = autocast_dtype(device)
     return optimizer, scheduler, amp, torch.amp.GradScaler("cuda", enabled=amp == torch.float16)
+
+
+def channels_last(x: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """`x` in the memory layout `optimisation` gives the model on CUDA."""
+    return x.contiguous(memory_format=torch.channels_last) if device.type == "cuda" else x
+
+
+def autocast(device: torch.device, amp: Optional[torch.dtype]):
+    """The mixed-precision context of a forward pass (none where `amp` is None)."""
+    return torch.autocast(device.type, dtype=amp) if amp else contextlib.nullcontext()
+
+
+def sgd_step(model: nn.Module, x: torch.Tensor, y: torch.Tensor, opt, device: torch.device):
+    """One optimiser step on normalized images `x` and labels `y` (on `device`): the cross-entropy under
+    autocast, backward through the gradient scaler; returns the logits and the loss."""
+    optimizer, _, amp, scaler = opt
+    x = channels_last(x, device)
+    with autocast(device, amp):
+        logits = model(x)
+        loss = F.cross_entropy(logits, y)
+    optimizer.zero_grad(set_to_none=True)
+    scaler.scale(loss).backward()
+    scaler.step(optimizer)
+    scaler.update()
+    return logits, loss
 
 
 @dataclass(frozen=True)
@@ -198,23 +221,14 @@ def resume(checkpoints: Checkpoints, model: nn.Module, opt, generator, run: Run,
 
 def train_step(step_model, loader, augment, batch: Batch, opt, cfg: Train, device: torch.device, run: Run) -> None:
     """One SGD step on `batch`; the loss and hits join the round's sums on the device."""
-    optimizer, scheduler, amp, scaler = opt
     x, y = loader(batch.idx)
-    x = normalize(augment(x))
-    if device.type == "cuda":
-        x = x.contiguous(memory_format=torch.channels_last)
-    with torch.autocast(device.type, dtype=amp) if amp else contextlib.nullcontext():
-        logits = step_model(x)
-        loss = F.cross_entropy(logits, y)
-    optimizer.zero_grad(set_to_none=True)
-    scaler.scale(loss).backward()
-    scaler.step(optimizer)
-    scaler.update()
+    logits, loss = sgd_step(step_model, normalize(augment(x)), y, opt, device)
     run.step += 1
     run.seen += len(batch.idx)
     run.position = batch.position
     run.loss_sum += loss.detach().to(run.loss_sum.dtype) * len(batch.idx)
     run.correct += (logits.argmax(1) == y).sum()
+    scheduler = opt[1]
     if scheduler and (cfg.steps or batch.ends_round):
         scheduler.step()
 
