@@ -6,7 +6,18 @@ from typing import Annotated, Literal, Optional
 
 from pydantic import AfterValidator, Field
 
-from diffaug.params.fields import Count, Device, Regime, Section, Seed, SmallStem, Template, _hub_or_folder
+from diffaug.params.fields import (
+    CheckpointEvery,
+    Count,
+    Device,
+    ForwardBatch,
+    Regime,
+    Section,
+    Seed,
+    SmallStem,
+    Template,
+    _hub_or_folder,
+)
 
 
 class _Classifier(Section):
@@ -47,15 +58,11 @@ class Train(_Classifier):
         "recorded in the metrics)"
     )
     device: Device = Field(description="`auto` (CUDA > MPS > CPU), `cpu`, `cuda`, `cuda:N`, `mps`")
-    checkpoint_every: int = Field(
-        ge=0,
-        description="steps between checkpoints (in the cache, outside the outputs) a killed run resumes from, "
-        "with the same result; `0`: none",
-    )
+    checkpoint_every: CheckpointEvery
 
 
 class Evaluate(Section):
-    batch_size: Count = Field(description="images per forward pass when scoring")
+    batch_size: ForwardBatch = Field(description="images per forward pass when scoring")
 
 
 class Reference(_Classifier):
@@ -84,10 +91,10 @@ class Fid(Section):
         description="`reference` (offline: the reference ResNet-18's 512-d features) or `inception` "
         "(pytorch-fid's InceptionV3, 2048-d, the paper)"
     )
-    batch_size: Count = Field(description="images per forward pass (does not change the numbers)")
+    batch_size: ForwardBatch = Field(description="images per forward pass (does not change the numbers)")
     kid_subsets: Count = Field(description="KID: random subsets averaged (their std is reported)")
     kid_subset_size: int = Field(ge=2, description="KID: images per subset, capped at the smaller set")
-    device: Device = Field(description="`auto`, `cpu`, `cuda`, `cuda:N` or `mps`")
+    device: Device
     seed: Seed = Field(description="seed of the KID subsets")
 
 
@@ -99,5 +106,5 @@ class Clip(Section):
     )
     revision: str = Field(description="pin a commit for a reproducible number")
     template: Template = Field(description="one prompt per class (`{}` = class name)")
-    batch_size: Count = Field(description="images per forward pass")
-    device: Device = Field(description="`auto`, `cpu`, `cuda`, `cuda:N` or `mps`")
+    batch_size: ForwardBatch
+    device: Device

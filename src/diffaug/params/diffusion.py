@@ -8,8 +8,12 @@ from pydantic import AfterValidator, BeforeValidator, Field, model_validator
 
 from diffaug.params.errors import _fail
 from diffaug.params.fields import (
+    CheckpointEvery,
     Count,
     Device,
+    ForwardBatch,
+    Guidance,
+    ImageSeed,
     Launcher,
     Precision,
     Proportion,
@@ -65,7 +69,7 @@ class Generate(Section):
         description="sampler (the paper: `lms`)"
     )
     steps: Count = Field(description="denoising steps (the paper: 50)")
-    guidance: float = Field(ge=0, description="classifier-free guidance scale")
+    guidance: Guidance
     negative_prompt: str = Field(description="negative prompt (empty: none)")
     resolution: Size8 = Field(description="generated side in px; `null` = the model's native size")
     save_size: Size8 = Field(description="saved side in px; `null` keeps the generated size")
@@ -76,9 +80,9 @@ class Generate(Section):
     compile: bool = Field(description="torch.compile the UNet (CUDA)")
     cpu_offload: bool = Field(description="keep models on the CPU until used (small GPUs)")
     safety_checker: bool = Field(description="run the model's safety checker (hub models only)")
-    device: Device = Field(description="`auto`, `cpu`, `cuda`, `cuda:N` or `mps`")
+    device: Device
     launcher: Launcher = Field(description="`python`, or `accelerate launch --num_processes N` for several GPUs")
-    seed: Seed = Field(description="seed of the per-image seeds")
+    seed: ImageSeed
 
 
 class _Finetune(Section):
@@ -92,13 +96,9 @@ class _Finetune(Section):
     mixed_precision: Precision = Field(description="`auto` (bf16/fp16 on CUDA, none on the CPU), `no`, `fp16`, `bf16`")
     gradient_checkpointing: bool = Field(description="less GPU memory, about 20% slower")
     resolution: Size8 = Field(description="training side in px; `null` = the model's native size")
-    device: Device = Field(description="`auto`, `cpu`, `cuda`, `cuda:N` or `mps`")
-    launcher: Launcher = Field(description="`python`, or `accelerate launch --num_processes N`")
-    checkpoint_every: int = Field(
-        ge=0,
-        description="steps between checkpoints (in the cache, outside the outputs) a killed run resumes from, "
-        "with the same result; `0`: none",
-    )
+    device: Device
+    launcher: Launcher
+    checkpoint_every: CheckpointEvery
     seed: Seed = Field(description="seed of the instance draw, noise and timesteps")
 
 
@@ -166,8 +166,8 @@ class Img2Img(Section):
         "`textual_inversion.prompt` with each class's learned token (DA-Fusion's recipe)"
     )
     steps: Count = Field(description="denoising steps at strength 1 (strength s runs about s × steps)")
-    guidance: float = Field(ge=0, description="classifier-free guidance scale")
-    seed: Seed = Field(description="seed of the per-image seeds")
+    guidance: Guidance
+    seed: ImageSeed
 
     @model_validator(mode="after")
     def _one_count(self):
@@ -194,5 +194,5 @@ class Filter(Section):
         description="clip: keep images whose CLIP softmax over the class prompts gives their class at least this "
         "(`null`: 1/classes, He et al.); needs `clip.model`"
     )
-    batch_size: Count = Field(description="images per forward pass")
-    device: Device = Field(description="`auto`, `cpu`, `cuda`, `cuda:N` or `mps`")
+    batch_size: ForwardBatch
+    device: Device

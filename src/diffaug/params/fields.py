@@ -1,5 +1,5 @@
-"""What the sections share: the vocabularies, the field types (each carries its own check, so a section only
-names them) and the `Section` base."""
+"""What the sections share: the vocabularies, the field types (each carries its own check, and the description
+where several sections mean the same by it, so a section only names them) and the `Section` base."""
 
 from __future__ import annotations
 
@@ -90,14 +90,29 @@ def _non_empty(values: list) -> list:
 Count = Annotated[int, Field(ge=1)]
 Seed = Annotated[int, Field(ge=0)]
 Proportion = Annotated[float, AfterValidator(_proportion)]
-Device = Annotated[str, AfterValidator(_device)]
-Launcher = Annotated[str, AfterValidator(_launcher)]
 Size8 = Annotated[Optional[int], AfterValidator(_multiple_of_8)]
 Template = Annotated[str, AfterValidator(_template())]
 Templates = Annotated[list[Template], AfterValidator(_non_empty)]
 SmallStem = Annotated[Literal["auto", "true", "false"], BeforeValidator(_stem)]
 Precision = Literal["auto", "no", "fp16", "bf16"]
 Regime = Literal["scratch", "finetune", "frozen"]
+# Fields several sections declare alike: the type carries the description too, so a section only names it
+# (a field that says more gives its own `Field(description=...)`).
+Device = Annotated[str, AfterValidator(_device), Field(description="`auto`, `cpu`, `cuda`, `cuda:N` or `mps`")]
+Launcher = Annotated[
+    str, AfterValidator(_launcher), Field(description="`python`, or `accelerate launch --num_processes N`")
+]
+ForwardBatch = Annotated[Count, Field(description="images per forward pass")]
+Guidance = Annotated[float, Field(ge=0, description="classifier-free guidance scale")]
+ImageSeed = Annotated[Seed, Field(description="seed of the per-image seeds")]
+CheckpointEvery = Annotated[
+    int,
+    Field(
+        ge=0,
+        description="steps between checkpoints (in the cache, outside the outputs) a killed run resumes from, "
+        "with the same result; `0`: none",
+    ),
+]
 
 
 def _is_model(annotation: Any) -> bool:
