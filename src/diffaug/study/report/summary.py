@@ -22,6 +22,15 @@ from diffaug.study.report.stats import Stat
 DIGITS = 6  # fractions in summary.json
 
 
+def _section(title: str, intro: str, body: list[str], figure: tuple[str, str] | None = None) -> list[str]:
+    """A `## title` section: its introduction, its figure (alt text, file) if it has one, then `body`; no
+    section at all where `body` is empty (the study measured nothing of it)."""
+    if not body:
+        return []
+    head = [f"## {title}", "", intro, ""]
+    return head + ([f"![{figure[0]}]({figure[1]})", ""] if figure else []) + body
+
+
 def _count(n: int, noun: str) -> str:
     return f"{n} {noun}{'' if n == 1 else 's'}"
 
@@ -136,40 +145,38 @@ def _exchange_json(y: Yardstick) -> dict:
     }
 
 
-def _exchange_lines(sticks: list[Yardstick]) -> list[str]:
-    if not sticks:
-        return []
+def _yardstick_lines(y: Yardstick) -> list[str]:
+    """A yardstick's accuracies and a row per point measured against it."""
+    sizes = ", ".join(f"{r:g}: {_cell(st)}" for r, st in y.stats().items())
     out = [
-        "## Exchange rate: what a synthetic image is worth in real images",
+        f"### {yardstick_title(y)}",
         "",
+        f"Yardstick (r: accuracy): {sizes}.",
+        "",
+        "| source | p | mix.mode | k | real + synthetic a class | accuracy | real-image equivalent | "
+        "rate (real images per synthetic) [95% CI] |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for ex in y.exchanges:
+        eq = f"{ex.equivalent:.1f}" if not isinstance(ex.equivalent, str) else "beyond the measured range"
+        out.append(
+            f"| {ex.source} | {ex.p:g} | {ex.mode} | {ex.n_per_class or 'all'} | "
+            f"{ex.real:g} + {ex.synthetic:g} | {_cell(ex.accuracy)} | {eq} | {rate_text(ex)} |"
+        )
+    return out + [""]
+
+
+def _exchange_lines(sticks: list[Yardstick]) -> list[str]:
+    return _section(
+        "Exchange rate: what a synthetic image is worth in real images",
         "The yardstick: runs without synthetic images at several real sizes r (real images a class), accuracy "
         "against log r fitted non-decreasing (isotonic) and linear between the sizes. A point reaching the "
         "yardstick's accuracy at R real images a class has the real-image equivalent R and the rate (R − r) / s "
         "per synthetic image; 95% CI: paired bootstrap over seeds. Outside the yardstick's accuracies the "
         "point is beyond the measured range (not extrapolated).",
-        "",
-        "![exchange rate](exchange.png)",
-        "",
-    ]
-    for y in sticks:
-        sizes = ", ".join(f"{r:g}: {_cell(st)}" for r, st in y.stats().items())
-        out += [
-            f"### {yardstick_title(y)}",
-            "",
-            f"Yardstick (r: accuracy): {sizes}.",
-            "",
-            "| source | p | mix.mode | k | real + synthetic a class | accuracy | real-image equivalent | "
-            "rate (real images per synthetic) [95% CI] |",
-            "|---|---|---|---|---|---|---|---|",
-        ]
-        for ex in y.exchanges:
-            eq = f"{ex.equivalent:.1f}" if not isinstance(ex.equivalent, str) else "beyond the measured range"
-            out.append(
-                f"| {ex.source} | {ex.p:g} | {ex.mode} | {ex.n_per_class or 'all'} | "
-                f"{ex.real:g} + {ex.synthetic:g} | {_cell(ex.accuracy)} | {eq} | {rate_text(ex)} |"
-            )
-        out.append("")
-    return out
+        [line for y in sticks for line in _yardstick_lines(y)],
+        ("exchange rate", "exchange.png"),
+    )
 
 
 def _warning(unknown: dict[str, list[str]]) -> list[str]:
@@ -212,16 +219,15 @@ def _accuracy_tables(pts: list[Point]) -> list[str]:
 
 
 def _difference_table(title: str, what: str, diffs: list[Difference]) -> list[str]:
-    out = [f"## {title}", "", what, ""]
     if not diffs:
-        return out + ["Not measured: no synthetic point has its baseline run with the same seeds.", ""]
-    out += ["| regime | source | p | against | difference (points) [95% CI] | n |", "|---|---|---|---|---|---|"]
-    for d in diffs:
-        out.append(
-            f"| {d.point.regime} | {label(*d.point.series)} | {d.point.p:g} | "
-            f"{label(*d.against.series)} at p = {d.against.p:g} | {interval(d.stat)} | {d.stat.n} |"
-        )
-    return out + [""]
+        return _section(title, what, ["Not measured: no synthetic point has its baseline run with the same seeds.", ""])
+    rows = [
+        f"| {d.point.regime} | {label(*d.point.series)} | {d.point.p:g} | "
+        f"{label(*d.against.series)} at p = {d.against.p:g} | {interval(d.stat)} | {d.stat.n} |"
+        for d in diffs
+    ]
+    head = ["| regime | source | p | against | difference (points) [95% CI] | n |", "|---|---|---|---|---|---|"]
+    return _section(title, what, head + rows + [""])
 
 
 def _slope_lines(pts: list[Point]) -> list[str]:
@@ -259,18 +265,18 @@ def _class_change_lines(rep: list[Difference], class_names: list[str]) -> list[s
 
 
 def _fid_lines(table: FidTable) -> list[str]:
-    if not table.results:
-        return []
-    sources = list(table.results)
-    out = [
-        f"## FID and KID per class ({table.extractor} features)",
-        "",
+    return _section(
+        f"FID and KID per class ({table.extractor} features)",
         "FID is biased on small sets; KID (×10³, mean ± std over subsets) is not: read them together. "
         "Bold: the lowest of the row. Numbers of different feature extractors are not comparable.",
-        "",
-        "![FID per class](fid_per_class.png)",
-        "",
-    ]
+        _fid_table(table) if table.results else [],
+        ("FID per class", "fid_per_class.png"),
+    )
+
+
+def _fid_table(table: FidTable) -> list[str]:
+    """Warnings of classes too small to measure, then FID and KID per class and source."""
+    sources = list(table.results)
     warnings = [
         f"> **⚠ {s} has fewer than 2 images of class "
         + ", ".join(f"{c} ({n})" for c, n in res["too_few"].items())
@@ -278,7 +284,7 @@ def _fid_lines(table: FidTable) -> list[str]:
         for s, res in table.results.items()
         if res.get("too_few")
     ]
-    out += warnings + ([""] if warnings else [])
+    out = warnings + ([""] if warnings else [])
     out += [
         "| class | " + " | ".join(f"{s} FID | {s} KID×10³" for s in sources) + " |",
         "|---|" + "---|---|" * len(sources),
@@ -304,23 +310,19 @@ def _share(res: dict, reference: str) -> str:
 
 
 def _copies_lines(results: dict[str, dict]) -> list[str]:
-    if not results:
-        return []
-    out = [
-        "## Copies and leaks",
-        "",
+    rows = []
+    for s, res in results.items():
+        flag = f"**yes** (> {pct(res['flag_share'])}%)" if flagged(res) else "no"
+        rows.append(f"| {s} | {_share(res, 'test')} | {_share(res, 'original')} | {flag} |")
+    table = ["| source | of d_test | of d_original | flagged |", "|---|---|---|---|", *rows, ""]
+    return _section(
+        "Copies and leaks",
         "Share of each source's images that are near duplicates of a test image (a leak into training: `mix` "
         "leaves them out with `mix.exclude_test_copies`) or of a `d_original` image (a redrawn training image), "
         "of any class: pHash within `copies.phash_distance` bits or FID features within "
         "`copies.feature_distance` (cosine), either test counting. Flagged: a test share above `copies.flag_share`.",
-        "",
-        "| source | of d_test | of d_original | flagged |",
-        "|---|---|---|---|",
-    ]
-    for s, res in results.items():
-        flag = f"**yes** (> {pct(res['flag_share'])}%)" if flagged(res) else "no"
-        out.append(f"| {s} | {_share(res, 'test')} | {_share(res, 'original')} | {flag} |")
-    return out + [""]
+        table if rows else [],
+    )
 
 
 def _verdict(diff: Stat | None) -> str:
@@ -333,50 +335,42 @@ def _verdict(diff: Stat | None) -> str:
     ] + f" ({interval(diff)} points of balanced accuracy, n = {diff.n})"
 
 
-def _balance_lines(results: list[BalanceResult]) -> list[str]:
-    if not results:
-        return []
+def _balance_table(res: BalanceResult) -> list[str]:
+    """One balance point against the imbalanced runs alone: balanced accuracy, accuracy and each class."""
+    alone, balanced, diff = res.balanced
     out = [
-        "## Class-imbalance filling",
+        f"### {res.point.source}, imbalance {res.ratio}, {res.point.regime}: {_verdict(diff)}",
         "",
+        "| | imbalanced only | balanced with " + res.point.source + " | difference (points) [95% CI] |",
+        "|---|---|---|---|",
+        f"| **balanced accuracy** | {_cell(alone)} | {_cell(balanced)} | {interval(diff) if diff else ''} |",
+        f"| accuracy | {_cell(res.against.accuracy)} | {_cell(res.point.accuracy)} | "
+        f"{interval(res.accuracy) if res.accuracy else ''} |",
+    ]
+    for c, (a, b, d) in res.per_class().items():
+        out.append(f"| {c} | {_cell(a) if a else ''} | {_cell(b) if b else ''} | {interval(d) if d else ''} |")
+    return out + [""]
+
+
+def _balance_lines(results: list[BalanceResult]) -> list[str]:
+    return _section(
+        "Class-imbalance filling",
         "An imbalanced `d_original` (`split.imbalance`) alone against the same real images with every class "
         "topped up by synthetic ones to the largest class (`mix.mode=balance`). Test accuracy in %, mean ± 95% "
         "CI over seeds; differences paired by seed. Balanced accuracy is the mean of the per-class accuracies.",
-        "",
-        "![balanced accuracy](balanced_accuracy.png)",
-        "",
-    ]
-    for res in results:
-        alone, balanced, diff = res.balanced
-        out += [
-            f"### {res.point.source}, imbalance {res.ratio}, {res.point.regime}: {_verdict(diff)}",
-            "",
-            "| | imbalanced only | balanced with " + res.point.source + " | difference (points) [95% CI] |",
-            "|---|---|---|---|",
-            f"| **balanced accuracy** | {_cell(alone)} | {_cell(balanced)} | {interval(diff) if diff else ''} |",
-            f"| accuracy | {_cell(res.against.accuracy)} | {_cell(res.point.accuracy)} | "
-            f"{interval(res.accuracy) if res.accuracy else ''} |",
-        ]
-        for c, (a, b, d) in res.per_class().items():
-            out.append(f"| {c} | {_cell(a) if a else ''} | {_cell(b) if b else ''} | {interval(d) if d else ''} |")
-        out.append("")
-    return out
+        [line for res in results for line in _balance_table(res)],
+        ("balanced accuracy", "balanced_accuracy.png"),
+    )
 
 
 def _not_run_lines(not_run: list[NotRun]) -> list[str]:
-    if not not_run:
-        return []
-    out = [
-        "## Not run",
-        "",
+    rows = [f"| {r.name} | {r.state} | {r.setting} | `{r.logs}` |" for r in not_run]
+    return _section(
+        "Not run",
         f"{_count(len(not_run), 'experiment')} did not finish: in no table and no figure. Read a log with "
         "the command beside it.",
-        "",
-        "| experiment | state | setting | log |",
-        "|---|---|---|---|",
-    ]
-    out += [f"| {r.name} | {r.state} | {r.setting} | `{r.logs}` |" for r in not_run]
-    return out + [""]
+        ["| experiment | state | setting | log |", "|---|---|---|---|", *rows, ""] if rows else [],
+    )
 
 
 def budgets(pts: list[Point]) -> dict[str, list[dict]]:
@@ -469,17 +463,11 @@ def _accuracy_lines(pts: list[Point]) -> list[str]:
 
 def _class_lines(rep: list[Difference], class_names: list[str], figures: list[str]) -> list[str]:
     class_figures = [f for f in figures if f.startswith("class_accuracy_")]
-    if not (class_figures or rep):
-        return []
-    return (
-        [
-            "## Class-wise accuracy vs p (the paper's Figure 6)",
-            "",
-            "A panel per class, a line per source: mean over seeds.",
-            "",
-        ]
-        + [line for f in class_figures for line in (f"![class-wise accuracy]({f})", "")]
-        + _class_change_lines(rep, class_names)
+    return _section(
+        "Class-wise accuracy vs p (the paper's Figure 6)",
+        "A panel per class, a line per source: mean over seeds.",
+        [line for f in class_figures for line in (f"![class-wise accuracy]({f})", "")]
+        + _class_change_lines(rep, class_names),
     )
 
 
