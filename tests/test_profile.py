@@ -14,8 +14,8 @@ from pydantic import BaseModel
 
 from diffaug.errors import DiffaugError
 from diffaug.params import Params, load_params
-from diffaug.study.profiles import merge_profile, switch
 from diffaug.study.command import main as study
+from diffaug.study.profiles import merge_profile, switch
 
 REPO = Path(__file__).resolve().parents[1]
 PAPER = REPO / "profiles" / "paper.yaml"

@@ -21,6 +21,8 @@ from helpers import params_file
 
 SRC = Path(diffaug.__file__).resolve().parents[1]
 
+QUEUE = "dvc exp run --queue evaluate "  # what the study queues: evaluate and its upstream
+
 
 def experiments(sweeps) -> list[tuple]:
     return [(s.source, p, s.regime, s.budget, s.seed) for s in sweeps for p in s.p]
@@ -60,12 +62,12 @@ def test_dry_run_prints_typed_overrides(tmp_path, monkeypatch, capsys):
     main(["--dry-run"])
     lines = capsys.readouterr().out.splitlines()
     assert lines == [
-        "dvc exp run --queue evaluate -S mix.source=none -S mix.p=0.0 -S train.regime=finetune -S train.seed=3 -S mix.seed=3 "
+        QUEUE + "-S mix.source=none -S mix.p=0.0 -S train.regime=finetune -S train.seed=3 -S mix.seed=3 "
         "-S train.steps=20",
-        "dvc exp run --queue evaluate -S mix.source=vanilla -S mix.p=1.0 -S train.regime=finetune -S train.seed=3 "
+        QUEUE + "-S mix.source=vanilla -S mix.p=1.0 -S train.regime=finetune -S train.seed=3 "
         "-S mix.seed=3 -S train.steps=20",
-        "dvc exp run --queue evaluate -S mix.source=none -S mix.p=0.0 -S train.regime=scratch -S train.seed=3 -S mix.seed=3",
-        "dvc exp run --queue evaluate -S mix.source=vanilla -S mix.p=1.0 -S train.regime=scratch -S train.seed=3 -S mix.seed=3",
+        QUEUE + "-S mix.source=none -S mix.p=0.0 -S train.regime=scratch -S train.seed=3 -S mix.seed=3",
+        QUEUE + "-S mix.source=vanilla -S mix.p=1.0 -S train.regime=scratch -S train.seed=3 -S mix.seed=3",
     ]  # 1.0, not 1: DVC would store an int; the workspace trains for steps, so the regimes' budgets are steps
     main(["--dry-run", "--budget", "epochs"])  # the paper's fixed epochs, from a workspace that trains for steps
     lines = capsys.readouterr().out.splitlines()
@@ -133,14 +135,14 @@ def test_dry_run_lists_the_yardstick_points(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
     main(["--dry-run"])
     assert capsys.readouterr().out.splitlines() == [
-        "dvc exp run --queue evaluate -S mix.source=none -S mix.p=0.0 -S train.regime=scratch -S train.seed=1 -S mix.seed=1",
-        "dvc exp run --queue evaluate -S mix.source=none -S mix.p=0.0 -S train.regime=scratch -S train.seed=1 -S mix.seed=1 "
+        QUEUE + "-S mix.source=none -S mix.p=0.0 -S train.regime=scratch -S train.seed=1 -S mix.seed=1",
+        QUEUE + "-S mix.source=none -S mix.p=0.0 -S train.regime=scratch -S train.seed=1 -S mix.seed=1 "
         "-S mix.n_per_class=2",
-        "dvc exp run --queue evaluate -S mix.source=none -S mix.p=0.0 -S train.regime=scratch -S train.seed=1 -S mix.seed=1 "
+        QUEUE + "-S mix.source=none -S mix.p=0.0 -S train.regime=scratch -S train.seed=1 -S mix.seed=1 "
         "-S mix.n_per_class=5",
-        "dvc exp run --queue evaluate -S mix.source=vanilla -S mix.p=1.0 -S train.regime=scratch -S train.seed=1 -S mix.seed=1 "
+        QUEUE + "-S mix.source=vanilla -S mix.p=1.0 -S train.regime=scratch -S train.seed=1 -S mix.seed=1 "
         "-S mix.n_per_class=5 -S mix.mode=add",
-        "dvc exp run --queue evaluate -S mix.source=pool -S mix.p=1.0 -S train.regime=scratch -S train.seed=1 -S mix.seed=1 "
+        QUEUE + "-S mix.source=pool -S mix.p=1.0 -S train.regime=scratch -S train.seed=1 -S mix.seed=1 "
         "-S mix.n_per_class=5 -S mix.mode=add",
     ]  # the pool, a real source, is the few-shot points' control
     main(["--dry-run", "--real-per-class", "", "--add-per-class", ""])  # the options override, '' empties
