@@ -245,6 +245,6 @@ def test_repro_then_experiments(project):
         assert title in html
 
     # The study report reads these experiments through `dvc exp show --json`.
-    sh(["python", "-m", "diffaug.study.report", "--out", "reports"], root, dict(env, PYTHONPATH=str(root / "src")))
+    sh(["python", "-m", "diffaug", "report", "--out", "reports"], root, dict(env, PYTHONPATH=str(root / "src")))
     summary = (root / "reports/summary.md").read_text()
     assert "vanilla" in summary and list((root / "reports").glob("accuracy_vs_p*.png"))
