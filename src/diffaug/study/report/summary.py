@@ -31,6 +31,11 @@ def _section(title: str, intro: str, body: list[str], figure: tuple[str, str] | 
     return head + ([f"![{figure[0]}]({figure[1]})", ""] if figure else []) + body
 
 
+def _table(columns: list[str], rows: list[str]) -> list[str]:
+    """A Markdown table: the header row of `columns`, its rule, the rows, then a blank line."""
+    return ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns), *rows, ""]
+
+
 def _count(n: int, noun: str) -> str:
     return f"{n} {noun}{'' if n == 1 else 's'}"
 
@@ -153,17 +158,16 @@ def _yardstick_lines(y: Yardstick) -> list[str]:
         "",
         f"Yardstick (r: accuracy): {sizes}.",
         "",
-        "| source | p | mix.mode | k | real + synthetic a class | accuracy | real-image equivalent | "
-        "rate (real images per synthetic) [95% CI] |",
-        "|---|---|---|---|---|---|---|---|",
     ]
+    rows = []
     for ex in y.exchanges:
         eq = f"{ex.equivalent:.1f}" if not isinstance(ex.equivalent, str) else "beyond the measured range"
-        out.append(
+        rows.append(
             f"| {ex.source} | {ex.p:g} | {ex.mode} | {ex.n_per_class or 'all'} | "
             f"{ex.real:g} + {ex.synthetic:g} | {_cell(ex.accuracy)} | {eq} | {rate_text(ex)} |"
         )
-    return out + [""]
+    columns = ["source", "p", "mix.mode", "k", "real + synthetic a class", "accuracy", "real-image equivalent"]
+    return out + _table([*columns, "rate (real images per synthetic) [95% CI]"], rows)
 
 
 def _exchange_lines(sticks: list[Yardstick]) -> list[str]:
@@ -226,8 +230,8 @@ def _difference_table(title: str, what: str, diffs: list[Difference]) -> list[st
         f"{label(*d.against.series)} at p = {d.against.p:g} | {interval(d.stat)} | {d.stat.n} |"
         for d in diffs
     ]
-    head = ["| regime | source | p | against | difference (points) [95% CI] | n |", "|---|---|---|---|---|---|"]
-    return _section(title, what, head + rows + [""])
+    columns = ["regime", "source", "p", "against", "difference (points) [95% CI]", "n"]
+    return _section(title, what, _table(columns, rows))
 
 
 def _slope_lines(pts: list[Point]) -> list[str]:
@@ -238,11 +242,9 @@ def _slope_lines(pts: list[Point]) -> list[str]:
         "How the loss grows with p: a least-squares line of accuracy against p (p = 0 included) per seed, "
         "its slope pooled over seeds.",
         "",
-        "| regime | source | points of accuracy per unit of p [95% CI] | n |",
-        "|---|---|---|---|",
     ]
-    out += [f"| {regime} | {label(*series)} | {interval(stat)} | {stat.n} |" for regime, series, stat in fits]
-    return out + [""]
+    rows = [f"| {regime} | {label(*series)} | {interval(stat)} | {stat.n} |" for regime, series, stat in fits]
+    return out + _table(["regime", "source", "points of accuracy per unit of p [95% CI]", "n"], rows)
 
 
 def _class_change_lines(rep: list[Difference], class_names: list[str]) -> list[str]:
@@ -251,16 +253,12 @@ def _class_change_lines(rep: list[Difference], class_names: list[str]) -> list[s
     for regime in dict.fromkeys(d.point.regime for d in rep):
         diffs = [d for d in at_largest_p(rep) if d.point.regime == regime]
         changes = [class_changes(d) for d in diffs]
-        out += [
-            f"Class accuracy at the largest p against p = 0, {regime} (points [95% CI]):",
-            "",
-            "| class | " + " | ".join(f"{label(*d.point.series)} (p = {d.point.p:g})" for d in diffs) + " |",
-            "|---|" + "---|" * len(diffs),
-        ]
-        out += [
+        columns = ["class", *(f"{label(*d.point.series)} (p = {d.point.p:g})" for d in diffs)]
+        rows = [
             f"| {c} | " + " | ".join(interval(ch[c]) if c in ch else "" for ch in changes) + " |" for c in class_names
         ]
-        out.append("")
+        out += [f"Class accuracy at the largest p against p = 0, {regime} (points [95% CI]):", ""]
+        out += _table(columns, rows)
     return out
 
 
@@ -284,11 +282,7 @@ def _fid_table(table: FidTable) -> list[str]:
         for s, res in table.results.items()
         if res.get("too_few")
     ]
-    out = warnings + ([""] if warnings else [])
-    out += [
-        "| class | " + " | ".join(f"{s} FID | {s} KID×10³" for s in sources) + " |",
-        "|---|" + "---|---|" * len(sources),
-    ]
+    rows = []
     for row in table.classes + [OVERALL]:
         best_fid, best_kid = table.best(row, "fid"), table.best(row, "kid")
         cells = []
@@ -297,8 +291,9 @@ def _fid_table(table: FidTable) -> list[str]:
             fid = f"{res['fid']:.2f}" if "fid" in res else ""
             kid = f"{res['kid'] * 1e3:.2f} ± {res.get('kid_std', 0.0) * 1e3:.2f}" if "kid" in res else ""
             cells += [f"**{fid}**" if fid and s in best_fid else fid, f"**{kid}**" if kid and s in best_kid else kid]
-        out.append(f"| {'**overall**' if row == OVERALL else row} | " + " | ".join(cells) + " |")
-    return out + [""]
+        rows.append(f"| {'**overall**' if row == OVERALL else row} | " + " | ".join(cells) + " |")
+    columns = ["class", *(f"{s} {measure}" for s in sources for measure in ("FID", "KID×10³"))]
+    return warnings + ([""] if warnings else []) + _table(columns, rows)
 
 
 def _share(res: dict, reference: str) -> str:
@@ -338,18 +333,16 @@ def _verdict(diff: Stat | None) -> str:
 def _balance_table(res: BalanceResult) -> list[str]:
     """One balance point against the imbalanced runs alone: balanced accuracy, accuracy and each class."""
     alone, balanced, diff = res.balanced
-    out = [
-        f"### {res.point.source}, imbalance {res.ratio}, {res.point.regime}: {_verdict(diff)}",
-        "",
-        "| | imbalanced only | balanced with " + res.point.source + " | difference (points) [95% CI] |",
-        "|---|---|---|---|",
+    rows = [
         f"| **balanced accuracy** | {_cell(alone)} | {_cell(balanced)} | {interval(diff) if diff else ''} |",
         f"| accuracy | {_cell(res.against.accuracy)} | {_cell(res.point.accuracy)} | "
         f"{interval(res.accuracy) if res.accuracy else ''} |",
     ]
     for c, (a, b, d) in res.per_class().items():
-        out.append(f"| {c} | {_cell(a) if a else ''} | {_cell(b) if b else ''} | {interval(d) if d else ''} |")
-    return out + [""]
+        rows.append(f"| {c} | {_cell(a) if a else ''} | {_cell(b) if b else ''} | {interval(d) if d else ''} |")
+    columns = ["", "imbalanced only", f"balanced with {res.point.source}", "difference (points) [95% CI]"]
+    heading = f"### {res.point.source}, imbalance {res.ratio}, {res.point.regime}: {_verdict(diff)}"
+    return [heading, ""] + _table(columns, rows)
 
 
 def _balance_lines(results: list[BalanceResult]) -> list[str]:
