@@ -25,12 +25,12 @@ class Study(Section):
     seeds: Annotated[list[Seed], AfterValidator(_non_empty)] = Field(
         description="seeds; each experiment sets `train.seed` and `mix.seed` to one"
     )
+    jobs: Count = Field(description="experiments run at once (`dvc queue start -j`)")
     target: Optional[str] = Field(
         description="the stage each experiment reproduces with its upstream (`dvc exp run <target>`): a grid "
         "point sets only mix and train params, so DVC checks out and checks only what that stage needs; "
         "`null`: every stage"
     )
-    jobs: Count = Field(description="experiments run at once (`dvc queue start -j`)")
     randaugment: bool = Field(description="also run the RandAugment baseline (only original, p = 0)")
     real_per_class: list[Count] = Field(
         description="the real-image yardstick: only original with k real images a class (p = 0, "
