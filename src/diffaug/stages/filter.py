@@ -19,10 +19,9 @@ from diffaug.device import Meter, pick_device
 from diffaug.errors import DiffaugError
 from diffaug.io import atomic_dir, read_csv, read_json, write_csv, write_json
 from diffaug.params import load_params
+from diffaug.paths import ORIGINAL, REFERENCE, metrics, samples, synthetic
 from diffaug.plots import sample_grid, save_grid
 from diffaug.rules import needed
-
-SYNTHETIC, REFERENCE, ORIGINAL = Path("data/synthetic"), Path("models/reference"), Path("data/original")
 
 
 def probabilities(params, entry, folder: Path, rows: list[dict], classes: list[str]) -> np.ndarray:
@@ -57,23 +56,39 @@ def shortfalls(params, name: str, kept: dict[str, int]) -> list[str]:
     ]
 
 
+def warn_short(params, name: str, per_class: dict) -> None:
+    """A warning when the filter kept fewer images of a class than the mixes of params.yaml need."""
+    short = shortfalls(params, name, {c: v["kept"] for c, v in per_class.items()})
+    if short:
+        print(
+            f"WARNING: filter {name} kept fewer images than the mixes of params.yaml need ({'; '.join(short)}); "
+            f"raise sources.filtered.{name}.candidates or lower the filter's threshold.",
+            file=sys.stderr,
+        )
+
+
+def skip(name: str, entry, rows: list[dict], classes: list[str]) -> None:
+    """The clip filter without CLIP weights: an empty set and a metrics file that says why."""
+    note = "skipped: the clip filter needs CLIP weights; set clip.model (a hub id or folder) to run it"
+    out = synthetic(name)
+    with atomic_dir(out) as tmp:
+        write_csv(tmp / "manifest.csv", [], list(rows[0]) if rows else ["class", "file"])
+    save_grid(sample_grid(out, classes), samples(name))
+    write_json(metrics(f"filter/{name}"), {"of": entry.of, "filter": entry.filter, "skipped": note})
+    print(f"filter {name}: {note}")
+
+
 def main() -> None:
     name = sys.argv[1]
     params = load_params()
     entry = params.sources.entry("filtered", name)
-    folder, out, grid = SYNTHETIC / entry.of, SYNTHETIC / name, Path("plots/samples") / f"{name}.png"
+    folder, out, grid = synthetic(entry.of), synthetic(name), samples(name)
     if not (folder / "manifest.csv").is_file():
         raise DiffaugError(f"{folder} does not exist; produce it with `dvc repro {params.sources.stage(entry.of)}`.")
     rows = read_csv(folder / "manifest.csv")
     classes = read_json(ORIGINAL / "classes.json")
     if entry.filter == "clip" and params.clip.model is None:
-        note = "skipped: the clip filter needs CLIP weights; set clip.model (a hub id or folder) to run it"
-        with atomic_dir(out) as tmp:
-            write_csv(tmp / "manifest.csv", [], list(rows[0]) if rows else ["class", "file"])
-        save_grid(sample_grid(out, classes), grid)
-        write_json(f"metrics/filter/{name}.json", {"of": entry.of, "filter": entry.filter, "skipped": note})
-        print(f"filter {name}: {note}")
-        return
+        return skip(name, entry, rows, classes)
     threshold = (
         params.filter.threshold if entry.filter == "confidence" else params.filter.clip_threshold or 1.0 / len(classes)
     )
@@ -90,28 +105,21 @@ def main() -> None:
         write_csv(tmp / "manifest.csv", kept_rows, [*rows[0], "score"] if rows else ["class", "file", "score"])
     save_grid(sample_grid(out, classes), grid)
     per_class = class_counts(keep, labels, classes, threshold)
+    kept = {"kept": int(keep.sum()), "dropped": int((~keep).sum()), "per_class": per_class}
     write_json(
-        f"metrics/filter/{name}.json",
+        metrics(f"filter/{name}"),
         {
             "of": entry.of,
             "filter": entry.filter,
             "threshold": round(float(threshold), 6),
             "drop_top": drop_top,
             "candidates": len(rows),
-            "kept": int(keep.sum()),
-            "dropped": int((~keep).sum()),
-            "per_class": per_class,
+            **kept,
             **meter.reading(len(rows), "images"),
         },
     )
     print(f"filter {name}: kept {int(keep.sum())} of {len(rows)} {entry.of} images ({entry.filter} >= {threshold:g})")
-    short = shortfalls(params, name, {c: v["kept"] for c, v in per_class.items()})
-    if short:
-        print(
-            f"WARNING: filter {name} kept fewer images than the mixes of params.yaml need ({'; '.join(short)}); "
-            f"raise sources.filtered.{name}.candidates or lower the filter's threshold.",
-            file=sys.stderr,
-        )
+    warn_short(params, name, per_class)
 
 
 if __name__ == "__main__":
