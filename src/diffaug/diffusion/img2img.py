@@ -17,6 +17,7 @@ from diffusers.pipelines.stable_diffusion import StableDiffusionPipelineOutput
 from PIL import Image, ImageOps
 
 from diffaug.diffusion.jobs import Job, image_seed
+from diffaug.paths import ORIGINAL
 
 
 def plan_img2img(
@@ -56,7 +57,7 @@ class FromParents(StableDiffusionImg2ImgPipeline):
     (data/original) at `side` px. At a strength that leaves no denoising step (strength x steps < 1:
     diffusers would run none and fail), the image is the parent through the VAE and back."""
 
-    root: Path = Path("data/original")
+    root: Path = ORIGINAL
     side: int = 512
 
     @classmethod

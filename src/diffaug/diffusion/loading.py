@@ -15,9 +15,8 @@ import torch
 
 from diffaug.errors import DiffaugError
 from diffaug.io import sha256_tree
+from diffaug.paths import BASE
 from diffaug.progress import quiet_libraries
-
-BASE = Path("models/base")
 
 SCHEDULERS = {  # name -> (diffusers class name, extra config)
     "dpm++": ("DPMSolverMultistepScheduler", {"algorithm_type": "dpmsolver++"}),

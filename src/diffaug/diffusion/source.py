@@ -21,6 +21,7 @@ from diffaug.diffusion.tiny.tokenizer import unknown_words
 from diffaug.errors import DiffaugError
 from diffaug.io import atomic_dir, read_json, sha256_tree, write_json
 from diffaug.params import Generate
+from diffaug.paths import finetuned, metrics, samples, synthetic
 from diffaug.plots import sample_grid, save_grid
 from diffaug.progress import bar
 
@@ -125,11 +126,11 @@ def fill_missing(name: str, jobs: list[Job], settings: Settings, batch_size: int
 
 def write_source(name: str, jobs: list[Job], settings: Settings, meta: dict, classes: list[str], report: dict) -> None:
     """data/synthetic/<name> (atomically), its sample grid and its metrics, from the cache."""
-    out = Path("data/synthetic") / name
+    out = synthetic(name)
     with atomic_dir(out) as tmp:
         assemble(jobs, settings, tmp, meta)
-    save_grid(sample_grid(out, classes), Path("plots/samples") / f"{name}.png")
-    write_json(Path("metrics/generate") / f"{name}.json", report)
+    save_grid(sample_grid(out, classes), samples(name))
+    write_json(metrics(f"generate/{name}"), report)
     print(
         f"{name}: {report['images']} images ({report['generated']} generated, {report['reused']} from the "
         f"cache) on {report['device']}"
@@ -139,7 +140,7 @@ def write_source(name: str, jobs: list[Job], settings: Settings, meta: dict, cla
 def finetuned_models(method: str, classes: list[str]) -> tuple[Path, dict[str, dict], dict[str, str]]:
     """models/<method>/<class> of every class: (the root, each class's trained.json, a fingerprint of
     each class's weights, which goes into its images' cache keys)."""
-    root, trained = Path("models") / method, {}
+    root, trained = finetuned(method), {}
     for c in classes:
         if not (root / c / "trained.json").exists():
             raise DiffaugError(f"{root / c} is missing; run `dvc repro train_{method}@{c}` first.")

@@ -13,8 +13,7 @@ from pathlib import Path
 from diffaug.cli import run
 from diffaug.io import atomic_dir, write_json
 from diffaug.params import load_params
-
-BASE = Path("models/base")
+from diffaug.paths import BASE
 
 
 def main() -> None:
@@ -41,7 +40,7 @@ def main() -> None:
             source = {"model": params.model, "revision": params.revision, "commit": commit}
         write_json(out / "source.json", source)
     write_json(
-        "metrics/base_model.json", {"model": params.model, "seconds": round(time.perf_counter() - start, 1), **metrics}
+        metrics("base_model"), {"model": params.model, "seconds": round(time.perf_counter() - start, 1), **metrics}
     )
     print(
         f"base_model: {params.model} ready in {time.perf_counter() - start:.0f} s"

@@ -4,15 +4,14 @@
 pipeline needs no download; set `clip.model` to a hub id or folder to measure the baseline.
 """
 
-from pathlib import Path
-
 import numpy as np
 
 from diffaug.cli import run
 from diffaug.io import read_csv, read_json, write_json
 from diffaug.params import load_params
+from diffaug.paths import TEST, metrics
 
-TEST, METRICS = Path("data/test"), Path("metrics/clip.json")
+METRICS = metrics("clip")
 
 
 def main() -> None:

@@ -1,18 +1,14 @@
 """Stage `fid_reference`: features of d_original per class, computed once for every `measure_<kind>@<source>`
 (data/original -> models/fid_reference), and the sample grid of the real images."""
 
-from pathlib import Path
-
 from diffaug.cli import run
 from diffaug.device import pick_device
 from diffaug.io import read_csv, read_json
 from diffaug.metrics.compare import class_features, save_features
 from diffaug.metrics.features import make_extractor
 from diffaug.params import load_params
+from diffaug.paths import FID_REFERENCE, ORIGINAL, REFERENCE, samples
 from diffaug.plots import sample_grid, save_grid
-
-ORIGINAL, REFERENCE, OUT = Path("data/original"), Path("models/reference"), Path("models/fid_reference")
-GRID = Path("plots/samples/original.png")
 
 
 def main() -> None:
@@ -29,8 +25,8 @@ def main() -> None:
         "classes": classes,
         "images": {c: len(f) for c, f in features.items()},
     }
-    save_features(OUT, features, meta)
-    save_grid(sample_grid(ORIGINAL, classes), GRID)
+    save_features(FID_REFERENCE, features, meta)
+    save_grid(sample_grid(ORIGINAL, classes), samples("original"))
     print(f"fid_reference: {sum(meta['images'].values())} original images, {extractor.name} features")
 
 

@@ -11,6 +11,7 @@ from diffaug.diffusion.loading import load_pipeline, read_source
 from diffaug.diffusion.source import make_source, prompts_by_class
 from diffaug.io import read_json
 from diffaug.params import load_params
+from diffaug.paths import PROMPTS
 from diffaug.rules import made_count
 
 
@@ -20,7 +21,7 @@ def main() -> None:
     params.sources.entry("txt2img", name)
     g = params.generate.model_copy(update={"per_class": made_count(params, name)})  # + candidates for its filters
     source = read_source()
-    prompts = prompts_by_class(read_json("data/prompts.json"))
+    prompts = prompts_by_class(read_json(PROMPTS))
     make_source(
         name,
         prompts,

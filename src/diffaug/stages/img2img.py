@@ -7,7 +7,6 @@ parent and strength. Seeds, cache, resume, batching, out-of-memory fallback and 
 """
 
 import sys
-from pathlib import Path
 
 from diffaug.cli import run
 from diffaug.diffusion.img2img import FromParents, plan_img2img
@@ -16,9 +15,8 @@ from diffaug.diffusion.source import finetuned_models, make_source, prompts_by_c
 from diffaug.diffusion.textual_inversion import generation_prompts, load_tokens
 from diffaug.io import read_csv, read_json
 from diffaug.params import load_params
+from diffaug.paths import ORIGINAL, PROMPTS
 from diffaug.rules import made_count
-
-ORIGINAL = Path("data/original")
 
 
 def main() -> None:
@@ -35,7 +33,7 @@ def main() -> None:
         root, trained, weights = finetuned_models("textual_inversion", classes)
         prompts = generation_prompts(params.textual_inversion.prompt, trained)
     else:
-        prompts = prompts_by_class(read_json("data/prompts.json"))
+        prompts = prompts_by_class(read_json(PROMPTS))
     counts = {c: made_count(params, name, len(ps)) for c, ps in parents.items()}
     jobs = plan_img2img(prompts, parents, counts, settings.strength, settings.seed, weights)
 

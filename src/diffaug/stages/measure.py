@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
+from diffaug import paths
 from diffaug.classify.classifier import classify_folder
 from diffaug.classify.evaluate import score
 from diffaug.cli import run
@@ -24,10 +25,8 @@ from diffaug.metrics.compare import MIN_IMAGES, OVERALL, class_features, compare
 from diffaug.metrics.copies import copy_shares, phashes
 from diffaug.metrics.features import extract, make_extractor
 from diffaug.params import load_params
+from diffaug.paths import FID_REFERENCE, ORIGINAL, REFERENCE, TEST, metrics
 from diffaug.rules import more_of
-
-REFERENCE, FEATURES, SYNTHETIC = Path("models/reference"), Path("models/fid_reference"), Path("data/synthetic")
-TEST, ORIGINAL = Path("data/test"), Path("data/original")
 
 
 def recognised(params, folder: Path, classes: list[str]) -> dict:
@@ -47,7 +46,7 @@ def distances(params, folder: Path, source: str, original: dict, meta: dict) -> 
     extractor = make_extractor(f.features, REFERENCE, pick_device(f.device))
     if extractor.identity != meta["extractor_id"]:  # never compare features of two different networks
         raise DiffaugError(
-            f"{FEATURES} was made with {meta['extractor_id']}, fid.features gives "
+            f"{FID_REFERENCE} was made with {meta['extractor_id']}, fid.features gives "
             f"{extractor.identity}; run `dvc repro fid_reference`."
         )
     classes = meta["classes"]
@@ -79,7 +78,7 @@ def copies(params, folder: Path, classes: list[str], synthetic: dict, original: 
     original_features = np.concatenate([original[k] for k in classes])
     if len(original_features) != len(original_files):
         raise DiffaugError(
-            f"{FEATURES} holds {len(original_features)} images' features, {ORIGINAL} has "
+            f"{FID_REFERENCE} holds {len(original_features)} images' features, {ORIGINAL} has "
             f"{len(original_files)}; run `dvc repro fid_reference`."
         )
     references = {
@@ -101,17 +100,17 @@ def copies(params, folder: Path, classes: list[str], synthetic: dict, original: 
 def main() -> None:
     source = sys.argv[1]
     params = load_params()
-    folder = SYNTHETIC / source
+    folder = paths.synthetic(source)
     if not (folder / "manifest.csv").is_file():
         stage = params.sources.stage(source) if source in params.sources.names() else "the stage that writes it"
         raise DiffaugError(f"{folder} does not exist; produce it with `dvc repro {stage}`.")
-    original, meta = load_features(FEATURES)  # d_original's features and classes, from fid_reference
+    original, meta = load_features(FID_REFERENCE)  # d_original's features and classes, from fid_reference
     files = folder_files(folder, meta["classes"])
     if sum(len(fs) for fs in files.values()) < MIN_IMAGES:  # nothing to measure at all
         raise DiffaugError(f"{folder} has fewer than {MIN_IMAGES} images; {more_of(params, source)}.")
     few = {c: len(fs) for c, fs in files.items() if len(fs) < MIN_IMAGES}
     recognise = recognised(params, folder, meta["classes"])
-    write_json(f"metrics/recognise/{source}.json", recognise)
+    write_json(metrics(f"recognise/{source}"), recognise)
     fid, synthetic, test_features = distances(params, folder, source, original, meta)
     if few:  # measured without them; a mix that needs their images stops in `mix`
         fid["too_few"] = few
@@ -121,9 +120,9 @@ def main() -> None:
             f"source at p > 0 will stop; {more_of(params, source)}.",
             file=sys.stderr,
         )
-    write_json(f"metrics/fid/{source}.json", fid)
+    write_json(metrics(f"fid/{source}"), fid)
     leaks = copies(params, folder, meta["classes"], synthetic, original, test_features)
-    write_json(f"metrics/copies/{source}.json", leaks)
+    write_json(metrics(f"copies/{source}"), leaks)
     print(
         f"measure {source}: {recognise['recognised']:.1%} of {recognise['images']} images recognised as their "
         f"class; FID {fid['fid']:.2f}, KID {fid['kid']:.4f} ± {fid['kid_std']:.4f} ({fid['extractor']} features); "

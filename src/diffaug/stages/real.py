@@ -13,9 +13,9 @@ from diffaug.cli import run
 from diffaug.errors import DiffaugError
 from diffaug.io import atomic_dir, read_csv, read_json, write_csv, write_json
 from diffaug.params import load_params
+from diffaug.paths import POOL, metrics, samples, synthetic
 from diffaug.plots import sample_grid, save_grid
 
-POOL, SYNTHETIC = Path("data/pool"), Path("data/synthetic")
 # generate's manifest columns (diffusion/jobs.py's MANIFEST_COLUMNS, not imported: that pulls in torch);
 # a real image has no prompt, seed or sampler, and its model is `real`.
 COLUMNS = ["class", "file", "prompt", "seed", "model", "revision", "scheduler", "steps", "guidance"]
@@ -43,10 +43,10 @@ def main() -> None:
     name = sys.argv[1]
     params = load_params()
     params.sources.entry("real", name)
-    with atomic_dir(SYNTHETIC / name) as tmp:
+    with atomic_dir(synthetic(name)) as tmp:
         counts = copy_pool(POOL, tmp)
-    save_grid(sample_grid(SYNTHETIC / name, list(counts)), Path("plots/samples") / f"{name}.png")
-    write_json(f"metrics/real/{name}.json", {"images": sum(counts.values()), "per_class": counts})
+    save_grid(sample_grid(synthetic(name), list(counts)), samples(name))
+    write_json(metrics(f"real/{name}"), {"images": sum(counts.values()), "per_class": counts})
     print(f"real {name}: {sum(counts.values())} pool images ({min(counts.values())} in the smallest class)")
 
 

@@ -1,13 +1,10 @@
 """Stage `scrape`: collect `d_raw` into data/raw/<class>/ with a provenance manifest."""
 
-from pathlib import Path
-
 from diffaug.cli import run
 from diffaug.data.scrape import scrape
 from diffaug.io import atomic_dir, write_json
 from diffaug.params import load_params
-
-RAW = Path("data/raw")
+from diffaug.paths import RAW, metrics
 
 
 def main() -> None:
@@ -16,7 +13,7 @@ def main() -> None:
         report = scrape(params.scrape, params.classes, out)
         write_json(out / "classes.json", list(params.classes))
         write_json(out / "report.json", report)
-    write_json("metrics/scrape.json", {"images": report["images"], "skipped": report["skipped"]})
+    write_json(metrics("scrape"), {"images": report["images"], "skipped": report["skipped"]})
     print(f"scrape: {report['images']} images, skipped {report['skipped'] or 'none'}")
 
 

@@ -1,7 +1,5 @@
 """Stage `train`: data/mixed -> models/classifier (the best-validation ResNet-18) and its curves."""
 
-from pathlib import Path
-
 from dvclive import Live
 
 from diffaug.checkpoint import Checkpoints, checkpoint_key
@@ -11,8 +9,7 @@ from diffaug.cli import run
 from diffaug.device import Meter, host, pick_device, use_threads
 from diffaug.io import read_csv, read_json
 from diffaug.params import load_params
-
-MIXED, MODEL, CURVES = Path("data/mixed"), Path("models/classifier"), "metrics/train"
+from diffaug.paths import CLASSIFIER, MIXED, TRAIN_CURVES
 
 
 def main() -> None:
@@ -26,7 +23,7 @@ def main() -> None:
     key = checkpoint_key(cfg.model_dump(), [MIXED / f for f in ("train.csv", "val.csv", "classes.json")], str(device))
     checkpoints = Checkpoints("train", key, cfg.checkpoint_every)
     # Curves through DVCLive; dvc.yaml declares them itself, so DVCLive writes no dvc.yaml.
-    with Live(CURVES, dvcyaml=False, save_dvc_exp=False, report=None) as live:
+    with Live(str(TRAIN_CURVES), dvcyaml=False, save_dvc_exp=False, report=None) as live:
 
         def log(m: dict) -> None:
             for key, value in m.items():
@@ -49,7 +46,7 @@ def main() -> None:
                 "host": host(device),
             }
         )
-    save_classifier(MODEL, result, meta)
+    save_classifier(CLASSIFIER, result, meta)
     checkpoints.clear()  # the model is in place: a rerun is DVC's business now
     print(
         f"train: {spent['steps']} SGD steps ({spent['images_seen']} images seen, {spent['budget']} budget), best "

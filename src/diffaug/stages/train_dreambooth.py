@@ -4,7 +4,6 @@ Multi-GPU: `dreambooth.launcher: "accelerate launch --num_processes N"` trains w
 """
 
 import sys
-from pathlib import Path
 
 import torch
 from accelerate import PartialState
@@ -16,6 +15,7 @@ from diffaug.diffusion.loading import fingerprint, load_pipeline, read_source
 from diffaug.diffusion.tuning import finetune_checkpoints
 from diffaug.io import atomic_dir, sha256_tree, write_json
 from diffaug.params import DreamBooth, load_params
+from diffaug.paths import ORIGINAL, finetuned, metrics
 
 
 def main() -> None:
@@ -23,7 +23,7 @@ def main() -> None:
     label = class_label(sys.argv[1], params.classes)
     d = params.dreambooth
     check_8bit_adam(d.use_8bit_adam, d.device)
-    files = pick_instances(Path("data/original") / label, d.instance_images, d.seed, label)
+    files = pick_instances(ORIGINAL / label, d.instance_images, d.seed, label)
     source = read_source()
     pipe = load_pipeline(source, torch.device("cpu"), torch.float32, "dpm++")  # trained in fp32 (+ autocast)
     resolution = d.resolution or native_resolution(pipe)
@@ -75,13 +75,13 @@ def describe(
 
 def save(pipe, d: DreamBooth, label: str, trained: dict, record: dict) -> int:
     """models/dreambooth/<class> (the weights and trained.json) and its metrics; returns the model's bytes."""
-    out = Path("models/dreambooth") / label
+    out = finetuned("dreambooth", label)
     with atomic_dir(out) as tmp:
         save_dreambooth(pipe, tmp, d)
         write_json(tmp / "trained.json", trained)
     size = sum(f.stat().st_size for f in out.rglob("*") if f.is_file())
     write_json(
-        Path("metrics/dreambooth") / f"{label}.json",
+        metrics(f"dreambooth/{label}"),
         {
             **{k: v for k, v in record.items() if k != "cost"},
             **record["cost"],

@@ -2,7 +2,6 @@
 models/textual_inversion/<class>/learned_embeds.safetensors (loadable by `pipe.load_textual_inversion`)."""
 
 import sys
-from pathlib import Path
 
 import torch
 from accelerate import PartialState
@@ -14,13 +13,14 @@ from diffaug.diffusion.textual_inversion import EMBEDS_FILE, expand_templates, s
 from diffaug.diffusion.tuning import finetune_checkpoints
 from diffaug.io import atomic_dir, write_json
 from diffaug.params import load_params
+from diffaug.paths import ORIGINAL, finetuned, metrics
 
 
 def main() -> None:
     params = load_params()
     label = class_label(sys.argv[1], params.classes)
     ti = params.textual_inversion
-    files = pick_instances(Path("data/original") / label, ti.images, ti.seed, label)
+    files = pick_instances(ORIGINAL / label, ti.images, ti.seed, label)
     source = read_source()
     pipe = load_pipeline(source, torch.device("cpu"), torch.float32, "dpm++")
     resolution = ti.resolution or native_resolution(pipe)
@@ -52,11 +52,11 @@ def main() -> None:
 
 def save(label: str, token: str, learned: torch.Tensor, trained: dict, record: dict) -> None:
     """models/textual_inversion/<class> (the embedding and trained.json) and its metrics."""
-    with atomic_dir(Path("models/textual_inversion") / label) as tmp:
+    with atomic_dir(finetuned("textual_inversion", label)) as tmp:
         save_embeds(tmp / EMBEDS_FILE, token, learned)
         write_json(tmp / "trained.json", trained)
     write_json(
-        Path("metrics/textual_inversion") / f"{label}.json",
+        metrics(f"textual_inversion/{label}"),
         {**{k: v for k, v in record.items() if k != "cost"}, **record["cost"]},
     )
 

@@ -16,6 +16,7 @@ from pathlib import Path
 import yaml
 
 from diffaug.errors import DiffaugError
+from diffaug.paths import METRICS, metrics_key, metrics_name
 from diffaug.study.grid import (
     ABSENT,
     AUGMENT,
@@ -30,7 +31,7 @@ from diffaug.study.grid import (
 )
 
 FINISHED = (None, "success")  # executor.state of a finished run (None: run in the workspace)
-WORKSPACE, GENERATE = "workspace", "metrics/generate/"
+WORKSPACE = "workspace"
 _Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # dvc.lock is large: the C loader where PyYAML has it
 
 
@@ -124,12 +125,12 @@ def _name(rev: dict) -> str:
 
 def _run(rev: dict) -> Run | None:
     params, metrics = params_of(rev), metrics_of(rev)
-    evaluate = metrics.get("metrics/evaluate.json") or {}
+    evaluate = metrics.get(metrics_key("evaluate")) or {}
     if evaluate.get("accuracy") is None:
         return None
     # What CPU results depend on besides params (threads, CPU, torch): runs that differ in it are no
     # seeds of one setting, so it splits them like a param.
-    host = (metrics.get("metrics/train/metrics.json") or {}).get("host") or {}
+    host = (metrics.get(metrics_key("train/metrics")) or {}).get("host") or {}
     point = {k: params.get(k, ABSENT[k]) for k in POINT_KEYS}
     return Run(
         name=_name(rev),
@@ -171,8 +172,8 @@ def words_of(value) -> set[str]:
 
 def _unknown_words(rev: dict, found: dict[str, set]) -> None:
     for path, result in metrics_of(rev).items():
-        if path.startswith(GENERATE) and path.endswith(".json") and result.get("unknown_words"):
-            found.setdefault(path[len(GENERATE) : -len(".json")], set()).update(words_of(result["unknown_words"]))
+        if (source := metrics_name(path, "generate")) and result.get("unknown_words"):
+            found.setdefault(source, set()).update(words_of(result["unknown_words"]))
 
 
 def workspace_unknown_words(repo: Path = Path(".")) -> dict[str, list[str]]:
@@ -180,7 +181,7 @@ def workspace_unknown_words(repo: Path = Path(".")) -> dict[str, list[str]]:
     the metrics it shows (only numbers, strings and dicts of them pass), so a list of words never
     reaches `dvc exp show --json`."""
     found = {}
-    for path in sorted((repo / GENERATE).glob("*.json")):
+    for path in sorted((repo / METRICS / "generate").glob("*.json")):
         try:
             words = words_of(json.loads(path.read_text()).get("unknown_words"))
         except (OSError, ValueError, AttributeError):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from diffaug.paths import metrics_key
 from diffaug.study.experiments import Experiments
 from diffaug.study.report.balance import BALANCE, BalanceResult, balance_results
 from diffaug.study.report.copies import copies_table
@@ -39,7 +40,7 @@ def in_imbalance_experiment(run) -> bool:
 
 def _clip(exps: Experiments) -> float | None:
     for run in exps.runs:
-        accuracy = (run.metrics.get("metrics/clip.json") or {}).get("accuracy")
+        accuracy = (run.metrics.get(metrics_key("clip")) or {}).get("accuracy")
         if accuracy is not None:
             return float(accuracy)
     return None

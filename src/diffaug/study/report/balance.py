@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from diffaug.paths import metrics_key
 from diffaug.study.experiments import Run
 from diffaug.study.grid import BASELINE, REPLACE
 from diffaug.study.report.points import Point, _index, classes
@@ -20,7 +21,7 @@ BALANCE = "balance"
 def balanced_accuracy(run: Run) -> float:
     """The mean of the per-class test accuracies (what `evaluate` records as balanced_accuracy)."""
     values = [v for v in run.per_class.values() if v is not None]
-    return float(run.metrics.get("metrics/evaluate.json", {}).get("balanced_accuracy") or sum(values) / len(values))
+    return float(run.metrics.get(metrics_key("evaluate"), {}).get("balanced_accuracy") or sum(values) / len(values))
 
 
 def _by_seed(pt: Point) -> dict[tuple, float]:

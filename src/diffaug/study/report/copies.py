@@ -3,10 +3,10 @@
 
 from __future__ import annotations
 
+from diffaug.paths import metrics_name
 from diffaug.study.experiments import Run
 from diffaug.study.report.points import source_rank
 
-PREFIX, SUFFIX = "metrics/copies/", ".json"
 REFERENCES = ("test", "original")
 
 
@@ -15,8 +15,8 @@ def copies_table(runs: list[Run]) -> dict[str, dict]:
     found: dict[str, dict] = {}
     for run in runs:
         for path, result in run.metrics.items():
-            if path.startswith(PREFIX) and path.endswith(SUFFIX) and "test" in result:
-                found.setdefault(path[len(PREFIX) : -len(SUFFIX)], result)
+            if (source := metrics_name(path, "copies")) and "test" in result:
+                found.setdefault(source, result)
     return {s: found[s] for s in sorted(found, key=source_rank)}
 
 

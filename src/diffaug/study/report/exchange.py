@@ -22,6 +22,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from diffaug.paths import metrics_key
 from diffaug.study.experiments import Run
 from diffaug.study.grid import ADD, N_PER_CLASS, REPLACE
 from diffaug.study.report.points import others, regime_rank, source_rank
@@ -35,7 +36,7 @@ BELOW, ABOVE = "below", "above"  # beyond the measured range
 
 def images_per_class(run: Run) -> tuple[float, float] | None:
     """(real, synthetic) training images per class, from metrics/mix.json's totals; None without them."""
-    mix = run.metrics.get("metrics/mix.json") or {}
+    mix = run.metrics.get(metrics_key("mix")) or {}
     n_classes = len(run.per_class) or len(run.other.get("classes") or [])
     if mix.get("real_images") is None or not n_classes:
         return None

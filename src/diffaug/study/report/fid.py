@@ -5,10 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from diffaug.errors import DiffaugError
+from diffaug.paths import metrics_name
 from diffaug.study.experiments import Run
 from diffaug.study.report.points import source_rank
 
-PREFIX, SUFFIX = "metrics/fid/", ".json"
 OVERALL = "overall"
 
 
@@ -36,8 +36,8 @@ def fid_table(runs: list[Run], classes: list[str]) -> FidTable:
     found: dict[str, dict] = {}
     for run in runs:
         for path, result in run.metrics.items():
-            if path.startswith(PREFIX) and path.endswith(SUFFIX) and "fid" in result:
-                found.setdefault(path[len(PREFIX) : -len(SUFFIX)], result)
+            if (source := metrics_name(path, "fid")) and "fid" in result:
+                found.setdefault(source, result)
     extractors = {res.get("extractor_id", res.get("extractor")) for res in found.values()}
     if len(extractors) > 1:
         raise DiffaugError(
