@@ -14,6 +14,7 @@ from typing import Optional
 
 import torch
 
+from diffaug import paths
 from diffaug.device import Meter, pick_device
 from diffaug.diffusion.jobs import Job, Settings, assemble, cache_key, cached_path, fill_cache, plan
 from diffaug.diffusion.loading import fingerprint, model_meta, pick_dtype, speed_up
@@ -21,7 +22,6 @@ from diffaug.diffusion.tiny.tokenizer import unknown_words
 from diffaug.errors import DiffaugError
 from diffaug.io import atomic_dir, read_json, sha256_tree, write_json
 from diffaug.params import Generate
-from diffaug.paths import finetuned, metrics, samples, synthetic
 from diffaug.plots import sample_grid, save_grid
 from diffaug.progress import bar
 
@@ -126,11 +126,11 @@ def fill_missing(name: str, jobs: list[Job], settings: Settings, batch_size: int
 
 def write_source(name: str, jobs: list[Job], settings: Settings, meta: dict, classes: list[str], report: dict) -> None:
     """data/synthetic/<name> (atomically), its sample grid and its metrics, from the cache."""
-    out = synthetic(name)
+    out = paths.synthetic(name)
     with atomic_dir(out) as tmp:
         assemble(jobs, settings, tmp, meta)
-    save_grid(sample_grid(out, classes), samples(name))
-    write_json(metrics(f"generate/{name}"), report)
+    save_grid(sample_grid(out, classes), paths.samples(name))
+    write_json(paths.metrics(f"generate/{name}"), report)
     print(
         f"{name}: {report['images']} images ({report['generated']} generated, {report['reused']} from the "
         f"cache) on {report['device']}"
@@ -140,7 +140,7 @@ def write_source(name: str, jobs: list[Job], settings: Settings, meta: dict, cla
 def finetuned_models(method: str, classes: list[str]) -> tuple[Path, dict[str, dict], dict[str, str]]:
     """models/<method>/<class> of every class: (the root, each class's trained.json, a fingerprint of
     each class's weights, which goes into its images' cache keys)."""
-    root, trained = finetuned(method), {}
+    root, trained = paths.finetuned(method), {}
     for c in classes:
         if not (root / c / "trained.json").exists():
             raise DiffaugError(f"{root / c} is missing; run `dvc repro train_{method}@{c}` first.")

@@ -10,6 +10,7 @@ import shutil
 import time
 from pathlib import Path
 
+from diffaug import paths
 from diffaug.cli import run
 from diffaug.io import atomic_dir, write_json
 from diffaug.params import load_params
@@ -39,9 +40,8 @@ def main() -> None:
             commit, _ = resolve(params.model, params.revision)
             source = {"model": params.model, "revision": params.revision, "commit": commit}
         write_json(out / "source.json", source)
-    write_json(
-        metrics("base_model"), {"model": params.model, "seconds": round(time.perf_counter() - start, 1), **metrics}
-    )
+    seconds = round(time.perf_counter() - start, 1)
+    write_json(paths.metrics("base_model"), {"model": params.model, "seconds": seconds, **metrics})
     print(
         f"base_model: {params.model} ready in {time.perf_counter() - start:.0f} s"
         + (f" (commit {source['commit']})" if source["commit"] else "")

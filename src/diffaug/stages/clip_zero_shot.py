@@ -6,12 +6,13 @@ pipeline needs no download; set `clip.model` to a hub id or folder to measure th
 
 import numpy as np
 
+from diffaug import paths
 from diffaug.cli import run
 from diffaug.io import read_csv, read_json, write_json
 from diffaug.params import load_params
-from diffaug.paths import TEST, metrics
+from diffaug.paths import TEST
 
-METRICS = metrics("clip")
+METRICS = paths.metrics("clip")
 
 
 def main() -> None:

@@ -1,5 +1,6 @@
 """Stage `evaluate`: models/classifier on data/test -> metrics/evaluate.json and plots/evaluate/."""
 
+from diffaug import paths
 from diffaug.classify.classifier import classify_folder
 from diffaug.classify.evaluate import score
 from diffaug.cli import run
@@ -16,7 +17,7 @@ def main() -> None:
     device = pick_device(params.train.device)
     y_true, y_pred = classify_folder(CLASSIFIER, TEST, classes, device, params.evaluate.batch_size)
     metrics, confusion, bars = score(y_true, y_pred, classes)
-    write_json(metrics("evaluate"), metrics)
+    write_json(paths.metrics("evaluate"), metrics)
     with atomic_dir(EVALUATE_PLOTS) as out:
         write_json(out / "confusion.json", confusion)
         write_json(out / "per_class_accuracy.json", bars)

@@ -1,13 +1,14 @@
 """Stage `fid_reference`: features of d_original per class, computed once for every `measure_<kind>@<source>`
 (data/original -> models/fid_reference), and the sample grid of the real images."""
 
+from diffaug import paths
 from diffaug.cli import run
 from diffaug.device import pick_device
 from diffaug.io import read_csv, read_json
 from diffaug.metrics.compare import class_features, save_features
 from diffaug.metrics.features import make_extractor
 from diffaug.params import load_params
-from diffaug.paths import FID_REFERENCE, ORIGINAL, REFERENCE, samples
+from diffaug.paths import FID_REFERENCE, ORIGINAL, REFERENCE
 from diffaug.plots import sample_grid, save_grid
 
 
@@ -26,7 +27,7 @@ def main() -> None:
         "images": {c: len(f) for c, f in features.items()},
     }
     save_features(FID_REFERENCE, features, meta)
-    save_grid(sample_grid(ORIGINAL, classes), samples("original"))
+    save_grid(sample_grid(ORIGINAL, classes), paths.samples("original"))
     print(f"fid_reference: {sum(meta['images'].values())} original images, {extractor.name} features")
 
 

@@ -13,13 +13,14 @@ from pathlib import Path
 
 import numpy as np
 
+from diffaug import paths
 from diffaug.cli import run
 from diffaug.data.filter import class_counts, keep_mask, own_class
 from diffaug.device import Meter, pick_device
 from diffaug.errors import DiffaugError
 from diffaug.io import atomic_dir, read_csv, read_json, write_csv, write_json
 from diffaug.params import load_params
-from diffaug.paths import ORIGINAL, REFERENCE, metrics, samples, synthetic
+from diffaug.paths import ORIGINAL, REFERENCE
 from diffaug.plots import sample_grid, save_grid
 from diffaug.rules import needed
 
@@ -70,11 +71,11 @@ def warn_short(params, name: str, per_class: dict) -> None:
 def skip(name: str, entry, rows: list[dict], classes: list[str]) -> None:
     """The clip filter without CLIP weights: an empty set and a metrics file that says why."""
     note = "skipped: the clip filter needs CLIP weights; set clip.model (a hub id or folder) to run it"
-    out = synthetic(name)
+    out = paths.synthetic(name)
     with atomic_dir(out) as tmp:
         write_csv(tmp / "manifest.csv", [], list(rows[0]) if rows else ["class", "file"])
-    save_grid(sample_grid(out, classes), samples(name))
-    write_json(metrics(f"filter/{name}"), {"of": entry.of, "filter": entry.filter, "skipped": note})
+    save_grid(sample_grid(out, classes), paths.samples(name))
+    write_json(paths.metrics(f"filter/{name}"), {"of": entry.of, "filter": entry.filter, "skipped": note})
     print(f"filter {name}: {note}")
 
 
@@ -82,7 +83,7 @@ def main() -> None:
     name = sys.argv[1]
     params = load_params()
     entry = params.sources.entry("filtered", name)
-    folder, out, grid = synthetic(entry.of), synthetic(name), samples(name)
+    folder, out, grid = paths.synthetic(entry.of), paths.synthetic(name), paths.samples(name)
     if not (folder / "manifest.csv").is_file():
         raise DiffaugError(f"{folder} does not exist; produce it with `dvc repro {params.sources.stage(entry.of)}`.")
     rows = read_csv(folder / "manifest.csv")
@@ -107,7 +108,7 @@ def main() -> None:
     per_class = class_counts(keep, labels, classes, threshold)
     kept = {"kept": int(keep.sum()), "dropped": int((~keep).sum()), "per_class": per_class}
     write_json(
-        metrics(f"filter/{name}"),
+        paths.metrics(f"filter/{name}"),
         {
             "of": entry.of,
             "filter": entry.filter,

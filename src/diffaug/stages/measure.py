@@ -25,7 +25,7 @@ from diffaug.metrics.compare import MIN_IMAGES, OVERALL, class_features, compare
 from diffaug.metrics.copies import copy_shares, phashes
 from diffaug.metrics.features import extract, make_extractor
 from diffaug.params import load_params
-from diffaug.paths import FID_REFERENCE, ORIGINAL, REFERENCE, TEST, metrics
+from diffaug.paths import FID_REFERENCE, ORIGINAL, REFERENCE, TEST
 from diffaug.rules import more_of
 
 
@@ -110,7 +110,7 @@ def main() -> None:
         raise DiffaugError(f"{folder} has fewer than {MIN_IMAGES} images; {more_of(params, source)}.")
     few = {c: len(fs) for c, fs in files.items() if len(fs) < MIN_IMAGES}
     recognise = recognised(params, folder, meta["classes"])
-    write_json(metrics(f"recognise/{source}"), recognise)
+    write_json(paths.metrics(f"recognise/{source}"), recognise)
     fid, synthetic, test_features = distances(params, folder, source, original, meta)
     if few:  # measured without them; a mix that needs their images stops in `mix`
         fid["too_few"] = few
@@ -120,9 +120,9 @@ def main() -> None:
             f"source at p > 0 will stop; {more_of(params, source)}.",
             file=sys.stderr,
         )
-    write_json(metrics(f"fid/{source}"), fid)
+    write_json(paths.metrics(f"fid/{source}"), fid)
     leaks = copies(params, folder, meta["classes"], synthetic, original, test_features)
-    write_json(metrics(f"copies/{source}"), leaks)
+    write_json(paths.metrics(f"copies/{source}"), leaks)
     print(
         f"measure {source}: {recognise['recognised']:.1%} of {recognise['images']} images recognised as their "
         f"class; FID {fid['fid']:.2f}, KID {fid['kid']:.4f} ± {fid['kid_std']:.4f} ({fid['extractor']} features); "

@@ -1,12 +1,13 @@
 """Stage `mix`: data/original + data/synthetic/<mix.source> -> data/mixed (manifests, not copies)."""
 
+from diffaug import paths
 from diffaug.cli import run
 from diffaug.data.mix import MIXED_COLUMNS, mix_class, parents_of, synthetic_files
 from diffaug.errors import DiffaugError
 from diffaug.io import atomic_dir, read_csv, read_json, sha256_file, write_csv, write_json
 from diffaug.metrics.copies import near_copies
 from diffaug.params import load_params
-from diffaug.paths import MIXED, ORIGINAL, SYNTHETIC, TEST, metrics
+from diffaug.paths import MIXED, ORIGINAL, SYNTHETIC, TEST
 from diffaug.rules import more_of
 
 
@@ -96,7 +97,7 @@ def main() -> None:
         write_json(out / "classes.json", classes)
         write_json(out / "report.json", counts)
     report = summary(all_params.mix, train, val, excluded)
-    write_json(metrics("mix"), report)
+    write_json(paths.metrics("mix"), report)
     print(
         f"mix: {report['composition']} training images, {report['val_images']} validation; "
         f"{report['test_copies_excluded']} near duplicates of test images left out"

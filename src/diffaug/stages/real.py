@@ -9,11 +9,12 @@ import shutil
 import sys
 from pathlib import Path
 
+from diffaug import paths
 from diffaug.cli import run
 from diffaug.errors import DiffaugError
 from diffaug.io import atomic_dir, read_csv, read_json, write_csv, write_json
 from diffaug.params import load_params
-from diffaug.paths import POOL, metrics, samples, synthetic
+from diffaug.paths import POOL
 from diffaug.plots import sample_grid, save_grid
 
 # generate's manifest columns (diffusion/jobs.py's MANIFEST_COLUMNS, not imported: that pulls in torch);
@@ -43,10 +44,10 @@ def main() -> None:
     name = sys.argv[1]
     params = load_params()
     params.sources.entry("real", name)
-    with atomic_dir(synthetic(name)) as tmp:
+    with atomic_dir(paths.synthetic(name)) as tmp:
         counts = copy_pool(POOL, tmp)
-    save_grid(sample_grid(synthetic(name), list(counts)), samples(name))
-    write_json(metrics(f"real/{name}"), {"images": sum(counts.values()), "per_class": counts})
+    save_grid(sample_grid(paths.synthetic(name), list(counts)), paths.samples(name))
+    write_json(paths.metrics(f"real/{name}"), {"images": sum(counts.values()), "per_class": counts})
     print(f"real {name}: {sum(counts.values())} pool images ({min(counts.values())} in the smallest class)")
 
 

@@ -4,13 +4,14 @@ It answers "does this synthetic image look like its class to a model of the real
 `measure` stages, independently of any mix or training regime, and gives the offline FID features.
 """
 
+from diffaug import paths
 from diffaug.classify.classifier import save_classifier, train_classifier
 from diffaug.cli import run
 from diffaug.data.mix import mix_class
 from diffaug.device import pick_device
 from diffaug.io import read_csv, read_json, write_json
 from diffaug.params import Mix, load_params
-from diffaug.paths import ORIGINAL, REFERENCE, metrics
+from diffaug.paths import ORIGINAL, REFERENCE
 
 
 def main() -> None:
@@ -37,7 +38,7 @@ def main() -> None:
         val += [{"class": c, "file": f} for f, _ in v]
     result, meta = train_classifier(train, val, classes, cfg, pick_device(cfg.device), root=ORIGINAL)
     save_classifier(REFERENCE, result, meta)
-    write_json(metrics("reference"), {"val_accuracy": result.best_val_accuracy, "best_epoch": result.best_epoch})
+    write_json(paths.metrics("reference"), {"val_accuracy": result.best_val_accuracy, "best_epoch": result.best_epoch})
     print(f"reference: validation accuracy {result.best_val_accuracy} on d_original")
 
 

@@ -5,11 +5,12 @@ import shutil
 import sys
 from pathlib import Path
 
+from diffaug import paths
 from diffaug.cli import run
 from diffaug.data.split import draw_pool, split
 from diffaug.io import atomic_dirs, read_csv, read_json, sha256_file, write_csv, write_json
 from diffaug.params import load_params
-from diffaug.paths import ORIGINAL, POOL, RAW, TEST, metrics
+from diffaug.paths import ORIGINAL, POOL, RAW, TEST
 
 
 def write_split(out: Path, files: dict[str, list[str]], classes: list[str], report: dict) -> None:
@@ -44,7 +45,7 @@ def main() -> None:
         "pool_per_class": pool_report["pool_per_class"],
         "pool_near_duplicates_removed": pool_report["pool_near_duplicates_removed"],
     }
-    write_json(metrics("split"), summary)
+    write_json(paths.metrics("split"), summary)
     print(
         f"split: {summary['original_images']} original, {summary['test_images']} test, "
         f"{summary['near_duplicates_removed']} near-duplicates of test images kept out of d_original, "

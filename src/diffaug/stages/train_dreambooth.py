@@ -8,6 +8,7 @@ import sys
 import torch
 from accelerate import PartialState
 
+from diffaug import paths
 from diffaug.cli import run
 from diffaug.diffusion.dreambooth import prior_images, save_dreambooth, train_dreambooth
 from diffaug.diffusion.finetune import check_8bit_adam, class_label, load_pixels, native_resolution, pick_instances
@@ -15,7 +16,7 @@ from diffaug.diffusion.loading import fingerprint, load_pipeline, read_source
 from diffaug.diffusion.tuning import finetune_checkpoints
 from diffaug.io import atomic_dir, sha256_tree, write_json
 from diffaug.params import DreamBooth, load_params
-from diffaug.paths import ORIGINAL, finetuned, metrics
+from diffaug.paths import ORIGINAL
 
 
 def main() -> None:
@@ -75,13 +76,13 @@ def describe(
 
 def save(pipe, d: DreamBooth, label: str, trained: dict, record: dict) -> int:
     """models/dreambooth/<class> (the weights and trained.json) and its metrics; returns the model's bytes."""
-    out = finetuned("dreambooth", label)
+    out = paths.finetuned("dreambooth", label)
     with atomic_dir(out) as tmp:
         save_dreambooth(pipe, tmp, d)
         write_json(tmp / "trained.json", trained)
     size = sum(f.stat().st_size for f in out.rglob("*") if f.is_file())
     write_json(
-        metrics(f"dreambooth/{label}"),
+        paths.metrics(f"dreambooth/{label}"),
         {
             **{k: v for k, v in record.items() if k != "cost"},
             **record["cost"],

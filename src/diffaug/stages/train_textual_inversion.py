@@ -6,6 +6,7 @@ import sys
 import torch
 from accelerate import PartialState
 
+from diffaug import paths
 from diffaug.cli import run
 from diffaug.diffusion.finetune import class_label, load_pixels, native_resolution, pick_instances
 from diffaug.diffusion.loading import fingerprint, load_pipeline, read_source
@@ -13,7 +14,7 @@ from diffaug.diffusion.textual_inversion import EMBEDS_FILE, expand_templates, s
 from diffaug.diffusion.tuning import finetune_checkpoints
 from diffaug.io import atomic_dir, write_json
 from diffaug.params import load_params
-from diffaug.paths import ORIGINAL, finetuned, metrics
+from diffaug.paths import ORIGINAL
 
 
 def main() -> None:
@@ -52,11 +53,11 @@ def main() -> None:
 
 def save(label: str, token: str, learned: torch.Tensor, trained: dict, record: dict) -> None:
     """models/textual_inversion/<class> (the embedding and trained.json) and its metrics."""
-    with atomic_dir(finetuned("textual_inversion", label)) as tmp:
+    with atomic_dir(paths.finetuned("textual_inversion", label)) as tmp:
         save_embeds(tmp / EMBEDS_FILE, token, learned)
         write_json(tmp / "trained.json", trained)
     write_json(
-        metrics(f"textual_inversion/{label}"),
+        paths.metrics(f"textual_inversion/{label}"),
         {**{k: v for k, v in record.items() if k != "cost"}, **record["cost"]},
     )
 
