@@ -96,7 +96,8 @@ def project(tmp_path_factory, tiny_base):
     params["classes"] = CLASSES
     params["scrape"].update(source="folder", path="data/input/shapes")
     params["split"].update(original_per_class=12, test_per_class=5)  # n = 12 - 2 for validation = 10
-    params["train"].update(epochs=2, batch_size=16, image_size=16)
+    # A short steps budget: what is under test is which stages run and what they write, not the model.
+    params["train"].update(steps=8, val_every=4, batch_size=16, image_size=16)
     params["reference"].update(epochs=1, image_size=16)
     # The built-in model's architecture with random weights: the wiring is under test, not the drawing.
     params["base"]["model"] = str(tiny_base / "pipeline")
