@@ -176,6 +176,12 @@ def test_repro_then_experiments(project):
     assert "mix.p = 1.5 is not allowed" in out and ran(out) == {"check"}
     assert digests(root) == before
     sh(["git", "checkout", "params.yaml"], root, env)
+    # A class name that is a path inside its folder: DVC builds its stages, `check` refuses it before any runs.
+    names = ", ".join(f'"{c}"' for c in [*CLASSES, "a/b"])
+    out = sh(["dvc", "exp", "run", "-S", f"classes=[{names}]"], root, env, ok=False)
+    assert "may not hold /" in out and ran(out) == {"check"}
+    assert digests(root) == before
+    sh(["git", "checkout", "params.yaml"], root, env)
 
     # The first command a user types augments: p = 0.5 of the default source, vanilla. It reruns
     # exactly mix, train and evaluate (and the check of the changed params.yaml).
