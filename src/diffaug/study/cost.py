@@ -82,6 +82,16 @@ def _filtered_cost(m: dict, of: str, made: dict) -> dict:
     }
 
 
+def _sources_of_params(methods: Optional[dict[str, str]], filtered: Optional[dict[str, str]]):
+    """params.yaml's fine-tuned sources' methods and filtered sources' `of`, where not given."""
+    from diffaug.params import load_params
+
+    sources = load_params().sources
+    methods = {name: e.method for name, e in sources.finetuned.items()} if methods is None else methods
+    filtered = {name: e.of for name, e in sources.filtered.items()} if filtered is None else filtered
+    return methods, filtered
+
+
 def cost_summary(
     metrics_dir: str | Path = "metrics",
     methods: Optional[dict[str, str]] = None,
@@ -93,11 +103,7 @@ def cost_summary(
     (default: params.yaml's `sources`).
     """
     if methods is None or filtered is None:
-        from diffaug.params import load_params
-
-        sources = load_params().sources
-        methods = {name: e.method for name, e in sources.finetuned.items()} if methods is None else methods
-        filtered = {name: e.of for name, e in sources.filtered.items()} if filtered is None else filtered
+        methods, filtered = _sources_of_params(methods, filtered)
     root, generated = Path(metrics_dir), _generated(Path(metrics_dir))
     runs = {
         f"train_{method}@{path.stem}": _read(path)
