@@ -47,6 +47,17 @@ def _take(rng, files: list[str], k: int) -> list[str]:
     return [files[i] for i in rng.permutation(len(files))[:k]]
 
 
+def _check_enough(name: str, synthetic: list[str], n_syn: int, n: int, params: Mix, img2img: bool, hint: str) -> None:
+    """Stop with one sentence when the source has fewer usable images of the class than the mix needs."""
+    if n_syn > len(synthetic):
+        usable = " usable (children of validation images left out)" if img2img else ""
+        asked = "mix.mode=balance" if params.mode == "balance" else f"mix.p={params.p}"
+        raise DiffaugError(
+            f"class '{name}' has {len(synthetic)}{usable} {params.source} images but the mix needs {n_syn} "
+            f"({asked}, n={n}), {n_syn - len(synthetic)} missing; {hint} or lower mix.p or mix.n_per_class."
+        )
+
+
 def mix_class(
     name: str,
     real: list[str],
@@ -73,15 +84,8 @@ def mix_class(
     if parents and params.val_from == "original":
         held_out = {f for f, _ in val}
         synthetic = [f for f in synthetic if parents.get(f) not in held_out]
-    if params.source == "none":
-        n_syn = 0
-    elif n_syn > len(synthetic):
-        usable = " usable (children of validation images left out)" if parents else ""
-        asked = "mix.mode=balance" if params.mode == "balance" else f"mix.p={params.p}"
-        raise DiffaugError(
-            f"class '{name}' has {len(synthetic)}{usable} {params.source} images but the mix needs {n_syn} "
-            f"({asked}, n={n}), {n_syn - len(synthetic)} missing; {hint} or lower mix.p or mix.n_per_class."
-        )
+    n_syn = 0 if params.source == "none" else n_syn
+    _check_enough(name, synthetic, n_syn, n, params, bool(parents), hint)
     train = [(f, "original") for f in real[:n_real]] + [(f, "synthetic") for f in _take(rng, sorted(synthetic), n_syn)]
     if params.val_from == "mixed":
         train = [train[i] for i in rng.permutation(len(train))]

@@ -68,6 +68,15 @@ def warn_short(params, name: str, per_class: dict) -> None:
         )
 
 
+def write_kept(out: Path, folder: Path, kept_rows: list[dict], columns: list[str]) -> None:
+    """The kept images (copies, by class folder) and their manifest with each one's score, atomically."""
+    with atomic_dir(out) as tmp:
+        for r in kept_rows:
+            (tmp / r["class"]).mkdir(exist_ok=True)
+            shutil.copyfile(folder / r["file"], tmp / r["file"])
+        write_csv(tmp / "manifest.csv", kept_rows, columns)
+
+
 def skip(name: str, entry, rows: list[dict], classes: list[str]) -> None:
     """The clip filter without CLIP weights: an empty set and a metrics file that says why."""
     note = "skipped: the clip filter needs CLIP weights; set clip.model (a hub id or folder) to run it"
@@ -99,11 +108,7 @@ def main() -> None:
     scores = own_class(probabilities(params, entry, folder, rows, classes), labels)
     keep = keep_mask(scores, labels, threshold, drop_top)
     kept_rows = [dict(r, score=round(float(s), 6)) for r, s, k in zip(rows, scores, keep) if k]
-    with atomic_dir(out) as tmp:
-        for r in kept_rows:
-            (tmp / r["class"]).mkdir(exist_ok=True)
-            shutil.copyfile(folder / r["file"], tmp / r["file"])
-        write_csv(tmp / "manifest.csv", kept_rows, [*rows[0], "score"] if rows else ["class", "file", "score"])
+    write_kept(out, folder, kept_rows, [*rows[0], "score"] if rows else ["class", "file", "score"])
     save_grid(sample_grid(out, classes), grid)
     per_class = class_counts(keep, labels, classes, threshold)
     kept = {"kept": int(keep.sum()), "dropped": int((~keep).sum()), "per_class": per_class}
