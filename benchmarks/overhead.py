@@ -85,10 +85,10 @@ class Variant:
         # where outputs are byte-identical across revisions, nothing downstream reruns.
         if subprocess.run(["dvc", "checkout", "-q", "-f"], cwd=self.repo, capture_output=True).returncode:
             sh("dvc", "repro", "-q", cwd=self.repo, env=self.env())
+            sh("git", "reset", "-q", "--hard", self.commit, cwd=self.repo)  # the repro's lock and metrics
         status = subprocess.run(["dvc", "status", "--json"], cwd=self.repo, capture_output=True, text=True)
         if json.loads(status.stdout or "{}"):
             sys.exit(f"{self.label}: `dvc status` in {self.repo} is not clean; run `dvc repro` at {self.rev} first.")
-        sh("git", "reset", "-q", "--hard", self.commit, cwd=self.repo)  # the repro's lock and metrics
 
     def stage_walls(self, since: int) -> list[tuple[str, float]]:
         """(stage module, wall seconds) of the stage processes logged after line `since`."""

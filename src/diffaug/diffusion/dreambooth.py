@@ -149,9 +149,14 @@ def train_dreambooth(
     pipe.text_encoder = acc.unwrap_model(text_t).eval()
     after = instance_loss(pipe, inst, prompt, params.seed)
     log(f"dreambooth: instance loss {before:.4f} -> {after:.4f} in {record['seconds']} s")
-    losses = {"final_loss": round(final_loss(tuning.losses), 5), "instance_loss_before": round(before, 5)}
-    losses["instance_loss_after"] = round(after, 5)
-    return {"trainable_parameters": n_trainable(pipe.unet, pipe.text_encoder), "lr": lr, **losses, "cost": record}
+    return {
+        "trainable_parameters": n_trainable(pipe.unet, pipe.text_encoder),
+        "lr": lr,
+        "final_loss": round(final_loss(tuning.losses), 5),
+        "instance_loss_before": round(before, 5),
+        "instance_loss_after": round(after, 5),
+        "cost": record,
+    }
 
 
 def _trainer(pipe, params: DreamBooth, acc, gen: torch.Generator, lr: float):

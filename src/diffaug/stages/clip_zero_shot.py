@@ -12,13 +12,13 @@ from diffaug.io import read_csv, read_json, write_json
 from diffaug.params import load_params
 from diffaug.paths import TEST
 
-METRICS = paths.metrics("clip")
+CLIP_METRICS = paths.metrics("clip")
 
 
 def main() -> None:
     params = load_params().clip
     if params.model is None:
-        write_json(METRICS, {"model": None, "skipped": "clip.model is null; set it to a CLIP model to measure it"})
+        write_json(CLIP_METRICS, {"model": None, "skipped": "clip.model is null; set it to a CLIP model to measure it"})
         print("clip_zero_shot: skipped (clip.model is null)")
         return
     # Imported here: the skipped default then starts without torch or transformers.
@@ -41,7 +41,7 @@ def main() -> None:
     truth = np.array([classes.index(r["class"]) for r in rows])
     metrics, _, _ = score(truth, predicted, classes)
     write_json(
-        METRICS,
+        CLIP_METRICS,
         {
             "model": params.model,
             "revision": params.revision,
